@@ -1,0 +1,31 @@
+"""qwen-rerank core library: Qwen3-Reranker scoring on ONNX Runtime, with no Ray dependency."""
+
+from .api import DocumentRank, Reranker, RerankerResult
+from .dtypes import Dtype
+from .errors import (
+    ConfigError,
+    InvalidInputError,
+    ModelFormatError,
+    ModelNotFoundError,
+    RerankError,
+    UpstreamError,
+)
+from .formatting import format_document, format_query
+from .scorer import Scorer, ScoreOutput
+
+__all__ = [
+    "ConfigError",
+    "DocumentRank",
+    "Dtype",
+    "InvalidInputError",
+    "ModelFormatError",
+    "ModelNotFoundError",
+    "Reranker",
+    "RerankerResult",
+    "RerankError",
+    "Scorer",
+    "ScoreOutput",
+    "UpstreamError",
+    "format_document",
+    "format_query",
+]

@@ -1,0 +1,128 @@
+"""The `Reranker` facade: EmbedAnything's Reranker API (a superset of it) over any Scorer backend."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dtypes import GRAPH_CANDIDATES, Dtype
+from .errors import InvalidInputError
+from .hub import resolve_model_dir
+from .scorer import Pair, Scorer, check_text, top_indices
+
+
+@dataclass(frozen=True)
+class DocumentRank:
+    """One ranked document: its text, relevance in 0..1, 1-based rank, and position in the input list."""
+
+    document: str
+    relevance_score: float
+    rank: int
+    index: int
+
+
+@dataclass(frozen=True)
+class RerankerResult:
+    """The ranking of the documents for one query, best first."""
+
+    query: str
+    documents: list[DocumentRank]
+
+
+def _queries(query: str | Sequence[str]) -> list[str]:
+    queries = [query] if isinstance(query, str) else list(query)
+    return [check_text(q, f"query[{i}]", allow_empty=False) for i, q in enumerate(queries)]
+
+
+def _documents(documents: Sequence[str]) -> list[str]:
+    if isinstance(documents, str) or not isinstance(documents, Sequence):
+        raise InvalidInputError("documents", "must be a list of strings")
+    return [check_text(d, f"documents[{i}]", allow_empty=True) for i, d in enumerate(documents)]
+
+
+class Reranker:
+    """Scores and ranks documents for queries with a Qwen3 reranker (local ONNX) or a hosted service.
+
+    Example:
+        >>> from rerank_core import Reranker
+        >>> reranker = Reranker.from_pretrained("builtin:tiny-qwen3-reranker")
+        >>> result = reranker.rerank("What is machine learning?", ["ML learns from data.", "Pizza."], top_k=1)[0]
+        >>> len(result.documents), result.documents[0].rank
+        (1, 1)
+    """
+
+    def __init__(self, scorer: Scorer):
+        self.scorer = scorer
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id: str | os.PathLike,
+        revision: str | None = None,
+        dtype: Dtype | str | None = Dtype.F32,
+        path_in_repo: str | None = None,
+        *,
+        cache_dir: str | os.PathLike | None = None,
+        **options,
+    ) -> Reranker:
+        """Load an ONNX Qwen3 reranker from a folder, `builtin:NAME`, or a Hub repo id (cached, offline-aware).
+
+        `options` go to `OnnxQwen3Scorer`: device ('auto'|'cpu'|'cuda'), intra_op_threads, max_length,
+        token_budget, max_batch_size.
+        """
+        from .backends.onnx_qwen3 import OnnxQwen3Scorer
+
+        dtype = Dtype.parse(dtype)
+        patterns = ["*.json", *(f"{name}*" for name in GRAPH_CANDIDATES[dtype])]
+        folder = resolve_model_dir(
+            model_id, revision=revision, path_in_repo=path_in_repo, allow_patterns=patterns, cache_dir=cache_dir
+        )
+        options.setdefault("model_name", os.fspath(model_id))
+        return cls(OnnxQwen3Scorer(folder, dtype=dtype, **options))
+
+    def score_pairs(self, pairs: Sequence[Pair], instruction: str | None = None) -> np.ndarray:
+        """Relevance in 0..1 of each (query, document) pair, float32, in input order."""
+        return self.scorer.score(pairs, instruction=instruction)
+
+    def compute_scores(
+        self, query: str | Sequence[str], documents: Sequence[str], batch_size: int | None = None
+    ) -> list[list[float]]:
+        """Scores as [query][document] in input order; `batch_size` caps rows per model call for this call only."""
+        queries, docs = _queries(query), _documents(documents)
+        scores = self._grid(queries, docs, None, batch_size)
+        return scores.tolist()
+
+    def rerank(
+        self,
+        query: str | Sequence[str],
+        documents: Sequence[str],
+        top_k: int | None = None,
+        instruction: str | None = None,
+        batch_size: int | None = None,
+    ) -> list[RerankerResult]:
+        """One result per query: documents sorted by relevance (best first, rank 1-based), at most `top_k`."""
+        queries, docs = _queries(query), _documents(documents)
+        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+            raise InvalidInputError("top_k", f"must be an integer ≥ 1, got {top_k!r}", limit="≥ 1")
+        scores = self._grid(queries, docs, instruction, batch_size)
+        results = []
+        for q, row in zip(queries, scores):
+            ranked = [
+                DocumentRank(document=docs[i], relevance_score=float(row[i]), rank=r + 1, index=int(i))
+                for r, i in enumerate(top_indices(row, top_k))
+            ]
+            results.append(RerankerResult(query=q, documents=ranked))
+        return results
+
+    def _grid(
+        self, queries: list[str], docs: list[str], instruction: str | None, batch_size: int | None
+    ) -> np.ndarray:
+        """Scores of every query × document in one scorer call, shaped [query, document]."""
+        if batch_size is not None and batch_size < 1:
+            raise InvalidInputError("batch_size", f"must be ≥ 1, got {batch_size}", limit="≥ 1")
+        pairs = [(q, d) for q in queries for d in docs]
+        flat = self.scorer.score(pairs, instruction=instruction, batch_size=batch_size) if pairs else np.zeros(0)
+        return np.asarray(flat, dtype=np.float32).reshape(len(queries), len(docs))

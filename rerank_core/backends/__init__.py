@@ -1,0 +1,1 @@
+"""Scoring backends: local ONNX Runtime Qwen3 and the hosted DashScope TextReRank service."""

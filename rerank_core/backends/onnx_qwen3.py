@@ -1,0 +1,186 @@
+"""Qwen3-Reranker scoring on ONNX Runtime: our last-token graph, or a third-party full-logits graph."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..dtypes import GRAPH_CANDIDATES, Dtype
+from ..errors import ModelFormatError
+from ..formatting import PREFIX, SUFFIX, format_content
+from ..manifest import Manifest
+from ..scorer import Pair, Scorer, ScoreOutput, validate_pairs
+from ..tokenization import DEFAULT_MAX_LENGTH, PairTokenizer
+
+try:
+    import onnxruntime as ort
+except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
+    raise ImportError("the ONNX backend needs onnxruntime: pip install onnxruntime (or onnxruntime-gpu)") from exc
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOKEN_BUDGET = 8192
+DEFAULT_MAX_BATCH_SIZE = 32
+# A full-logits graph materialises [batch, seq, vocab] float32: keep one call's logits under this many bytes.
+FULL_LOGITS_BYTES = 1 << 30
+_SUPPORTED_INPUTS = {"input_ids", "attention_mask", "position_ids"}
+
+
+def select_providers(device: str) -> list[str]:
+    """ONNX Runtime providers for `device` ('auto', 'cpu' or 'cuda'); CUDA only where this install has it."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got {device!r}")
+    if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        log.warning("device=cuda but this onnxruntime has no CUDA provider (install onnxruntime-gpu); using CPU")
+    return ["CPUExecutionProvider"]
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function, float32 out."""
+    return (0.5 * (1.0 + np.tanh(0.5 * x.astype(np.float64)))).astype(np.float32)
+
+
+def _find_graph(folder: Path, dtype: Dtype, manifest: Manifest | None) -> Path:
+    if manifest is not None:
+        if dtype.value not in manifest.graphs:
+            raise ModelFormatError(
+                f"{folder} has no {dtype.value} graph; it has {sorted(manifest.graphs)} "
+                f"(export one with: rerank export SRC --out DIR --dtype {dtype.value})"
+            )
+        candidates: Sequence[str] = (manifest.graphs[dtype.value],)
+    else:
+        candidates = GRAPH_CANDIDATES[dtype]
+    for name in candidates:
+        if (folder / name).is_file():
+            return folder / name
+    raise ModelFormatError(f"{folder} lacks the {dtype.value} ONNX graph (looked for {', '.join(candidates)})")
+
+
+def _third_party_ids(folder: Path, tokenizer: PairTokenizer) -> tuple[int, int, int]:
+    """yes/no/pad ids of a folder without our manifest, read the way the official recipe does."""
+    yes_id, no_id = tokenizer.token_id("yes"), tokenizer.token_id("no")
+    if yes_id is None or no_id is None:
+        raise ModelFormatError(f"{folder}/tokenizer.json has no single 'yes'/'no' tokens: not a Qwen3 reranker")
+    pad_token = "<|endoftext|>"
+    config_path = folder / "tokenizer_config.json"
+    if config_path.is_file():
+        pad = json.loads(config_path.read_text()).get("pad_token")
+        pad_token = pad.get("content", pad_token) if isinstance(pad, dict) else (pad or pad_token)
+    pad_id = tokenizer.token_id(pad_token)
+    return yes_id, no_id, 0 if pad_id is None else pad_id
+
+
+class OnnxQwen3Scorer(Scorer):
+    """Scores pairs with a Qwen3-Reranker ONNX export in a local folder.
+
+    Example:
+        >>> from rerank_core.testing import tiny_model_dir
+        >>> scorer = OnnxQwen3Scorer(tiny_model_dir())
+        >>> scorer.score([("what is ML?", "Machine learning is a subset of AI.")]).shape
+        (1,)
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        dtype: Dtype | str = Dtype.F32,
+        device: str = "auto",
+        intra_op_threads: int | None = None,
+        max_length: int | None = None,
+        token_budget: int = DEFAULT_TOKEN_BUDGET,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        model_name: str | None = None,
+        instruction: str | None = None,
+    ):
+        folder = Path(model_dir)
+        if not folder.is_dir():
+            raise ModelFormatError(f"model folder {folder} does not exist")
+        dtype = Dtype.parse(dtype)
+        manifest = Manifest.read(folder)
+        graph = _find_graph(folder, dtype, manifest)
+        tokenizer_path = next((p for p in (folder / "tokenizer.json", graph.parent / "tokenizer.json") if p.is_file()), None)
+        if tokenizer_path is None:
+            raise ModelFormatError(f"{folder} lacks tokenizer.json")
+        if token_budget < 1 or max_batch_size < 1:
+            raise ValueError("token_budget and max_batch_size must be ≥ 1")
+
+        limit = max_length or (manifest.max_length if manifest else DEFAULT_MAX_LENGTH)
+        prefix, suffix = (manifest.prefix, manifest.suffix) if manifest else (PREFIX, SUFFIX)
+        probe = PairTokenizer.from_file(tokenizer_path, pad_id=0, max_length=limit, prefix=prefix, suffix=suffix)
+        if manifest:
+            self.yes_id, self.no_id, pad_id = manifest.yes_id, manifest.no_id, manifest.pad_id
+        else:
+            self.yes_id, self.no_id, pad_id = _third_party_ids(folder, probe)
+        self.tokenizer = PairTokenizer.from_file(tokenizer_path, pad_id=pad_id, max_length=limit, prefix=prefix, suffix=suffix)
+
+        self.session = self._open_session(graph, device, intra_op_threads)
+        self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        self._inputs = {i.name for i in self.session.get_inputs()}
+        unknown = self._inputs - _SUPPORTED_INPUTS
+        if unknown:
+            raise ModelFormatError(
+                f"{graph} needs inputs {sorted(unknown)}; only {sorted(_SUPPORTED_INPUTS)} are supported "
+                "(export it without a KV cache, or use: rerank export)"
+            )
+        outputs = {o.name for o in self.session.get_outputs()}
+        self.token_budget, self.max_batch_size = token_budget, max_batch_size
+        if "logit" in outputs:
+            self._output, self._full_logits = "logit", False
+        elif "logits" in outputs:
+            self._output, self._full_logits = "logits", True
+            vocab = next(o.shape[-1] for o in self.session.get_outputs() if o.name == "logits")
+            vocab = vocab if isinstance(vocab, int) else max(self.yes_id, self.no_id) + 1
+            self.token_budget = min(token_budget, max(1, FULL_LOGITS_BYTES // (4 * vocab)))
+            log.warning(
+                "%s is a full-logits graph: scores are correct but it computes [batch, seq, vocab] logits, so it is "
+                "slower and the token budget is capped at %d; `rerank export` makes a last-token graph",
+                graph,
+                self.token_budget,
+            )
+        else:
+            raise ModelFormatError(f"{graph} has outputs {sorted(outputs)}; expected 'logit' or 'logits'")
+        self.graph_path = graph
+        self.dtype = dtype
+        self.model_name = model_name or (manifest.source if manifest else folder.name)
+        self.instruction = instruction
+
+    @staticmethod
+    def _open_session(graph: Path, device: str, intra_op_threads: int | None) -> ort.InferenceSession:
+        providers = select_providers(device)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_threads:
+            options.intra_op_num_threads = intra_op_threads
+        session = ort.InferenceSession(str(graph), sess_options=options, providers=providers)
+        if providers[0] == "CUDAExecutionProvider" and session.get_providers()[0] != "CUDAExecutionProvider":
+            log.warning("the CUDA provider could not start (no GPU or driver?); running on CPU")
+        return session
+
+    def score_detailed(
+        self, pairs: Sequence[Pair], *, instruction: str | None = None, batch_size: int | None = None
+    ) -> ScoreOutput:
+        """Score pairs in token-budget batches of similar length; results in input order."""
+        pairs = validate_pairs(pairs)
+        instruction = self.instruction if instruction is None else instruction
+        encoded = self.tokenizer.encode([format_content(q, d, instruction) for q, d in pairs])
+        logits = np.zeros(len(pairs), dtype=np.float32)
+        for batch in self.tokenizer.batches(encoded, self.token_budget, batch_size or self.max_batch_size):
+            logits[batch.indices] = self._run(batch.input_ids, batch.attention_mask)
+        return ScoreOutput(scores=sigmoid(logits), total_tokens=int(encoded.lengths.sum()), truncated=encoded.truncated)
+
+    def _run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "position_ids" in self._inputs:
+            feed["position_ids"] = np.clip(np.cumsum(attention_mask, axis=1) - 1, 0, None)
+        (out,) = self.session.run([self._output], feed)
+        if self._full_logits:
+            last = out[:, -1, :]
+            return (last[:, self.yes_id] - last[:, self.no_id]).astype(np.float32)
+        return out.astype(np.float32)

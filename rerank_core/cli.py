@@ -1,0 +1,137 @@
+"""The `rerank` command line: export, score, tiny-model, serve, offline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import RerankError
+
+log = logging.getLogger("rerank")
+
+
+def _read_documents(source: str) -> list[str]:
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a Hugging Face Qwen3-Reranker checkpoint to ONNX."""
+    from .export import export_checkpoint
+
+    out = export_checkpoint(
+        args.src,
+        args.out,
+        dtypes=args.dtype.split(","),
+        revision=args.revision,
+        max_length=args.max_length,
+        overwrite=args.overwrite,
+    )
+    print(f"exported {args.src} → {out}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Rank documents (one per line) for a query and print the ranking."""
+    from .api import Reranker
+
+    documents = _read_documents(args.documents)
+    reranker = Reranker.from_pretrained(args.model, dtype=args.dtype, instruction=args.instruction)
+    (result,) = reranker.rerank(args.query, documents, top_k=args.top_k)
+    if args.json:
+        rows = [{"rank": d.rank, "index": d.index, "relevance_score": d.relevance_score, "document": d.document}
+                for d in result.documents]
+        print(json.dumps({"query": result.query, "results": rows}, ensure_ascii=False, indent=2))
+    else:
+        print(f"Query: {result.query}")
+        for d in result.documents:
+            print(f"  {d.rank:>3}. {d.relevance_score:.4f}  [{d.index}] {d.document}")
+    return 0
+
+
+def cmd_tiny_model(args: argparse.Namespace) -> int:
+    """Build and export a deterministic random Qwen3 reranker (tiny, or the 0.6B shape)."""
+    from .testing import build_tiny_model
+
+    out = build_tiny_model(args.out, full_size=args.full_size, dtypes=args.dtype.split(","), overwrite=args.overwrite)
+    print(f"tiny model written to {out} (random weights: its scores mean nothing)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start local Ray and the HTTP endpoint in the foreground."""
+    from serve.launcher import run_foreground
+
+    return run_foreground(config_path=args.config, model=args.model, host=args.host, port=args.port)
+
+
+def cmd_offline(args: argparse.Namespace) -> int:
+    """Run the offline Parquet scoring job."""
+    from pipelines.offline import run_from_cli
+
+    return run_from_cli(config_path=args.config, model=args.model, input_path=args.input, output_path=args.output)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `rerank` command."""
+    parser = argparse.ArgumentParser(prog="rerank", description="Rerank documents with Qwen3-Reranker models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("export", help="export a HF Qwen3-Reranker checkpoint (folder or Hub id) to ONNX")
+    p.add_argument("src")
+    p.add_argument("--out", required=True)
+    p.add_argument("--dtype", default="f32", help="comma-separated: f32, f16, int8 (default f32)")
+    p.add_argument("--revision")
+    p.add_argument("--max-length", type=int, default=8192)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("score", help="rank documents for one query")
+    p.add_argument("--model", required=True, help="export folder, builtin:NAME or Hub repo id")
+    p.add_argument("--query", required=True)
+    p.add_argument("--documents", default="-", help="file with one document per line, or - for stdin")
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--dtype", default="f32")
+    p.add_argument("--instruction")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("tiny-model", help="build a deterministic random Qwen3 reranker and export it")
+    p.add_argument("out")
+    p.add_argument("--full-size", action="store_true", help="Qwen3-Reranker-0.6B's exact shape, for benchmarks")
+    p.add_argument("--dtype", default="f32")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_tiny_model)
+
+    p = sub.add_parser("serve", help="run the HTTP rerank endpoint on local Ray")
+    p.add_argument("--config", help="Serve config YAML (default configs/serve.yaml)")
+    p.add_argument("--model", help="override the model of the config")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("offline", help="score a Parquet dataset with Ray Data")
+    p.add_argument("--config", required=True)
+    p.add_argument("--model")
+    p.add_argument("--input")
+    p.add_argument("--output")
+    p.set_defaults(func=cmd_offline)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `rerank` console script."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (RerankError, FileExistsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

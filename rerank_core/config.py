@@ -1,0 +1,94 @@
+"""Validated configuration shared by the CLI, the Serve app and the offline job; YAML in, typed models out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .dtypes import Dtype
+from .errors import ConfigError
+
+T = TypeVar("T", bound="StrictModel")
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors())
+
+
+class StrictModel(BaseModel):
+    """A config section: unknown keys are errors, and errors name the key path."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    @classmethod
+    def from_dict(cls: type[T], data: Any, source: str = "config") -> T:
+        """Validate `data`; raise ConfigError naming `source` and each bad key path."""
+        try:
+            return cls.model_validate(data if data is not None else {})
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {_describe(exc)}") from None
+
+    @classmethod
+    def from_yaml(cls: type[T], path: str | Path) -> T:
+        """Load and validate a YAML file."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such file") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+
+class ModelConfig(StrictModel):
+    """Which reranker to load and how: a local ONNX Qwen3 export, or the DashScope service."""
+
+    backend: Literal["onnx", "dashscope"] = "onnx"
+    model: str = Field(min_length=1, description="folder, builtin:NAME, Hub repo id, or DashScope model name")
+    revision: str | None = None
+    path_in_repo: str | None = None
+    dtype: Dtype = Dtype.F32
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    intra_op_threads: int | None = Field(default=None, ge=1)
+    max_length: int | None = Field(default=None, ge=64)
+    token_budget: int = Field(default=8192, ge=1)
+    max_batch_size: int = Field(default=32, ge=1)
+    instruction: str | None = None
+    # DashScope backend only; the key itself never lives in a config file.
+    api_key_env: str = "DASHSCOPE_API_KEY"
+    base_url: str | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+
+
+def load_reranker(cfg: ModelConfig):
+    """Build the Reranker a ModelConfig describes."""
+    from .api import Reranker
+
+    if cfg.backend == "dashscope":
+        import os
+
+        return Reranker.from_dashscope(
+            model=cfg.model,
+            api_key=os.environ.get(cfg.api_key_env),
+            base_url=cfg.base_url,
+            instruction=cfg.instruction,
+            timeout_s=cfg.timeout_s,
+            max_retries=cfg.max_retries,
+        )
+    return Reranker.from_pretrained(
+        cfg.model,
+        revision=cfg.revision,
+        dtype=cfg.dtype,
+        path_in_repo=cfg.path_in_repo,
+        device=cfg.device,
+        intra_op_threads=cfg.intra_op_threads,
+        max_length=cfg.max_length,
+        token_budget=cfg.token_budget,
+        max_batch_size=cfg.max_batch_size,
+        instruction=cfg.instruction,
+    )

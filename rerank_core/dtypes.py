@@ -1,0 +1,35 @@
+"""The Dtype enum of the seed's API and the graph file names each dtype maps to."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Dtype(str, Enum):
+    """Numeric format of the graph to load: full precision, half precision (GPU), or dynamic int8 (CPU)."""
+
+    F32 = "f32"
+    F16 = "f16"
+    INT8 = "int8"
+
+    @classmethod
+    def parse(cls, value: Dtype | str | None) -> Dtype:
+        """Accept a Dtype, its value or its name in any case ('F32', 'f16', 'int8'); None means F32."""
+        if value is None:
+            return cls.F32
+        if isinstance(value, cls):
+            return value
+        text = str(value).lower()
+        aliases = {"fp32": "f32", "float32": "f32", "fp16": "f16", "float16": "f16", "q8": "int8", "quantized": "int8"}
+        try:
+            return cls(aliases.get(text, text))
+        except ValueError:
+            raise ValueError(f"dtype: unknown {value!r}; expected one of {[d.value for d in cls]}") from None
+
+
+# Graph names per dtype: ours first, then those used by third-party exports (optimum, onnx-community).
+GRAPH_CANDIDATES: dict[Dtype, tuple[str, ...]] = {
+    Dtype.F32: ("model.onnx", "onnx/model.onnx"),
+    Dtype.F16: ("model_f16.onnx", "model_fp16.onnx", "onnx/model_fp16.onnx"),
+    Dtype.INT8: ("model_int8.onnx", "model_quantized.onnx", "onnx/model_int8.onnx", "onnx/model_quantized.onnx"),
+}

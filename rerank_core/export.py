@@ -1,0 +1,206 @@
+"""Export a Hugging Face Qwen3-Reranker checkpoint to a lean ONNX graph: one logit (l_yes − l_no) per row."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from .dtypes import Dtype
+from .errors import ModelFormatError
+from .hub import resolve_model_dir
+from .manifest import Manifest
+from .tokenization import DEFAULT_MAX_LENGTH
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PATTERNS = ("*.json", "*.safetensors", "*.txt", "tokenizer*")
+GRAPH_NAMES = {Dtype.F32: "model.onnx", Dtype.F16: "model_f16.onnx", Dtype.INT8: "model_int8.onnx"}
+# ONNX protobufs cannot exceed 2 GiB; above this many weight bytes the tensors go to an external file.
+EXTERNAL_DATA_BYTES = 1_500_000_000
+OPSET = 18
+
+
+def _require_torch():
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise ImportError(
+            "exporting needs the export extra: pip install 'qwen-rerank[export]' (pins torch==2.13.0)"
+        ) from exc
+    return torch, transformers
+
+
+def _heads(torch):
+    """Wrappers that put a scoring head on a Qwen3 body; built lazily so torch stays an optional import."""
+
+    class LastTokenLogit(torch.nn.Module):
+        """input_ids, attention_mask → l_yes − l_no at the last position; only that position is normed and projected."""
+
+        def __init__(self, causal_lm, yes_id: int, no_id: int):
+            super().__init__()
+            self.body = causal_lm.model
+            self.final_norm = self.body.norm
+            self.body.norm = torch.nn.Identity()  # normed below, on the last position only
+            weight = causal_lm.lm_head.weight
+            self.register_buffer("direction", (weight[yes_id] - weight[no_id]).detach().clone())
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            last = self.final_norm(hidden[:, -1, :])
+            return (last @ self.direction).float()
+
+    class FullLogits(torch.nn.Module):
+        """The naive graph third parties ship: full [batch, seq, vocab] logits, with position_ids as an input."""
+
+        def __init__(self, causal_lm):
+            super().__init__()
+            self.lm = causal_lm
+
+        def forward(self, input_ids, attention_mask, position_ids):
+            out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+            return out.logits.float()
+
+    return LastTokenLogit, FullLogits
+
+
+def _load(src_dir: Path, dtype: Dtype):
+    torch, transformers = _require_torch()
+    config = transformers.AutoConfig.from_pretrained(src_dir)
+    if config.model_type != "qwen3":
+        raise ModelFormatError(f"{src_dir} holds a {config.model_type!r} model; the exporter handles Qwen3 (qwen3)")
+    torch_dtype = torch.float16 if dtype is Dtype.F16 else torch.float32
+    model = transformers.AutoModelForCausalLM.from_pretrained(src_dir, dtype=torch_dtype, attn_implementation="sdpa")
+    return torch, model.eval()
+
+
+def _sample_inputs(torch, vocab_size: int, with_positions: bool):
+    ids = torch.randint(0, min(vocab_size, 1000), (2, 16), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[0, :5] = 0  # trace with left padding present
+    if not with_positions:
+        return ids, mask
+    return ids, mask, (mask.cumsum(1) - 1).clamp(min=0)
+
+
+def _export_graph(src_dir: Path, out_file: Path, dtype: Dtype, yes_id: int, no_id: int, full_logits: bool) -> None:
+    torch, model = _load(src_dir, dtype)
+    LastTokenLogit, FullLogits = _heads(torch)
+    module = FullLogits(model) if full_logits else LastTokenLogit(model, yes_id, no_id)
+    inputs = _sample_inputs(torch, model.config.vocab_size, with_positions=full_logits)
+    names = ["input_ids", "attention_mask", "position_ids"][: len(inputs)]
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    with torch.no_grad():
+        torch.onnx.export(
+            module,
+            inputs,
+            str(out_file),
+            input_names=names,
+            output_names=["logits" if full_logits else "logit"],
+            dynamic_shapes={n: {0: batch, 1: seq} for n in names},
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=weight_bytes > EXTERNAL_DATA_BYTES,
+            verbose=False,
+        )
+
+
+def _quantize_int8(f32_graph: Path, out_file: Path) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # The head's MatMul with the 1-D yes−no direction has no channels to quantize per-channel: keep it f32.
+    graph = onnx.load(str(f32_graph), load_external_data=False).graph
+    vectors = {t.name for t in graph.initializer if len(t.dims) < 2}
+    skip = [n.name for n in graph.node if n.op_type == "MatMul" and any(i in vectors for i in n.input)]
+    quantize_dynamic(
+        str(f32_graph),
+        str(out_file),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=skip,
+        use_external_data_format=f32_graph.with_suffix(".onnx.data").exists(),
+    )
+
+
+def export_checkpoint(
+    src: str | Path,
+    out_dir: str | Path,
+    *,
+    dtypes: Iterable[Dtype | str] = (Dtype.F32,),
+    revision: str | None = None,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    overwrite: bool = False,
+    full_logits: bool = False,
+    source_name: str | None = None,
+) -> Path:
+    """Export checkpoint `src` (folder or Hub id) to `out_dir`: one graph per dtype, tokenizer, config, manifest.
+
+    `full_logits=True` writes instead the naive [batch, seq, vocab] graph laid out like third-party exports
+    (no manifest); it exists for tests and benchmarks. `source_name` replaces `src` as the recorded source.
+    """
+    wanted = list(dict.fromkeys(Dtype.parse(d) for d in dtypes))
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace it")
+    src_dir = resolve_model_dir(src, revision=revision, allow_patterns=CHECKPOINT_PATTERNS)
+    _, transformers = _require_torch()
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(src_dir)
+    yes_id = hf_tokenizer.convert_tokens_to_ids("yes")
+    no_id = hf_tokenizer.convert_tokens_to_ids("no")
+    pad_id = hf_tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = hf_tokenizer.convert_tokens_to_ids("<|endoftext|>")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        hf_tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
+        shutil.copy(src_dir / "config.json", staging / "config.json")
+        graphs: dict[str, str] = {}
+        if full_logits:
+            _export_graph(src_dir, staging / "model.onnx", Dtype.F32, yes_id, no_id, full_logits=True)
+            (staging / "tokenizer_config.json").write_text(json.dumps({"pad_token": hf_tokenizer.pad_token}))
+        else:
+            for dtype in wanted:
+                log.info("exporting %s graph of %s", dtype.value, src)
+                target = staging / GRAPH_NAMES[dtype]
+                if dtype is Dtype.INT8:
+                    f32 = staging / GRAPH_NAMES[Dtype.F32]
+                    if not f32.exists():
+                        _export_graph(src_dir, f32, Dtype.F32, yes_id, no_id, full_logits=False)
+                    _quantize_int8(f32, target)
+                else:
+                    _export_graph(src_dir, target, dtype, yes_id, no_id, full_logits=False)
+                graphs[dtype.value] = target.name
+            if Dtype.F32 not in wanted:  # f32 was only the input of quantization
+                for f in staging.glob(GRAPH_NAMES[Dtype.F32] + "*"):
+                    f.unlink()
+            Manifest(
+                graphs=graphs,
+                yes_id=yes_id,
+                no_id=no_id,
+                pad_id=pad_id,
+                max_length=max_length,
+                source=source_name or str(src),
+                revision=revision or _snapshot_revision(src_dir),
+            ).write(staging)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.chmod(0o755)  # mkdtemp makes it private; an export is meant to be shared
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _snapshot_revision(src_dir: Path) -> str | None:
+    """The commit hash when `src_dir` is a Hub cache snapshot (…/snapshots/<sha>), else None."""
+    return src_dir.name if src_dir.parent.name == "snapshots" else None

@@ -1,0 +1,88 @@
+"""Session fixtures: the tiny model (packaged and freshly built), the official transformers recipe, local Ray."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rerank_core import Reranker
+from rerank_core.formatting import PREFIX, SUFFIX, format_content
+from rerank_core.testing import TINY_MODEL
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the suite may reach for the network
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker() -> Reranker:
+    """The tiny model shipped in the package (no torch needed)."""
+    return Reranker.from_pretrained(TINY_MODEL)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A freshly built random Hugging Face Qwen3 checkpoint (needs torch)."""
+    pytest.importorskip("torch")
+    from rerank_core.testing import build_checkpoint
+
+    return build_checkpoint(tmp_path_factory.mktemp("tiny-ckpt"))
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The checkpoint exported by our exporter, f32 and int8."""
+    from rerank_core.export import export_checkpoint
+
+    return export_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("x") / "tiny", dtypes=["f32", "int8"])
+
+
+@pytest.fixture(scope="session")
+def official(tiny_checkpoint):
+    """The official Qwen3-Reranker transformers recipe: left padding, full logits, log_softmax over [no, yes]."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint).eval()
+    yes_id, no_id = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
+    prefix = tokenizer.encode(PREFIX, add_special_tokens=False)
+    suffix = tokenizer.encode(SUFFIX, add_special_tokens=False)
+
+    def score(pairs, instruction=None, max_length=8192, padding_side="left"):
+        texts = [format_content(q, d, instruction) for q, d in pairs]
+        inputs = tokenizer(
+            texts,
+            padding=False,
+            truncation="longest_first",
+            return_attention_mask=False,
+            max_length=max_length - len(prefix) - len(suffix),
+        )
+        inputs["input_ids"] = [prefix + ids + suffix for ids in inputs["input_ids"]]
+        tokenizer.padding_side = padding_side
+        try:
+            batch = tokenizer.pad(inputs, padding=True, return_tensors="pt", max_length=max_length)
+        finally:
+            tokenizer.padding_side = "left"
+        with torch.no_grad():
+            logits = model(**batch).logits[:, -1, :]
+        pair_logits = torch.stack([logits[:, no_id], logits[:, yes_id]], dim=1)
+        return torch.nn.functional.log_softmax(pair_logits, dim=1)[:, 1].exp().numpy()
+
+    return score
+
+
+@pytest.fixture(scope="session")
+def mixed_pairs() -> list[tuple[str, str]]:
+    """Pairs of very different lengths, unicode included, over several queries."""
+    rng = np.random.default_rng(7)
+    words = "cat dog machine learning data pizza coffee python garden movie weather Paris café 日本語 🙂".split()
+    queries = ["What is machine learning?", "How to make coffee?", "Où est Paris ?"]
+    pairs = []
+    for i in range(18):
+        n = int(rng.integers(1, 120))
+        doc = " ".join(rng.choice(words, size=n))
+        pairs.append((queries[i % 3], doc))
+    return pairs

@@ -1,0 +1,68 @@
+"""The exporter writes the lean graph of DESIGN.md, and the packaged tiny model is what the builder makes."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from rerank_core import ModelFormatError
+from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+from rerank_core.export import export_checkpoint
+from rerank_core.manifest import Manifest
+from rerank_core.testing import TINY_MODEL, build_tiny_model, tiny_model_dir
+
+pytestmark = pytest.mark.slow
+
+
+def test_export_folder_contents_and_manifest(tiny_export, tiny_checkpoint):
+    names = {p.name for p in tiny_export.iterdir()}
+    assert {"model.onnx", "model_int8.onnx", "tokenizer.json", "config.json", "rerank_manifest.json"} <= names
+    manifest = Manifest.read(tiny_export)
+    assert manifest.graphs == {"f32": "model.onnx", "int8": "model_int8.onnx"}
+    tokenizer = json.loads((tiny_export / "tokenizer.json").read_text())["model"]["vocab"]
+    assert tokenizer["yes"] == manifest.yes_id and tokenizer["no"] == manifest.no_id
+    assert manifest.source == str(tiny_checkpoint) and manifest.max_length == 8192
+
+
+def test_graph_signature_and_no_vocab_sized_logits(tiny_export):
+    model = onnx.load(str(tiny_export / "model.onnx"))
+    graph = model.graph
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]
+    assert all(i.type.tensor_type.elem_type == onnx.TensorProto.INT64 for i in graph.input)
+    (out,) = graph.output
+    assert out.name == "logit" and out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert len(out.type.tensor_type.shape.dim) == 1
+    vocab = json.loads((tiny_export / "config.json").read_text())["vocab_size"]
+    inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
+    # nothing of shape [.., vocab] besides the embedding table itself is ever computed
+    assert not any(
+        v.type.tensor_type.shape.dim and v.type.tensor_type.shape.dim[-1].dim_value == vocab for v in inferred
+    )
+
+
+def test_export_refuses_to_overwrite(tiny_checkpoint, tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export_checkpoint(tiny_checkpoint, tmp_path)
+    assert (tmp_path / "keep.txt").exists()
+
+
+def test_non_qwen3_checkpoint_is_rejected(tiny_checkpoint, tmp_path):
+    import shutil
+
+    src = tmp_path / "llama"
+    shutil.copytree(tiny_checkpoint, src)
+    config = json.loads((src / "config.json").read_text())
+    config["model_type"] = "llama"
+    (src / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="qwen3"):
+        export_checkpoint(src, tmp_path / "out")
+
+
+def test_packaged_tiny_model_is_what_the_builder_makes(tmp_path, mixed_pairs):
+    rebuilt = build_tiny_model(tmp_path / "tiny")
+    packaged = OnnxQwen3Scorer(tiny_model_dir()).score(mixed_pairs)
+    np.testing.assert_allclose(OnnxQwen3Scorer(rebuilt).score(mixed_pairs), packaged, atol=1e-5)
+    assert (tmp_path / "tiny" / "tokenizer.json").read_text() == (tiny_model_dir() / "tokenizer.json").read_text()
+    assert Manifest.read(tiny_model_dir()).source == TINY_MODEL.split(":", 1)[1]

@@ -1,0 +1,68 @@
+"""Our ONNX scores equal the official transformers recipe for every pair, in any batch composition."""
+
+import numpy as np
+import pytest
+
+from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+from rerank_core.export import export_checkpoint
+
+pytestmark = pytest.mark.slow
+TOL = 1e-4
+
+
+def test_scored_together_equals_official(tiny_export, official, mixed_pairs):
+    ours = OnnxQwen3Scorer(tiny_export).score(mixed_pairs)
+    np.testing.assert_allclose(ours, official(mixed_pairs), atol=TOL)
+
+
+def test_each_pair_scored_alone_equals_official_batch(tiny_export, official, mixed_pairs):
+    scorer = OnnxQwen3Scorer(tiny_export)
+    alone = np.array([scorer.score([p])[0] for p in mixed_pairs])
+    np.testing.assert_allclose(alone, official(mixed_pairs), atol=TOL)
+
+
+@pytest.mark.parametrize("budget,rows", [(64, 32), (700, 3), (100_000, 64)])
+def test_batch_composition_does_not_change_scores(tiny_export, official, mixed_pairs, budget, rows):
+    scorer = OnnxQwen3Scorer(tiny_export, token_budget=budget, max_batch_size=rows)
+    np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=TOL)
+
+
+def test_shuffled_input_gives_the_same_score_per_pair(tiny_export, mixed_pairs):
+    scorer = OnnxQwen3Scorer(tiny_export)
+    base = scorer.score(mixed_pairs)
+    perm = np.random.default_rng(3).permutation(len(mixed_pairs))
+    shuffled = scorer.score([mixed_pairs[i] for i in perm])
+    np.testing.assert_allclose(shuffled, base[perm], atol=TOL)
+
+
+def test_instruction_and_truncation_match_official(tiny_export, official, mixed_pairs):
+    scorer = OnnxQwen3Scorer(tiny_export, max_length=96)
+    out = scorer.score_detailed(mixed_pairs, instruction="Find the answer")
+    np.testing.assert_allclose(out.scores, official(mixed_pairs, "Find the answer", max_length=96), atol=TOL)
+    assert (out.truncated > 0).any()
+
+
+def test_we_do_not_have_the_right_padding_bug(tiny_export, official, mixed_pairs):
+    """EmbedAnything 0.7.1 pads on the right and reads position L−1: wrong for every shorter row."""
+    buggy = official(mixed_pairs, padding_side="right")
+    ours = OnnxQwen3Scorer(tiny_export).score(mixed_pairs)
+    assert np.abs(buggy - official(mixed_pairs)).max() > 0.01  # the bug is visible on this set
+    np.testing.assert_allclose(ours, official(mixed_pairs), atol=TOL)
+
+
+def test_int8_graph_stays_close_and_keeps_the_order(tiny_export, mixed_pairs):
+    from scipy.stats import spearmanr
+
+    f32 = OnnxQwen3Scorer(tiny_export).score(mixed_pairs)
+    int8 = OnnxQwen3Scorer(tiny_export, dtype="int8").score(mixed_pairs)
+    assert np.abs(int8 - f32).max() < 0.1
+    assert spearmanr(int8, f32).statistic > 0.9
+
+
+def test_third_party_full_logits_graph_scores_correctly(tiny_checkpoint, official, mixed_pairs, tmp_path, caplog):
+    folder = export_checkpoint(tiny_checkpoint, tmp_path / "full", full_logits=True)
+    assert not (folder / "rerank_manifest.json").exists()  # laid out like zhiqing/Qwen3-Reranker-0.6B-ONNX
+    with caplog.at_level("WARNING"):
+        scorer = OnnxQwen3Scorer(folder)
+    assert "full-logits" in caplog.text
+    np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=TOL)
