@@ -92,3 +92,20 @@ def load_reranker(cfg: ModelConfig):
         max_batch_size=cfg.max_batch_size,
         instruction=cfg.instruction,
     )
+
+
+class BatchConfig(StrictModel):
+    """Cross-request batching of the Serve deployment; live-updatable through Serve's `user_config`."""
+
+    max_batch_size: int = Field(default=16, ge=1, description="requests merged into one model call")
+    batch_wait_timeout_s: float = Field(default=0.005, ge=0, le=10)
+
+
+class ServeAppConfig(StrictModel):
+    """`args` of the Serve application (`serve.app:build_app`)."""
+
+    model: ModelConfig
+    max_documents: int = Field(default=1000, ge=1, description="documents per request")
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    api_key_env: str | None = Field(default=None, description="env var holding the Bearer key; unset = no auth")
+    batch: BatchConfig = BatchConfig()

@@ -15,11 +15,16 @@ Pair = tuple[str, str]
 
 @dataclass(frozen=True)
 class ScoreOutput:
-    """Scores in input order, plus what the call cost: tokens seen and content tokens cut per pair."""
+    """Scores in input order, plus what each pair cost: tokens seen and content tokens cut."""
 
     scores: np.ndarray  # float32, 0..1
-    total_tokens: int
+    tokens: np.ndarray  # int64 per pair
     truncated: np.ndarray  # int64 per pair; 0 where nothing was cut
+
+    @property
+    def total_tokens(self) -> int:
+        """Tokens of all pairs together (what `usage.total_tokens` reports)."""
+        return int(self.tokens.sum())
 
 
 class Scorer(ABC):

@@ -86,3 +86,39 @@ def mixed_pairs() -> list[tuple[str, str]]:
         doc = " ".join(rng.choice(words, size=n))
         pairs.append((queries[i % 3], doc))
     return pairs
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for the whole session; num_gpus=1 is declared so the GPU request path can be exercised."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    yield ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def serve_url(ray_cluster) -> str:
+    """The demo Serve config deployed on loopback, shared by the serve and integration tests."""
+    from serve.launcher import deploy, load_serve_config
+
+    config = load_serve_config(REPO / "configs/demo/serve.yaml")
+    args = config["applications"][0]["args"]
+    args["max_documents"] = 64
+    args["max_body_bytes"] = 65536
+    return deploy(config, host="127.0.0.1", port=free_port())

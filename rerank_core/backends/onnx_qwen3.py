@@ -173,7 +173,7 @@ class OnnxQwen3Scorer(Scorer):
         logits = np.zeros(len(pairs), dtype=np.float32)
         for batch in self.tokenizer.batches(encoded, self.token_budget, batch_size or self.max_batch_size):
             logits[batch.indices] = self._run(batch.input_ids, batch.attention_mask)
-        return ScoreOutput(scores=sigmoid(logits), total_tokens=int(encoded.lengths.sum()), truncated=encoded.truncated)
+        return ScoreOutput(scores=sigmoid(logits), tokens=encoded.lengths, truncated=encoded.truncated)
 
     def _run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feed = {"input_ids": input_ids, "attention_mask": attention_mask}

@@ -1,0 +1,1 @@
+"""The online rerank endpoint: a Ray Serve deployment behind a FastAPI ingress."""

@@ -1,0 +1,103 @@
+"""`rerank serve`: validate a Serve config file, deploy it on local (or RAY_ADDRESS) Ray, run until signalled."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ray import serve
+
+from rerank_core.config import ServeAppConfig
+from rerank_core.errors import ConfigError
+
+from .app import build_app
+from .ray_runtime import check_gpus, ensure_ray
+
+log = logging.getLogger(__name__)
+DEFAULT_CONFIG = Path("configs/serve.yaml")
+
+
+def load_serve_config(path: str | Path, *, model: str | None = None) -> dict[str, Any]:
+    """Read a Serve config file, validate it with Serve's schema and our app args; apply a model override."""
+    from ray.serve.schema import ServeDeploySchema
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such Serve config file")
+    config = yaml.safe_load(path.read_text()) or {}
+    try:
+        ServeDeploySchema.parse_obj(config)
+    except Exception as exc:  # Serve's schema raises pydantic errors of its own vendored version
+        raise ConfigError(f"{path}: not a valid Serve config: {exc}") from None
+    apps = config.get("applications") or []
+    if len(apps) != 1:
+        raise ConfigError(f"{path}: applications: expected exactly one application, found {len(apps)}")
+    args = apps[0].setdefault("args", {})
+    if model:
+        args["model"] = {**args.get("model", {}), "model": model}
+    ServeAppConfig.from_dict(args, source=f"{path}: applications[0].args")
+    return config
+
+
+def deploy(config: dict[str, Any], *, host: str | None = None, port: int | None = None) -> str:
+    """Start Serve's HTTP proxy and deploy the config's application; return the base URL once /health answers."""
+    ensure_ray()
+    (application,) = config["applications"]
+    http = config.get("http_options") or {}
+    host = host or http.get("host", "127.0.0.1")
+    port = port or int(http.get("port", 8000))
+    options = next((d for d in application.get("deployments", []) if d.get("name") == "Reranker"), {})
+    options = {k: v for k, v in options.items() if k != "name"}
+    actor = options.get("ray_actor_options", {})
+    check_gpus(float(actor.get("num_gpus", 0) or 0), 1, "deployments[Reranker].ray_actor_options")
+    serve.start(http_options={"host": host, "port": port})
+    route = application.get("route_prefix", "/")
+    serve.run(
+        build_app(application["args"], options),
+        name=application.get("name", "rerank"),
+        route_prefix=route,
+        blocking=False,
+    )
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}{route.rstrip('/')}"
+    wait_healthy(url)
+    return url
+
+
+def wait_healthy(url: str, timeout_s: float = 300.0) -> None:
+    """Poll GET {url}/health until it answers 200."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url}/health did not answer within {timeout_s:.0f}s")
+        time.sleep(0.5)
+
+
+def run_foreground(
+    config_path: str | None = None, model: str | None = None, host: str | None = None, port: int | None = None
+) -> int:
+    """Deploy, print the URL, and block until Ctrl-C or SIGTERM; then shut Serve down cleanly."""
+    config = load_serve_config(config_path or DEFAULT_CONFIG, model=model)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    url = deploy(config, host=host, port=port)
+    print(f"rerank endpoint ready at {url}  (POST {url}/v1/rerank, docs at {url}/docs; Ctrl-C to stop)", flush=True)
+    stop.wait()
+    log.info("shutting down")
+    serve.shutdown()
+    import ray
+
+    ray.shutdown()
+    return 0

@@ -1,0 +1,233 @@
+"""The Serve endpoint on real Ray Serve and real HTTP: both protocols, batching across requests, limits, auth."""
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+from ray import serve
+
+from serve.app import BATCH_HEADER, DASHSCOPE_ROUTE
+
+pytestmark = pytest.mark.slow
+DOCS = ["Machine learning is a subset of AI.", "The weather is sunny today.", "ML learns from data.", "Pizza."]
+QUERY = "What is machine learning?"
+
+
+def post(url, path, body, **kw):
+    return httpx.post(url + path, json=body, timeout=60, **kw)
+
+
+@pytest.mark.parametrize("path", ["/v1/rerank", "/v2/rerank"])
+def test_rerank_scores_equal_library_and_are_sorted(serve_url, tiny_reranker, path):
+    reply = post(serve_url, path, {"query": QUERY, "documents": DOCS[:2] + [{"text": d} for d in DOCS[2:]]})
+    assert reply.status_code == 200
+    body = reply.json()
+    expected = tiny_reranker.score_pairs([(QUERY, d) for d in DOCS])
+    results = body["results"]
+    assert sorted(r["index"] for r in results) == [0, 1, 2, 3]
+    for r in results:
+        assert abs(r["relevance_score"] - expected[r["index"]]) <= 1e-5
+        assert "document" not in r
+    scores = [r["relevance_score"] for r in results]
+    assert scores == sorted(scores, reverse=True)
+    assert body["model"] == "builtin:tiny-qwen3-reranker" and body["usage"]["total_tokens"] > 0 and body["id"]
+
+
+def test_top_n_and_return_documents(serve_url):
+    body = post(serve_url, "/v1/rerank", {"query": QUERY, "documents": DOCS, "top_n": 2, "return_documents": True}).json()
+    assert len(body["results"]) == 2
+    assert all(r["document"]["text"] == DOCS[r["index"]] for r in body["results"])
+
+
+def test_instruction_changes_scores_like_the_library(serve_url, tiny_reranker):
+    body = post(serve_url, "/v1/rerank", {"query": QUERY, "documents": DOCS, "instruction": "Find recipes"}).json()
+    expected = tiny_reranker.score_pairs([(QUERY, d) for d in DOCS], instruction="Find recipes")
+    for r in body["results"]:
+        assert abs(r["relevance_score"] - expected[r["index"]]) <= 1e-5
+
+
+def test_dashscope_route_speaks_the_protocol(serve_url, tiny_reranker):
+    body = {"model": "gte-rerank-v2", "input": {"query": QUERY, "documents": DOCS},
+            "parameters": {"top_n": 3, "return_documents": True, "instruct": "Find facts"}}
+    reply = post(serve_url, DASHSCOPE_ROUTE, body).json()
+    expected = tiny_reranker.score_pairs([(QUERY, d) for d in DOCS], instruction="Find facts")
+    results = reply["output"]["results"]
+    assert len(results) == 3 and reply["request_id"] and reply["usage"]["total_tokens"] > 0
+    for r in results:
+        assert abs(r["relevance_score"] - expected[r["index"]]) <= 1e-5 and r["document"]["text"] == DOCS[r["index"]]
+
+
+def test_the_official_dashscope_sdk_works_against_us(serve_url, tiny_reranker):
+    import dashscope
+    from dashscope import TextReRank
+
+    saved = dashscope.base_http_api_url
+    dashscope.base_http_api_url = f"{serve_url}/api/v1"  # what DASHSCOPE_HTTP_BASE_URL sets
+    try:
+        reply = TextReRank.call(model="gte-rerank-v2", query=QUERY, documents=DOCS, top_n=4, return_documents=True,
+                                api_key="sk-not-checked")
+    finally:
+        dashscope.base_http_api_url = saved
+    assert reply.status_code == 200, reply
+    expected = tiny_reranker.score_pairs([(QUERY, d) for d in DOCS])
+    got = {r.index: r.relevance_score for r in reply.output.results}
+    assert got == pytest.approx(dict(enumerate(expected.tolist())), abs=1e-5)
+    top = reply.output.results[0]
+    assert top["document"]["text"] == DOCS[top.index]  # DictMixin: the class default shadows attribute access
+    assert reply.usage.total_tokens > 0
+
+
+def test_health_and_docs(serve_url):
+    health = httpx.get(serve_url + "/health", timeout=10)
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert httpx.get(serve_url + "/docs", timeout=10).status_code == 200
+    paths = httpx.get(serve_url + "/openapi.json", timeout=10).json()["paths"]
+    assert {"/v1/rerank", "/v2/rerank", DASHSCOPE_ROUTE} <= set(paths)
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"documents": DOCS}, "query"),
+        ({"query": "", "documents": DOCS}, "query"),
+        ({"query": "   ", "documents": DOCS}, "query"),
+        ({"query": QUERY}, "documents"),
+        ({"query": QUERY, "documents": []}, "documents"),
+        ({"query": QUERY, "documents": ["ok", 3]}, "documents"),
+        ({"query": QUERY, "documents": [{"title": "no text"}]}, "documents"),
+        ({"query": QUERY, "documents": DOCS, "top_n": 0}, "top_n"),
+        ({"query": QUERY, "documents": DOCS, "top_n": "2"}, "top_n"),
+        ({"query": 5, "documents": DOCS}, "query"),
+        ({"query": QUERY, "documents": ["d"] * 65}, "documents"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_field(serve_url, body, field):
+    reply = post(serve_url, "/v1/rerank", body)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["field"] == field and reply.json()["message"].startswith(field)
+
+
+def test_max_documents_message_names_the_limit(serve_url):
+    reply = post(serve_url, "/v1/rerank", {"query": QUERY, "documents": ["d"] * 65})
+    assert "max_documents=64" in reply.json()["message"]
+
+
+def test_body_over_max_body_bytes_is_a_400(serve_url):
+    reply = post(serve_url, "/v1/rerank", {"query": QUERY, "documents": ["x" * 70000]})
+    assert reply.status_code == 400 and "max_body_bytes=65536" in reply.json()["message"]
+    chunked = httpx.post(serve_url + "/v1/rerank", content=iter([b'{"query": "q", "documents": ["', b"x" * 70000, b'"]}']),
+                         headers={"content-type": "application/json"}, timeout=30)
+    assert chunked.status_code == 400 and chunked.json()["field"] == "body"
+
+
+def test_invalid_json_is_a_400(serve_url):
+    reply = httpx.post(serve_url + "/v1/rerank", content=b'{"query": "q", "documents": [', timeout=10,
+                       headers={"content-type": "application/json"})
+    assert reply.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"model": "m", "input": {"query": "", "documents": DOCS}}, "input.query"),
+        ({"model": "m", "input": {"query": QUERY, "documents": []}}, "input.documents"),
+        ({"model": "m", "input": {"query": QUERY, "documents": DOCS}, "parameters": {"top_n": -1}}, "parameters.top_n"),
+        ({"input": {"query": QUERY, "documents": DOCS}}, "model"),
+    ],
+)
+def test_dashscope_errors_use_its_error_body(serve_url, body, field):
+    reply = post(serve_url, DASHSCOPE_ROUTE, body)
+    assert reply.status_code == 400
+    err = reply.json()
+    assert err["code"] == "InvalidParameter" and err["message"].startswith(field) and err["request_id"]
+
+
+def _concurrent(url, n, body):
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(lambda _: post(url, "/v1/rerank", body), range(n)))
+
+
+def test_concurrent_requests_share_batches_and_user_config_applies_live(serve_url, ray_cluster):
+    from serve.launcher import load_serve_config
+    from tests.conftest import REPO
+
+    config = load_serve_config(REPO / "configs/demo/serve.yaml")
+    app_cfg = config["applications"][0]
+    body = {"query": QUERY, "documents": DOCS * 4}
+
+    def redeploy(max_batch_size, wait):
+        from serve.app import build_app
+
+        options = {k: v for k, v in app_cfg["deployments"][0].items() if k != "name"}
+        options["user_config"] = {"max_batch_size": max_batch_size, "batch_wait_timeout_s": wait}
+        args = dict(app_cfg["args"], max_documents=64, max_body_bytes=65536)
+        serve.run(build_app(args, options), name="rerank", route_prefix="/", blocking=False)
+
+    try:
+        redeploy(1, 0.0)
+        sizes = [int(r.headers[BATCH_HEADER]) for r in _concurrent(serve_url, 12, body)]
+        assert max(sizes) == 1
+        redeploy(16, 0.05)
+        replies = _concurrent(serve_url, 12, body)
+        assert all(r.status_code == 200 for r in replies)
+        assert max(int(r.headers[BATCH_HEADER]) for r in replies) > 1
+        first = {r["index"]: r["relevance_score"] for r in replies[0].json()["results"]}
+        for reply in replies:  # merged batches are split back to the right request and index
+            got = {r["index"]: r["relevance_score"] for r in reply.json()["results"]}
+            assert got == pytest.approx(first, abs=1e-5)
+    finally:
+        redeploy(16, 0.005)
+
+
+def test_autoscaling_config_is_accepted(serve_url):
+    status = serve.status().applications["rerank"]
+    assert status.status == "RUNNING"
+    assert status.deployments["Reranker"].status == "HEALTHY"
+
+
+def _deploy_extra(name, args_update, options_update, env=None):
+    from serve.app import build_app
+    from serve.launcher import load_serve_config, wait_healthy
+    from tests.conftest import REPO
+
+    app_cfg = load_serve_config(REPO / "configs/demo/serve.yaml")["applications"][0]
+    options = {k: v for k, v in app_cfg["deployments"][0].items() if k not in ("name", "autoscaling_config")}
+    options.update(num_replicas=1, **options_update)
+    if env:
+        options["ray_actor_options"] = {**options["ray_actor_options"], "runtime_env": {"env_vars": env}}
+    serve.run(build_app({**app_cfg["args"], **args_update}, options), name=name, route_prefix=f"/{name}", blocking=False)
+
+
+def test_api_key_is_required_when_configured(serve_url):
+    _deploy_extra("secured", {"api_key_env": "RERANK_TEST_KEY"}, {}, env={"RERANK_TEST_KEY": "s3cret-key"})
+    url = f"{serve_url}/secured"
+    try:
+        from serve.launcher import wait_healthy
+
+        wait_healthy(url, timeout_s=120)
+        body = {"query": QUERY, "documents": DOCS}
+        assert post(url, "/v1/rerank", body).status_code == 401
+        wrong = post(url, "/v1/rerank", body, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and "s3cret" not in wrong.text
+        ds = post(url, DASHSCOPE_ROUTE, {"model": "m", "input": {"query": QUERY, "documents": DOCS}})
+        assert ds.status_code == 401 and ds.json()["code"] == "InvalidApiKey"
+        assert post(url, "/v1/rerank", body, headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
+    finally:
+        serve.delete("secured")
+
+
+def test_overload_is_answered_quickly_not_queued_forever(serve_url):
+    _deploy_extra("tight", {}, {"max_ongoing_requests": 1, "max_queued_requests": 1,
+                                "user_config": {"max_batch_size": 1, "batch_wait_timeout_s": 0.0}})
+    url = f"{serve_url}/tight"
+    try:
+        from serve.launcher import wait_healthy
+
+        wait_healthy(url, timeout_s=120)
+        replies = _concurrent(url, 16, {"query": QUERY, "documents": ["long document " * 200] * 32})
+        codes = [r.status_code for r in replies]
+        assert set(codes) <= {200, 503} and codes.count(503) > 0 and codes.count(200) > 0
+    finally:
+        serve.delete("tight")
