@@ -83,6 +83,13 @@ class Reranker:
         options.setdefault("model_name", os.fspath(model_id))
         return cls(OnnxQwen3Scorer(folder, dtype=dtype, **options))
 
+    @classmethod
+    def from_endpoint(cls, url: str, *, api_key: str | None = None, **options) -> Reranker:
+        """Use a running qwen-rerank Serve endpoint; `options`: timeout_s, max_retries, max_documents, instruction."""
+        from .backends.endpoint import EndpointScorer
+
+        return cls(EndpointScorer(url, api_key=api_key, **options))
+
     def score_pairs(self, pairs: Sequence[Pair], instruction: str | None = None) -> np.ndarray:
         """Relevance in 0..1 of each (query, document) pair, float32, in input order."""
         return self.scorer.score(pairs, instruction=instruction)

@@ -39,7 +39,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .api import Reranker
 
     documents = _read_documents(args.documents)
-    reranker = Reranker.from_pretrained(args.model, dtype=args.dtype, instruction=args.instruction)
+    if args.endpoint:
+        reranker = Reranker.from_endpoint(args.endpoint, instruction=args.instruction)
+    else:
+        reranker = Reranker.from_pretrained(args.model, dtype=args.dtype, instruction=args.instruction)
     (result,) = reranker.rerank(args.query, documents, top_k=args.top_k)
     if args.json:
         rows = [{"rank": d.rank, "index": d.index, "relevance_score": d.relevance_score, "document": d.document}
@@ -90,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("score", help="rank documents for one query")
-    p.add_argument("--model", required=True, help="export folder, builtin:NAME or Hub repo id")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="export folder, builtin:NAME or Hub repo id")
+    source.add_argument("--endpoint", help="URL of a running `rerank serve` endpoint instead of a local model")
     p.add_argument("--query", required=True)
     p.add_argument("--documents", default="-", help="file with one document per line, or - for stdin")
     p.add_argument("--top-k", type=int)

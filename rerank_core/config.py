@@ -109,3 +109,35 @@ class ServeAppConfig(StrictModel):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     api_key_env: str | None = Field(default=None, description="env var holding the Bearer key; unset = no auth")
     batch: BatchConfig = BatchConfig()
+
+
+class ColumnsConfig(StrictModel):
+    """Column names of the input table."""
+
+    query: str = "query"
+    document: str = "document"  # layout: pairs
+    documents: str = "documents"  # layout: grouped (a list column)
+    instruction: str | None = None  # optional per-row instruction column
+
+
+class ComputeConfig(StrictModel):
+    """The actor pool: how many model copies, what each one reserves, rows per batch handed to an actor."""
+
+    concurrency: int = Field(default=1, ge=1, description="model actors (one model each)")
+    num_cpus: float = Field(default=1.0, gt=0, description="CPUs reserved per actor (fractional on small machines)")
+    num_gpus: float = Field(default=0.0, ge=0, description="GPUs per actor; 0.5 puts two actors on one GPU")
+    batch_size: int = Field(default=256, ge=1, description="rows per map_batches call")
+    blocks_per_actor: int = Field(default=4, ge=1, description="input is split into concurrency × this many blocks")
+
+
+class OfflineConfig(StrictModel):
+    """An offline scoring job: Parquet in, every row scored (or flagged), Parquet out."""
+
+    model: ModelConfig
+    input: str = Field(min_length=1, description="Parquet file or folder, local path or pyarrow filesystem URI")
+    output: str = Field(min_length=1, description="output folder")
+    layout: Literal["pairs", "grouped"] = "pairs"
+    columns: ColumnsConfig = ColumnsConfig()
+    top_k: int | None = Field(default=None, ge=1, description="grouped layout: keep the k best in `ranking`")
+    mode: Literal["error", "overwrite"] = "error"
+    compute: ComputeConfig = ComputeConfig()

@@ -89,8 +89,9 @@ def run_foreground(
 ) -> int:
     """Deploy, print the URL, and block until Ctrl-C or SIGTERM; then shut Serve down cleanly."""
     config = load_serve_config(config_path or DEFAULT_CONFIG, model=model)
+    ensure_ray()
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs handlers of its own
         signal.signal(sig, lambda *_: stop.set())
     url = deploy(config, host=host, port=port)
     print(f"rerank endpoint ready at {url}  (POST {url}/v1/rerank, docs at {url}/docs; Ctrl-C to stop)", flush=True)

@@ -231,3 +231,11 @@ def test_overload_is_answered_quickly_not_queued_forever(serve_url):
         assert set(codes) <= {200, 503} and codes.count(503) > 0 and codes.count(200) > 0
     finally:
         serve.delete("tight")
+
+
+def test_endpoint_scorer_gives_library_scores(serve_url, tiny_reranker, mixed_pairs):
+    from rerank_core import Reranker
+
+    remote = Reranker.from_endpoint(serve_url, max_documents=5)  # several queries, chunked requests
+    np.testing.assert_allclose(remote.score_pairs(mixed_pairs), tiny_reranker.score_pairs(mixed_pairs), atol=1e-5)
+    assert "key" not in repr(Reranker.from_endpoint(serve_url, api_key="sk-secret").scorer)

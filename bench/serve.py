@@ -1,0 +1,134 @@
+"""Serve benchmark: closed-loop HTTP load on loopback vs the bare scorer on the same pairs, with batching on and off.
+
+Run: python bench/serve.py [--model DIR] [--dtype int8] [--seconds 20] [--concurrency 1,4,16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import bench_model, mixed_pairs, print_table  # noqa: E402
+
+
+def closed_loop(url: str, requests: list[dict], concurrency: int, seconds: float) -> dict:
+    """`concurrency` clients each send the next request as soon as the last answered, for `seconds`."""
+    latencies, pairs_done, errors = [], [0], [0]
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client(k: int) -> None:
+        with httpx.Client(timeout=120) as http:
+            i = k
+            while time.monotonic() < deadline:
+                body = requests[i % len(requests)]
+                start = time.monotonic()
+                reply = http.post(f"{url}/v1/rerank", json=body)
+                took = time.monotonic() - start
+                with lock:
+                    if reply.status_code == 200:
+                        latencies.append(took)
+                        pairs_done[0] += len(body["documents"])
+                    else:
+                        errors[0] += 1
+                i += concurrency
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    lat = sorted(latencies)
+    return {
+        "pairs_s": pairs_done[0] / elapsed,
+        "p50": statistics.median(lat) if lat else float("nan"),
+        "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan"),
+        "requests": len(lat),
+        "errors": errors[0],
+    }
+
+
+def bare_scorer(model: Path, dtype: str, requests: list[dict], seconds: float, threads: int) -> float:
+    """Pairs/s of OnnxQwen3Scorer called in-process on the same requests, one request per call."""
+    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+
+    scorer = OnnxQwen3Scorer(model, dtype=dtype, intra_op_threads=threads)
+    done, start, i = 0, time.monotonic(), 0
+    while time.monotonic() - start < seconds:
+        body = requests[i % len(requests)]
+        scorer.score([(body["query"], d) for d in body["documents"]])
+        done += len(body["documents"])
+        i += 1
+    return done / (time.monotonic() - start)
+
+
+def deploy(model: Path, dtype: str, batch: int, wait: float, threads: int, port: int) -> str:
+    from ray import serve
+
+    from serve.app import build_app
+    from serve.launcher import wait_healthy
+
+    args = {"model": {"model": str(model), "dtype": dtype, "device": "cpu", "intra_op_threads": threads},
+            "max_documents": 1000}
+    options = {"num_replicas": 1, "max_ongoing_requests": 64, "max_queued_requests": 512,
+               "ray_actor_options": {"num_cpus": 1}, "user_config": {"max_batch_size": batch, "batch_wait_timeout_s": wait}}
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(args, options), name="bench", route_prefix="/", blocking=False)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url)
+    return url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, help="export folder (default: the cached 0.6B-shape random model)")
+    parser.add_argument("--dtype", default="int8")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--docs-per-request", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--port", type=int, default=8799)
+    args = parser.parse_args()
+    model = args.model or bench_model()
+    pairs = mixed_pairs(256, min_words=10, max_words=60)
+    n = args.docs_per_request
+    requests = [{"query": pairs[i][0], "documents": [d for _, d in pairs[i : i + n]]} for i in range(0, len(pairs), n)]
+
+    import ray
+    from ray import serve
+
+    bare = bare_scorer(model, args.dtype, requests, args.seconds, args.threads)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    rows = []
+    try:
+        for label, batch, wait in (("batching on", 32, 0.01), ("batching off", 1, 0.0)):
+            url = deploy(model, args.dtype, batch, wait, args.threads, args.port)
+            levels = [int(c) for c in args.concurrency.split(",")] if batch > 1 else [max(int(c) for c in args.concurrency.split(","))]
+            for c in levels:
+                r = closed_loop(url, requests, c, args.seconds)
+                rows.append([label, c, r["pairs_s"], r["pairs_s"] / bare, r["p50"] * 1000, r["p99"] * 1000, r["requests"], r["errors"]])
+            serve.delete("bench")
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    print_table(
+        f"Serve vs bare scorer — {model.name} {args.dtype}, {n} docs/request, {args.threads} threads, "
+        f"{args.seconds:.0f} s per row; bare scorer: {bare:.2f} pairs/s",
+        ["mode", "concurrency", "pairs/s", "÷ bare scorer", "p50 ms", "p99 ms", "requests", "errors"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

@@ -1,0 +1,130 @@
+"""The offline job on real Ray Data and real Parquet: exact scores, both layouts, bad rows kept, config errors."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.offline import load_config, run_job
+from rerank_core import ConfigError
+from rerank_core.config import OfflineConfig
+from rerank_core.testing import TINY_MODEL
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
+MODEL = {"model": TINY_MODEL, "device": "cpu"}
+COMPUTE = {"concurrency": 2, "num_cpus": 0.5, "batch_size": 16}
+
+
+def job(tmp_path, table, **overrides):
+    pq.write_table(table, tmp_path / "in.parquet")
+    cfg = OfflineConfig.from_dict({"model": MODEL, "input": str(tmp_path / "in.parquet"),
+                                   "output": str(tmp_path / "out"), "compute": COMPUTE, **overrides})
+    summary = run_job(cfg)
+    return summary, pq.read_table(tmp_path / "out")
+
+
+def by_id(table):
+    return {row["id"]: row for row in table.to_pylist()}
+
+
+def test_pairs_layout_scores_every_row_exactly_and_keeps_bad_ones(tmp_path, tiny_reranker, mixed_pairs):
+    long_doc = "machine learning data " * 4000
+    queries = [q for q, _ in mixed_pairs] + ["q", "q", None, "", "日本語の質問", "q"]
+    docs = [d for _, d in mixed_pairs] + [None, "", "d", "d", "café 🙂 ünïcödé", long_doc]
+    n = len(queries)
+    table = pa.table({"id": [f"r{i}" for i in range(n)], "query": queries, "document": docs,
+                      "extra": list(range(n))})
+    summary, out = job(tmp_path, table)
+    assert out.num_rows == n == summary.rows and summary.failed_rows == 4
+    rows = by_id(out)
+    assert sorted(rows) == sorted(table.column("id").to_pylist())  # every id exactly once
+    good = [i for i in range(n) if queries[i] and docs[i]]
+    expected = tiny_reranker.score_pairs([(queries[i], docs[i]) for i in good])
+    for k, i in enumerate(good):
+        row = rows[f"r{i}"]
+        assert row["extra"] == i and row["query"] == queries[i] and row["document"] == docs[i]
+        assert row["error"] is None and abs(row["score"] - expected[k]) <= 1e-5
+    for i in set(range(n)) - set(good):
+        assert rows[f"r{i}"]["score"] is None and rows[f"r{i}"]["error"]
+    assert "null" in rows[f"r{len(mixed_pairs)}"]["error"] and "empty" in rows[f"r{len(mixed_pairs) + 1}"]["error"]
+    assert rows[f"r{n - 1}"]["truncated_tokens"] > 0 and rows[f"r{n - 2}"]["truncated_tokens"] == 0
+    assert out.schema.field("score").type == pa.float32()
+
+
+def test_non_string_document_column_fails_rows_not_the_job(tmp_path):
+    table = pa.table({"id": ["a", "b"], "query": ["q", "q"], "document": [1, 2]})
+    summary, out = job(tmp_path, table)
+    assert summary.failed_rows == 2 and all("not a string" in e for e in out.column("error").to_pylist())
+
+
+def test_per_row_instruction_column(tmp_path, tiny_reranker):
+    table = pa.table({"id": ["a", "b", "c"], "query": ["q"] * 3, "document": ["x", "y", "z"],
+                      "instr": ["Find code", None, "Find recipes"]})
+    _, out = job(tmp_path, table, columns={"instruction": "instr"})
+    rows = by_id(out)
+    assert rows["a"]["score"] == pytest.approx(tiny_reranker.score_pairs([("q", "x")], "Find code")[0], abs=1e-5)
+    assert rows["b"]["score"] == pytest.approx(tiny_reranker.score_pairs([("q", "y")])[0], abs=1e-5)
+    assert rows["c"]["score"] == pytest.approx(tiny_reranker.score_pairs([("q", "z")], "Find recipes")[0], abs=1e-5)
+
+
+def test_grouped_layout_scores_and_ranks_with_top_k(tmp_path, tiny_reranker):
+    docs = [["coffee beans", "python code", "paris", "pizza"], ["a", "b", "c"], ["x", None], []]
+    table = pa.table({"id": ["g0", "g1", "g2", "g3"], "query": ["coffee?", "letters?", "q", "empty list"],
+                      "documents": docs})
+    summary, out = job(tmp_path, table, layout="grouped", top_k=2)
+    rows = by_id(out)
+    assert summary.rows == 4 and summary.failed_rows == 1
+    for gid, q, d in (("g0", "coffee?", docs[0]), ("g1", "letters?", docs[1])):
+        expected = tiny_reranker.score_pairs([(q, x) for x in d])
+        np.testing.assert_allclose(rows[gid]["scores"], expected, atol=1e-5)
+        assert rows[gid]["ranking"] == list(np.argsort(-expected, kind="stable")[:2])
+    assert rows["g2"]["scores"] is None and "items [1]" in rows["g2"]["error"]
+    assert rows["g3"]["scores"] == [] and rows["g3"]["ranking"] == [] and rows["g3"]["error"] is None
+
+
+def test_gpu_request_path_runs_on_a_declared_gpu(tmp_path, tiny_reranker):
+    """The session's Ray declares one GPU: an actor asking for it is scheduled; ONNX Runtime falls back to CPU."""
+    table = pa.table({"id": ["a", "b"], "query": ["q", "q"], "document": ["x", "y"]})
+    _, out = job(tmp_path, table, compute={"concurrency": 1, "num_cpus": 0.5, "num_gpus": 1})
+    np.testing.assert_allclose(
+        [by_id(out)[i]["score"] for i in "ab"], tiny_reranker.score_pairs([("q", "x"), ("q", "y")]), atol=1e-5)
+
+
+def test_more_gpus_than_the_cluster_has_fails_clearly(tmp_path, ray_cluster):
+    table = pa.table({"id": ["a"], "query": ["q"], "document": ["x"]})
+    with pytest.raises(ConfigError, match="num_gpus=2.*1 GPUs"):
+        job(tmp_path, table, compute={"concurrency": 1, "num_gpus": 2})
+
+
+def test_refuses_non_empty_output_unless_overwrite(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.parquet").write_text("x")
+    table = pa.table({"id": ["a"], "query": ["q"], "document": ["x"]})
+    with pytest.raises(ConfigError, match="not empty.*mode: overwrite"):
+        job(tmp_path, table)
+    assert (tmp_path / "out" / "old.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    "yaml_text,match",
+    [
+        ("model: {model: m}\ninput: a\noutput: b\ncompute: {concurency: 2}\n", r"compute\.concurency: Extra inputs"),
+        ("model: {model: m}\ninput: a\noutput: b\nlayout: rows\n", r"layout: Input should be 'pairs' or 'grouped'"),
+        ("model: {model: m}\noutput: b\n", r"input: Field required"),
+        ("model: {model: m}\ninput: a\noutput: b\ncompute: {num_gpus: -1}\n", r"compute\.num_gpus"),
+        ("model: [", "not valid YAML"),
+    ],
+)
+def test_config_errors_name_the_key_path(tmp_path, yaml_text, match):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=match) as info:
+        load_config(str(path))
+    assert str(path) in str(info.value)
+
+
+def test_cli_overrides_are_applied_and_validated(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("model: {model: m}\ninput: a\noutput: b\n")
+    cfg = load_config(str(path), model=TINY_MODEL, input_path="in", output_path="out")
+    assert (cfg.model.model, cfg.input, cfg.output) == (TINY_MODEL, "in", "out")
