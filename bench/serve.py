@@ -1,6 +1,6 @@
 """Serve benchmark: closed-loop HTTP load on loopback vs the bare scorer on the same pairs, with batching on and off.
 
-Run: python bench/serve.py [--model DIR] [--dtype int8] [--seconds 20] [--concurrency 1,4,16]
+Run: python bench/serve.py [--model DIR] [--dtype int8] [--requests 32] [--concurrency 1,8]
 """
 
 from __future__ import annotations
@@ -13,23 +13,24 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import bench_model, mixed_pairs, print_table  # noqa: E402
 
 
-def closed_loop(url: str, requests: list[dict], concurrency: int, seconds: float) -> dict:
-    """`concurrency` clients each send the next request as soon as the last answered, for `seconds`."""
+def closed_loop(url: str, requests: list[dict], concurrency: int) -> dict:
+    """`concurrency` clients each send the next request as soon as the last answered, until all are sent."""
     latencies, pairs_done, errors = [], [0], [0]
     lock = threading.Lock()
-    deadline = time.monotonic() + seconds
+    queue = list(reversed(requests))
 
-    def client(k: int) -> None:
-        with httpx.Client(timeout=120) as http:
-            i = k
-            while time.monotonic() < deadline:
-                body = requests[i % len(requests)]
+    def client() -> None:
+        with httpx.Client(timeout=600) as http:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    body = queue.pop()
                 start = time.monotonic()
                 reply = http.post(f"{url}/v1/rerank", json=body)
                 took = time.monotonic() - start
@@ -39,10 +40,9 @@ def closed_loop(url: str, requests: list[dict], concurrency: int, seconds: float
                         pairs_done[0] += len(body["documents"])
                     else:
                         errors[0] += 1
-                i += concurrency
 
     started = time.monotonic()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(concurrency)]
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
     for t in threads:
         t.start()
     for t in threads:
@@ -58,18 +58,16 @@ def closed_loop(url: str, requests: list[dict], concurrency: int, seconds: float
     }
 
 
-def bare_scorer(model: Path, dtype: str, requests: list[dict], seconds: float, threads: int) -> float:
-    """Pairs/s of OnnxQwen3Scorer called in-process on the same requests, one request per call."""
+def bare_scorer(model: Path, dtype: str, requests: list[dict], threads: int) -> float:
+    """Pairs/s of OnnxQwen3Scorer called in-process on the same requests, one call per request."""
     from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
 
     scorer = OnnxQwen3Scorer(model, dtype=dtype, intra_op_threads=threads)
-    done, start, i = 0, time.monotonic(), 0
-    while time.monotonic() - start < seconds:
-        body = requests[i % len(requests)]
+    scorer.score([("warm", "up")])
+    start = time.monotonic()
+    for body in requests:
         scorer.score([(body["query"], d) for d in body["documents"]])
-        done += len(body["documents"])
-        i += 1
-    return done / (time.monotonic() - start)
+    return sum(len(b["documents"]) for b in requests) / (time.monotonic() - start)
 
 
 def deploy(model: Path, dtype: str, batch: int, wait: float, threads: int, port: int) -> str:
@@ -93,42 +91,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, help="export folder (default: the cached 0.6B-shape random model)")
     parser.add_argument("--dtype", default="int8")
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--requests", type=int, default=32, help="requests per row")
+    parser.add_argument("--concurrency", default="1,8")
     parser.add_argument("--docs-per-request", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=8799)
     args = parser.parse_args()
     model = args.model or bench_model()
-    pairs = mixed_pairs(256, min_words=10, max_words=60)
     n = args.docs_per_request
+    pairs = mixed_pairs(args.requests * n, min_words=10, max_words=60)
     requests = [{"query": pairs[i][0], "documents": [d for _, d in pairs[i : i + n]]} for i in range(0, len(pairs), n)]
 
     import ray
     from ray import serve
 
-    bare = bare_scorer(model, args.dtype, requests, args.seconds, args.threads)
+    bare = bare_scorer(model, args.dtype, requests, args.threads)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     rows = []
     try:
         for label, batch, wait in (("batching on", 32, 0.01), ("batching off", 1, 0.0)):
             url = deploy(model, args.dtype, batch, wait, args.threads, args.port)
-            levels = [int(c) for c in args.concurrency.split(",")] if batch > 1 else [max(int(c) for c in args.concurrency.split(","))]
-            for c in levels:
-                r = closed_loop(url, requests, c, args.seconds)
+            levels = [int(c) for c in args.concurrency.split(",")]
+            closed_loop(url, requests[:2], 1)  # warm-up
+            for c in levels if batch > 1 else levels[-1:]:
+                r = closed_loop(url, requests, c)
                 rows.append([label, c, r["pairs_s"], r["pairs_s"] / bare, r["p50"] * 1000, r["p99"] * 1000, r["requests"], r["errors"]])
             serve.delete("bench")
     finally:
         serve.shutdown()
         ray.shutdown()
     print_table(
-        f"Serve vs bare scorer — {model.name} {args.dtype}, {n} docs/request, {args.threads} threads, "
-        f"{args.seconds:.0f} s per row; bare scorer: {bare:.2f} pairs/s",
+        f"Serve vs bare scorer — {model.name} {args.dtype}, {args.requests} requests × {n} docs per row, "
+        f"{args.threads} ORT threads; bare scorer: {bare:.2f} pairs/s",
         ["mode", "concurrency", "pairs/s", "÷ bare scorer", "p50 ms", "p99 ms", "requests", "errors"],
         rows,
     )
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     main()

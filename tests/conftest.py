@@ -122,3 +122,20 @@ def serve_url(ray_cluster) -> str:
     args["max_documents"] = 64
     args["max_body_bytes"] = 65536
     return deploy(config, host="127.0.0.1", port=free_port())
+
+
+@pytest.fixture(scope="session")
+def fake_dashscope_server():
+    """One fake DashScope service for the session."""
+    from tests.fake_dashscope import FakeDashScope
+
+    with FakeDashScope() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_dashscope(fake_dashscope_server):
+    """The fake DashScope service, reset for each test."""
+    fake_dashscope_server.reset()
+    yield fake_dashscope_server
+    fake_dashscope_server.reset()
