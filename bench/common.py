@@ -6,7 +6,10 @@ import os
 import random
 from pathlib import Path
 
-BENCH_MODEL_DIR = Path(os.environ.get("RERANK_BENCH_DIR", Path.home() / ".cache/qwen-rerank/bench")) / "qwen3-0.6b-shape"
+BENCH_DIR = Path(os.environ.get("RERANK_BENCH_DIR", Path.home() / ".cache/qwen-rerank/bench"))
+BENCH_MODEL_DIR = BENCH_DIR / "qwen3-0.6b-shape"
+BENCH_CHECKPOINT_DIR = BENCH_DIR / "qwen3-0.6b-shape-hf"
+NAIVE_MODEL_DIR = BENCH_DIR / "qwen3-0.6b-shape-full-logits"
 _WORDS = (
     "retrieval ranking model query document passage relevant search index vector dense sparse token batch "
     "latency throughput cluster replica actor dataset parquet machine learning data science python coffee "
@@ -14,15 +17,40 @@ _WORDS = (
 ).split()
 
 
-def bench_model(dtypes: str = "f32,int8") -> Path:
-    """The random model with Qwen3-Reranker-0.6B's exact shape; built once (≈2–3 min) and cached."""
-    manifest = BENCH_MODEL_DIR / "rerank_manifest.json"
-    if not manifest.exists() or any(f'"{d}"' not in manifest.read_text() for d in dtypes.split(",")):
-        from rerank_core.testing import build_tiny_model
+def bench_checkpoint() -> Path:
+    """The random Hugging Face checkpoint with Qwen3-Reranker-0.6B's exact shape (seed 0); built once and cached."""
+    if not (BENCH_CHECKPOINT_DIR / "config.json").exists():
+        from rerank_core.testing import build_checkpoint
 
-        print(f"building the 0.6B-shape random model into {BENCH_MODEL_DIR} (once) ...", flush=True)
-        build_tiny_model(BENCH_MODEL_DIR, full_size=True, dtypes=dtypes.split(","), overwrite=True)
+        print(f"building the 0.6B-shape random checkpoint into {BENCH_CHECKPOINT_DIR} (once) ...", flush=True)
+        build_checkpoint(BENCH_CHECKPOINT_DIR, full_size=True)
+    return BENCH_CHECKPOINT_DIR
+
+
+def bench_model(dtypes: str = "f32,int8") -> Path:
+    """Our export of that checkpoint with the dtypes asked for; exported once (≈1–3 min per dtype) and cached."""
+    from rerank_core.manifest import Manifest
+
+    wanted = dtypes.split(",")
+    manifest = Manifest.read(BENCH_MODEL_DIR) if BENCH_MODEL_DIR.is_dir() else None
+    if manifest is None or any(d not in manifest.graphs for d in wanted):
+        from rerank_core.export import export_checkpoint
+
+        have = list(manifest.graphs) if manifest else []
+        print(f"exporting the 0.6B-shape model ({dtypes}) into {BENCH_MODEL_DIR} (once) ...", flush=True)
+        export_checkpoint(bench_checkpoint(), BENCH_MODEL_DIR, dtypes=list(dict.fromkeys(have + wanted)),
+                          overwrite=True, source_name="random-qwen3-reranker-0.6b-shape")
     return BENCH_MODEL_DIR
+
+
+def naive_model() -> Path:
+    """The same checkpoint as a naive full-logits graph, laid out like third-party exports; cached."""
+    if not (NAIVE_MODEL_DIR / "model.onnx").exists():
+        from rerank_core.export import export_checkpoint
+
+        print(f"exporting the naive full-logits graph into {NAIVE_MODEL_DIR} (once) ...", flush=True)
+        export_checkpoint(bench_checkpoint(), NAIVE_MODEL_DIR, full_logits=True, overwrite=True)
+    return NAIVE_MODEL_DIR
 
 
 def mixed_pairs(n: int, *, queries: int = 8, min_words: int = 15, max_words: int = 350, seed: int = 0):
@@ -42,3 +70,16 @@ def print_table(title: str, header: list[str], rows: list[list]) -> None:
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
         print("| " + " | ".join(f"{c:.3g}" if isinstance(c, float) else str(c) for c in row) + " |")
+
+
+def reset_peak_rss() -> None:
+    """Reset this process's peak RSS (VmHWM) so the next measurement covers only what follows (Linux)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process since the last reset, in GiB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")

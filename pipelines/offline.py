@@ -14,6 +14,7 @@ import pyarrow.fs as pafs
 from rerank_core.config import OfflineConfig
 from rerank_core.errors import ConfigError
 
+from .parts import PartScorer, plan_parts, prepare_resumable_output
 from .scoring import ERROR, BatchScorer
 
 log = logging.getLogger(__name__)
@@ -68,38 +69,66 @@ def run_job(cfg: OfflineConfig) -> JobSummary:
 
     from serve.ray_runtime import check_gpus, ensure_ray
 
-    _prepare_output(cfg.output, cfg.mode)
+    if not cfg.resume:
+        _prepare_output(cfg.output, cfg.mode)
     ensure_ray()
     compute = cfg.compute
     check_gpus(compute.num_gpus, compute.concurrency, "compute")
     started = time.monotonic()
-    dataset = ray.data.read_parquet(cfg.input)
-    rows_in = dataset.count()
-    log.info("%d input rows from %s", rows_in, cfg.input)
-    # One small file arrives as one block, which only one actor could work on.
-    dataset = dataset.repartition(max(1, min(rows_in, compute.concurrency * compute.blocks_per_actor)))
     model = cfg.model.model_dump(mode="json")
     if model.get("intra_op_threads") is None and compute.num_gpus == 0:
         model["intra_op_threads"] = max(1, int(compute.num_cpus))  # don't oversubscribe the actor's CPUs
-    scored = dataset.map_batches(
-        BatchScorer,
-        fn_constructor_kwargs={
-            "model": model,
-            "layout": cfg.layout,
-            "columns": cfg.columns.model_dump(),
-            "top_k": cfg.top_k,
-        },
-        batch_format="pyarrow",
-        batch_size=compute.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=compute.concurrency),
-        num_cpus=compute.num_cpus,
-        num_gpus=compute.num_gpus or None,
-    )
-    scored.write_parquet(cfg.output)
+    scorer_kwargs = {"model": model, "layout": cfg.layout, "columns": cfg.columns.model_dump(), "top_k": cfg.top_k}
+    actors = {
+        "compute": ray.data.ActorPoolStrategy(size=compute.concurrency),
+        "num_cpus": compute.num_cpus,
+        "num_gpus": compute.num_gpus or None,
+    }
+    rows_in = _run_parts(cfg, scorer_kwargs, actors) if cfg.resume else _run_stream(cfg, scorer_kwargs, actors)
     rows_out, failed = _count(cfg.output)
     if rows_out != rows_in:
         raise RuntimeError(f"row count mismatch: {rows_in} rows in, {rows_out} rows written to {cfg.output}")
     return JobSummary(rows=rows_out, failed_rows=failed, seconds=time.monotonic() - started, output=cfg.output)
+
+
+def _run_stream(cfg: OfflineConfig, scorer_kwargs: dict, actors: dict) -> int:
+    """read_parquet → map_batches(BatchScorer) → write_parquet, streaming; returns the input row count."""
+    import ray
+
+    dataset = ray.data.read_parquet(cfg.input)
+    rows_in = dataset.count()
+    log.info("%d input rows from %s", rows_in, cfg.input)
+    # One small file arrives as one block, which only one actor could work on.
+    blocks = max(1, min(rows_in, cfg.compute.concurrency * cfg.compute.blocks_per_actor))
+    scored = dataset.repartition(blocks).map_batches(
+        BatchScorer,
+        fn_constructor_kwargs=scorer_kwargs,
+        batch_format="pyarrow",
+        batch_size=cfg.compute.batch_size,
+        **actors,
+    )
+    scored.write_parquet(cfg.output)
+    return rows_in
+
+
+def _run_parts(cfg: OfflineConfig, scorer_kwargs: dict, actors: dict) -> int:
+    """Resumable: score the parts not yet committed, one output file each; returns the input row count."""
+    import ray
+
+    parts = plan_parts(cfg.input, cfg.compute.rows_per_part)
+    done = prepare_resumable_output(cfg, parts)
+    todo = [p for p in parts if p.name not in done]
+    log.info("%d parts planned, %d already done, %d to score", len(parts), len(parts) - len(todo), len(todo))
+    if todo:
+        items = [{"name": p.name, "file": p.file, "first": p.first, "rows": p.rows} for p in todo]
+        ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            PartScorer,
+            fn_constructor_kwargs={"scorer_kwargs": scorer_kwargs, "input_uri": cfg.input, "output": cfg.output,
+                                   "batch_size": cfg.compute.batch_size},
+            batch_size=1,
+            **actors,
+        ).materialize()
+    return sum(p.rows for p in parts)
 
 
 def load_config(path: str, *, model: str | None = None, input_path: str | None = None, output_path: str | None = None):

@@ -128,6 +128,7 @@ class ComputeConfig(StrictModel):
     num_gpus: float = Field(default=0.0, ge=0, description="GPUs per actor; 0.5 puts two actors on one GPU")
     batch_size: int = Field(default=256, ge=1, description="rows per map_batches call")
     blocks_per_actor: int = Field(default=4, ge=1, description="input is split into concurrency × this many blocks")
+    rows_per_part: int = Field(default=50_000, ge=1, description="resume: true: rows per output file (unit of restart)")
 
 
 class OfflineConfig(StrictModel):
@@ -140,4 +141,5 @@ class OfflineConfig(StrictModel):
     columns: ColumnsConfig = ColumnsConfig()
     top_k: int | None = Field(default=None, ge=1, description="grouped layout: keep the k best in `ranking`")
     mode: Literal["error", "overwrite"] = "error"
+    resume: bool = Field(default=False, description="one output file per input part + a manifest; a rerun skips done parts")
     compute: ComputeConfig = ComputeConfig()

@@ -13,9 +13,10 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rerank_core.config import BatchConfig, ServeAppConfig, load_reranker
-from rerank_core.errors import ConfigError
+from rerank_core.errors import ConfigError, UpstreamError
 from rerank_core.formatting import format_query, is_formatted_query
 from rerank_core.schemas import (
     DashScopeError,
@@ -34,7 +35,15 @@ log = logging.getLogger("ray.serve")
 
 DASHSCOPE_ROUTE = "/api/v1/services/rerank/text-rerank/text-rerank"
 BATCH_HEADER = "x-batch-requests"  # how many requests shared this request's model call
-_DASHSCOPE_CODES = {400: "InvalidParameter", 401: "InvalidApiKey", 429: "Throttling", 503: "ServiceUnavailable"}
+_DASHSCOPE_CODES = {
+    400: "InvalidParameter",
+    401: "InvalidApiKey",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    429: "Throttling",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+}
 
 app = FastAPI(
     title="qwen-rerank",
@@ -76,9 +85,26 @@ async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
 @app.exception_handler(RequestValidationError)
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0]
+    if first.get("type") == "json_invalid":  # loc is a byte position here, not a field
+        error = first.get("ctx", {}).get("error", "")
+        return _error_response(request, ApiError(400, "body", f"not valid JSON ({error})"))
     field = _location(tuple(first.get("loc", ())))
     message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
     return _error_response(request, ApiError(400, field, message))
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # FastAPI answers an unreadable body (invalid UTF-8, nesting too deep for the JSON parser) this way.
+    field = "body" if exc.status_code == 400 else None
+    return _error_response(request, ApiError(exc.status_code, field, str(exc.detail)))
+
+
+@app.exception_handler(UpstreamError)
+async def _upstream_error(request: Request, exc: UpstreamError) -> JSONResponse:
+    # A remote backend (DashScope) failed after its retries: say so, keep its status where it means overload.
+    status = exc.status if exc.status in (429, 503) else 502
+    return _error_response(request, ApiError(status, None, f"upstream reranker failed: {exc.code}: {exc.message}"))
 
 
 @app.middleware("http")

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from rerank_core import Reranker
-from rerank_core.formatting import PREFIX, SUFFIX, format_content
 from rerank_core.testing import TINY_MODEL
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the suite may reach for the network
@@ -41,37 +40,10 @@ def tiny_export(tiny_checkpoint, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def official(tiny_checkpoint):
-    """The official Qwen3-Reranker transformers recipe: left padding, full logits, log_softmax over [no, yes]."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """The official Qwen3-Reranker transformers recipe on the same checkpoint, as a scoring function."""
+    from rerank_core.testing import OfficialRecipe
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint).eval()
-    yes_id, no_id = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
-    prefix = tokenizer.encode(PREFIX, add_special_tokens=False)
-    suffix = tokenizer.encode(SUFFIX, add_special_tokens=False)
-
-    def score(pairs, instruction=None, max_length=8192, padding_side="left"):
-        texts = [format_content(q, d, instruction) for q, d in pairs]
-        inputs = tokenizer(
-            texts,
-            padding=False,
-            truncation="longest_first",
-            return_attention_mask=False,
-            max_length=max_length - len(prefix) - len(suffix),
-        )
-        inputs["input_ids"] = [prefix + ids + suffix for ids in inputs["input_ids"]]
-        tokenizer.padding_side = padding_side
-        try:
-            batch = tokenizer.pad(inputs, padding=True, return_tensors="pt", max_length=max_length)
-        finally:
-            tokenizer.padding_side = "left"
-        with torch.no_grad():
-            logits = model(**batch).logits[:, -1, :]
-        pair_logits = torch.stack([logits[:, no_id], logits[:, yes_id]], dim=1)
-        return torch.nn.functional.log_softmax(pair_logits, dim=1)[:, 1].exp().numpy()
-
-    return score
+    return OfficialRecipe(tiny_checkpoint).score
 
 
 @pytest.fixture(scope="session")

@@ -128,3 +128,61 @@ def test_cli_overrides_are_applied_and_validated(tmp_path):
     path.write_text("model: {model: m}\ninput: a\noutput: b\n")
     cfg = load_config(str(path), model=TINY_MODEL, input_path="in", output_path="out")
     assert (cfg.model.model, cfg.input, cfg.output) == (TINY_MODEL, "in", "out")
+
+
+def _resumable_config(tmp_path, out_name):
+    return OfflineConfig.from_dict({
+        "model": MODEL, "input": str(tmp_path / "in.parquet"), "output": str(tmp_path / out_name), "resume": True,
+        "compute": {"concurrency": 1, "num_cpus": 0.5, "batch_size": 16, "rows_per_part": 8},
+    })
+
+
+def test_killed_resumable_job_finishes_with_every_row_exactly_once(tmp_path, ray_cluster):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    n = 1600  # 200 parts of 8 rows: the first run is killed long before the last part
+    table = pa.table({"id": [f"r{i}" for i in range(n)], "query": [f"query {i % 7}" for i in range(n)],
+                      "document": [None if i % 101 == 5 else f"document number {i} " * (1 + i % 5) for i in range(n)]})
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=100)
+    killed_cfg = _resumable_config(tmp_path, "resumed")
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(killed_cfg.model_dump(mode="json")))
+
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address}
+    proc = subprocess.Popen([sys.executable, "-m", "rerank_core.cli", "offline", "--config", str(tmp_path / "job.yaml")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    out = tmp_path / "resumed"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("part-*.parquet"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    done_before = len(list(out.glob("part-*.parquet")))
+    assert 3 <= done_before < 200, done_before  # killed mid-run, with some output committed
+
+    summary = run_job(killed_cfg)  # the rerun skips committed parts
+    assert summary.rows == n
+    clean = run_job(_resumable_config(tmp_path, "clean"))
+    assert clean.rows == n and summary.failed_rows == clean.failed_rows == 16
+    resumed, fresh = pq.read_table(out), pq.read_table(tmp_path / "clean")
+    assert resumed.num_rows == n and sorted(resumed.column("id").to_pylist()) == sorted(table.column("id").to_pylist())
+    a, b = by_id(resumed), by_id(fresh)
+    for key in a:
+        assert a[key]["error"] == b[key]["error"]
+        assert (a[key]["score"] is None and b[key]["score"] is None) or abs(a[key]["score"] - b[key]["score"]) < 1e-6
+    assert len(json.loads((out / "_manifest.json").read_text())["parts"]) == 200
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_resume_refuses_an_output_of_another_job(tmp_path):
+    pq.write_table(pa.table({"id": ["a"], "query": ["q"], "document": ["d"]}), tmp_path / "in.parquet")
+    run_job(_resumable_config(tmp_path, "out"))
+    pq.write_table(pa.table({"id": ["a", "b"], "query": ["q", "q"], "document": ["d", "e"]}), tmp_path / "in.parquet")
+    with pytest.raises(ConfigError, match="different job"):
+        run_job(_resumable_config(tmp_path, "out"))

@@ -1,0 +1,1 @@
+"""Adapters that put rerank_core behind other libraries' reranker interfaces."""
