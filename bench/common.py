@@ -53,7 +53,7 @@ def naive_model() -> Path:
     return NAIVE_MODEL_DIR
 
 
-def mixed_pairs(n: int, *, queries: int = 8, min_words: int = 15, max_words: int = 350, seed: int = 0):
+def mixed_pairs(n: int, *, queries: int = 8, min_words: int = 7, max_words: int = 160, seed: int = 0):
     """n (query, document) pairs over several queries with documents of mixed length (≈20–500 tokens)."""
     rng = random.Random(seed)
     qs = [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(3, 10))) + "?" for _ in range(queries)]

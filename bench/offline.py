@@ -1,6 +1,7 @@
 """Offline benchmark: rows/s of the Ray Data job vs `score_pairs` on the same rows in one process, same cores.
 
-Both sides include loading the model. Run: python bench/offline.py [--model DIR] [--dtype int8] [--rows 96]
+Both sides include loading the model; the job also includes Ray Data's planning, reading, actor start-up and
+writing. Run: python bench/offline.py [--model DIR] [--dtype int8] [--rows 384]
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, help="export folder (default: the cached 0.6B-shape random model)")
     parser.add_argument("--dtype", default="int8")
-    parser.add_argument("--rows", type=int, default=96)
+    parser.add_argument("--rows", type=int, default=384)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     model = args.model or bench_model()
-    pairs = mixed_pairs(args.rows, min_words=10, max_words=80)
+    pairs = mixed_pairs(args.rows, min_words=10, max_words=40)
 
     from rerank_core import Reranker
 
@@ -43,7 +44,7 @@ def main() -> None:
         cfg = OfflineConfig.from_dict({
             "model": {"model": str(model), "dtype": args.dtype, "device": "cpu", "intra_op_threads": args.threads},
             "input": f"{tmp}/in.parquet", "output": f"{tmp}/out",
-            "compute": {"concurrency": 1, "num_cpus": 1, "batch_size": 32},
+            "compute": {"concurrency": 1, "num_cpus": 1, "batch_size": 128, "blocks_per_actor": 2},
         })
         import ray
 

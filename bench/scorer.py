@@ -4,13 +4,18 @@ Rows: the official transformers recipe (full logits, left padding, fixed batches
 same model as a naive full-logits ONNX graph (fixed batches) · ours f32 / int8 / f16 (token-budget batches).
 Also: score drift of int8/f16 against f32, and padding waste of our batching against fixed batches.
 
+Useful FLOPs count every layer's matmuls per real token, attention over the full L² square (what the kernels
+compute), and one yes−no row: the same work for every row, so FLOP/s compare like pairs/s do.
+
 Run: python bench/scorer.py [--pairs 48] [--threads 2] [--skip-f16]
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,14 +24,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (  # noqa: E402
+    BENCH_MODEL_DIR,
     bench_checkpoint,
     bench_model,
     mixed_pairs,
     naive_model,
-    peak_rss_gib,
     print_table,
-    reset_peak_rss,
 )
+ROW_NAMES = {"official": "official transformers recipe", "naive": "naive full-logits ONNX"}
 
 FIXED_BATCH = 8
 
@@ -41,28 +46,59 @@ def flops_per_pair(config: dict, length: int) -> float:
     return layers * (per_token * length + attention) + 2 * h
 
 
+_PEAK_PROBE = """
+import time, numpy as np
+from threadpoolctl import threadpool_limits
+a = np.random.default_rng(0).standard_normal((4096, 4096), dtype=np.float32)
+best = 0.0
+with threadpool_limits({threads}):
+    for _ in range(4):
+        start = time.perf_counter(); a @ a; best = max(best, 2 * 4096**3 / (time.perf_counter() - start))
+print(best)
+"""
+
+
 def cpu_peak_flops(threads: int) -> float:
-    """Attainable f32 peak: best of 3 float32 4096² matmuls with numpy's BLAS on `threads` threads."""
-    from threadpoolctl import threadpool_limits
-
-    a = np.random.default_rng(0).standard_normal((4096, 4096), dtype=np.float32)
-    best = 0.0
-    with threadpool_limits(threads):
-        for _ in range(3):
-            start = time.perf_counter()
-            a @ a
-            best = max(best, 2 * 4096**3 / (time.perf_counter() - start))
-    return best
+    """Attainable f32 peak: best of 4 float32 4096² sgemms with numpy's OpenBLAS on `threads` threads, in a
+    child process without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (set on some machines here; they slow its kernels)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    out = subprocess.run([sys.executable, "-c", _PEAK_PROBE.format(threads=threads)], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return float(out.strip())
 
 
-def timed(fn):
-    """Run fn once to warm up on a small input, then time it; returns (scores, seconds, peak GiB)."""
-    gc.collect()
-    reset_peak_rss()
-    fn(warmup=True)
-    start = time.perf_counter()
-    scores = fn(warmup=False)
-    return scores, time.perf_counter() - start, peak_rss_gib()
+def rss_probe(row: str, threads: int, pairs: list) -> float:
+    """Peak RSS (GiB) of a fresh process that loads `row`'s model and scores `pairs` (the longest batch)."""
+    code = (
+        "import json, sys; sys.path.insert(0, %r)\n"
+        "from bench.scorer import run_row; from bench.common import peak_rss_gib\n"
+        "run_row(%r, %d, json.loads(sys.stdin.read()))\n"
+        "print(peak_rss_gib())\n"
+    ) % (str(Path(__file__).resolve().parents[1]), row, threads)
+    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(pairs), check=True,
+                         capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def make_row(row: str, threads: int, token_budget: int = 4096):
+    """A scoring function for one benchmark row: official, naive, or ours-<dtype>."""
+    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+    from rerank_core.testing import OfficialRecipe
+
+    if row == "official":
+        recipe = OfficialRecipe(bench_checkpoint(), threads=threads)
+        return lambda pairs: recipe.score(pairs, batch_size=FIXED_BATCH)
+    if row == "naive":
+        naive = OnnxQwen3Scorer(naive_model(), intra_op_threads=threads)
+        return lambda pairs: naive.score(pairs, batch_size=FIXED_BATCH)
+    scorer = OnnxQwen3Scorer(BENCH_MODEL_DIR, dtype=row.split("-", 1)[1], intra_op_threads=threads,
+                             token_budget=token_budget)
+    return scorer.score
+
+
+def run_row(row: str, threads: int, pairs: list) -> np.ndarray:
+    """Load a row's model and score `pairs` once (what rss_probe measures)."""
+    return make_row(row, threads)([tuple(p) for p in pairs])
 
 
 def padding_waste(tokenizer, pairs, token_budget: int) -> tuple[float, float]:
@@ -86,63 +122,55 @@ def main() -> None:
     parser.add_argument("--skip-official", action="store_true")
     args = parser.parse_args()
 
-    import json
-
-    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
-    from rerank_core.testing import OfficialRecipe
-
     dtypes = "f32,int8" if args.skip_f16 else "f32,int8,f16"
-    checkpoint, model, naive = bench_checkpoint(), bench_model(dtypes), naive_model()
+    checkpoint = bench_checkpoint()
+    bench_model(dtypes)
+    naive_model()
     config = json.loads((checkpoint / "config.json").read_text())
     pairs = mixed_pairs(args.pairs, queries=6)
-    warm = pairs[:2]
     peak = cpu_peak_flops(args.threads)
 
-    rows, scores = [], {}
+    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+    from rerank_core.formatting import format_content
 
-    def ours(dtype: str):
-        scorer = OnnxQwen3Scorer(model, dtype=dtype, intra_op_threads=args.threads, token_budget=args.token_budget)
-        return lambda warmup: scorer.score(warm if warmup else pairs), scorer
-
-    lengths = ours("f32")[1].tokenizer.encode([f"{q}{d}" for q, d in pairs]).lengths
+    tokenizer = OnnxQwen3Scorer(BENCH_MODEL_DIR, intra_op_threads=1).tokenizer
+    lengths = tokenizer.encode([format_content(q, d) for q, d in pairs]).lengths
     useful = sum(flops_per_pair(config, int(n)) for n in lengths)
+    longest = [list(pairs[i]) for i in np.argsort(-lengths)[:FIXED_BATCH]]
 
-    def record(name, fn):
-        s, seconds, rss = timed(fn)
-        scores[name] = s
-        rows.append([name, len(pairs) / seconds, seconds, rss, useful / seconds / 1e9, useful / seconds / peak])
-        print(f"  {name}: {len(pairs) / seconds:.2f} pairs/s", flush=True)
-
-    if not args.skip_official:
-        recipe = OfficialRecipe(checkpoint, threads=args.threads)
-        record("official transformers recipe", lambda warmup: recipe.score(warm if warmup else pairs, batch_size=FIXED_BATCH))
-        del recipe
-    naive_scorer = OnnxQwen3Scorer(naive, intra_op_threads=args.threads)
-    record("naive full-logits ONNX", lambda warmup: naive_scorer.score(warm if warmup else pairs, batch_size=FIXED_BATCH))
-    del naive_scorer
-    for dtype in dtypes.split(","):
-        fn, scorer = ours(dtype)
-        record(f"ours {dtype}", fn)
-        del fn, scorer
+    names = (["official"] if not args.skip_official else []) + ["naive"] + [f"ours-{d}" for d in dtypes.split(",")]
+    rows, scores = [], {}
+    for name in names:
+        score = make_row(name, args.threads, args.token_budget)
+        score(pairs[:2])  # warm-up
+        start = time.perf_counter()
+        scores[name] = score(pairs)
+        seconds = time.perf_counter() - start
+        del score
+        rss = rss_probe(name, args.threads, longest)
+        label = ROW_NAMES.get(name, name.replace("-", " "))
+        rows.append([label, len(pairs) / seconds, seconds, rss, useful / seconds / 1e9, useful / seconds / peak])
+        print(f"  {label}: {len(pairs) / seconds:.2f} pairs/s, peak RSS {rss:.2f} GiB", flush=True)
 
     base = rows[0][1]
     print_table(
         f"Scoring speed — {len(pairs)} mixed pairs (20–500 tokens, {int(lengths.min())}–{int(lengths.max())} with the "
-        f"template), {args.threads} threads; CPU f32 peak {peak / 1e9:.0f} GFLOP/s measured (best 4096² sgemm, numpy BLAS)",
+        f"template), {args.threads} threads; CPU f32 peak {peak / 1e9:.0f} GFLOP/s measured (best 4096² sgemm, numpy "
+        f"OpenBLAS, {args.threads} threads); peak RSS: a fresh process scoring the {FIXED_BATCH} longest pairs",
         ["path", "pairs/s", "seconds", "peak RSS GiB", "useful GFLOP/s", "share of peak", f"× {rows[0][0]}"],
         [r + [r[1] / base] for r in rows],
     )
 
     from scipy.stats import spearmanr
 
-    ref = scores["ours f32"]
+    ref = scores["ours-f32"]
     drift_rows = []
     for name, s in scores.items():
-        if name != "ours f32":
-            drift_rows.append([name, float(np.abs(s - ref).max()), float(spearmanr(s, ref).statistic)])
+        if name != "ours-f32":
+            label = ROW_NAMES.get(name, name.replace("-", " "))
+            drift_rows.append([label, float(np.abs(s - ref).max()), float(spearmanr(s, ref).statistic)])
     print_table("Score drift against ours f32 (same pairs)", ["path", "max |Δscore|", "Spearman"], drift_rows)
 
-    tokenizer = OnnxQwen3Scorer(model, intra_op_threads=1).tokenizer
     ours_waste, fixed_waste = padding_waste(tokenizer, mixed_pairs(512, queries=8), args.token_budget)
     print_table(
         "Padding waste, 512 mixed pairs: (padded − real) ÷ real tokens",

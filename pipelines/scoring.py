@@ -8,7 +8,6 @@ import numpy as np
 import pyarrow as pa
 
 from rerank_core.config import ColumnsConfig, ModelConfig, load_reranker
-from rerank_core.formatting import format_query, is_formatted_query
 from rerank_core.scorer import ScoreOutput, top_indices
 
 SCORE, ERROR, TRUNCATED = "score", "error", "truncated_tokens"
@@ -41,44 +40,47 @@ class BatchScorer:
             raise AssertionError(f"scoring changed the row count: {batch.num_rows} in, {out.num_rows} out")
         return out
 
-    def _formatted_queries(self, batch: pa.Table, queries: list) -> list:
-        """Queries with each row's own instruction applied; rows without one get the model's default later."""
+    def _instructions(self, batch: pa.Table) -> list[str | None]:
+        """Each row's own instruction, or None (the model's default) where there is no column or no value."""
         column = self.columns.instruction
         if not column:
-            return queries
-        instructions = batch.column(column).to_pylist()
-        return [
-            format_query(q, i) if isinstance(q, str) and isinstance(i, str) and not is_formatted_query(q) else q
-            for q, i in zip(queries, instructions)
-        ]
+            return [None] * batch.num_rows
+        return [i if isinstance(i, str) and i.strip() else None for i in batch.column(column).to_pylist()]
 
-    def _score(self, pairs: list[tuple[str, str]]) -> tuple[ScoreOutput | None, list[str | None]]:
-        """Score all pairs; if the call fails, score them one by one so only the bad rows are flagged."""
-        try:
-            return self.reranker.scorer.score_detailed(pairs), [None] * len(pairs)
-        except Exception:  # noqa: BLE001 - any failure of a row must become that row's error, not the job's
-            scores, tokens, cut, errors = [], [], [], []
-            for pair in pairs:
+    def _score(self, pairs: list[tuple[str, str]], instructions: list[str | None]) -> tuple[ScoreOutput, list]:
+        """Score pairs, one model call per distinct instruction; a failing call is retried row by row so only
+        the bad rows are flagged."""
+        n = len(pairs)
+        scores, cut, errors = np.full(n, np.nan, np.float32), np.zeros(n, np.int64), [None] * n
+        groups: dict[str | None, list[int]] = {}
+        for i, instruction in enumerate(instructions):
+            groups.setdefault(instruction, []).append(i)
+        scorer = self.reranker.scorer
+        for instruction, rows in groups.items():
+            try:
+                out = scorer.score_detailed([pairs[i] for i in rows], instruction=instruction)
+                scores[rows], cut[rows] = out.scores, out.truncated
+                continue
+            except Exception:  # noqa: BLE001 - a failure must become the failing rows' errors, not the job's
+                pass
+            for i in rows:
                 try:
-                    one = self.reranker.scorer.score_detailed([pair])
-                    scores.append(one.scores[0]), tokens.append(one.tokens[0]), cut.append(one.truncated[0])
-                    errors.append(None)
+                    one = scorer.score_detailed([pairs[i]], instruction=instruction)
+                    scores[i], cut[i] = one.scores[0], one.truncated[0]
                 except Exception as exc:  # noqa: BLE001
-                    scores.append(np.nan), tokens.append(0), cut.append(0)
-                    errors.append(f"scoring failed: {type(exc).__name__}: {exc}"[:500])
-            out = ScoreOutput(np.asarray(scores, np.float32), np.asarray(tokens, np.int64), np.asarray(cut, np.int64))
-            return out, errors
+                    errors[i] = f"scoring failed: {type(exc).__name__}: {exc}"[:500]
+        return ScoreOutput(scores, np.zeros(n, np.int64), cut), errors
 
     def _pairs(self, batch: pa.Table) -> pa.Table:
         queries = batch.column(self.columns.query).to_pylist()
         documents = batch.column(self.columns.document).to_pylist()
         errors = [row_problem(q, d) for q, d in zip(queries, documents)]
         good = [i for i, e in enumerate(errors) if e is None]
-        formatted = self._formatted_queries(batch, queries)
+        instructions = self._instructions(batch)
         scores: list[float | None] = [None] * len(errors)
         truncated = [0] * len(errors)
         if good:
-            out, failures = self._score([(formatted[i], documents[i]) for i in good])
+            out, failures = self._score([(queries[i], documents[i]) for i in good], [instructions[i] for i in good])
             for k, i in enumerate(good):
                 if failures[k] is not None:
                     errors[i] = failures[k]
@@ -103,15 +105,17 @@ class BatchScorer:
     def _grouped(self, batch: pa.Table) -> pa.Table:
         queries = batch.column(self.columns.query).to_pylist()
         candidates = batch.column(self.columns.documents).to_pylist()
-        formatted = self._formatted_queries(batch, queries)
+        instructions = self._instructions(batch)
         errors = [self._group_problem(q, docs) for q, docs in zip(queries, candidates)]
         spans: dict[int, tuple[int, int]] = {}
         flat: list[tuple[str, str]] = []
+        flat_instructions: list[str | None] = []
         for row, docs in enumerate(candidates):
             if errors[row] is None:
                 spans[row] = (len(flat), len(flat) + len(docs))
-                flat += [(formatted[row], d) for d in docs]
-        out, failures = self._score(flat) if flat else (None, [])
+                flat += [(queries[row], d) for d in docs]
+                flat_instructions += [instructions[row]] * len(docs)
+        out, failures = self._score(flat, flat_instructions) if flat else (None, [])
         scores_col: list[list[float] | None] = [None] * len(queries)
         ranking_col: list[list[int] | None] = [None] * len(queries)
         for row, (start, end) in spans.items():

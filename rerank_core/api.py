@@ -90,28 +90,16 @@ class Reranker:
         api_key: str | None = None,
         base_url: str | None = None,
         instruction: str | None = None,
-        *,
-        timeout_s: float = 30.0,
-        max_retries: int = 3,
         **options,
     ) -> Reranker:
         """Use DashScope's hosted rerankers (gte-rerank-v2, qwen3-rerank); key from the argument or DASHSCOPE_API_KEY.
 
-        Raises ValueError when no key is found. `options`: max_concurrency, max_documents, max_tokens.
+        Raises ValueError when no key is found. `options`: timeout_s, max_retries, max_concurrency, max_documents,
+        max_tokens.
         """
         from .backends.dashscope import DashScopeScorer
 
-        return cls(
-            DashScopeScorer(
-                model,
-                api_key=api_key,
-                base_url=base_url,
-                instruction=instruction,
-                timeout_s=timeout_s,
-                max_retries=max_retries,
-                **options,
-            )
-        )
+        return cls(DashScopeScorer(model, api_key=api_key, base_url=base_url, instruction=instruction, **options))
 
     @classmethod
     def from_endpoint(cls, url: str, *, api_key: str | None = None, **options) -> Reranker:

@@ -90,7 +90,7 @@ def _sample_inputs(torch, vocab_size: int, with_positions: bool):
 def _export_graph(src_dir: Path, out_file: Path, dtype: Dtype, yes_id: int, no_id: int, full_logits: bool) -> None:
     torch, model = _load(src_dir, dtype)
     LastTokenLogit, FullLogits = _heads(torch)
-    module = FullLogits(model) if full_logits else LastTokenLogit(model, yes_id, no_id)
+    module = (FullLogits(model) if full_logits else LastTokenLogit(model, yes_id, no_id)).eval()
     inputs = _sample_inputs(torch, model.config.vocab_size, with_positions=full_logits)
     names = ["input_ids", "attention_mask", "position_ids"][: len(inputs)]
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")

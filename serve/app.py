@@ -17,7 +17,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rerank_core.config import BatchConfig, ServeAppConfig, load_reranker
 from rerank_core.errors import ConfigError, UpstreamError
-from rerank_core.formatting import format_query, is_formatted_query
 from rerank_core.schemas import (
     DashScopeError,
     DashScopeOutput,
@@ -123,9 +122,10 @@ async def _limit_body(request: Request, call_next):
 
 @dataclass(frozen=True)
 class _Job:
-    """One request's pairs, its query already formatted with its instruction."""
+    """One request's pairs and its instruction (None: the model's default)."""
 
     pairs: list[tuple[str, str]]
+    instruction: str | None
 
 
 @dataclass(frozen=True)
@@ -167,14 +167,19 @@ class RerankDeployment:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def _score(self, jobs: list[_Job]) -> list[_Scored]:
-        pairs = [pair for job in jobs for pair in job.pairs]
-        # ONNX Runtime releases the GIL: scoring off the event loop lets the next batch gather meanwhile.
-        out = await asyncio.to_thread(self.reranker.scorer.score_detailed, pairs)
-        results, start = [], 0
-        for job in jobs:
-            end = start + len(job.pairs)
-            results.append(_Scored(out.scores[start:end], int(out.tokens[start:end].sum()), len(jobs)))
-            start = end
+        results: list[_Scored | None] = [None] * len(jobs)
+        by_instruction: dict[str | None, list[int]] = {}
+        for i, job in enumerate(jobs):
+            by_instruction.setdefault(job.instruction, []).append(i)
+        for instruction, members in by_instruction.items():  # one model call per distinct instruction
+            pairs = [pair for i in members for pair in jobs[i].pairs]
+            # ONNX Runtime releases the GIL: scoring off the event loop lets the next batch gather meanwhile.
+            out = await asyncio.to_thread(self.reranker.scorer.score_detailed, pairs, instruction=instruction)
+            start = 0
+            for i in members:
+                end = start + len(jobs[i].pairs)
+                results[i] = _Scored(out.scores[start:end], int(out.tokens[start:end].sum()), len(jobs))
+                start = end
         return results
 
     def _authorize(self, request: Request) -> None:
@@ -196,9 +201,7 @@ class RerankDeployment:
     ) -> tuple[list[RerankResult], int]:
         if len(documents) > self.cfg.max_documents:
             raise ApiError(400, "documents", f"{len(documents)} documents exceeds max_documents={self.cfg.max_documents}")
-        instruction = instruction if instruction is not None else self.cfg.model.instruction
-        formatted = query if is_formatted_query(query) else format_query(query, instruction)
-        scored = await self._score(_Job([(formatted, d) for d in documents]))
+        scored = await self._score(_Job([(query, d) for d in documents], instruction))
         response.headers[BATCH_HEADER] = str(scored.batch_requests)
         results = [
             RerankResult(

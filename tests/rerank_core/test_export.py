@@ -17,9 +17,10 @@ pytestmark = pytest.mark.slow
 
 def test_export_folder_contents_and_manifest(tiny_export, tiny_checkpoint):
     names = {p.name for p in tiny_export.iterdir()}
-    assert {"model.onnx", "model_int8.onnx", "tokenizer.json", "config.json", "rerank_manifest.json"} <= names
+    assert {"model.onnx", "model_int8.onnx", "model_f16.onnx", "tokenizer.json", "config.json",
+            "rerank_manifest.json"} <= names
     manifest = Manifest.read(tiny_export)
-    assert manifest.graphs == {"f32": "model.onnx", "int8": "model_int8.onnx"}
+    assert manifest.graphs == {"f32": "model.onnx", "int8": "model_int8.onnx", "f16": "model_f16.onnx"}
     tokenizer = json.loads((tiny_export / "tokenizer.json").read_text())["model"]["vocab"]
     assert tokenizer["yes"] == manifest.yes_id and tokenizer["no"] == manifest.no_id
     assert manifest.source == str(tiny_checkpoint) and manifest.max_length == 8192
@@ -66,3 +67,10 @@ def test_packaged_tiny_model_is_what_the_builder_makes(tmp_path, mixed_pairs):
     np.testing.assert_allclose(OnnxQwen3Scorer(rebuilt).score(mixed_pairs), packaged, atol=1e-5)
     assert (tmp_path / "tiny" / "tokenizer.json").read_text() == (tiny_model_dir() / "tokenizer.json").read_text()
     assert Manifest.read(tiny_model_dir()).source == TINY_MODEL.split(":", 1)[1]
+
+
+def test_int8_only_export_keeps_no_f32_graph(tiny_checkpoint, tmp_path, mixed_pairs):
+    out = export_checkpoint(tiny_checkpoint, tmp_path / "int8", dtypes=["int8"])
+    assert Manifest.read(out).graphs == {"int8": "model_int8.onnx"}
+    assert not (out / "model.onnx").exists()
+    assert OnnxQwen3Scorer(out, dtype="int8").score(mixed_pairs).shape == (len(mixed_pairs),)

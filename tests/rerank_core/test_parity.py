@@ -59,6 +59,12 @@ def test_int8_graph_stays_close_and_keeps_the_order(tiny_export, mixed_pairs):
     assert spearmanr(int8, f32).statistic > 0.9
 
 
+def test_f16_graph_stays_close(tiny_export, mixed_pairs):
+    f32 = OnnxQwen3Scorer(tiny_export).score(mixed_pairs)
+    f16 = OnnxQwen3Scorer(tiny_export, dtype="f16").score(mixed_pairs)
+    assert f16.dtype == np.float32 and np.abs(f16 - f32).max() < 0.01
+
+
 def test_third_party_full_logits_graph_scores_correctly(tiny_checkpoint, official, mixed_pairs, tmp_path, caplog):
     folder = export_checkpoint(tiny_checkpoint, tmp_path / "full", full_logits=True)
     assert not (folder / "rerank_manifest.json").exists()  # laid out like zhiqing/Qwen3-Reranker-0.6B-ONNX

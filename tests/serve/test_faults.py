@@ -1,0 +1,107 @@
+"""Faults: a replica killed mid-load is replaced and no request hangs; a failing upstream gives clear errors."""
+
+import threading
+import time
+
+import httpx
+import pytest
+from ray import serve
+
+from serve.app import DASHSCOPE_ROUTE, build_app
+from serve.launcher import wait_healthy
+from tests.fake_dashscope import API_KEY, overlap_score
+
+pytestmark = pytest.mark.slow
+BODY = {"query": "what is machine learning", "documents": ["machine learning is ai", "pizza", "data"] * 4}
+TIMEOUT_S = 30
+
+
+def _deploy(name, model, options=None, env=None):
+    args = {"model": model, "max_documents": 64}
+    opts = {"num_replicas": 1, "max_ongoing_requests": 16, "max_queued_requests": 64,
+            "ray_actor_options": {"num_cpus": 0.25}, "health_check_period_s": 1, "graceful_shutdown_timeout_s": 1}
+    if env:
+        opts["ray_actor_options"]["runtime_env"] = {"env_vars": env}
+    opts.update(options or {})
+    serve.run(build_app(args, opts), name=name, route_prefix=f"/{name}", blocking=False)
+
+
+def _replicas(ray_cluster, app):
+    return {a["name"] for a in ray_cluster.util.list_named_actors(all_namespaces=True) if f"{app}#Reranker" in a["name"]}
+
+
+def test_killed_replica_is_replaced_and_no_request_hangs(serve_url, ray_cluster):
+    _deploy("faulty", {"model": "builtin:tiny-qwen3-reranker", "device": "cpu", "intra_op_threads": 1})
+    url = f"{serve_url}/faulty"
+    wait_healthy(url, timeout_s=120)
+    (victim,) = _replicas(ray_cluster, "faulty")
+    outcomes, stop = [], threading.Event()
+
+    def client():
+        with httpx.Client(timeout=TIMEOUT_S) as http:
+            while not stop.is_set():
+                start = time.monotonic()
+                try:
+                    status = http.post(f"{url}/v1/rerank", json=BODY).status_code
+                except httpx.TimeoutException:
+                    status = "timeout"
+                except httpx.TransportError:
+                    status = "connection error"
+                outcomes.append((status, time.monotonic() - start))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        ray_cluster.kill(ray_cluster.get_actor(victim, namespace="serve"), no_restart=True)
+        killed_at = time.monotonic()
+        deadline = killed_at + 90
+        while time.monotonic() < deadline:  # Serve replaces the replica; the endpoint heals
+            replicas = _replicas(ray_cluster, "faulty")
+            if replicas and victim not in replicas:
+                try:
+                    if httpx.post(f"{url}/v1/rerank", json=BODY, timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+            time.sleep(0.5)
+        healed_s = time.monotonic() - killed_at
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=TIMEOUT_S + 5)
+        serve.delete("faulty")
+    statuses = [s for s, _ in outcomes]
+    print(f"kill test: healed in {healed_s:.1f}s; outcomes {dict((s, statuses.count(s)) for s in set(statuses))}")
+    assert healed_s < 90
+    assert "timeout" not in statuses and all(took < TIMEOUT_S for _, took in outcomes)
+    assert set(statuses) <= {200, 500, 502, 503, "connection error"}
+    assert statuses.count(200) > 0 and statuses[-1] == 200
+
+
+def test_failing_dashscope_upstream_gives_clear_errors_and_the_replica_survives(serve_url, ray_cluster,
+                                                                                 fake_dashscope):
+    model = {"backend": "dashscope", "model": "gte-rerank-v2", "api_key_env": "UPSTREAM_KEY",
+             "base_url": fake_dashscope.base_url, "max_retries": 1, "timeout_s": 5}
+    _deploy("upstream", model, env={"UPSTREAM_KEY": API_KEY})
+    url = f"{serve_url}/upstream"
+    try:
+        wait_healthy(url, timeout_s=120)
+        (replica,) = _replicas(ray_cluster, "upstream")
+        fake_dashscope.fail(503, "ServiceUnavailable", times=2, retry_after=0.01)
+        reply = httpx.post(f"{url}/v1/rerank", json=BODY, timeout=TIMEOUT_S)
+        assert reply.status_code == 503 and "ServiceUnavailable" in reply.json()["message"]
+        fake_dashscope.fail(429, "Throttling", times=2, retry_after=0.01)
+        ds = httpx.post(f"{url}{DASHSCOPE_ROUTE}", json={"model": "m", "input": {"query": "q", "documents": ["a"]}},
+                        timeout=TIMEOUT_S)
+        assert ds.status_code == 429 and ds.json()["code"] == "Throttling"
+        assert API_KEY not in reply.text + ds.text
+        ok = httpx.post(f"{url}/v1/rerank", json=BODY, timeout=TIMEOUT_S)  # the upstream recovered
+        assert ok.status_code == 200
+        got = {r["index"]: r["relevance_score"] for r in ok.json()["results"]}
+        assert got == pytest.approx({i: overlap_score(BODY["query"], d) for i, d in enumerate(BODY["documents"])})
+        assert _replicas(ray_cluster, "upstream") == {replica}  # the same replica, alive
+    finally:
+        serve.delete("upstream")
