@@ -44,8 +44,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Benchmarks (not tests): each prints a Markdown table; the first run builds the 0.6B-shape model (~10 min).
 bench: $(STAMP)
-	$(BIN)/python bench/scorer.py
+	for b in scorer session_options serve offline load; do $(BIN)/python bench/$$b.py || exit 1; done
 
 tiny-model: $(STAMP)
 	$(BIN)/rerank tiny-model rerank_core/assets/tiny-qwen3-reranker --overwrite

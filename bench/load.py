@@ -29,6 +29,7 @@ def run(url: str, concurrency: int, seconds: float, requests: list[dict]) -> dic
     deadline = time.monotonic() + seconds
 
     def client(k: int) -> None:
+        """One closed-loop client."""
         i = k
         with httpx.Client(timeout=TIMEOUT_S) as http:
             while time.monotonic() < deadline:
@@ -84,6 +85,7 @@ def replica_peak_rss_gib(app: str) -> float:
 
 
 def main() -> None:
+    """Deploy, sweep concurrency, then overload at 2× saturation and print the totals."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="builtin:tiny-qwen3-reranker")
     parser.add_argument("--seconds", type=float, default=20.0)

@@ -20,6 +20,7 @@ from bench.common import bench_model, mixed_pairs, print_table  # noqa: E402
 
 
 def main() -> None:
+    """Time in-process scoring and the Ray Data job on the same rows; print the table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, help="export folder (default: the cached 0.6B-shape random model)")
     parser.add_argument("--dtype", default="int8")

@@ -1,7 +1,8 @@
 """Scoring benchmark on Qwen3-Reranker-0.6B's exact shape (random weights, same FLOPs), all rows in one process.
 
 Rows: the official transformers recipe (full logits, left padding, fixed batches of 8 in input order) · the
-same model as a naive full-logits ONNX graph (fixed batches) · ours f32 / int8 / f16 (token-budget batches).
+same model as a naive full-logits ONNX graph, fed by our tokenization and batching (≤ 8 rows), so the row isolates
+the graph · ours f32 / int8 / f16 (length-sorted, token-budget batches).
 Also: score drift of int8/f16 against f32, and padding waste of our batching against fixed batches.
 
 Useful FLOPs count every layer's matmuls per real token, attention over the full L² square (what the kernels
@@ -80,7 +81,7 @@ def rss_probe(row: str, threads: int, pairs: list) -> float:
     return float(out.strip().splitlines()[-1])
 
 
-def make_row(row: str, threads: int, token_budget: int = 4096):
+def make_row(row: str, threads: int, token_budget: int | None = None):
     """A scoring function for one benchmark row: official, naive, or ours-<dtype>."""
     from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
     from rerank_core.testing import OfficialRecipe
@@ -114,10 +115,11 @@ def padding_waste(tokenizer, pairs, token_budget: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    """Build or reuse the models, run every row on the same pairs, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=48)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--token-budget", type=int, default=4096)
+    parser.add_argument("--token-budget", type=int, default=None, help="default: the scorer's CPU default")
     parser.add_argument("--skip-f16", action="store_true")
     parser.add_argument("--skip-official", action="store_true")
     args = parser.parse_args()
@@ -130,7 +132,7 @@ def main() -> None:
     pairs = mixed_pairs(args.pairs, queries=6)
     peak = cpu_peak_flops(args.threads)
 
-    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+    from rerank_core.backends.onnx_qwen3 import CPU_TOKEN_BUDGET, OnnxQwen3Scorer
     from rerank_core.formatting import format_content
 
     tokenizer = OnnxQwen3Scorer(BENCH_MODEL_DIR, intra_op_threads=1).tokenizer
@@ -171,11 +173,12 @@ def main() -> None:
             drift_rows.append([label, float(np.abs(s - ref).max()), float(spearmanr(s, ref).statistic)])
     print_table("Score drift against ours f32 (same pairs)", ["path", "max |Δscore|", "Spearman"], drift_rows)
 
-    ours_waste, fixed_waste = padding_waste(tokenizer, mixed_pairs(512, queries=8), args.token_budget)
+    budget = args.token_budget or CPU_TOKEN_BUDGET
+    ours_waste, fixed_waste = padding_waste(tokenizer, mixed_pairs(512, queries=8), budget)
     print_table(
         "Padding waste, 512 mixed pairs: (padded − real) ÷ real tokens",
         ["batching", "waste"],
-        [[f"ours: sorted by length, ≤ {args.token_budget} tokens per batch", f"{ours_waste:.1%}"],
+        [[f"ours: sorted by length, ≤ {budget} tokens per batch", f"{ours_waste:.1%}"],
          [f"fixed batches of {FIXED_BATCH} in input order (official recipe, EmbedAnything)", f"{fixed_waste:.1%}"]],
     )
 

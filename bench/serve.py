@@ -25,6 +25,7 @@ def closed_loop(url: str, requests: list[dict], concurrency: int) -> dict:
     queue = list(reversed(requests))
 
     def client() -> None:
+        """One closed-loop client pulling from the shared queue."""
         with httpx.Client(timeout=600) as http:
             while True:
                 with lock:
@@ -71,6 +72,7 @@ def bare_scorer(model: Path, dtype: str, requests: list[dict], threads: int) -> 
 
 
 def deploy(model: Path, dtype: str, batch: int, wait: float, threads: int, port: int) -> str:
+    """Deploy the benchmark app on local Serve with the given batching; return its URL once healthy."""
     from ray import serve
 
     from serve.app import build_app
@@ -88,6 +90,7 @@ def deploy(model: Path, dtype: str, batch: int, wait: float, threads: int, port:
 
 
 def main() -> None:
+    """Bare scorer, then Serve with batching on and off, on the same requests; print the table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, help="export folder (default: the cached 0.6B-shape random model)")
     parser.add_argument("--dtype", default="int8")

@@ -55,7 +55,7 @@ class ModelConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int | None = Field(default=None, ge=1)
     max_length: int | None = Field(default=None, ge=64)
-    token_budget: int = Field(default=8192, ge=1)
+    token_budget: int | None = Field(default=None, ge=1, description="rows × longest per call; None: 512 CPU, 16384 GPU")
     max_batch_size: int = Field(default=32, ge=1)
     instruction: str | None = None
     # DashScope backend only; the key itself never lives in a config file.

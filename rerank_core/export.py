@@ -50,6 +50,7 @@ def _heads(torch):
             self.register_buffer("direction", (weight[yes_id] - weight[no_id]).detach().clone())
 
         def forward(self, input_ids, attention_mask):
+            """[batch] float32 logits l_yes − l_no at the last position."""
             hidden = self.body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
             last = self.final_norm(hidden[:, -1, :])
             return (last @ self.direction).float()
@@ -62,6 +63,7 @@ def _heads(torch):
             self.lm = causal_lm
 
         def forward(self, input_ids, attention_mask, position_ids):
+            """[batch, seq, vocab] float32 logits."""
             out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
             return out.logits.float()
 
@@ -110,14 +112,21 @@ def _export_graph(src_dir: Path, out_file: Path, dtype: Dtype, yes_id: int, no_i
         )
 
 
-def _quantize_int8(f32_graph: Path, out_file: Path) -> None:
+def _quantize_int8(f32_graph: Path, out_file: Path, num_layers: int) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # The head's MatMul with the 1-D yes−no direction has no channels to quantize per-channel: keep it f32.
     graph = onnx.load(str(f32_graph), load_external_data=False).graph
-    vectors = {t.name for t in graph.initializer if len(t.dims) < 2}
-    skip = [n.name for n in graph.node if n.op_type == "MatMul" and any(i in vectors for i in n.input)]
+    shapes = {t.name: len(t.dims) for t in graph.initializer}
+    matmuls = [n for n in graph.node if n.op_type == "MatMul" and any(i in shapes for i in n.input)]
+    # The head's MatMul with the 1-D yes−no direction has no channels to quantize per-channel: keep it f32.
+    skip = [n.name for n in matmuls if any(shapes.get(i, 2) < 2 for i in n.input)]
+    linear = [n.name for n in matmuls if n.name not in skip]
+    per_layer = len(linear) // max(num_layers, 1)
+    if num_layers > 4 and per_layer:
+        # The first and last decoder layers stay f32: on the 0.6B shape this lifts Spearman against f32 from
+        # 0.988 to 0.994 for 15% of int8's speed (bench/scorer.py, README).
+        skip += linear[:per_layer] + linear[-per_layer:]
     quantize_dynamic(
         str(f32_graph),
         str(out_file),
@@ -175,7 +184,7 @@ def export_checkpoint(
                     f32 = staging / GRAPH_NAMES[Dtype.F32]
                     if not f32.exists():
                         _export_graph(src_dir, f32, Dtype.F32, yes_id, no_id, full_logits=False)
-                    _quantize_int8(f32, target)
+                    _quantize_int8(f32, target, json.loads((src_dir / "config.json").read_text())["num_hidden_layers"])
                 else:
                     _export_graph(src_dir, target, dtype, yes_id, no_id, full_logits=False)
                 graphs[dtype.value] = target.name

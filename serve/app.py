@@ -1,5 +1,7 @@
 """Ray Serve deployment: one Scorer per replica, concurrent requests merged by @serve.batch, two HTTP protocols."""
 
+# No `from __future__ import annotations` here: Serve's ingress must see the route annotations as real classes,
+# or FastAPI takes the request bodies for query parameters.
 import asyncio
 import hmac
 import logging

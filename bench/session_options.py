@@ -1,0 +1,96 @@
+"""ONNX Runtime knobs on the 0.6B-shape model: graph optimization level, thread spinning, memory arena, and
+ORT's transformer optimizer (qwen3 fusions), each against our default session on the same pairs.
+
+Run: python bench/session_options.py [--pairs 16] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import BENCH_DIR, bench_model, mixed_pairs, print_table  # noqa: E402
+
+LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+          "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
+
+
+def variant_session(graph: Path, threads: int, level: str = "all", spinning: bool = True, arena: bool = True):
+    """An InferenceSession with the given knobs."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = LEVELS[level]
+    options.intra_op_num_threads = threads
+    options.enable_cpu_mem_arena = arena
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return ort.InferenceSession(str(graph), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def fused_copy(model: Path) -> Path:
+    """The f32 graph passed through onnxruntime.transformers' qwen3 optimizer (RMSNorm fusions), cached."""
+    out = BENCH_DIR / "qwen3-0.6b-shape-ort-optimized"
+    if not (out / "model.onnx").exists():
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        config = json.loads((model / "config.json").read_text())
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(model, out, ignore=shutil.ignore_patterns("model_*", "model.onnx*"))
+        fused = optimize_model(str(model / "model.onnx"), model_type="qwen3", num_heads=config["num_attention_heads"],
+                               hidden_size=config["hidden_size"], opt_level=0)
+        print("fusions:", {k: v for k, v in fused.get_fused_operator_statistics().items() if v}, flush=True)
+        fused.save_model_to_file(str(out / "model.onnx"), use_external_data_format=True)
+    return out
+
+
+def main() -> None:
+    """Time each variant on the same pairs and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pairs", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+
+    model = bench_model("f32,int8")
+    pairs = mixed_pairs(args.pairs, queries=4)
+    variants = [
+        ("f32", "reference: ORT_ENABLE_ALL, spinning on, arena on", model, {}),
+        ("f32", "ORT_ENABLE_EXTENDED", model, {"level": "extended"}),
+        ("f32", "ORT_ENABLE_BASIC", model, {"level": "basic"}),
+        ("f32", "intra-op spinning off", model, {"spinning": False}),
+        ("f32", "CPU memory arena off", model, {"arena": False}),
+        ("f32", "transformers optimizer (qwen3 fusions)", fused_copy(model), {}),
+        ("int8", "reference: ORT_ENABLE_ALL, spinning on, arena on", model, {}),
+        ("int8", "intra-op spinning off", model, {"spinning": False}),
+    ]
+    rows, reference = [], {}
+    for dtype, label, folder, knobs in variants:
+        scorer = OnnxQwen3Scorer(folder, dtype=dtype, intra_op_threads=args.threads)
+        start = time.perf_counter()
+        scorer.session = variant_session(scorer.graph_path, args.threads, **knobs)
+        load_s = time.perf_counter() - start
+        scorer.score(pairs[:2])
+        start = time.perf_counter()
+        scores = scorer.score(pairs)
+        seconds = time.perf_counter() - start
+        reference.setdefault(dtype, (seconds, scores))
+        base_s, base_scores = reference[dtype]
+        rows.append([dtype, label, len(pairs) / seconds, base_s / seconds, load_s, float(np.abs(scores - base_scores).max())])
+        print(f"  {dtype} {label}: {len(pairs) / seconds:.2f} pairs/s", flush=True)
+        del scorer
+    print_table(
+        f"ONNX Runtime knobs — 0.6B shape, {len(pairs)} mixed pairs, {args.threads} threads",
+        ["dtype", "variant", "pairs/s", "× reference", "session start s", "max |Δscore| vs reference"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
