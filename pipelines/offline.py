@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -14,7 +13,7 @@ import pyarrow.fs as pafs
 from rerank_core.config import OfflineConfig
 from rerank_core.errors import ConfigError
 
-from .parts import PartScorer, plan_parts, prepare_resumable_output
+from .parts import PartScorer, filesystem, plan_parts, prepare_resumable_output
 from .scoring import ERROR, BatchScorer
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ class JobSummary:
 
 def _prepare_output(uri: str, mode: str) -> None:
     """Refuse a non-empty output unless mode is overwrite, in which case clear it."""
-    fs, path = pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), str(Path(uri).resolve()))
+    fs, path = filesystem(uri)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
         return

@@ -6,6 +6,7 @@ import json
 import logging
 import uuid
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -32,8 +33,9 @@ class Part:
     rows: int
 
 
-def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), str(uri))
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and path for a URI (`s3://…`, `gs://…`) or a local path (made absolute)."""
+    return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), str(Path(uri).resolve()))
 
 
 def plan_parts(input_uri: str, rows_per_part: int) -> list[Part]:
@@ -63,8 +65,8 @@ class PartScorer:
 
     def __init__(self, scorer_kwargs: dict, input_uri: str, output: str, batch_size: int):
         self.scorer = BatchScorer(**scorer_kwargs)
-        self.in_fs, _ = _filesystem(input_uri)
-        self.out_fs, self.out_dir = _filesystem(output)
+        self.in_fs, _ = filesystem(input_uri)
+        self.out_fs, self.out_dir = filesystem(output)
         self.batch_size = batch_size
 
     def __call__(self, batch: dict) -> dict:
@@ -88,7 +90,7 @@ class PartScorer:
 
 def prepare_resumable_output(cfg: OfflineConfig, parts: list[Part]) -> set[str]:
     """Write or check the manifest; return the names of the parts already done."""
-    fs, out = _filesystem(cfg.output)
+    fs, out = filesystem(cfg.output)
     manifest_path = f"{out}/{MANIFEST}"
     planned = {"input": cfg.input, "layout": cfg.layout, "parts": [asdict(p) for p in parts]}
     existing = fs.get_file_info(manifest_path)

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from rerank_core.config import ColumnsConfig, ModelConfig, load_reranker
-from rerank_core.scorer import ScoreOutput, top_indices
+from rerank_core.scorer import ScoreOutput, group_by_instruction, top_indices
 
 SCORE, ERROR, TRUNCATED = "score", "error", "truncated_tokens"
 SCORES, RANKING = "scores", "ranking"
@@ -52,11 +52,8 @@ class BatchScorer:
         the bad rows are flagged."""
         n = len(pairs)
         scores, cut, errors = np.full(n, np.nan, np.float32), np.zeros(n, np.int64), [None] * n
-        groups: dict[str | None, list[int]] = {}
-        for i, instruction in enumerate(instructions):
-            groups.setdefault(instruction, []).append(i)
         scorer = self.reranker.scorer
-        for instruction, rows in groups.items():
+        for instruction, rows in group_by_instruction(instructions).items():
             try:
                 out = scorer.score_detailed([pairs[i] for i in rows], instruction=instruction)
                 scores[rows], cut[rows] = out.scores, out.truncated

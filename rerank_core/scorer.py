@@ -72,3 +72,11 @@ def top_indices(scores: np.ndarray, top_k: int | None = None) -> np.ndarray:
         raise InvalidInputError("top_k", f"must be ≥ 1, got {top_k}", limit="≥ 1")
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
     return order if top_k is None else order[:top_k]
+
+
+def group_by_instruction(instructions: Sequence[str | None]) -> dict[str | None, list[int]]:
+    """Positions sharing each instruction, first-seen order: one model call per group keeps every backend right."""
+    groups: dict[str | None, list[int]] = {}
+    for i, instruction in enumerate(instructions):
+        groups.setdefault(instruction, []).append(i)
+    return groups

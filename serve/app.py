@@ -30,7 +30,7 @@ from rerank_core.schemas import (
     TextDocument,
     Usage,
 )
-from rerank_core.scorer import top_indices
+from rerank_core.scorer import group_by_instruction, top_indices
 
 log = logging.getLogger("ray.serve")
 
@@ -170,10 +170,7 @@ class RerankDeployment:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def _score(self, jobs: list[_Job]) -> list[_Scored]:
         results: list[_Scored | None] = [None] * len(jobs)
-        by_instruction: dict[str | None, list[int]] = {}
-        for i, job in enumerate(jobs):
-            by_instruction.setdefault(job.instruction, []).append(i)
-        for instruction, members in by_instruction.items():  # one model call per distinct instruction
+        for instruction, members in group_by_instruction([job.instruction for job in jobs]).items():
             pairs = [pair for i in members for pair in jobs[i].pairs]
             # ONNX Runtime releases the GIL: scoring off the event loop lets the next batch gather meanwhile.
             out = await asyncio.to_thread(self.reranker.scorer.score_detailed, pairs, instruction=instruction)
