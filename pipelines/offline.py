@@ -66,31 +66,38 @@ def run_job(cfg: OfflineConfig) -> JobSummary:
     """Run the job on Ray (local, or the cluster at RAY_ADDRESS); every input row comes out exactly once."""
     import ray
 
-    from serve.ray_runtime import check_gpus, ensure_ray
+    from serve.ray_runtime import check_gpus, ensure_ray, fit_actor
 
     if not cfg.resume:
         _prepare_output(cfg.output, cfg.mode)
     ensure_ray()
     compute = cfg.compute
-    check_gpus(compute.num_gpus, compute.concurrency, "compute")
+    # One CPU stays free on a node for Ray Data's read and write tasks: actors holding every CPU starve them.
+    shape = fit_actor(compute.num_cpus, compute.num_gpus, spare_cpus=1.0)
+    concurrency = compute.concurrency or shape.fits
+    check_gpus(shape.num_gpus, concurrency, "compute")
+    log.info("%d model actors, each %s", concurrency, shape)
     started = time.monotonic()
     model = cfg.model.model_dump(mode="json")
-    if model.get("intra_op_threads") is None and compute.num_gpus == 0:
-        model["intra_op_threads"] = max(1, int(compute.num_cpus))  # don't oversubscribe the actor's CPUs
+    if model.get("intra_op_threads") is None and shape.threads:
+        model["intra_op_threads"] = shape.threads
     scorer_kwargs = {"model": model, "layout": cfg.layout, "columns": cfg.columns.model_dump(), "top_k": cfg.top_k}
     actors = {
-        "compute": ray.data.ActorPoolStrategy(size=compute.concurrency),
-        "num_cpus": compute.num_cpus,
-        "num_gpus": compute.num_gpus or None,
+        "compute": ray.data.ActorPoolStrategy(size=concurrency),
+        "num_cpus": shape.num_cpus,
+        "num_gpus": shape.num_gpus or None,
     }
-    rows_in = _run_parts(cfg, scorer_kwargs, actors) if cfg.resume else _run_stream(cfg, scorer_kwargs, actors)
+    if cfg.resume:
+        rows_in = _run_parts(cfg, scorer_kwargs, actors)
+    else:
+        rows_in = _run_stream(cfg, scorer_kwargs, actors, concurrency)
     rows_out, failed = _count(cfg.output)
     if rows_out != rows_in:
         raise RuntimeError(f"row count mismatch: {rows_in} rows in, {rows_out} rows written to {cfg.output}")
     return JobSummary(rows=rows_out, failed_rows=failed, seconds=time.monotonic() - started, output=cfg.output)
 
 
-def _run_stream(cfg: OfflineConfig, scorer_kwargs: dict, actors: dict) -> int:
+def _run_stream(cfg: OfflineConfig, scorer_kwargs: dict, actors: dict, concurrency: int) -> int:
     """read_parquet → map_batches(BatchScorer) → write_parquet, streaming; returns the input row count."""
     import ray
 
@@ -98,7 +105,7 @@ def _run_stream(cfg: OfflineConfig, scorer_kwargs: dict, actors: dict) -> int:
     rows_in = dataset.count()
     log.info("%d input rows from %s", rows_in, cfg.input)
     # One small file arrives as one block, which only one actor could work on.
-    blocks = max(1, min(rows_in, cfg.compute.concurrency * cfg.compute.blocks_per_actor))
+    blocks = max(1, min(rows_in, concurrency * cfg.compute.blocks_per_actor))
     scored = dataset.repartition(blocks).map_batches(
         BatchScorer,
         fn_constructor_kwargs=scorer_kwargs,
@@ -130,20 +137,28 @@ def _run_parts(cfg: OfflineConfig, scorer_kwargs: dict, actors: dict) -> int:
     return sum(p.rows for p in parts)
 
 
-def load_config(path: str, *, model: str | None = None, input_path: str | None = None, output_path: str | None = None):
-    """Load an offline config file and apply command-line overrides, validating the result."""
-    cfg = OfflineConfig.from_yaml(path)
-    data = cfg.model_dump(mode="json")
+def load_config(
+    path: str | None, *, model: str | None = None, input_path: str | None = None, output_path: str | None = None
+) -> OfflineConfig:
+    """Load an offline config file (None: defaults, fitted to the cluster) and apply command-line overrides."""
+    if path is None:
+        missing = [flag for flag, value in (("--model", model), ("--input", input_path), ("--output", output_path))
+                   if not value]
+        if missing:
+            raise ConfigError(f"rerank offline without --config needs {', '.join(missing)}")
+        data: dict = {"model": {}}
+    else:
+        data = OfflineConfig.from_yaml(path).model_dump(mode="json")
     if model:
         data["model"]["model"] = model
     if input_path:
         data["input"] = input_path
     if output_path:
         data["output"] = output_path
-    return OfflineConfig.from_dict(data, source=path)
+    return OfflineConfig.from_dict(data, source=path or "command line")
 
 
-def run_from_cli(config_path: str, model: str | None, input_path: str | None, output_path: str | None) -> int:
+def run_from_cli(config_path: str | None, model: str | None, input_path: str | None, output_path: str | None) -> int:
     """Entry of `rerank offline`: run, print the summary and a few output rows."""
     cfg = load_config(config_path, model=model, input_path=input_path, output_path=output_path)
     summary = run_job(cfg)

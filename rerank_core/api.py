@@ -8,9 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dtypes import GRAPH_CANDIDATES, Dtype
+from .dtypes import Dtype
 from .errors import InvalidInputError
-from .hub import resolve_model_dir
 from .scorer import Pair, Scorer, check_text, top_indices
 
 
@@ -62,23 +61,32 @@ class Reranker:
         cls,
         model_id: str | os.PathLike,
         revision: str | None = None,
-        dtype: Dtype | str | None = Dtype.F32,
+        dtype: Dtype | str | None = None,
         path_in_repo: str | None = None,
         *,
         cache_dir: str | os.PathLike | None = None,
+        export_cache_dir: str | os.PathLike | None = None,
         **options,
     ) -> Reranker:
-        """Load an ONNX Qwen3 reranker from a folder, `builtin:NAME`, or a Hub repo id (cached, offline-aware).
+        """Load a Qwen3 reranker from a folder, `builtin:NAME`, or a Hub repo id (cached, offline-aware).
 
-        `options` go to `OnnxQwen3Scorer`: device ('auto'|'cpu'|'cuda'), intra_op_threads, max_length,
-        token_budget, max_batch_size.
+        The model may be an ONNX export or a PyTorch checkpoint such as the official Qwen/Qwen3-Reranker-0.6B,
+        which is exported to ONNX once into the export cache (`export_cache_dir`, $QWEN_RERANK_CACHE, or
+        ~/.cache/qwen-rerank/exports) and loaded from there afterwards. `dtype` None takes the graph that suits
+        the device (f32 on a CPU, f16 on a GPU). `options` go to `OnnxQwen3Scorer`: device ('auto'|'cpu'|'cuda'),
+        intra_op_threads, max_length, token_budget, max_batch_size.
         """
-        from .backends.onnx_qwen3 import OnnxQwen3Scorer
+        from .backends.onnx_qwen3 import OnnxQwen3Scorer, resolve_device
+        from .locate import locate_onnx_model
 
-        dtype = Dtype.parse(dtype)
-        patterns = ["*.json", *(f"{name}*" for name in GRAPH_CANDIDATES[dtype])]
-        folder = resolve_model_dir(
-            model_id, revision=revision, path_in_repo=path_in_repo, allow_patterns=patterns, cache_dir=cache_dir
+        folder, dtype = locate_onnx_model(
+            model_id,
+            device=resolve_device(options.get("device", "auto")),
+            dtype=None if dtype is None else Dtype.parse(dtype),
+            revision=revision,
+            path_in_repo=path_in_repo,
+            cache_dir=cache_dir,
+            export_cache_dir=export_cache_dir,
         )
         options.setdefault("model_name", os.fspath(model_id))
         return cls(OnnxQwen3Scorer(folder, dtype=dtype, **options))

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", required=True)
     p.add_argument("--documents", default="-", help="file with one document per line, or - for stdin")
     p.add_argument("--top-k", type=int)
-    p.add_argument("--dtype", default="f32")
+    p.add_argument("--dtype", default=None, help="f32, f16 or int8 (default: what suits the device)")
     p.add_argument("--instruction")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_score)
@@ -112,17 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tiny_model)
 
     p = sub.add_parser("serve", help="run the HTTP rerank endpoint on local Ray")
-    p.add_argument("--config", help="Serve config YAML (default configs/serve.yaml)")
-    p.add_argument("--model", help="override the model of the config")
+    p.add_argument("--config", help="Serve config YAML (default: one replica per node, fitted to the cluster)")
+    p.add_argument("--model", help="the model (folder, Hub id such as Qwen/Qwen3-Reranker-0.6B); overrides the config's")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("offline", help="score a Parquet dataset with Ray Data")
-    p.add_argument("--config", required=True)
-    p.add_argument("--model")
-    p.add_argument("--input")
-    p.add_argument("--output")
+    p.add_argument("--config", help="offline job YAML (optional: without it give --model, --input and --output)")
+    p.add_argument("--model", help="the model (folder, Hub id); overrides the config's")
+    p.add_argument("--input", help="Parquet file or folder (local path or filesystem URI)")
+    p.add_argument("--output", help="output folder")
     p.set_defaults(func=cmd_offline)
     return parser
 

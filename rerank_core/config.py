@@ -51,13 +51,16 @@ class ModelConfig(StrictModel):
     model: str = Field(min_length=1, description="folder, builtin:NAME, Hub repo id, or DashScope model name")
     revision: str | None = None
     path_in_repo: str | None = None
-    dtype: Dtype = Dtype.F32
+    dtype: Dtype | None = Field(default=None, description="None: the graph that suits the device (f32 CPU, f16 GPU)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int | None = Field(default=None, ge=1)
     max_length: int | None = Field(default=None, ge=64)
     token_budget: int | None = Field(default=None, ge=1, description="rows × longest per call; None: 512 CPU, 16384 GPU")
     max_batch_size: int = Field(default=32, ge=1)
     instruction: str | None = None
+    export_cache_dir: str | None = Field(
+        default=None, description="where checkpoints are exported to ONNX once; None: $QWEN_RERANK_CACHE or ~/.cache"
+    )
     # DashScope backend only; the key itself never lives in a config file.
     api_key_env: str = "DASHSCOPE_API_KEY"
     base_url: str | None = None
@@ -85,6 +88,7 @@ def load_reranker(cfg: ModelConfig):
         revision=cfg.revision,
         dtype=cfg.dtype,
         path_in_repo=cfg.path_in_repo,
+        export_cache_dir=cfg.export_cache_dir,
         device=cfg.device,
         intra_op_threads=cfg.intra_op_threads,
         max_length=cfg.max_length,
@@ -123,9 +127,11 @@ class ColumnsConfig(StrictModel):
 class ComputeConfig(StrictModel):
     """The actor pool: how many model copies, what each one reserves, rows per batch handed to an actor."""
 
-    concurrency: int = Field(default=1, ge=1, description="model actors (one model each)")
-    num_cpus: float = Field(default=1.0, gt=0, description="CPUs reserved per actor (fractional on small machines)")
-    num_gpus: float = Field(default=0.0, ge=0, description="GPUs per actor; 0.5 puts two actors on one GPU")
+    concurrency: int | None = Field(default=None, ge=1, description="model actors (one model each); None: as many as fit")
+    num_cpus: float | None = Field(default=None, gt=0, description="CPUs reserved per actor; None: fitted to the nodes")
+    num_gpus: float | None = Field(
+        default=None, ge=0, description="GPUs per actor (0.5: two per GPU); None: 0.5 where the cluster has GPUs, else 0"
+    )
     batch_size: int = Field(default=256, ge=1, description="rows per map_batches call")
     blocks_per_actor: int = Field(default=4, ge=1, description="input is split into concurrency × this many blocks")
     rows_per_part: int = Field(default=50_000, ge=1, description="resume: true: rows per output file (unit of restart)")

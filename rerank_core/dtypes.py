@@ -1,7 +1,8 @@
-"""The Dtype enum of the seed's API and the graph file names each dtype maps to."""
+"""The Dtype enum of the seed's API, the graph file names each dtype maps to, and the default dtype per device."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import Enum
 
 
@@ -33,3 +34,18 @@ GRAPH_CANDIDATES: dict[Dtype, tuple[str, ...]] = {
     Dtype.F16: ("model_f16.onnx", "model_fp16.onnx", "onnx/model_fp16.onnx"),
     Dtype.INT8: ("model_int8.onnx", "model_quantized.onnx", "onnx/model_int8.onnx", "onnx/model_quantized.onnx"),
 }
+
+# Which graph a folder with several serves by default: exact f32 on a CPU (f16 has no fast CPU kernels), f16 on a GPU.
+DEVICE_PREFERENCE: dict[str, tuple[Dtype, ...]] = {
+    "cpu": (Dtype.F32, Dtype.INT8, Dtype.F16),
+    "cuda": (Dtype.F16, Dtype.F32, Dtype.INT8),
+}
+
+
+def choose_dtype(available: Iterable[Dtype], device: str) -> Dtype:
+    """The dtype to load when none was asked for: the device's favourite among those available."""
+    have = set(available)
+    for dtype in DEVICE_PREFERENCE[device]:
+        if dtype in have:
+            return dtype
+    raise ValueError(f"no graph among {sorted(d.value for d in have)}")

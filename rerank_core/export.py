@@ -13,11 +13,13 @@ from .dtypes import Dtype
 from .errors import ModelFormatError
 from .hub import resolve_model_dir
 from .manifest import Manifest
+from .model_files import CHECKPOINT_PATTERNS
 from .tokenization import DEFAULT_MAX_LENGTH
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_PATTERNS = ("*.json", "*.safetensors", "*.txt", "tokenizer*")
+# Bump when the graphs change: cached exports (export_cache.py) are keyed by it.
+EXPORTER_VERSION = "2"
 GRAPH_NAMES = {Dtype.F32: "model.onnx", Dtype.F16: "model_f16.onnx", Dtype.INT8: "model_int8.onnx"}
 # ONNX protobufs cannot exceed 2 GiB; above this many weight bytes the tensors go to an external file.
 EXTERNAL_DATA_BYTES = 1_500_000_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import signal
 import threading
@@ -17,20 +18,39 @@ from rerank_core.config import ServeAppConfig
 from rerank_core.errors import ConfigError
 
 from .app import build_app
-from .ray_runtime import check_gpus, ensure_ray
+from .ray_runtime import check_gpus, ensure_ray, fit_actor
 
 log = logging.getLogger(__name__)
-DEFAULT_CONFIG = Path("configs/serve.yaml")
+DEFAULT_MODEL = "Qwen/Qwen3-Reranker-0.6B"
 
 
-def load_serve_config(path: str | Path, *, model: str | None = None) -> dict[str, Any]:
-    """Read a Serve config file, validate it with Serve's schema and our app args; apply a model override."""
+def default_serve_config(model: str) -> dict[str, Any]:
+    """What `rerank serve --model M` runs without --config: loopback, resources fitted to the cluster at deploy."""
+    deployment = {
+        "name": "Reranker",
+        "max_ongoing_requests": 64,  # ≥ max_batch_size, or batches never fill
+        "max_queued_requests": 256,
+        "autoscaling_config": {"min_replicas": 1, "target_ongoing_requests": 16},
+        "user_config": {"max_batch_size": 32, "batch_wait_timeout_s": 0.005},
+    }
+    application = {"name": "rerank", "route_prefix": "/", "import_path": "serve.app:build_app",
+                   "args": {"model": {"model": model}}, "deployments": [deployment]}
+    return {"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8000},
+            "applications": [application]}
+
+
+def load_serve_config(path: str | Path | None, *, model: str | None = None) -> dict[str, Any]:
+    """Read a Serve config file (None: the default config), validate it with Serve's schema and our app args;
+    apply a model override."""
     from ray.serve.schema import ServeDeploySchema
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such Serve config file")
-    config = yaml.safe_load(path.read_text()) or {}
+    if path is None:
+        config, path = default_serve_config(model or DEFAULT_MODEL), Path("<default config>")
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such Serve config file")
+        config = yaml.safe_load(path.read_text()) or {}
     try:
         ServeDeploySchema.parse_obj(config)
     except Exception as exc:  # Serve's schema raises pydantic errors of its own vendored version
@@ -45,17 +65,32 @@ def load_serve_config(path: str | Path, *, model: str | None = None) -> dict[str
     return config
 
 
+def fit_to_cluster(application: dict[str, Any]) -> dict[str, Any]:
+    """Deployment options for the Reranker with what the config left unset fitted to this cluster; `application`'s
+    model args get the ONNX Runtime thread count that goes with it."""
+    options = next((d for d in application.get("deployments", []) if d.get("name") == "Reranker"), {})
+    options = copy.deepcopy({k: v for k, v in options.items() if k != "name"})
+    actor = options.setdefault("ray_actor_options", {})
+    shape = fit_actor(actor.get("num_cpus"), actor.get("num_gpus"))
+    check_gpus(shape.num_gpus, 1, "deployments[Reranker].ray_actor_options")
+    actor.update(num_cpus=shape.num_cpus, num_gpus=shape.num_gpus)
+    model = application["args"].setdefault("model", {})
+    if shape.threads and model.get("intra_op_threads") is None:
+        model["intra_op_threads"] = shape.threads
+    if "autoscaling_config" in options:
+        options["autoscaling_config"].setdefault("max_replicas", shape.fits)
+    log.info("Reranker replicas: %s", shape)
+    return options
+
+
 def deploy(config: dict[str, Any], *, host: str | None = None, port: int | None = None) -> str:
     """Start Serve's HTTP proxy and deploy the config's application; return the base URL once /health answers."""
     ensure_ray()
-    (application,) = config["applications"]
+    (application,) = copy.deepcopy(config["applications"])
     http = config.get("http_options") or {}
     host = host or http.get("host", "127.0.0.1")
     port = port or int(http.get("port", 8000))
-    options = next((d for d in application.get("deployments", []) if d.get("name") == "Reranker"), {})
-    options = {k: v for k, v in options.items() if k != "name"}
-    actor = options.get("ray_actor_options", {})
-    check_gpus(float(actor.get("num_gpus", 0) or 0), 1, "deployments[Reranker].ray_actor_options")
+    options = fit_to_cluster(application)
     serve.start(http_options={"host": host, "port": port})
     route = application.get("route_prefix", "/")
     serve.run(
@@ -88,7 +123,7 @@ def run_foreground(
     config_path: str | None = None, model: str | None = None, host: str | None = None, port: int | None = None
 ) -> int:
     """Deploy, print the URL, and block until Ctrl-C or SIGTERM; then shut Serve down cleanly."""
-    config = load_serve_config(config_path or DEFAULT_CONFIG, model=model)
+    config = load_serve_config(config_path, model=model)
     ensure_ray()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs handlers of its own

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dtypes import GRAPH_CANDIDATES, Dtype
+from ..dtypes import Dtype, choose_dtype
 from ..errors import ModelFormatError
 from ..formatting import PREFIX, SUFFIX, format_content
 from ..manifest import Manifest
+from ..model_files import available_graphs, not_a_model
 from ..scorer import Pair, Scorer, ScoreOutput, validate_pairs
 from ..tokenization import DEFAULT_MAX_LENGTH, PairTokenizer
 
@@ -33,11 +34,21 @@ FULL_LOGITS_BYTES = 1 << 30
 _SUPPORTED_INPUTS = {"input_ids", "attention_mask", "position_ids"}
 
 
-def select_providers(device: str) -> list[str]:
-    """ONNX Runtime providers for `device` ('auto', 'cpu' or 'cuda'); CUDA only where this install has it."""
+def cuda_available() -> bool:
+    """True when this onnxruntime build has the CUDA provider (onnxruntime-gpu)."""
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def resolve_device(device: str) -> str:
+    """'cuda' or 'cpu' for a device setting of 'auto', 'cpu' or 'cuda' (cuda without CUDA falls back to CPU)."""
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got {device!r}")
-    if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+    return "cuda" if device != "cpu" and cuda_available() else "cpu"
+
+
+def select_providers(device: str) -> list[str]:
+    """ONNX Runtime providers for `device` ('auto', 'cpu' or 'cuda'); CUDA only where this install has it."""
+    if resolve_device(device) == "cuda":
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "cuda":
         log.warning("device=cuda but this onnxruntime has no CUDA provider (install onnxruntime-gpu); using CPU")
@@ -49,20 +60,17 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * x.astype(np.float64)))).astype(np.float32)
 
 
-def _find_graph(folder: Path, dtype: Dtype, manifest: Manifest | None) -> Path:
-    if manifest is not None:
-        if dtype.value not in manifest.graphs:
-            raise ModelFormatError(
-                f"{folder} has no {dtype.value} graph; it has {sorted(manifest.graphs)} "
-                f"(export one with: rerank export SRC --out DIR --dtype {dtype.value})"
-            )
-        candidates: Sequence[str] = (manifest.graphs[dtype.value],)
-    else:
-        candidates = GRAPH_CANDIDATES[dtype]
-    for name in candidates:
-        if (folder / name).is_file():
-            return folder / name
-    raise ModelFormatError(f"{folder} lacks the {dtype.value} ONNX graph (looked for {', '.join(candidates)})")
+def _find_graph(folder: Path, dtype: Dtype | None, device: str) -> tuple[Path, Dtype]:
+    graphs = available_graphs(folder)
+    if not graphs:
+        raise not_a_model(folder, "model folder")
+    dtype = choose_dtype(graphs, resolve_device(device)) if dtype is None else Dtype.parse(dtype)
+    if dtype not in graphs:
+        raise ModelFormatError(
+            f"{folder} has no {dtype.value} graph; it has {sorted(d.value for d in graphs)} "
+            f"(export one with: rerank export SRC --out DIR --dtype {dtype.value})"
+        )
+    return graphs[dtype], dtype
 
 
 def _third_party_ids(folder: Path, tokenizer: PairTokenizer) -> tuple[int, int, int]:
@@ -93,7 +101,7 @@ class OnnxQwen3Scorer(Scorer):
         self,
         model_dir: str | Path,
         *,
-        dtype: Dtype | str = Dtype.F32,
+        dtype: Dtype | str | None = None,
         device: str = "auto",
         intra_op_threads: int | None = None,
         max_length: int | None = None,
@@ -105,9 +113,8 @@ class OnnxQwen3Scorer(Scorer):
         folder = Path(model_dir)
         if not folder.is_dir():
             raise ModelFormatError(f"model folder {folder} does not exist")
-        dtype = Dtype.parse(dtype)
         manifest = Manifest.read(folder)
-        graph = _find_graph(folder, dtype, manifest)
+        graph, dtype = _find_graph(folder, dtype, device)
         tokenizer_path = next((p for p in (folder / "tokenizer.json", graph.parent / "tokenizer.json") if p.is_file()), None)
         if tokenizer_path is None:
             raise ModelFormatError(f"{folder} lacks tokenizer.json")

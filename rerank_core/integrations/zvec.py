@@ -59,10 +59,12 @@ class QwenReRanker(RerankFunction):
         return self._rerank_field
 
     def rerank(self, query_results: Any, topn: int | None = None, *, fields: Any = None) -> list[Doc]:
-        """Merge per-query results (list of lists, or the older dict form), dedupe by id, score, sort, cut to topn.
+        """Merge per-query results (list of lists, or the older dict form), dedupe by id, score, sort, cut.
 
-        Documents whose rerank_field is empty or missing are skipped; nothing left raises ValueError.
-        Returns copies of the documents with `score` set to the relevance in 0..1, best first.
+        At most the reranker's own `topn` come back; a `topn` passed in (zvec 0.8 passes the query's topk, which
+        only sets how many candidates were fetched) can lower that, never raise it. Documents whose rerank_field
+        is empty or missing are skipped; nothing left raises ValueError. Returns copies of the documents with
+        `score` set to the relevance in 0..1, best first.
         """
         if not query_results:
             return []
@@ -81,7 +83,8 @@ class QwenReRanker(RerankFunction):
                     texts.append(text)
         if not texts:
             raise ValueError("No documents to rerank")
-        (result,) = self._reranker.rerank(self._query, texts, top_k=topn or self.topn, instruction=self.instruction)
+        limit = min(topn, self.topn) if topn else self.topn
+        (result,) = self._reranker.rerank(self._query, texts, top_k=limit, instruction=self.instruction)
         kept = list(seen.values())
         return [kept[d.index]._replace(score=d.relevance_score) for d in result.documents]
 
@@ -97,7 +100,8 @@ def rerank_query(
 ) -> list[Doc]:
     """Single-query search, reranked: zvec 0.8 skips a Python reranker for one query, so fetch `candidates` and rerank.
 
-    `query_kwargs` go to `collection.query` (filter, output_fields, …); output_fields must include the rerank field.
+    Returns at most min(topk, reranker.topn) documents, the same rule as `QwenReRanker.rerank`. `query_kwargs` go to
+    `collection.query` (filter, output_fields, …); output_fields must include the rerank field.
     """
     docs = collection.query(query, topk=max(candidates, topk), **query_kwargs)
     return reranker.rerank([docs], topk) if docs else []

@@ -186,3 +186,27 @@ def test_resume_refuses_an_output_of_another_job(tmp_path):
     pq.write_table(pa.table({"id": ["a", "b"], "query": ["q", "q"], "document": ["d", "e"]}), tmp_path / "in.parquet")
     with pytest.raises(ConfigError, match="different job"):
         run_job(_resumable_config(tmp_path, "out"))
+
+
+def test_offline_without_a_config_fits_a_machine_without_gpus(tmp_path):
+    """`rerank offline --model --input --output`: no config, its own local Ray (no GPU), CPU actors."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "RAY_ADDRESS": "local"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "rerank_core.cli", "offline", "--model", TINY_MODEL, "--input",
+         str(REPO / "configs/demo/data/sample_pairs.parquet"), "--output", str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "CPU only, 2 ONNX Runtime threads" in proc.stderr and "num_cpus=1," in proc.stderr
+    assert pq.read_table(tmp_path / "out").num_rows == 300
+
+
+def test_offline_without_a_config_names_what_is_missing():
+    with pytest.raises(ConfigError, match="needs --input, --output"):
+        load_config(None, model=TINY_MODEL)

@@ -79,10 +79,28 @@ def test_dedupe_keeps_first_seen_and_skips_empty_fields(tiny_reranker):
 
 
 def test_legacy_dict_input_and_topn(tiny_reranker):
-    reranker = QwenReRanker(query=QUERY, rerank_field="content", model=tiny_reranker, topn=2)
+    reranker = QwenReRanker(query=QUERY, rerank_field="content", model=tiny_reranker, topn=4)
     docs = [Doc(id=f"d{i}", fields={"content": t}) for i, t in enumerate(TEXTS)]
-    assert len(reranker.rerank({"a": docs[:3], "b": docs[3:]})) == 2
-    assert len(reranker.rerank([docs], topn=4)) == 4
+    assert len(reranker.rerank({"a": docs[:3], "b": docs[3:]})) == 4
+    assert len(reranker.rerank([docs], topn=2)) == 2  # a smaller topn passed in lowers it
+    assert len(reranker.rerank([docs], topn=6)) == 4  # a larger one never raises it
+
+
+def test_the_seeds_example_retrieves_20_and_returns_the_rerankers_5(collection, tiny_reranker):
+    """zvec's documentation: QwenReRanker(topn=5) with collection.query(..., topk=20) gives the 5 best of 20."""
+    reranker = QwenReRanker(query=QUERY, rerank_field="content", model=tiny_reranker, topn=5)
+    results = collection.query(queries(), topk=20, reranker=reranker)
+    assert len(results) == 5 and len({d.id for d in results}) == 5
+    candidates = {}
+    for q in queries():
+        for d in collection.query(q, topk=20):
+            if d.field("content") and d.id not in candidates:
+                candidates[d.id] = d.field("content")
+    assert len(candidates) > 5
+    scores = tiny_reranker.score_pairs([(QUERY, t) for t in candidates.values()])
+    best = [list(candidates)[i] for i in np.argsort(-scores, kind="stable")[:5]]
+    assert [d.id for d in results] == best
+    assert len(rerank_query(collection, queries()[0], reranker, topk=10, candidates=20)) == 5
 
 
 def test_errors_match_qwen_reranker(tiny_reranker):
