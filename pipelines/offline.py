@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -62,62 +63,97 @@ def _count(uri: str) -> tuple[int, int]:
     return rows, failed
 
 
-def run_job(cfg: OfflineConfig) -> JobSummary:
-    """Run the job on Ray (local, or the cluster at RAY_ADDRESS); every input row comes out exactly once."""
+@dataclass(frozen=True)
+class ActorSetup:
+    """How the job's model actors are made: their constructor arguments, resources, and how many."""
+
+    scorer_kwargs: dict
+    options: dict  # map_batches' compute strategy and per-actor resources
+    concurrency: int
+
+
+def actor_setup(cfg: OfflineConfig) -> ActorSetup:
+    """The actor pool for `cfg` on the connected cluster: unset resources fitted, GPUs checked, threads set."""
     import ray
 
-    from serve.ray_runtime import check_gpus, ensure_ray, fit_actor
+    from serve.ray_runtime import check_gpus, fit_actor
 
-    if not cfg.resume:
-        _prepare_output(cfg.output, cfg.mode)
-    ensure_ray()
     compute = cfg.compute
     # One CPU stays free on a node for Ray Data's read and write tasks: actors holding every CPU starve them.
     shape = fit_actor(compute.num_cpus, compute.num_gpus, spare_cpus=1.0)
     concurrency = compute.concurrency or shape.fits
     check_gpus(shape.num_gpus, concurrency, "compute")
     log.info("%d model actors, each %s", concurrency, shape)
-    started = time.monotonic()
     model = cfg.model.model_dump(mode="json")
     if model.get("intra_op_threads") is None and shape.threads:
         model["intra_op_threads"] = shape.threads
     scorer_kwargs = {"model": model, "layout": cfg.layout, "columns": cfg.columns.model_dump(), "top_k": cfg.top_k}
-    actors = {
-        "compute": ray.data.ActorPoolStrategy(size=concurrency),
-        "num_cpus": shape.num_cpus,
-        "num_gpus": shape.num_gpus or None,
-    }
-    if cfg.resume:
-        rows_in = _run_parts(cfg, scorer_kwargs, actors)
-    else:
-        rows_in = _run_stream(cfg, scorer_kwargs, actors, concurrency)
+    options = {"compute": ray.data.ActorPoolStrategy(size=concurrency), "num_cpus": shape.num_cpus,
+               "num_gpus": shape.num_gpus or None}
+    return ActorSetup(scorer_kwargs, options, concurrency)
+
+
+def run_job(cfg: OfflineConfig) -> JobSummary:
+    """Run the job on Ray (local, or the cluster at RAY_ADDRESS); every input row comes out exactly once."""
+    from serve.ray_runtime import ensure_ray
+
+    if not cfg.resume:
+        _prepare_output(cfg.output, cfg.mode)
+    ensure_ray()
+    setup = actor_setup(cfg)
+    started = time.monotonic()
+    rows_in = _run_parts(cfg, setup) if cfg.resume else _run_stream(cfg, setup)
     rows_out, failed = _count(cfg.output)
     if rows_out != rows_in:
         raise RuntimeError(f"row count mismatch: {rows_in} rows in, {rows_out} rows written to {cfg.output}")
     return JobSummary(rows=rows_out, failed_rows=failed, seconds=time.monotonic() - started, output=cfg.output)
 
 
-def _run_stream(cfg: OfflineConfig, scorer_kwargs: dict, actors: dict, concurrency: int) -> int:
-    """read_parquet → map_batches(BatchScorer) → write_parquet, streaming; returns the input row count."""
+def streaming_plan(cfg: OfflineConfig, setup: ActorSetup):
+    """read_parquet → streaming re-block → map_batches(BatchScorer), and the input's row count.
+
+    Nothing all-to-all stands between reading and scoring, so scoring starts while reading goes on and the object
+    store holds a bounded window of blocks whatever the input's size. Blocks carry at most one batch, and are small
+    enough that even one small file (a single block when read) reaches every actor.
+    """
     import ray
 
     dataset = ray.data.read_parquet(cfg.input)
-    rows_in = dataset.count()
+    rows_in = dataset.count()  # from the Parquet footers: nothing is read yet
     log.info("%d input rows from %s", rows_in, cfg.input)
-    # One small file arrives as one block, which only one actor could work on.
-    blocks = max(1, min(rows_in, concurrency * cfg.compute.blocks_per_actor))
-    scored = dataset.repartition(blocks).map_batches(
+    spread = math.ceil(rows_in / (setup.concurrency * cfg.compute.blocks_per_actor))
+    rows_per_block = max(1, min(cfg.compute.batch_size, spread))
+    scored = dataset.repartition(target_num_rows_per_block=rows_per_block).map_batches(
         BatchScorer,
-        fn_constructor_kwargs=scorer_kwargs,
+        fn_constructor_kwargs=setup.scorer_kwargs,
         batch_format="pyarrow",
         batch_size=cfg.compute.batch_size,
-        **actors,
+        **setup.options,
     )
+    return scored, rows_in
+
+
+def all_to_all_operators(dataset) -> list[str]:
+    """Names of the all-to-all operators (barriers that hold the whole input) in a dataset's plan."""
+    from ray.data._internal.logical.operators.all_to_all_operator import AbstractAllToAll
+
+    found, stack = [], [dataset._logical_plan.dag]
+    while stack:
+        op = stack.pop()
+        if isinstance(op, AbstractAllToAll):
+            found.append(op.name)
+        stack.extend(op.input_dependencies)
+    return found
+
+
+def _run_stream(cfg: OfflineConfig, setup: ActorSetup) -> int:
+    """The streaming plan written to Parquet; returns the input row count."""
+    scored, rows_in = streaming_plan(cfg, setup)
     scored.write_parquet(cfg.output)
     return rows_in
 
 
-def _run_parts(cfg: OfflineConfig, scorer_kwargs: dict, actors: dict) -> int:
+def _run_parts(cfg: OfflineConfig, setup: ActorSetup) -> int:
     """Resumable: score the parts not yet committed, one output file each; returns the input row count."""
     import ray
 
@@ -129,10 +165,10 @@ def _run_parts(cfg: OfflineConfig, scorer_kwargs: dict, actors: dict) -> int:
         items = [{"name": p.name, "file": p.file, "first": p.first, "rows": p.rows} for p in todo]
         ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             PartScorer,
-            fn_constructor_kwargs={"scorer_kwargs": scorer_kwargs, "input_uri": cfg.input, "output": cfg.output,
+            fn_constructor_kwargs={"scorer_kwargs": setup.scorer_kwargs, "input_uri": cfg.input, "output": cfg.output,
                                    "batch_size": cfg.compute.batch_size},
             batch_size=1,
-            **actors,
+            **setup.options,
         ).materialize()
     return sum(p.rows for p in parts)
 

@@ -48,24 +48,24 @@ class BatchScorer:
         return [i if isinstance(i, str) and i.strip() else None for i in batch.column(column).to_pylist()]
 
     def _score(self, pairs: list[tuple[str, str]], instructions: list[str | None]) -> tuple[ScoreOutput, list]:
-        """Score pairs, one model call per distinct instruction; a failing call is retried row by row so only
-        the bad rows are flagged."""
+        """Score pairs in shared model calls across instructions; if that fails, retry row by row so only the bad
+        rows are flagged."""
         n = len(pairs)
         scores, cut, errors = np.full(n, np.nan, np.float32), np.zeros(n, np.int64), [None] * n
         scorer = self.reranker.scorer
-        for instruction, rows in group_by_instruction(instructions).items():
-            try:
-                out = scorer.score_detailed([pairs[i] for i in rows], instruction=instruction)
+        groups = group_by_instruction(instructions)
+        try:
+            prepared = [scorer.prepare([pairs[i] for i in rows], instruction=instr) for instr, rows in groups.items()]
+            for rows, out in zip(groups.values(), scorer.score_prepared(prepared)):
                 scores[rows], cut[rows] = out.scores, out.truncated
-                continue
-            except Exception:  # noqa: BLE001 - a failure must become the failing rows' errors, not the job's
-                pass
-            for i in rows:
-                try:
-                    one = scorer.score_detailed([pairs[i]], instruction=instruction)
-                    scores[i], cut[i] = one.scores[0], one.truncated[0]
-                except Exception as exc:  # noqa: BLE001
-                    errors[i] = f"scoring failed: {type(exc).__name__}: {exc}"[:500]
+        except Exception:  # noqa: BLE001 - a failure must become the failing rows' errors, not the job's
+            for instruction, rows in groups.items():
+                for i in rows:
+                    try:
+                        one = scorer.score_detailed([pairs[i]], instruction=instruction)
+                        scores[i], cut[i] = one.scores[0], one.truncated[0]
+                    except Exception as exc:  # noqa: BLE001
+                        errors[i] = f"scoring failed: {type(exc).__name__}: {exc}"[:500]
         return ScoreOutput(scores, np.zeros(n, np.int64), cut), errors
 
     def _pairs(self, batch: pa.Table) -> pa.Table:

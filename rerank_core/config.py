@@ -110,7 +110,10 @@ class ServeAppConfig(StrictModel):
 
     model: ModelConfig
     max_documents: int = Field(default=1000, ge=1, description="documents per request")
-    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="enforced while the body arrives")
+    max_tokens_per_request: int | None = Field(
+        default=None, ge=1, description="tokens of all pairs after truncation; None: 32768 on CPU, 262144 on GPU"
+    )
     api_key_env: str | None = Field(default=None, description="env var holding the Bearer key; unset = no auth")
     batch: BatchConfig = BatchConfig()
 
@@ -133,7 +136,9 @@ class ComputeConfig(StrictModel):
         default=None, ge=0, description="GPUs per actor (0.5: two per GPU); None: 0.5 where the cluster has GPUs, else 0"
     )
     batch_size: int = Field(default=256, ge=1, description="rows per map_batches call")
-    blocks_per_actor: int = Field(default=4, ge=1, description="input is split into concurrency × this many blocks")
+    blocks_per_actor: int = Field(
+        default=4, ge=1, description="a small input is re-blocked (streaming) into at least concurrency × this many blocks"
+    )
     rows_per_part: int = Field(default=50_000, ge=1, description="resume: true: rows per output file (unit of restart)")
 
 

@@ -36,6 +36,11 @@ def is_formatted_document(doc: str) -> bool:
     return doc.startswith(_DOCUMENT_TAG)
 
 
+def content_head(query: str, instruction: str | None = None) -> str:
+    """The part of a pair's content before the document text: what truncation from the left keeps."""
+    return (query if is_formatted_query(query) else format_query(query, instruction)) + _DOCUMENT_TAG
+
+
 def format_content(query: str, document: str, instruction: str | None = None) -> str:
     """The user-turn content for one pair; pre-formatted parts are kept as they are, never wrapped twice.
 

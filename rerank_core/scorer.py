@@ -3,46 +3,102 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
 from .errors import InvalidInputError
 
 Pair = tuple[str, str]
+Truncation = Literal["right", "left"]
 
 
 @dataclass(frozen=True)
 class ScoreOutput:
-    """Scores in input order, plus what each pair cost: tokens seen and content tokens cut."""
+    """Scores in input order, their logits, and what each pair cost: tokens seen and content tokens cut."""
 
     scores: np.ndarray  # float32, 0..1
     tokens: np.ndarray  # int64 per pair
     truncated: np.ndarray  # int64 per pair; 0 where nothing was cut
+    logits: np.ndarray | None = None  # float32 l_yes − l_no, the raw score; derived from scores if not given
+
+    def __post_init__(self):
+        if self.logits is None:
+            clipped = np.clip(self.scores.astype(np.float64), 1e-7, 1 - 1e-7)
+            object.__setattr__(self, "logits", np.log(clipped / (1 - clipped)).astype(np.float32))
 
     @property
     def total_tokens(self) -> int:
         """Tokens of all pairs together (what `usage.total_tokens` reports)."""
         return int(self.tokens.sum())
 
+    def part(self, start: int, end: int) -> ScoreOutput:
+        """The pairs [start, end) of this output."""
+        return ScoreOutput(self.scores[start:end], self.tokens[start:end], self.truncated[start:end],
+                           self.logits[start:end])
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One request's pairs, validated and (for local models) tokenized: ready to share model calls with others."""
+
+    pairs: list[Pair]
+    instruction: str | None
+    tokens: np.ndarray  # int64 per pair: what the model sees (an estimate for remote services)
+    truncated: np.ndarray  # int64 per pair: content tokens that will be cut
+    payload: Any = None  # the backend's own encoding (token ids for local models)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def total_tokens(self) -> int:
+        """Tokens of all pairs together after truncation: the request's work."""
+        return int(self.tokens.sum())
+
 
 class Scorer(ABC):
-    """Scores (query, document) pairs; stateless per call, results in input order."""
+    """Scores (query, document) pairs; stateless per call, results in input order.
+
+    `prepare` validates and tokenizes one request (cheap); `score_prepared` runs any number of prepared requests
+    through shared model calls (what Serve's batcher and the offline job do); `score` does both for one call.
+    """
 
     model_name: str = "unknown"
+    device: str = "remote"
+    instruction: str | None = None
+
+    def prepare(
+        self, pairs: Sequence[Pair], *, instruction: str | None = None, truncation: Truncation = "right"
+    ) -> Prepared:
+        """Validate `pairs`; a remote service tokenizes on its side, so tokens are estimated."""
+        pairs = validate_pairs(pairs)
+        tokens = np.fromiter((estimate_tokens(q) + estimate_tokens(d) for q, d in pairs), np.int64, len(pairs))
+        return Prepared(pairs, self.instruction if instruction is None else instruction, tokens,
+                        np.zeros(len(pairs), np.int64))
 
     @abstractmethod
+    def score_prepared(self, items: Sequence[Prepared], *, batch_size: int | None = None) -> list[ScoreOutput]:
+        """Score prepared requests together; one output per request, pairs in input order."""
+
     def score_detailed(
         self, pairs: Sequence[Pair], *, instruction: str | None = None, batch_size: int | None = None
     ) -> ScoreOutput:
         """Score pairs and report token usage and truncation."""
+        return self.score_prepared([self.prepare(pairs, instruction=instruction)], batch_size=batch_size)[0]
 
     def score(
         self, pairs: Sequence[Pair], *, instruction: str | None = None, batch_size: int | None = None
     ) -> np.ndarray:
         """Relevance of each pair in 0..1 (float32), in input order."""
         return self.score_detailed(pairs, instruction=instruction, batch_size=batch_size).scores
+
+
+def estimate_tokens(text: str) -> int:
+    """A conservative token estimate without the model's tokenizer: UTF-8 bytes / 3 (≥ 1 token per CJK char)."""
+    return len(text.encode("utf-8")) // 3 + 1
 
 
 def check_text(value: object, field: str, *, allow_empty: bool) -> str:
@@ -75,8 +131,27 @@ def top_indices(scores: np.ndarray, top_k: int | None = None) -> np.ndarray:
 
 
 def group_by_instruction(instructions: Sequence[str | None]) -> dict[str | None, list[int]]:
-    """Positions sharing each instruction, first-seen order: one model call per group keeps every backend right."""
+    """Positions sharing each instruction, first-seen order."""
     groups: dict[str | None, list[int]] = {}
     for i, instruction in enumerate(instructions):
         groups.setdefault(instruction, []).append(i)
     return groups
+
+
+def split_output(out: ScoreOutput, sizes: Sequence[int]) -> list[ScoreOutput]:
+    """Cut one output over concatenated requests back into one output per request."""
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    return [out.part(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def score_per_instruction(
+    items: Sequence[Prepared], score_group: Callable[[list[Pair], str | None], ScoreOutput]
+) -> list[ScoreOutput]:
+    """For services that take one instruction per call: score each instruction's pairs together, split back."""
+    outputs: list[ScoreOutput | None] = [None] * len(items)
+    for instruction, members in group_by_instruction([item.instruction for item in items]).items():
+        pairs = [pair for i in members for pair in items[i].pairs]
+        parts = split_output(score_group(pairs, instruction), [len(items[i]) for i in members])
+        for i, part in zip(members, parts):
+            outputs[i] = part
+    return outputs

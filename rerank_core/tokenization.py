@@ -15,6 +15,13 @@ from .formatting import PREFIX, SUFFIX
 DEFAULT_MAX_LENGTH = 8192
 
 
+def common_prefix_length(a: np.ndarray, b: np.ndarray) -> int:
+    """How many leading token ids `a` and `b` share."""
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(a[:n] != b[:n])
+    return int(differ[0]) if len(differ) else n
+
+
 @dataclass(frozen=True)
 class EncodedPairs:
     """Token ids of formatted pairs (prefix + content + suffix), with how many content tokens were cut from each."""
@@ -26,6 +33,13 @@ class EncodedPairs:
     def lengths(self) -> np.ndarray:
         """Token count of every sequence, prefix and suffix included."""
         return np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
+
+    @classmethod
+    def concat(cls, parts: Sequence[EncodedPairs]) -> EncodedPairs:
+        """Several encodings as one, in order."""
+        ids = [row for part in parts for row in part.ids]
+        truncated = np.concatenate([part.truncated for part in parts]) if parts else np.zeros(0, np.int64)
+        return cls(ids=ids, truncated=truncated)
 
 
 @dataclass(frozen=True)
@@ -71,16 +85,31 @@ class PairTokenizer:
         """The id of a single vocabulary token, or None."""
         return self._tokenizer.token_to_id(token)
 
-    def encode(self, contents: Sequence[str]) -> EncodedPairs:
-        """Tokenize contents and wrap them in the template; only the content's tail is ever cut."""
+    def encode(self, contents: Sequence[str], keep_heads: Sequence[str] | None = None) -> EncodedPairs:
+        """Tokenize contents and wrap them in the template; only the content is ever cut, never the template.
+
+        Content over the limit loses its tail; with `keep_heads` (each content's text before the document, see
+        `formatting.content_head`) it loses the start of the document instead, where the document is long enough.
+        """
         encodings = self._tokenizer.encode_batch(list(contents), add_special_tokens=False)
+        heads = {}
+        if keep_heads is not None:
+            unique = list(dict.fromkeys(keep_heads))
+            encoded_heads = self._tokenizer.encode_batch(unique, add_special_tokens=False)
+            heads = {h: np.asarray(e.ids, dtype=np.int64) for h, e in zip(unique, encoded_heads)}
         ids, truncated = [], np.zeros(len(encodings), dtype=np.int64)
         for i, enc in enumerate(encodings):
-            content = enc.ids
-            if len(content) > self.max_content_tokens:
-                truncated[i] = len(content) - self.max_content_tokens
-                content = content[: self.max_content_tokens]
-            ids.append(np.concatenate([self._prefix, np.asarray(content, dtype=np.int64), self._suffix]))
+            content = np.asarray(enc.ids, dtype=np.int64)
+            excess = len(content) - self.max_content_tokens
+            if excess > 0:
+                truncated[i] = excess
+                # The head's tokens are found on the ids (BPE may merge across the boundary, so never by strings).
+                keep = common_prefix_length(content, heads[keep_heads[i]]) if keep_heads is not None else None
+                if keep is not None and len(content) - keep > excess:
+                    content = np.concatenate([content[:keep], content[keep + excess :]])
+                else:
+                    content = content[: self.max_content_tokens]
+            ids.append(np.concatenate([self._prefix, content, self._suffix]))
         return EncodedPairs(ids=ids, truncated=truncated)
 
     def batches(self, encoded: EncodedPairs, token_budget: int, max_batch_size: int) -> Iterator[Batch]:

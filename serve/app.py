@@ -1,140 +1,124 @@
-"""Ray Serve deployment: one Scorer per replica, concurrent requests merged by @serve.batch, two HTTP protocols."""
+"""Ray Serve deployment: one Scorer per replica, concurrent requests merged by @serve.batch, every rerank dialect
+(serve/protocols.py) answered through the same `_rank` path."""
 
 # No `from __future__ import annotations` here: Serve's ingress must see the route annotations as real classes,
 # or FastAPI takes the request bodies for query parameters.
 import asyncio
 import hmac
+import json
 import logging
 import os
-import uuid
-from dataclasses import dataclass
+import time
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rerank_core.config import BatchConfig, ServeAppConfig, load_reranker
-from rerank_core.errors import ConfigError, UpstreamError
+from rerank_core.errors import ConfigError, InvalidInputError, UpstreamError
 from rerank_core.schemas import (
-    DashScopeError,
-    DashScopeOutput,
+    CompatibleRerankRequest,
+    CompatibleRerankResponse,
     DashScopeRequest,
     DashScopeResponse,
+    InfinityRerankRequest,
+    InfinityRerankResponse,
     RerankRequest,
     RerankResponse,
-    RerankResult,
-    TextDocument,
-    Usage,
+    TeiRank,
+    TeiRerankRequest,
+    VllmScoreRequest,
+    VllmScoreResponse,
 )
-from rerank_core.scorer import group_by_instruction, top_indices
+from rerank_core.scorer import Prepared, ScoreOutput, top_indices
+
+from . import protocols as p
+from .body_limit import BodyLimit
+from .metrics import CountRequests, ReplicaMetrics
 
 log = logging.getLogger("ray.serve")
 
-DASHSCOPE_ROUTE = "/api/v1/services/rerank/text-rerank/text-rerank"
 BATCH_HEADER = "x-batch-requests"  # how many requests shared this request's model call
-_DASHSCOPE_CODES = {
-    400: "InvalidParameter",
-    401: "InvalidApiKey",
-    404: "NotFound",
-    405: "MethodNotAllowed",
-    429: "Throttling",
-    502: "BadGateway",
-    503: "ServiceUnavailable",
-}
+TRUNCATED_HEADER = "x-truncated-documents"  # how many of this request's documents were cut to max_length
+DASHSCOPE_ROUTE = p.DASHSCOPE_ROUTE
+# A request's work bound by default: ~30 s of a 2-core CPU at the 0.6B shape (int8), well under a second on a GPU.
+DEFAULT_MAX_TOKENS = {"cpu": 32_768, "cuda": 262_144, "remote": 262_144}
 
 app = FastAPI(
     title="qwen-rerank",
-    description="Qwen3-Reranker endpoint: Cohere/Jina `/v1/rerank` and DashScope TextReRank protocols.",
+    description="Qwen3-Reranker endpoint speaking Cohere/Jina (/v1/rerank, /v2/rerank), DashScope TextReRank (native "
+    "and OpenAI-compatible), Text Embeddings Inference and Infinity (/rerank), and vLLM's score API (/score).",
 )
+app.add_middleware(BodyLimit, max_body_bytes=lambda: getattr(app.state, "max_body_bytes", None))
+app.add_middleware(CountRequests, metrics=lambda: getattr(app.state, "metrics", None))
 
 
-class ApiError(Exception):
-    """An error answered to the client: HTTP status, the field at fault, and a message naming the limit."""
-
-    def __init__(self, status: int, field: str | None, message: str):
-        super().__init__(message)
-        self.status, self.field, self.message = status, field, message
-
-
-def _error_response(request: Request, error: ApiError) -> JSONResponse:
-    text = f"{error.field}: {error.message}" if error.field else error.message
-    if request.url.path.endswith(DASHSCOPE_ROUTE):
-        code = _DASHSCOPE_CODES.get(error.status, "InternalError")
-        body = DashScopeError(code=code, message=text, request_id=uuid.uuid4().hex).model_dump()
-    else:
-        body = {"message": text, "field": error.field}
-    return JSONResponse(status_code=error.status, content=body)
+def _error_response(request: Request, error: p.ApiError) -> JSONResponse:
+    style = getattr(request.state, "error_style", None) or p.error_style(request.url.path)
+    status, body = style(error.status, error.field, error.message)
+    return JSONResponse(status_code=status, content=body)
 
 
 def _location(loc: tuple) -> str:
-    parts = [p for p in loc if p != "body"]
     out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    for part in (x for x in loc if x != "body"):
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "body"
 
 
-@app.exception_handler(ApiError)
-async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+def _first_error(errors: list[dict]) -> p.ApiError:
+    first = errors[0]
+    if first.get("type") == "json_invalid":  # loc is a byte position here, not a field
+        return p.ApiError(400, "body", f"not valid JSON ({first.get('ctx', {}).get('error', '')})")
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return p.ApiError(400, _location(tuple(first.get("loc", ()))), message)
+
+
+@app.exception_handler(p.ApiError)
+async def _api_error(request: Request, exc: p.ApiError) -> JSONResponse:
     return _error_response(request, exc)
 
 
 @app.exception_handler(RequestValidationError)
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    first = exc.errors()[0]
-    if first.get("type") == "json_invalid":  # loc is a byte position here, not a field
-        error = first.get("ctx", {}).get("error", "")
-        return _error_response(request, ApiError(400, "body", f"not valid JSON ({error})"))
-    field = _location(tuple(first.get("loc", ())))
-    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    return _error_response(request, ApiError(400, field, message))
+    return _error_response(request, _first_error(exc.errors()))
 
 
 @app.exception_handler(StarletteHTTPException)
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     # FastAPI answers an unreadable body (invalid UTF-8, nesting too deep for the JSON parser) this way.
     field = "body" if exc.status_code == 400 else None
-    return _error_response(request, ApiError(exc.status_code, field, str(exc.detail)))
+    return _error_response(request, p.ApiError(exc.status_code, field, str(exc.detail)))
+
+
+@app.exception_handler(InvalidInputError)
+async def _invalid_input(request: Request, exc: InvalidInputError) -> JSONResponse:
+    return _error_response(request, p.ApiError(400, exc.field, str(exc).removeprefix(f"{exc.field}: ")))
 
 
 @app.exception_handler(UpstreamError)
 async def _upstream_error(request: Request, exc: UpstreamError) -> JSONResponse:
     # A remote backend (DashScope) failed after its retries: say so, keep its status where it means overload.
     status = exc.status if exc.status in (429, 503) else 502
-    return _error_response(request, ApiError(status, None, f"upstream reranker failed: {exc.code}: {exc.message}"))
+    return _error_response(request, p.ApiError(status, None, f"upstream reranker failed: {exc.code}: {exc.message}"))
 
 
-@app.middleware("http")
-async def _limit_body(request: Request, call_next):
-    limit = getattr(request.app.state, "max_body_bytes", None)
-    if limit and request.method == "POST":
-        declared = request.headers.get("content-length")
-        try:
-            size = int(declared) if declared is not None else len(await request.body())
-        except ValueError:
-            return _error_response(request, ApiError(400, "content-length", "not an integer"))
-        if size > limit:
-            return _error_response(request, ApiError(400, "body", f"{size} bytes exceeds max_body_bytes={limit}"))
-    return await call_next(request)
+def _parse(model: type[BaseModel], data: Any) -> Any:
+    """Validate a body already read as JSON; a 400 naming the first bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc.errors()) from None
 
 
-@dataclass(frozen=True)
-class _Job:
-    """One request's pairs and its instruction (None: the model's default)."""
-
-    pairs: list[tuple[str, str]]
-    instruction: str | None
-
-
-@dataclass(frozen=True)
-class _Scored:
-    scores: np.ndarray
-    tokens: int
-    batch_requests: int
+def _tei_or_infinity_schema() -> dict:
+    schemas = [TeiRerankRequest.model_json_schema(), InfinityRerankRequest.model_json_schema()]
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": schemas}}}}}
 
 
 @serve.deployment(
@@ -146,7 +130,7 @@ class _Scored:
 )
 @serve.ingress(app)
 class RerankDeployment:
-    """One replica: loads the model once, scores merged batches of concurrent requests."""
+    """One replica: loads the model once, scores merged batches of concurrent requests of every dialect."""
 
     def __init__(self, args: dict[str, Any]):
         self.cfg = ServeAppConfig.from_dict(args, source="serve application args")
@@ -156,8 +140,12 @@ class RerankDeployment:
             if not self._api_key:
                 raise ConfigError(f"api_key_env: environment variable {self.cfg.api_key_env} is not set in the replica")
         self.reranker = load_reranker(self.cfg.model)
-        self.model_name = self.reranker.scorer.model_name
+        self.scorer = self.reranker.scorer
+        self.model_name = self.scorer.model_name
+        self.max_tokens = self.cfg.max_tokens_per_request or DEFAULT_MAX_TOKENS.get(self.scorer.device, 262_144)
+        self.metrics = ReplicaMetrics()
         app.state.max_body_bytes = self.cfg.max_body_bytes
+        app.state.metrics = self.metrics
         self.reconfigure(self.cfg.batch.model_dump())
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -168,18 +156,13 @@ class RerankDeployment:
         log.info("batching: max_batch_size=%d wait=%.4fs", batch.max_batch_size, batch.batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def _score(self, jobs: list[_Job]) -> list[_Scored]:
-        results: list[_Scored | None] = [None] * len(jobs)
-        for instruction, members in group_by_instruction([job.instruction for job in jobs]).items():
-            pairs = [pair for i in members for pair in jobs[i].pairs]
-            # ONNX Runtime releases the GIL: scoring off the event loop lets the next batch gather meanwhile.
-            out = await asyncio.to_thread(self.reranker.scorer.score_detailed, pairs, instruction=instruction)
-            start = 0
-            for i in members:
-                end = start + len(jobs[i].pairs)
-                results[i] = _Scored(out.scores[start:end], int(out.tokens[start:end].sum()), len(jobs))
-                start = end
-        return results
+    async def _score(self, items: list[Prepared]) -> list[tuple[ScoreOutput, int]]:
+        started = time.perf_counter()
+        # ONNX Runtime releases the GIL: scoring off the event loop lets the next batch gather meanwhile.
+        outputs = await asyncio.to_thread(self.scorer.score_prepared, items)
+        self.metrics.call_seconds.observe(time.perf_counter() - started)
+        self.metrics.requests_per_call.observe(len(items))
+        return [(out, len(items)) for out in outputs]
 
     def _authorize(self, request: Request) -> None:
         if self._api_key is None:
@@ -187,57 +170,76 @@ class RerankDeployment:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._api_key.encode()):
-            raise ApiError(401, "authorization", "missing or invalid API key (Authorization: Bearer <key>)")
+            raise p.ApiError(401, "authorization", "missing or invalid API key (Authorization: Bearer <key>)")
 
-    async def _rank(
-        self,
-        query: str,
-        documents: list[str],
-        instruction: str | None,
-        top_n: int | None,
-        return_documents: bool,
-        response: Response,
-    ) -> tuple[list[RerankResult], int]:
-        if len(documents) > self.cfg.max_documents:
-            raise ApiError(400, "documents", f"{len(documents)} documents exceeds max_documents={self.cfg.max_documents}")
-        scored = await self._score(_Job([(query, d) for d in documents], instruction))
-        response.headers[BATCH_HEADER] = str(scored.batch_requests)
-        results = [
-            RerankResult(
-                index=int(i),
-                relevance_score=float(scored.scores[i]),
-                document=TextDocument(text=documents[i]) if return_documents else None,
-            )
-            for i in top_indices(scored.scores, top_n)
-        ]
-        return results, scored.tokens
+    async def _rank(self, call: p.RankCall, request: Request, response: Response) -> p.Ranked:
+        """The one scoring path of every dialect: limits, tokenization, the shared batcher, ranking, metrics."""
+        self._authorize(request)
+        if len(call.pairs) > self.cfg.max_documents:
+            raise p.ApiError(400, "documents",
+                             f"{len(call.pairs)} documents exceeds max_documents={self.cfg.max_documents}")
+        truncation = "right" if call.truncation == "error" else call.truncation
+        prepared = await asyncio.to_thread(self.scorer.prepare, call.pairs, instruction=call.instruction,
+                                           truncation=truncation)
+        cut = int(np.count_nonzero(prepared.truncated))
+        if call.truncation == "error" and cut:
+            limit = getattr(getattr(self.scorer, "tokenizer", None), "max_length", "max_length")
+            raise p.ApiError(413, "texts", f"{cut} texts are longer than the model's {limit} tokens and truncate is "
+                                           "false; send truncate: true to cut them")
+        if prepared.total_tokens > self.max_tokens:
+            raise p.ApiError(400, "documents", f"the request has {prepared.total_tokens} tokens after truncation, "
+                                               f"over max_tokens_per_request={self.max_tokens}")
+        out, merged = await self._score(prepared)
+        response.headers[BATCH_HEADER] = str(merged)
+        response.headers[TRUNCATED_HEADER] = str(cut)
+        self.metrics.pairs.inc(len(call.pairs))
+        self.metrics.tokens.inc(out.total_tokens)
+        if cut:
+            self.metrics.truncated.inc(cut)
+        order = top_indices(out.scores, call.top_n) if call.sort else np.arange(len(call.pairs))
+        return p.Ranked(order=order, scores=out.scores, logits=out.logits, tokens=out.total_tokens)
 
     @app.post("/v1/rerank", response_model=RerankResponse, response_model_exclude_none=True)
     @app.post("/v2/rerank", response_model=RerankResponse, response_model_exclude_none=True)
     async def rerank(self, body: RerankRequest, request: Request, response: Response) -> RerankResponse:
-        """Cohere/Jina/vLLM rerank: results sorted by relevance, best first."""
-        self._authorize(request)
-        results, tokens = await self._rank(
-            body.query, body.texts(), body.instruction, body.top_n, body.return_documents, response
-        )
-        return RerankResponse(id=uuid.uuid4().hex, model=self.model_name, results=results, usage=Usage(total_tokens=tokens))
+        """Cohere / Jina / vLLM rerank: results sorted by relevance, best first."""
+        return p.cohere_answer(body, await self._rank(p.cohere_call(body), request, response), self.model_name)
 
     @app.post(DASHSCOPE_ROUTE, response_model=DashScopeResponse, response_model_exclude_none=True)
     async def dashscope(self, body: DashScopeRequest, request: Request, response: Response) -> DashScopeResponse:
         """DashScope TextReRank protocol, so the dashscope SDK and zvec's QwenReRanker work unchanged."""
-        self._authorize(request)
-        params = body.parameters
-        results, tokens = await self._rank(
-            body.input.query, body.input.documents, params.instruct, params.top_n, params.return_documents, response
-        )
-        return DashScopeResponse(
-            output=DashScopeOutput(results=results), usage=Usage(total_tokens=tokens), request_id=uuid.uuid4().hex
-        )
+        return p.dashscope_answer(body, await self._rank(p.dashscope_call(body), request, response))
+
+    @app.post(p.COMPATIBLE_ROUTE, response_model=CompatibleRerankResponse, response_model_exclude_none=True)
+    async def compatible(self, body: CompatibleRerankRequest, request: Request, response: Response):
+        """DashScope's OpenAI-compatible rerank (`/compatible-api/v1/reranks`)."""
+        return p.compatible_answer(body, await self._rank(p.compatible_call(body), request, response), self.model_name)
+
+    @app.post(p.TEI_ROUTE, response_model=list[TeiRank] | InfinityRerankResponse, response_model_exclude_none=True,
+              openapi_extra=_tei_or_infinity_schema())
+    async def rerank_tei_or_infinity(self, request: Request, response: Response):
+        """Text Embeddings Inference's rerank when the body has `texts`, Infinity's when it has `documents`."""
+        try:
+            data = json.loads(await request.body())
+        except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, or nesting too deep to parse
+            raise p.ApiError(400, "body", f"not valid JSON ({exc})") from None
+        if isinstance(data, dict) and "documents" in data and "texts" not in data:
+            request.state.error_style = p.openai_error
+            body = _parse(InfinityRerankRequest, data)
+            return p.infinity_answer(body, await self._rank(p.infinity_call(body), request, response), self.model_name)
+        body = _parse(TeiRerankRequest, data)
+        return p.tei_answer(body, await self._rank(p.tei_call(body), request, response))
+
+    @app.post("/score", response_model=VllmScoreResponse, response_model_exclude_none=True)
+    @app.post("/v1/score", response_model=VllmScoreResponse, response_model_exclude_none=True)
+    async def score(self, body: VllmScoreRequest, request: Request, response: Response) -> VllmScoreResponse:
+        """vLLM's score API: text_1 against text_2 (1:1, 1:N or N:N), scores in input order."""
+        return p.vllm_answer(await self._rank(p.vllm_call(body), request, response), self.model_name)
 
     @app.get("/health")
     async def health(self) -> dict[str, str]:
         """200 once the model is loaded (a replica only takes traffic after its constructor finished)."""
-        return {"status": "ok", "model": self.model_name, "device": getattr(self.reranker.scorer, "device", "remote")}
+        return {"status": "ok", "model": self.model_name, "device": self.scorer.device}
 
     def check_health(self) -> None:
         """Serve's replica health check: the scorer must still be there."""

@@ -18,6 +18,7 @@ from rerank_core.config import ServeAppConfig
 from rerank_core.errors import ConfigError
 
 from .app import build_app
+from .body_limit import guard_the_proxy
 from .ray_runtime import check_gpus, ensure_ray, fit_actor
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,15 @@ def fit_to_cluster(application: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def start_ray(config: dict[str, Any]) -> None:
+    """Join or start Ray; a Ray started here gets its Serve proxy guarded by the app's body limit."""
+    guard_the_proxy(ServeAppConfig.from_dict(config["applications"][0]["args"]).max_body_bytes)
+    ensure_ray()
+
+
 def deploy(config: dict[str, Any], *, host: str | None = None, port: int | None = None) -> str:
     """Start Serve's HTTP proxy and deploy the config's application; return the base URL once /health answers."""
-    ensure_ray()
+    start_ray(config)
     (application,) = copy.deepcopy(config["applications"])
     http = config.get("http_options") or {}
     host = host or http.get("host", "127.0.0.1")
@@ -124,7 +131,7 @@ def run_foreground(
 ) -> int:
     """Deploy, print the URL, and block until Ctrl-C or SIGTERM; then shut Serve down cleanly."""
     config = load_serve_config(config_path, model=model)
-    ensure_ray()
+    start_ray(config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs handlers of its own
         signal.signal(sig, lambda *_: stop.set())

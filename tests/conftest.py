@@ -72,16 +72,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+METRICS_PORT = free_port()
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray for the whole session; num_gpus=1 is declared so the GPU request path can be exercised."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    from serve.body_limit import guard_the_proxy
+
+    guard_the_proxy(1 << 20)  # the Serve proxy refuses bodies past 1 MiB; the demo app (64 KiB) in its replica
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, _metrics_export_port=METRICS_PORT)
     yield ray
     from ray import serve
 
     serve.shutdown()
     ray.shutdown()
+
+
+def session_app_args(config: dict) -> dict:
+    """The demo app's args with the session's tight limits, so limit cases stay small."""
+    args = dict(config["applications"][0]["args"], max_documents=64, max_body_bytes=65536, max_tokens_per_request=4096)
+    args["model"] = dict(args["model"], max_length=512)
+    return args
 
 
 @pytest.fixture(scope="session")
@@ -90,9 +103,7 @@ def serve_url(ray_cluster) -> str:
     from serve.launcher import deploy, load_serve_config
 
     config = load_serve_config(REPO / "configs/demo/serve.yaml")
-    args = config["applications"][0]["args"]
-    args["max_documents"] = 64
-    args["max_body_bytes"] = 65536
+    config["applications"][0]["args"] = session_app_args(config)
     return deploy(config, host="127.0.0.1", port=free_port())
 
 

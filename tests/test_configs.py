@@ -42,3 +42,14 @@ def test_rayjob_runs_the_offline_config_on_gpu_workers():
     assert limits["nvidia.com/gpu"] == "1"
     offline = OfflineConfig.from_yaml(CONFIGS / "offline.yaml")
     assert offline.compute.num_gpus > 0 and workers["replicas"] / offline.compute.num_gpus >= offline.compute.concurrency
+
+
+def test_rayservice_guards_every_proxy_with_the_apps_body_limit():
+    service = yaml.safe_load((CONFIGS / "kuberay/rayservice.yaml").read_text())
+    limit = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"]["max_body_bytes"]
+    cluster = service["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group in groups:
+        env = {e["name"]: e["value"] for e in group["template"]["spec"]["containers"][0]["env"]}
+        assert env["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] == "serve.body_limit:proxy_middlewares"
+        assert int(env["QWEN_RERANK_PROXY_MAX_BODY_BYTES"]) == limit

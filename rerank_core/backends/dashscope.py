@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, UpstreamError
 from ..retry import RETRYABLE_STATUS, RetryableError, parse_retry_after, with_retries
-from ..scorer import Pair, Scorer, ScoreOutput, validate_pairs
+from ..scorer import Pair, Prepared, Scorer, ScoreOutput, estimate_tokens, score_per_instruction
 
 try:
     import dashscope
@@ -26,11 +26,6 @@ DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
 MAX_DOCUMENTS_PER_REQUEST = 500
 MAX_TOKENS_PER_REQUEST = 30_000  # gte-rerank-v2's per-request cap
 MAX_TOKENS_PER_DOCUMENT = 4_000  # the service truncates longer documents
-
-
-def estimate_tokens(text: str) -> int:
-    """A conservative token estimate without the service's tokenizer: UTF-8 bytes / 3 (≥ 1 token per CJK char)."""
-    return len(text.encode("utf-8")) // 3 + 1
 
 
 @dataclass(frozen=True)
@@ -99,12 +94,12 @@ class DashScopeScorer(Scorer):
     def __repr__(self) -> str:  # the key never appears
         return f"DashScopeScorer(model={self.model_name!r}, base_url={self.base_url!r})"
 
-    def score_detailed(
-        self, pairs: Sequence[Pair], *, instruction: str | None = None, batch_size: int | None = None
-    ) -> ScoreOutput:
+    def score_prepared(self, items: Sequence[Prepared], *, batch_size: int | None = None) -> list[ScoreOutput]:
+        """Score prepared requests; the service takes one instruction per call, so each instruction goes alone."""
+        return score_per_instruction(items, lambda pairs, instruction: self._score(pairs, instruction, batch_size))
+
+    def _score(self, pairs: list[Pair], instruction: str | None, batch_size: int | None) -> ScoreOutput:
         """Score pairs in input order: requests per query under the service's caps, sent with bounded concurrency."""
-        pairs = validate_pairs(pairs)
-        instruction = self.instruction if instruction is None else instruction
         max_docs = min(batch_size or self.max_documents, self.max_documents)
         chunks = plan_chunks(pairs, max_docs, self.max_tokens)
         scores = np.full(len(pairs), np.nan, dtype=np.float32)

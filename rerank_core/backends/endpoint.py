@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import UpstreamError
 from ..retry import RETRYABLE_STATUS, RetryableError, parse_retry_after, with_retries
-from ..scorer import Pair, Scorer, ScoreOutput, validate_pairs
+from ..scorer import Pair, Prepared, Scorer, ScoreOutput, score_per_instruction
 
 
 class EndpointScorer(Scorer):
@@ -36,12 +36,12 @@ class EndpointScorer(Scorer):
     def __repr__(self) -> str:  # never show the key
         return f"EndpointScorer(url={self.url!r})"
 
-    def score_detailed(
-        self, pairs: Sequence[Pair], *, instruction: str | None = None, batch_size: int | None = None
-    ) -> ScoreOutput:
+    def score_prepared(self, items: Sequence[Prepared], *, batch_size: int | None = None) -> list[ScoreOutput]:
+        """Score prepared requests, one instruction at a time (the endpoint takes one per request)."""
+        return score_per_instruction(items, lambda pairs, instruction: self._score(pairs, instruction, batch_size))
+
+    def _score(self, pairs: list[Pair], instruction: str | None, batch_size: int | None) -> ScoreOutput:
         """Group pairs by query, send each group (in chunks of max_documents), and put scores back in place."""
-        pairs = validate_pairs(pairs)
-        instruction = self.instruction if instruction is None else instruction
         scores = np.zeros(len(pairs), dtype=np.float32)
         tokens = np.zeros(len(pairs), dtype=np.int64)
         groups: dict[str, list[int]] = {}

@@ -11,11 +11,11 @@ import numpy as np
 
 from ..dtypes import Dtype, choose_dtype
 from ..errors import ModelFormatError
-from ..formatting import PREFIX, SUFFIX, format_content
+from ..formatting import PREFIX, SUFFIX, content_head, format_content
 from ..manifest import Manifest
 from ..model_files import available_graphs, not_a_model
-from ..scorer import Pair, Scorer, ScoreOutput, validate_pairs
-from ..tokenization import DEFAULT_MAX_LENGTH, PairTokenizer
+from ..scorer import Pair, Prepared, Scorer, ScoreOutput, Truncation, split_output, validate_pairs
+from ..tokenization import DEFAULT_MAX_LENGTH, EncodedPairs, PairTokenizer
 
 try:
     import onnxruntime as ort
@@ -178,17 +178,25 @@ class OnnxQwen3Scorer(Scorer):
             log.warning("the CUDA provider could not start (no GPU or driver?); running on CPU")
         return session
 
-    def score_detailed(
-        self, pairs: Sequence[Pair], *, instruction: str | None = None, batch_size: int | None = None
-    ) -> ScoreOutput:
-        """Score pairs in token-budget batches of similar length; results in input order."""
+    def prepare(
+        self, pairs: Sequence[Pair], *, instruction: str | None = None, truncation: Truncation = "right"
+    ) -> Prepared:
+        """Validate and tokenize pairs (content cut to max_length from the right, or from the document's start)."""
         pairs = validate_pairs(pairs)
         instruction = self.instruction if instruction is None else instruction
-        encoded = self.tokenizer.encode([format_content(q, d, instruction) for q, d in pairs])
-        logits = np.zeros(len(pairs), dtype=np.float32)
+        contents = [format_content(q, d, instruction) for q, d in pairs]
+        heads = [content_head(q, instruction) for q, _ in pairs] if truncation == "left" else None
+        encoded = self.tokenizer.encode(contents, keep_heads=heads)
+        return Prepared(pairs, instruction, encoded.lengths, encoded.truncated, encoded)
+
+    def score_prepared(self, items: Sequence[Prepared], *, batch_size: int | None = None) -> list[ScoreOutput]:
+        """Score prepared requests in shared token-budget batches of similar length; results in input order."""
+        encoded = EncodedPairs.concat([item.payload for item in items])
+        logits = np.zeros(len(encoded.ids), dtype=np.float32)
         for batch in self.tokenizer.batches(encoded, self.token_budget, batch_size or self.max_batch_size):
             logits[batch.indices] = self._run(batch.input_ids, batch.attention_mask)
-        return ScoreOutput(scores=sigmoid(logits), tokens=encoded.lengths, truncated=encoded.truncated)
+        out = ScoreOutput(scores=sigmoid(logits), tokens=encoded.lengths, truncated=encoded.truncated, logits=logits)
+        return split_output(out, [len(item) for item in items])
 
     def _run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feed = {"input_ids": input_ids, "attention_mask": attention_mask}

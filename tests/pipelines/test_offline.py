@@ -210,3 +210,21 @@ def test_offline_without_a_config_fits_a_machine_without_gpus(tmp_path):
 def test_offline_without_a_config_names_what_is_missing():
     with pytest.raises(ConfigError, match="needs --input, --output"):
         load_config(None, model=TINY_MODEL)
+
+
+def test_the_job_streams_with_no_all_to_all_operator_between_read_and_score(tmp_path):
+    """One small file (one block when read) still reaches every actor, re-blocked without a barrier."""
+    from pipelines.offline import actor_setup, all_to_all_operators, streaming_plan
+
+    n = 200
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(n)], "query": ["q"] * n,
+                             "document": [f"doc {i}" for i in range(n)]}), tmp_path / "in.parquet")
+    cfg = OfflineConfig.from_dict({"model": MODEL, "input": str(tmp_path / "in.parquet"),
+                                   "output": str(tmp_path / "out"), "compute": COMPUTE})
+    scored, rows = streaming_plan(cfg, actor_setup(cfg))
+    assert rows == n and all_to_all_operators(scored) == []
+    assert all_to_all_operators(scored.repartition(4)) == ["Repartition"]  # what the job used to do
+    blocks = [len(b) for b in scored.iter_batches(batch_size=None, batch_format="pyarrow")]
+    assert sum(blocks) == n and len(blocks) >= COMPUTE["concurrency"] * 4 and max(blocks) <= COMPUTE["batch_size"]
+    summary = run_job(cfg)
+    assert summary.rows == n and pq.read_table(tmp_path / "out").num_rows == n

@@ -9,6 +9,7 @@ import pytest
 from ray import serve
 
 from serve.app import BATCH_HEADER, DASHSCOPE_ROUTE
+from tests.conftest import session_app_args
 
 pytestmark = pytest.mark.slow
 DOCS = ["Machine learning is a subset of AI.", "The weather is sunny today.", "ML learns from data.", "Pizza."]
@@ -114,12 +115,12 @@ def test_max_documents_message_names_the_limit(serve_url):
     assert "max_documents=64" in reply.json()["message"]
 
 
-def test_body_over_max_body_bytes_is_a_400(serve_url):
+def test_body_over_max_body_bytes_is_a_413(serve_url):
     reply = post(serve_url, "/v1/rerank", {"query": QUERY, "documents": ["x" * 70000]})
-    assert reply.status_code == 400 and "max_body_bytes=65536" in reply.json()["message"]
+    assert reply.status_code == 413 and "max_body_bytes=65536" in reply.json()["message"]
     chunked = httpx.post(serve_url + "/v1/rerank", content=iter([b'{"query": "q", "documents": ["', b"x" * 70000, b'"]}']),
                          headers={"content-type": "application/json"}, timeout=30)
-    assert chunked.status_code == 400 and chunked.json()["field"] == "body"
+    assert chunked.status_code == 413 and chunked.json()["field"] == "body"
 
 
 def test_invalid_json_is_a_400(serve_url):
@@ -162,7 +163,7 @@ def test_concurrent_requests_share_batches_and_user_config_applies_live(serve_ur
 
         options = {k: v for k, v in app_cfg["deployments"][0].items() if k != "name"}
         options["user_config"] = {"max_batch_size": max_batch_size, "batch_wait_timeout_s": wait}
-        args = dict(app_cfg["args"], max_documents=64, max_body_bytes=65536)
+        args = session_app_args(config)
         serve.run(build_app(args, options), name="rerank", route_prefix="/", blocking=False)
 
     try:

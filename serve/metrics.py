@@ -1,0 +1,54 @@
+"""Operator metrics of the replicas, through Ray Serve's metrics API: exported wherever Ray exports Prometheus metrics
+(names get Ray's `ray_` prefix; Serve adds the deployment, replica and application tags)."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .protocols import COHERE_ROUTES, COMPATIBLE_ROUTE, DASHSCOPE_ROUTE, SCORE_ROUTES, TEI_ROUTE
+
+ROUTES = (*COHERE_ROUTES, DASHSCOPE_ROUTE, COMPATIBLE_ROUTE, TEI_ROUTE, *SCORE_ROUTES, "/health")
+REQUESTS_PER_CALL_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128]
+SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+
+
+def route_label(path: str) -> str:
+    """The route a path is served by, or 'other': labels stay few whatever paths clients send."""
+    return next((r for r in sorted(ROUTES, key=len, reverse=True) if path.endswith(r)), "other")
+
+
+class ReplicaMetrics:
+    """The replica's counters and histograms; made inside the replica, where Ray's metrics exporter runs."""
+
+    def __init__(self):
+        from ray.serve.metrics import Counter, Histogram
+
+        self.requests = Counter("rerank_requests", description="HTTP requests answered by replicas, by route and status",
+                                tag_keys=("route", "status"))
+        self.pairs = Counter("rerank_pairs_scored", description="(query, document) pairs scored")
+        self.tokens = Counter("rerank_tokens_scored", description="tokens of the scored pairs, after truncation")
+        self.truncated = Counter("rerank_pairs_truncated", description="pairs whose document was cut to max_length")
+        self.requests_per_call = Histogram("rerank_requests_per_model_call", boundaries=REQUESTS_PER_CALL_BUCKETS,
+                                           description="requests merged into one model call by the batcher")
+        self.call_seconds = Histogram("rerank_model_call_seconds", boundaries=SECONDS_BUCKETS,
+                                      description="seconds one merged model call takes")
+
+
+class CountRequests:
+    """ASGI middleware: counts every answered request by route and status in `metrics()` (None until loaded)."""
+
+    def __init__(self, app: ASGIApp, metrics):
+        self.app, self._metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics = self._metrics() if scope["type"] == "http" else None
+        if metrics is None:
+            await self.app(scope, receive, send)
+            return
+
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                metrics.requests.inc(tags={"route": route_label(scope["path"]), "status": str(message["status"])})
+            await send(message)
+
+        await self.app(scope, receive, counted)

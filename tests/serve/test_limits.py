@@ -1,0 +1,116 @@
+"""Bounded memory under oversized uploads: chunked or mis-declared bodies are cut off as they arrive, at the proxy and
+in the replica, whose memory stays flat while it keeps serving."""
+
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+MIB = 1 << 20
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process on this machine, in MiB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def actor_pid(title: str) -> int:
+    """The process of a live Ray actor: Ray titles its worker processes `ray::<actor class>`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, PermissionError, NotADirectoryError):
+            continue
+        if cmdline.startswith(f"ray::{title}"):
+            found.append(int(proc.name))
+    assert len(found) == 1, (title, found)
+    return found[0]
+
+
+def upload(url: str, path: str, total: int, *, declared: int | None = None, chunk: int = 256 * 1024) -> tuple[str, int]:
+    """POST up to `total` bytes (chunked, or after a Content-Length of `declared`) until the server answers or closes;
+    returns the status line (or '' if none came) and how many bytes the server took before that."""
+    parts = urlparse(url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+    framing = f"Content-Length: {declared}" if declared is not None else "Transfer-Encoding: chunked"
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{framing}\r\n\r\n".encode())
+    body = b'{"query": "q", "documents": ["' + b"x" * chunk
+    sent = 0
+    try:
+        while sent < total:
+            piece = body if sent == 0 else b"x" * chunk
+            sock.sendall(piece if declared is not None else b"%x\r\n%s\r\n" % (len(piece), piece))
+            sent += len(piece)
+            sock.settimeout(0.0)
+            try:
+                if sock.recv(1, socket.MSG_PEEK):
+                    break  # the server has answered
+            except BlockingIOError:
+                pass
+            finally:
+                sock.settimeout(30)
+        else:
+            if declared is None:
+                sock.sendall(b"0\r\n\r\n")  # the whole body went in: end it and wait for the answer
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    try:
+        status = sock.recv(4096).split(b"\r\n", 1)[0].decode()
+    except (ConnectionResetError, TimeoutError):
+        status = ""
+    sock.close()
+    return status, sent
+
+
+def test_oversized_uploads_are_cut_off_and_memory_stays_flat(serve_url, ray_cluster):
+    replica, proxy = actor_pid("ServeReplica:rerank:Reranker"), actor_pid("ProxyActor")
+    ok = {"query": "q", "documents": ["d"]}
+    assert httpx.post(serve_url + "/v1/rerank", json=ok, timeout=60).status_code == 200  # warm
+    before = rss_mib(replica), rss_mib(proxy)
+    peaks = list(before)
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            peaks[0], peaks[1] = max(peaks[0], rss_mib(replica)), max(peaks[1], rss_mib(proxy))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    started = time.monotonic()
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            chunked = list(pool.map(lambda _: upload(serve_url, "/v1/rerank", 256 * MIB), range(4)))
+            # Between the replica's 64 KiB and the proxy's 1 MiB: refused by the replica as it arrives.
+            medium = pool.submit(upload, serve_url, "/rerank", 768 * 1024).result()
+            lying = pool.submit(upload, serve_url, "/score", 64 * MIB, declared=1000).result()
+    finally:
+        stop.set()
+        watcher.join()
+    elapsed = time.monotonic() - started
+    after = rss_mib(replica), rss_mib(proxy)
+    for status, sent in chunked:
+        assert status.startswith("HTTP/1.1 413") and sent < 32 * MIB, (status, sent)  # not read to the end
+    assert medium[0].startswith("HTTP/1.1 413")
+    assert not lying[0].startswith("HTTP/1.1 2") and lying[1] < 32 * MIB  # the surplus is never taken in
+    print(f"\nreplica RSS {before[0]:.0f} → peak {peaks[0]:.0f} → {after[0]:.0f} MiB; "
+          f"proxy RSS {before[1]:.0f} → peak {peaks[1]:.0f} → {after[1]:.0f} MiB; "
+          f"{len(chunked)}×256 MiB refused after {[s // 1024 for _, s in chunked]} KiB in {elapsed:.1f} s")
+    assert peaks[0] - before[0] < 64 and peaks[1] - before[1] < 64
+    reply = httpx.post(serve_url + "/v1/rerank", json=ok, timeout=60)
+    assert reply.status_code == 200 and actor_pid("ServeReplica:rerank:Reranker") == replica
+
+
+def test_truncation_is_reported_on_every_answer(serve_url):
+    reply = httpx.post(serve_url + "/v1/rerank", json={"query": "q", "documents": ["data " * 700, "short"]}, timeout=60)
+    assert reply.status_code == 200 and reply.headers["x-truncated-documents"] == "1"

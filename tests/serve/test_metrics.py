@@ -1,0 +1,63 @@
+"""The replicas' operator metrics appear on Ray's Prometheus endpoint with the right counts."""
+
+import time
+import urllib.request
+
+import httpx
+import pytest
+
+from tests.conftest import METRICS_PORT
+
+pytestmark = pytest.mark.slow
+APP = 'application="rerank"'
+
+
+def scrape() -> dict[str, float]:
+    """Every sample of the session app's rerank_* metrics: 'name{labels}' → value, summed over replicas."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("ray_rerank_") or APP not in line:
+            continue
+        head, value = line.rsplit(" ", 1)
+        name, labels = head.split("{", 1)
+        keep = sorted(p for p in labels.rstrip("}").split(",") if p.split("=")[0] in ("route", "status", "le"))
+        key = f"{name}{{{','.join(keep)}}}"
+        samples[key] = samples.get(key, 0.0) + float(value)
+    return samples
+
+
+def delta(after: dict, before: dict, key: str) -> float:
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def test_requests_pairs_tokens_truncations_and_batches_are_counted(serve_url):
+    time.sleep(12)  # let everything earlier tests did reach the exporter first
+    before = scrape()
+    tokens = 0
+    for _ in range(3):
+        reply = httpx.post(serve_url + "/v1/rerank", json={"query": "q", "documents": ["a", "b", "c", "d"]}, timeout=60)
+        tokens += reply.json()["usage"]["total_tokens"]
+    reply = httpx.post(serve_url + "/score", json={"text_1": "q", "text_2": ["data " * 700, "short"]}, timeout=60)
+    tokens += reply.json()["usage"]["total_tokens"]
+    assert httpx.post(serve_url + "/rerank", json={"query": "q"}, timeout=60).status_code == 422
+    expected = {
+        'ray_rerank_requests_total{route="/v1/rerank",status="200"}': 3,
+        'ray_rerank_requests_total{route="/score",status="200"}': 1,
+        'ray_rerank_requests_total{route="/rerank",status="422"}': 1,
+        "ray_rerank_pairs_scored_total{}": 14,
+        "ray_rerank_tokens_scored_total{}": tokens,
+        "ray_rerank_pairs_truncated_total{}": 1,
+        "ray_rerank_requests_per_model_call_count{}": 4,
+        "ray_rerank_model_call_seconds_count{}": 4,
+    }
+    deadline = time.monotonic() + 90
+    while True:
+        after = scrape()
+        got = {key: delta(after, before, key) for key in expected}
+        if got == expected or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert got == expected
+    assert delta(after, before, 'ray_rerank_requests_per_model_call_bucket{le="1.0"}') == 4
+    assert delta(after, before, "ray_rerank_model_call_seconds_sum{}") > 0
