@@ -42,7 +42,7 @@ def main() -> None:
     print_table(
         "Loading the Qwen3-Reranker-0.6B-shape checkpoint (f32 export on a CPU), fresh process each",
         ["load", "seconds", "export cache GiB"],
-        [["first: export to ONNX, then load", first, size], ["second: reuse the cached export", second, size]],
+        [["first: export to ONNX, then load", first, size], ["second: reuse the cached export (source hash remembered)", second, size]],
     )
 
 

@@ -53,6 +53,9 @@ class ModelConfig(StrictModel):
     path_in_repo: str | None = None
     dtype: Dtype | None = Field(default=None, description="None: the graph that suits the device (f32 CPU, f16 GPU)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    graph_variant: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="auto: the folder's GPU graph on CUDA, else the CPU graph; cuda also runs on CPU"
+    )
     intra_op_threads: int | None = Field(default=None, ge=1)
     max_length: int | None = Field(default=None, ge=64)
     token_budget: int | None = Field(default=None, ge=1, description="rows × longest per call; None: 512 CPU, 16384 GPU")
@@ -90,6 +93,7 @@ def load_reranker(cfg: ModelConfig):
         path_in_repo=cfg.path_in_repo,
         export_cache_dir=cfg.export_cache_dir,
         device=cfg.device,
+        graph_variant=cfg.graph_variant,
         intra_op_threads=cfg.intra_op_threads,
         max_length=cfg.max_length,
         token_budget=cfg.token_budget,
@@ -138,6 +142,9 @@ class ComputeConfig(StrictModel):
     batch_size: int = Field(default=256, ge=1, description="rows per map_batches call")
     blocks_per_actor: int = Field(
         default=4, ge=1, description="a small input is re-blocked (streaming) into at least concurrency × this many blocks"
+    )
+    max_block_mib: int = Field(
+        default=16, ge=1, description="largest block read into the object store (MiB): bounds the in-flight window"
     )
     rows_per_part: int = Field(default=50_000, ge=1, description="resume: true: rows per output file (unit of restart)")
 

@@ -1,5 +1,7 @@
 """The offline job on real Ray Data and real Parquet: exact scores, both layouts, bad rows kept, config errors."""
 
+import os
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -228,3 +230,23 @@ def test_the_job_streams_with_no_all_to_all_operator_between_read_and_score(tmp_
     assert sum(blocks) == n and len(blocks) >= COMPUTE["concurrency"] * 4 and max(blocks) <= COMPUTE["batch_size"]
     summary = run_job(cfg)
     assert summary.rows == n and pq.read_table(tmp_path / "out").num_rows == n
+
+
+def test_a_large_input_streams_in_bounded_blocks_without_any_re_blocking(tmp_path):
+    """An input of many max_block_mib's worth is read in blocks of at most that size and not re-blocked at all."""
+    from pipelines.offline import actor_setup, streaming_plan
+
+    n, payload = 3000, 4096  # ~12 MiB: more than concurrency × blocks_per_actor blocks of 1 MiB
+    pq.write_table(pa.table({"id": list(range(n)), "query": ["q"] * n, "document": [f"doc {i}" for i in range(n)],
+                             "payload": [os.urandom(payload) for _ in range(n)]}), tmp_path / "in.parquet")
+    cfg = OfflineConfig.from_dict({"model": MODEL, "input": str(tmp_path / "in.parquet"),
+                                   "output": str(tmp_path / "out"), "compute": {**COMPUTE, "max_block_mib": 1}})
+    scored, rows = streaming_plan(cfg, actor_setup(cfg))
+    operators, stack = [], [scored._logical_plan.dag]
+    while stack:
+        operators.append(stack[-1].name)
+        stack.extend(stack.pop().input_dependencies)
+    assert rows == n and not [name for name in operators if "Repartition" in name], operators
+    assert scored.context.target_max_block_size == 2**20
+    ids = [i for batch in scored.iter_batches(batch_format="pyarrow") for i in batch.column("id").to_pylist()]
+    assert sorted(ids) == list(range(n))
