@@ -26,6 +26,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         args.src,
         args.out,
         dtypes=args.dtype.split(","),
+        cuda_dtypes=args.cuda_dtype.split(",") if args.cuda_dtype else (),
         revision=args.revision,
         max_length=args.max_length,
         overwrite=args.overwrite,
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src")
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", default="f32", help="comma-separated: f32, f16, int8 (default f32)")
+    p.add_argument("--cuda-dtype", help="also the GPU graphs (right padding, fused attention): f16, f32")
     p.add_argument("--revision")
     p.add_argument("--max-length", type=int, default=8192)
     p.add_argument("--overwrite", action="store_true")

@@ -21,9 +21,12 @@ log = logging.getLogger(__name__)
 # Bump when the graphs change: cached exports (export_cache.py) are keyed by it.
 EXPORTER_VERSION = "2"
 GRAPH_NAMES = {Dtype.F32: "model.onnx", Dtype.F16: "model_f16.onnx", Dtype.INT8: "model_int8.onnx"}
+# The GPU graphs (right padding, fused causal attention); f32 exists to check them on a CPU.
+CUDA_GRAPH_NAMES = {Dtype.F32: "model_cuda.onnx", Dtype.F16: "model_cuda_f16.onnx"}
 # ONNX protobufs cannot exceed 2 GiB; above this many weight bytes the tensors go to an external file.
 EXTERNAL_DATA_BYTES = 1_500_000_000
 OPSET = 18
+CUDA_OPSET = 23  # ONNX's fused Attention op (grouped KV heads, is_causal)
 
 
 def _require_torch():
@@ -69,7 +72,54 @@ def _heads(torch):
             out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
             return out.logits.float()
 
-    return LastTokenLogit, FullLogits
+    class CausalLastTokenLogit(torch.nn.Module):
+        """input_ids (right-padded), last_index → l_yes − l_no at each row's last real token.
+
+        The GPU graph: with right padding a causal mask alone is exact (real tokens never see the pads after
+        them), so attention is one `scaled_dot_product_attention(is_causal=True)` per layer, exported as ONNX's
+        fused `Attention` op (opset 23, grouped KV heads) with no mask tensor to build; positions are 0..S-1 for
+        every row. Pad rows' outputs are never read.
+        """
+
+        def __init__(self, causal_lm, yes_id: int, no_id: int):
+            super().__init__()
+            self.body = causal_lm.model
+            weight = causal_lm.lm_head.weight
+            self.register_buffer("direction", (weight[yes_id] - weight[no_id]).detach().clone())
+
+        def forward(self, input_ids, last_index):
+            """[batch] float32 logits l_yes − l_no at position last_index of each row."""
+            hidden = self.body.embed_tokens(input_ids)
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
+            cos, sin = self.body.rotary_emb(hidden, positions)
+            # One row of cos/sin per batch row: ONNX Runtime's RotaryEmbedding (which the exporter fuses this into)
+            # does not broadcast them over the batch.
+            batch = input_ids.shape[0]
+            cos, sin = cos.expand(batch, -1, -1).unsqueeze(1), sin.expand(batch, -1, -1).unsqueeze(1)
+            for layer in self.body.layers:
+                hidden = hidden + self._attention(layer.self_attn, layer.input_layernorm(hidden), cos, sin)
+                hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+            index = last_index.view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])
+            last = self.body.norm(torch.gather(hidden, 1, index).squeeze(1))
+            return (last @ self.direction).float()
+
+        @staticmethod
+        def _attention(attn, x, cos, sin):
+            shape = (*x.shape[:-1], -1, attn.head_dim)
+            q = attn.q_norm(attn.q_proj(x).view(shape)).transpose(1, 2)
+            k = attn.k_norm(attn.k_proj(x).view(shape)).transpose(1, 2)
+            v = attn.v_proj(x).view(shape).transpose(1, 2)
+            q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+            out = torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, is_causal=True, scale=attn.scaling, enable_gqa=True
+            )
+            return attn.o_proj(out.transpose(1, 2).reshape(*x.shape[:-1], -1))
+
+    def _rotate_half(x):
+        half = x.shape[-1] // 2
+        return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+    return LastTokenLogit, FullLogits, CausalLastTokenLogit
 
 
 def _load(src_dir: Path, dtype: Dtype):
@@ -82,32 +132,42 @@ def _load(src_dir: Path, dtype: Dtype):
     return torch, model.eval()
 
 
-def _sample_inputs(torch, vocab_size: int, with_positions: bool):
+def _sample_inputs(torch, vocab_size: int, kind: str) -> dict:
     ids = torch.randint(0, min(vocab_size, 1000), (2, 16), generator=torch.Generator().manual_seed(0))
+    if kind == "cuda":
+        return {"input_ids": ids, "last_index": torch.tensor([15, 9])}  # right padding: row 1 has 10 real tokens
     mask = torch.ones_like(ids)
     mask[0, :5] = 0  # trace with left padding present
-    if not with_positions:
-        return ids, mask
-    return ids, mask, (mask.cumsum(1) - 1).clamp(min=0)
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if kind == "full_logits":
+        inputs["position_ids"] = (mask.cumsum(1) - 1).clamp(min=0)
+    return inputs
 
 
-def _export_graph(src_dir: Path, out_file: Path, dtype: Dtype, yes_id: int, no_id: int, full_logits: bool) -> None:
+def _export_graph(src_dir: Path, out_file: Path, dtype: Dtype, yes_id: int, no_id: int, kind: str = "cpu") -> None:
+    """Export one graph: kind 'cpu' (left padding, mask), 'cuda' (right padding, fused causal attention) or
+    'full_logits' (the third-party layout)."""
     torch, model = _load(src_dir, dtype)
-    LastTokenLogit, FullLogits = _heads(torch)
-    module = (FullLogits(model) if full_logits else LastTokenLogit(model, yes_id, no_id)).eval()
-    inputs = _sample_inputs(torch, model.config.vocab_size, with_positions=full_logits)
-    names = ["input_ids", "attention_mask", "position_ids"][: len(inputs)]
+    LastTokenLogit, FullLogits, CausalLastTokenLogit = _heads(torch)
+    if kind == "full_logits":
+        module = FullLogits(model)
+    elif kind == "cuda":
+        module = CausalLastTokenLogit(model, yes_id, no_id)
+    else:
+        module = LastTokenLogit(model, yes_id, no_id)
+    inputs = _sample_inputs(torch, model.config.vocab_size, kind)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
+    shapes = {name: {0: batch} if tensor.dim() == 1 else {0: batch, 1: seq} for name, tensor in inputs.items()}
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     with torch.no_grad():
         torch.onnx.export(
-            module,
-            inputs,
+            module.eval(),
+            tuple(inputs.values()),
             str(out_file),
-            input_names=names,
-            output_names=["logits" if full_logits else "logit"],
-            dynamic_shapes={n: {0: batch, 1: seq} for n in names},
-            opset_version=OPSET,
+            input_names=list(inputs),
+            output_names=["logits" if kind == "full_logits" else "logit"],
+            dynamic_shapes=shapes,
+            opset_version=CUDA_OPSET if kind == "cuda" else OPSET,
             dynamo=True,
             external_data=weight_bytes > EXTERNAL_DATA_BYTES,
             verbose=False,
@@ -150,13 +210,19 @@ def export_checkpoint(
     overwrite: bool = False,
     full_logits: bool = False,
     source_name: str | None = None,
+    cuda_dtypes: Iterable[Dtype | str] = (),
 ) -> Path:
     """Export checkpoint `src` (folder or Hub id) to `out_dir`: one graph per dtype, tokenizer, config, manifest.
 
+    `cuda_dtypes` (f16, f32) adds the GPU graphs: right padding and ONNX's fused Attention, which `device: cuda`
+    loads in place of the CPU graph of the same dtype.
     `full_logits=True` writes instead the naive [batch, seq, vocab] graph laid out like third-party exports
     (no manifest); it exists for tests and benchmarks. `source_name` replaces `src` as the recorded source.
     """
     wanted = list(dict.fromkeys(Dtype.parse(d) for d in dtypes))
+    wanted_cuda = list(dict.fromkeys(Dtype.parse(d) for d in cuda_dtypes))
+    if unsupported := [d.value for d in wanted_cuda if d not in CUDA_GRAPH_NAMES]:
+        raise ValueError(f"cuda_dtypes: no GPU graph for {unsupported}; choose from f16, f32")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace it")
@@ -176,7 +242,7 @@ def export_checkpoint(
         shutil.copy(src_dir / "config.json", staging / "config.json")
         graphs: dict[str, str] = {}
         if full_logits:
-            _export_graph(src_dir, staging / "model.onnx", Dtype.F32, yes_id, no_id, full_logits=True)
+            _export_graph(src_dir, staging / "model.onnx", Dtype.F32, yes_id, no_id, kind="full_logits")
             (staging / "tokenizer_config.json").write_text(json.dumps({"pad_token": hf_tokenizer.pad_token}))
         else:
             for dtype in wanted:
@@ -185,16 +251,22 @@ def export_checkpoint(
                 if dtype is Dtype.INT8:
                     f32 = staging / GRAPH_NAMES[Dtype.F32]
                     if not f32.exists():
-                        _export_graph(src_dir, f32, Dtype.F32, yes_id, no_id, full_logits=False)
+                        _export_graph(src_dir, f32, Dtype.F32, yes_id, no_id)
                     _quantize_int8(f32, target, json.loads((src_dir / "config.json").read_text())["num_hidden_layers"])
                 else:
-                    _export_graph(src_dir, target, dtype, yes_id, no_id, full_logits=False)
+                    _export_graph(src_dir, target, dtype, yes_id, no_id)
                 graphs[dtype.value] = target.name
+            cuda_graphs: dict[str, str] = {}
+            for dtype in wanted_cuda:
+                log.info("exporting %s GPU graph of %s", dtype.value, src)
+                _export_graph(src_dir, staging / CUDA_GRAPH_NAMES[dtype], dtype, yes_id, no_id, kind="cuda")
+                cuda_graphs[dtype.value] = CUDA_GRAPH_NAMES[dtype]
             if Dtype.F32 not in wanted:  # f32 was only the input of quantization
-                for f in staging.glob(GRAPH_NAMES[Dtype.F32] + "*"):
+                for f in staging.glob(GRAPH_NAMES[Dtype.F32] + "*"):  # model.onnx, model.onnx.data
                     f.unlink()
             Manifest(
                 graphs=graphs,
+                cuda_graphs=cuda_graphs,
                 yes_id=yes_id,
                 no_id=no_id,
                 pad_id=pad_id,

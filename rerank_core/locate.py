@@ -46,4 +46,5 @@ def locate_onnx_model(
                 f"Fetch them where there is network (`hf download {name}`) or pass a folder that has them."
             )
     dtype = dtype or (Dtype.F16 if device == "cuda" else Dtype.F32)
-    return cached_export(folder, name=name, dtype=dtype, cache_dir=export_cache_dir), dtype
+    export = cached_export(folder, name=name, dtype=dtype, cache_dir=export_cache_dir, gpu_graph=device == "cuda")
+    return export, dtype

@@ -21,6 +21,8 @@ class Manifest(BaseModel):
 
     format: str = FORMAT
     graphs: dict[str, str]  # dtype name → graph file in the folder
+    # dtype name → GPU graph: inputs input_ids (right-padded) and last_index, fused causal Attention (opset 23)
+    cuda_graphs: dict[str, str] = {}
     output: str = "logit"
     yes_id: int
     no_id: int

@@ -136,15 +136,16 @@ class OfficialRecipe:
     """The official Qwen3-Reranker transformers recipe (QwenLM/Qwen3-Embedding): full logits, left padding,
     log_softmax over [no, yes] at the last position. The reference for parity tests and speed benchmarks."""
 
-    def __init__(self, checkpoint: str | Path, threads: int | None = None):
+    def __init__(self, checkpoint: str | Path, threads: int | None = None, device: str = "cpu", dtype: str = "float32"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch
+        self.device = device
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint, padding_side="left")
-        self.model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=getattr(torch, dtype)).to(device).eval()
         self.yes_id = self.tokenizer.convert_tokens_to_ids("yes")
         self.no_id = self.tokenizer.convert_tokens_to_ids("no")
         self.prefix = self.tokenizer.encode(PREFIX, add_special_tokens=False)
@@ -179,6 +180,6 @@ class OfficialRecipe:
         finally:
             self.tokenizer.padding_side = "left"
         with torch.no_grad():
-            logits = self.model(**batch).logits[:, -1, :]
+            logits = self.model(**batch.to(self.device)).logits[:, -1, :].float()
         pair = torch.stack([logits[:, self.no_id], logits[:, self.yes_id]], dim=1)
-        return torch.nn.functional.log_softmax(pair, dim=1)[:, 1].exp().numpy()
+        return torch.nn.functional.log_softmax(pair, dim=1)[:, 1].exp().cpu().numpy()

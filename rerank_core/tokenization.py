@@ -44,7 +44,7 @@ class EncodedPairs:
 
 @dataclass(frozen=True)
 class Batch:
-    """One model call: positions of its rows in the input, and left-padded int64 ids and mask."""
+    """One model call: positions of its rows in the input, and padded int64 ids and mask (left, or right for GPU)."""
 
     indices: np.ndarray
     input_ids: np.ndarray
@@ -112,8 +112,10 @@ class PairTokenizer:
             ids.append(np.concatenate([self._prefix, content, self._suffix]))
         return EncodedPairs(ids=ids, truncated=truncated)
 
-    def batches(self, encoded: EncodedPairs, token_budget: int, max_batch_size: int) -> Iterator[Batch]:
-        """Yield left-padded batches of similar length with rows × longest ≤ token_budget (a longer row goes alone)."""
+    def batches(
+        self, encoded: EncodedPairs, token_budget: int, max_batch_size: int, right_padding: bool = False
+    ) -> Iterator[Batch]:
+        """Yield padded batches of similar length with rows × longest ≤ token_budget (a longer row goes alone)."""
         lengths = encoded.lengths
         order = np.argsort(-lengths, kind="stable")
         start = 0
@@ -121,13 +123,14 @@ class PairTokenizer:
             longest = int(lengths[order[start]])
             fits = max(1, min(max_batch_size, token_budget // max(longest, 1)))
             chosen = order[start : start + fits]
-            yield self._pad([encoded.ids[i] for i in chosen], chosen, longest)
+            yield self._pad([encoded.ids[i] for i in chosen], chosen, longest, right_padding)
             start += len(chosen)
 
-    def _pad(self, rows: list[np.ndarray], indices: np.ndarray, width: int) -> Batch:
+    def _pad(self, rows: list[np.ndarray], indices: np.ndarray, width: int, right: bool) -> Batch:
         input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for r, row in enumerate(rows):
-            input_ids[r, width - len(row) :] = row
-            mask[r, width - len(row) :] = 1
+            cols = slice(0, len(row)) if right else slice(width - len(row), width)
+            input_ids[r, cols] = row
+            mask[r, cols] = 1
         return Batch(indices=np.asarray(indices), input_ids=input_ids, attention_mask=mask)

@@ -32,10 +32,11 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_export(tiny_checkpoint, tmp_path_factory) -> Path:
-    """The checkpoint exported by our exporter, f32, int8 and f16."""
+    """The checkpoint exported by our exporter, f32, int8 and f16, plus the f32 and f16 GPU graphs."""
     from rerank_core.export import export_checkpoint
 
-    return export_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("x") / "tiny", dtypes=["f32", "int8", "f16"])
+    return export_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("x") / "tiny", dtypes=["f32", "int8", "f16"],
+                             cuda_dtypes=["f32", "f16"])
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ GPU_TOKEN_BUDGET = 16384
 DEFAULT_MAX_BATCH_SIZE = 32
 # A full-logits graph materialises [batch, seq, vocab] float32: keep one call's logits under this many bytes.
 FULL_LOGITS_BYTES = 1 << 30
-_SUPPORTED_INPUTS = {"input_ids", "attention_mask", "position_ids"}
+_SUPPORTED_INPUTS = {"input_ids", "attention_mask", "position_ids", "last_index"}
 
 
 def cuda_available() -> bool:
@@ -60,17 +60,29 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * x.astype(np.float64)))).astype(np.float32)
 
 
-def _find_graph(folder: Path, dtype: Dtype | None, device: str) -> tuple[Path, Dtype]:
+def _find_graph(folder: Path, dtype: Dtype | None, device: str, variant: str) -> tuple[Path, Dtype, bool]:
+    """(graph file, dtype, right-padded GPU graph?) for the settings; variant 'auto' takes the GPU graph on CUDA."""
     graphs = available_graphs(folder)
     if not graphs:
         raise not_a_model(folder, "model folder")
-    dtype = choose_dtype(graphs, resolve_device(device)) if dtype is None else Dtype.parse(dtype)
-    if dtype not in graphs:
+    if variant not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"graph_variant: expected 'auto', 'cpu' or 'cuda', got {variant!r}")
+    manifest = Manifest.read(folder)
+    cuda_graphs = {Dtype(d): folder / name for d, name in (manifest.cuda_graphs if manifest else {}).items()
+                   if (folder / name).is_file()}
+    on_cuda = resolve_device(device) == "cuda"
+    use_cuda = variant == "cuda" or (variant == "auto" and on_cuda and bool(cuda_graphs))
+    candidates = cuda_graphs if use_cuda else graphs
+    dtype = choose_dtype(candidates or graphs, resolve_device(device)) if dtype is None else Dtype.parse(dtype)
+    if variant == "auto" and use_cuda and dtype not in cuda_graphs:
+        candidates, use_cuda = graphs, False  # no GPU graph of this dtype: the CPU-layout graph runs on CUDA too
+    if dtype not in candidates:
+        kind, flag = ("GPU", f"--cuda-dtype {dtype.value}") if use_cuda else ("", f"--dtype {dtype.value}")
         raise ModelFormatError(
-            f"{folder} has no {dtype.value} graph; it has {sorted(d.value for d in graphs)} "
-            f"(export one with: rerank export SRC --out DIR --dtype {dtype.value})"
+            f"{folder} has no {dtype.value} {kind} graph; it has {sorted(d.value for d in candidates)} "
+            f"(export one with: rerank export SRC --out DIR {flag})".replace("  ", " ")
         )
-    return graphs[dtype], dtype
+    return candidates[dtype], dtype, use_cuda
 
 
 def _third_party_ids(folder: Path, tokenizer: PairTokenizer) -> tuple[int, int, int]:
@@ -109,12 +121,13 @@ class OnnxQwen3Scorer(Scorer):
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         model_name: str | None = None,
         instruction: str | None = None,
+        graph_variant: str = "auto",
     ):
         folder = Path(model_dir)
         if not folder.is_dir():
             raise ModelFormatError(f"model folder {folder} does not exist")
         manifest = Manifest.read(folder)
-        graph, dtype = _find_graph(folder, dtype, device)
+        graph, dtype, self.right_padded = _find_graph(folder, dtype, device, graph_variant)
         tokenizer_path = next((p for p in (folder / "tokenizer.json", graph.parent / "tokenizer.json") if p.is_file()), None)
         if tokenizer_path is None:
             raise ModelFormatError(f"{folder} lacks tokenizer.json")
@@ -193,12 +206,18 @@ class OnnxQwen3Scorer(Scorer):
         """Score prepared requests in shared token-budget batches of similar length; results in input order."""
         encoded = EncodedPairs.concat([item.payload for item in items])
         logits = np.zeros(len(encoded.ids), dtype=np.float32)
-        for batch in self.tokenizer.batches(encoded, self.token_budget, batch_size or self.max_batch_size):
+        batches = self.tokenizer.batches(
+            encoded, self.token_budget, batch_size or self.max_batch_size, right_padding=self.right_padded
+        )
+        for batch in batches:
             logits[batch.indices] = self._run(batch.input_ids, batch.attention_mask)
         out = ScoreOutput(scores=sigmoid(logits), tokens=encoded.lengths, truncated=encoded.truncated, logits=logits)
         return split_output(out, [len(item) for item in items])
 
     def _run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        if self.right_padded:
+            feed = {"input_ids": input_ids, "last_index": attention_mask.sum(axis=1) - 1}
+            return self.session.run([self._output], feed)[0].astype(np.float32)
         feed = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "position_ids" in self._inputs:
             feed["position_ids"] = np.clip(np.cumsum(attention_mask, axis=1) - 1, 0, None)

@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 from rerank_core import ModelFormatError
-from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer, cuda_available
 from rerank_core.export import export_checkpoint
 from rerank_core.manifest import Manifest
 from rerank_core.testing import TINY_MODEL, build_tiny_model, tiny_model_dir
@@ -74,3 +74,36 @@ def test_int8_only_export_keeps_no_f32_graph(tiny_checkpoint, tmp_path, mixed_pa
     assert Manifest.read(out).graphs == {"int8": "model_int8.onnx"}
     assert not (out / "model.onnx").exists()
     assert OnnxQwen3Scorer(out, dtype="int8").score(mixed_pairs).shape == (len(mixed_pairs),)
+
+
+def test_gpu_graph_is_right_padded_fused_attention_with_no_mask_to_build(tiny_export):
+    """The CUDA graph: inputs ids + last_index, one fused causal Attention per layer, nothing that builds a mask."""
+    assert Manifest.read(tiny_export).cuda_graphs == {"f32": "model_cuda.onnx", "f16": "model_cuda_f16.onnx"}
+    layers = json.loads((tiny_export / "config.json").read_text())["num_hidden_layers"]
+    for name in ("model_cuda.onnx", "model_cuda_f16.onnx"):
+        graph = onnx.load(str(tiny_export / name)).graph
+        assert [i.name for i in graph.input] == ["input_ids", "last_index"]
+        attention = [n for n in graph.node if n.op_type == "Attention"]
+        assert len(attention) == layers
+        assert all({a.name: a.i for a in n.attribute}.get("is_causal") == 1 for n in attention)
+        assert all(len([i for i in n.input if i]) == 3 for n in attention)  # q, k, v: no attn_mask input
+        ops = {n.op_type for n in graph.node}
+        assert not ops & {"CumSum", "Trilu", "Less", "LessOrEqual", "Greater", "Where", "Softmax"}, ops
+        assert "RMSNormalization" in ops
+
+
+def test_the_cpu_graph_stays_the_default_off_cuda(tiny_export):
+    assert not OnnxQwen3Scorer(tiny_export).right_padded
+    assert not OnnxQwen3Scorer(tiny_export, device="cuda").right_padded  # no CUDA here: CPU, CPU graph
+    scorer = OnnxQwen3Scorer(tiny_export, graph_variant="cuda")
+    assert scorer.right_padded and scorer.graph_path.name == "model_cuda.onnx"
+    with pytest.raises(ModelFormatError, match="no int8 GPU graph"):
+        OnnxQwen3Scorer(tiny_export, graph_variant="cuda", dtype="int8")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs onnxruntime-gpu and a CUDA device")
+def test_on_cuda_auto_loads_the_f16_gpu_graph_and_matches_official(tiny_export, official, mixed_pairs):
+    scorer = OnnxQwen3Scorer(tiny_export, device="cuda")
+    assert scorer.device == "cuda" and scorer.right_padded and scorer.graph_path.name == "model_cuda_f16.onnx"
+    np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=1e-2)
