@@ -107,3 +107,9 @@ def test_on_cuda_auto_loads_the_f16_gpu_graph_and_matches_official(tiny_export, 
     scorer = OnnxQwen3Scorer(tiny_export, device="cuda")
     assert scorer.device == "cuda" and scorer.right_padded and scorer.graph_path.name == "model_cuda_f16.onnx"
     np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=1e-2)
+
+
+def test_an_int8_gpu_graph_is_refused_before_any_work(tiny_checkpoint, tmp_path):
+    with pytest.raises(ValueError, match=r"cuda_dtypes: no GPU graph for \['int8'\]; choose from f16, f32"):
+        export_checkpoint(tiny_checkpoint, tmp_path / "x", cuda_dtypes=["int8"])
+    assert not (tmp_path / "x").exists()
