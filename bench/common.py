@@ -53,6 +53,26 @@ def naive_model() -> Path:
     return NAIVE_MODEL_DIR
 
 
+def seq_cls_checkpoint(checkpoint: Path, out: Path) -> Path:
+    """The reranker as Qwen3ForSequenceClassification: one label whose weight is lm_head[yes] − lm_head[no]."""
+    if (out / "config.json").exists():
+        return out
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    causal = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=1, dtype=torch.float32)
+    model.model.load_state_dict(causal.model.state_dict())
+    with torch.no_grad():
+        model.score.weight.copy_((causal.lm_head.weight[yes] - causal.lm_head.weight[no]).unsqueeze(0))
+    model.config.pad_token_id = tokenizer.pad_token_id or tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 def mixed_pairs(n: int, *, queries: int = 8, min_words: int = 7, max_words: int = 160, seed: int = 0):
     """n (query, document) pairs over several queries with documents of mixed length (≈20–500 tokens)."""
     rng = random.Random(seed)

