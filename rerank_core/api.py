@@ -74,7 +74,8 @@ class Reranker:
         which is exported to ONNX once into the export cache (`export_cache_dir`, $QWEN_RERANK_CACHE, or
         ~/.cache/qwen-rerank/exports) and loaded from there afterwards. `dtype` None takes the graph that suits
         the device (f32 on a CPU, f16 on a GPU). `options` go to `OnnxQwen3Scorer`: device ('auto'|'cpu'|'cuda'),
-        intra_op_threads, max_length, token_budget, max_batch_size.
+        intra_op_threads, max_length, token_budget, max_batch_size, graph_variant, share_prefix (default True: each
+        query's prompt prefix runs once per call; False for comparison or as a fallback).
         """
         from .backends.onnx_qwen3 import OnnxQwen3Scorer, resolve_device
         from .locate import locate_onnx_model

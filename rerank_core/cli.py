@@ -30,6 +30,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         revision=args.revision,
         max_length=args.max_length,
         overwrite=args.overwrite,
+        past_kv=not args.no_past_kv,
     )
     print(f"exported {args.src} → {out}")
     return 0
@@ -91,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda-dtype", help="also the GPU graphs (right padding, fused attention): f16, f32")
     p.add_argument("--revision")
     p.add_argument("--max-length", type=int, default=8192)
+    p.add_argument("--no-past-kv", action="store_true",
+                   help="plain graphs (input_ids, attention_mask → logit) for other runtimes; no prefix sharing")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_export)
 

@@ -56,6 +56,9 @@ class ModelConfig(StrictModel):
     graph_variant: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="auto: the folder's GPU graph on CUDA, else the CPU graph; cuda also runs on CPU"
     )
+    share_prefix: bool = Field(
+        default=True, description="run each query's shared prompt prefix once per call (graphs exported with past K/V)"
+    )
     intra_op_threads: int | None = Field(default=None, ge=1)
     max_length: int | None = Field(default=None, ge=64)
     token_budget: int | None = Field(default=None, ge=1, description="rows × longest per call; None: 512 CPU, 16384 GPU")
@@ -94,6 +97,7 @@ def load_reranker(cfg: ModelConfig):
         export_cache_dir=cfg.export_cache_dir,
         device=cfg.device,
         graph_variant=cfg.graph_variant,
+        share_prefix=cfg.share_prefix,
         intra_op_threads=cfg.intra_op_threads,
         max_length=cfg.max_length,
         token_budget=cfg.token_budget,

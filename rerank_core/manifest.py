@@ -23,6 +23,9 @@ class Manifest(BaseModel):
     graphs: dict[str, str]  # dtype name → graph file in the folder
     # dtype name → GPU graph: inputs input_ids (right-padded) and last_index, fused causal Attention (opset 23)
     cuda_graphs: dict[str, str] = {}
+    # True: the graphs take past_key_i/past_value_i of a shared prefix (right padding, last_index) and return the
+    # new tokens' key_i/value_i; False: input_ids and attention_mask (left padding), as exporter versions ≤ 2 wrote
+    past_kv: bool = False
     output: str = "logit"
     yes_id: int
     no_id: int

@@ -1,4 +1,4 @@
-"""Pair tokenization with `tokenizers` only: template ids, content-only truncation, left padding, token-budget batches."""
+"""Pair tokenization with `tokenizers` only: template ids, content-only truncation, padding, token-budget batches."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ class EncodedPairs:
 
     ids: list[np.ndarray]
     truncated: np.ndarray  # int64 per pair: content tokens dropped by truncation
+    # Each pair's content text before the document (formatting.content_head), when known: pairs with the same head
+    # start with the same prompt, which prefix sharing runs once.
+    heads: list[str] | None = None
 
     @property
     def lengths(self) -> np.ndarray:
@@ -39,7 +42,10 @@ class EncodedPairs:
         """Several encodings as one, in order."""
         ids = [row for part in parts for row in part.ids]
         truncated = np.concatenate([part.truncated for part in parts]) if parts else np.zeros(0, np.int64)
-        return cls(ids=ids, truncated=truncated)
+        heads = None
+        if all(part.heads is not None for part in parts):
+            heads = [head for part in parts for head in part.heads]
+        return cls(ids=ids, truncated=truncated, heads=heads)
 
 
 @dataclass(frozen=True)
@@ -81,22 +87,31 @@ class PairTokenizer:
         """Load `tokenizer.json` from `path`."""
         return cls(Tokenizer.from_file(str(path)), **kwargs)
 
+    def encode_text(self, text: str) -> np.ndarray:
+        """Token ids of plain text, without the template."""
+        return np.asarray(self._tokenizer.encode(text, add_special_tokens=False).ids, dtype=np.int64)
+
     def token_id(self, token: str) -> int | None:
         """The id of a single vocabulary token, or None."""
         return self._tokenizer.token_to_id(token)
 
-    def encode(self, contents: Sequence[str], keep_heads: Sequence[str] | None = None) -> EncodedPairs:
+    def encode(
+        self, contents: Sequence[str], heads: Sequence[str] | None = None, keep_heads: bool = False
+    ) -> EncodedPairs:
         """Tokenize contents and wrap them in the template; only the content is ever cut, never the template.
 
-        Content over the limit loses its tail; with `keep_heads` (each content's text before the document, see
-        `formatting.content_head`) it loses the start of the document instead, where the document is long enough.
+        `heads` are each content's text before the document (`formatting.content_head`). Content over the limit
+        loses its tail; with `keep_heads` it loses the start of the document instead, where the document is long
+        enough.
         """
+        if keep_heads and heads is None:
+            raise ValueError("keep_heads needs heads")
         encodings = self._tokenizer.encode_batch(list(contents), add_special_tokens=False)
-        heads = {}
-        if keep_heads is not None:
-            unique = list(dict.fromkeys(keep_heads))
+        head_ids = {}
+        if keep_heads:
+            unique = list(dict.fromkeys(heads))
             encoded_heads = self._tokenizer.encode_batch(unique, add_special_tokens=False)
-            heads = {h: np.asarray(e.ids, dtype=np.int64) for h, e in zip(unique, encoded_heads)}
+            head_ids = {h: np.asarray(e.ids, dtype=np.int64) for h, e in zip(unique, encoded_heads)}
         ids, truncated = [], np.zeros(len(encodings), dtype=np.int64)
         for i, enc in enumerate(encodings):
             content = np.asarray(enc.ids, dtype=np.int64)
@@ -104,26 +119,31 @@ class PairTokenizer:
             if excess > 0:
                 truncated[i] = excess
                 # The head's tokens are found on the ids (BPE may merge across the boundary, so never by strings).
-                keep = common_prefix_length(content, heads[keep_heads[i]]) if keep_heads is not None else None
+                keep = common_prefix_length(content, head_ids[heads[i]]) if keep_heads else None
                 if keep is not None and len(content) - keep > excess:
                     content = np.concatenate([content[:keep], content[keep + excess :]])
                 else:
                     content = content[: self.max_content_tokens]
             ids.append(np.concatenate([self._prefix, content, self._suffix]))
-        return EncodedPairs(ids=ids, truncated=truncated)
+        return EncodedPairs(ids=ids, truncated=truncated, heads=None if heads is None else list(heads))
+
+    @property
+    def prefix_ids(self) -> np.ndarray:
+        """The template's system prefix: the first tokens of every sequence."""
+        return self._prefix
 
     def batches(
-        self, encoded: EncodedPairs, token_budget: int, max_batch_size: int, right_padding: bool = False
+        self, rows: Sequence[np.ndarray], token_budget: int, max_batch_size: int, right_padding: bool = False
     ) -> Iterator[Batch]:
         """Yield padded batches of similar length with rows × longest ≤ token_budget (a longer row goes alone)."""
-        lengths = encoded.lengths
+        lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
         order = np.argsort(-lengths, kind="stable")
         start = 0
         while start < len(order):
             longest = int(lengths[order[start]])
             fits = max(1, min(max_batch_size, token_budget // max(longest, 1)))
             chosen = order[start : start + fits]
-            yield self._pad([encoded.ids[i] for i in chosen], chosen, longest, right_padding)
+            yield self._pad([rows[i] for i in chosen], chosen, longest, right_padding)
             start += len(chosen)
 
     def _pad(self, rows: list[np.ndarray], indices: np.ndarray, width: int, right: bool) -> Batch:

@@ -14,8 +14,10 @@ from ..errors import ModelFormatError
 from ..formatting import PREFIX, SUFFIX, content_head, format_content
 from ..manifest import Manifest
 from ..model_files import available_graphs, not_a_model
+from ..prefix_sharing import plan_prefix_groups
 from ..scorer import Pair, Prepared, Scorer, ScoreOutput, Truncation, split_output, validate_pairs
 from ..tokenization import DEFAULT_MAX_LENGTH, EncodedPairs, PairTokenizer
+from .past_kv import PastKvGraph
 
 try:
     import onnxruntime as ort
@@ -122,6 +124,7 @@ class OnnxQwen3Scorer(Scorer):
         model_name: str | None = None,
         instruction: str | None = None,
         graph_variant: str = "auto",
+        share_prefix: bool = True,
     ):
         folder = Path(model_dir)
         if not folder.is_dir():
@@ -146,7 +149,10 @@ class OnnxQwen3Scorer(Scorer):
         self.session = self._open_session(graph, device, intra_op_threads)
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self._inputs = {i.name for i in self.session.get_inputs()}
-        unknown = self._inputs - _SUPPORTED_INPUTS
+        past_kv = bool(manifest and manifest.past_kv and not self.right_padded)  # GPU graphs take no K/V
+        self._past_kv = PastKvGraph(self.session) if past_kv else None
+        self.right_padded = self.right_padded or past_kv
+        unknown = self._inputs - _SUPPORTED_INPUTS - (set(self._past_kv.input_names) if past_kv else set())
         if unknown:
             raise ModelFormatError(
                 f"{graph} needs inputs {sorted(unknown)}; only {sorted(_SUPPORTED_INPUTS)} are supported "
@@ -173,6 +179,11 @@ class OnnxQwen3Scorer(Scorer):
             raise ModelFormatError(f"{graph} has outputs {sorted(outputs)}; expected 'logit' or 'logits'")
         self.graph_path = graph
         self.dtype = dtype
+        # Prefix sharing: the system prompt's K/V is computed here once; each call's shared query prefixes once.
+        self.shares_prefix = share_prefix and past_kv
+        if past_kv:
+            system = self.tokenizer.prefix_ids if self.shares_prefix else self.tokenizer.prefix_ids[:0]
+            self._system_kv = self._past_kv.extend(self._past_kv.empty, system, self.token_budget)
         self.model_name = model_name or (manifest.source if manifest else folder.name)
         self.instruction = instruction
 
@@ -191,6 +202,12 @@ class OnnxQwen3Scorer(Scorer):
             log.warning("the CUDA provider could not start (no GPU or driver?); running on CPU")
         return session
 
+    def replace_session(self, session: ort.InferenceSession) -> None:
+        """Run on `session`: the same graph opened with other ONNX Runtime options (tuning, profiling)."""
+        self.session = session
+        if self._past_kv is not None:
+            self._past_kv = PastKvGraph(session)
+
     def prepare(
         self, pairs: Sequence[Pair], *, instruction: str | None = None, truncation: Truncation = "right"
     ) -> Prepared:
@@ -198,21 +215,39 @@ class OnnxQwen3Scorer(Scorer):
         pairs = validate_pairs(pairs)
         instruction = self.instruction if instruction is None else instruction
         contents = [format_content(q, d, instruction) for q, d in pairs]
-        heads = [content_head(q, instruction) for q, _ in pairs] if truncation == "left" else None
-        encoded = self.tokenizer.encode(contents, keep_heads=heads)
+        heads = [content_head(q, instruction) for q, _ in pairs]
+        encoded = self.tokenizer.encode(contents, heads, keep_heads=truncation == "left")
         return Prepared(pairs, instruction, encoded.lengths, encoded.truncated, encoded)
 
     def score_prepared(self, items: Sequence[Prepared], *, batch_size: int | None = None) -> list[ScoreOutput]:
         """Score prepared requests in shared token-budget batches of similar length; results in input order."""
         encoded = EncodedPairs.concat([item.payload for item in items])
-        logits = np.zeros(len(encoded.ids), dtype=np.float32)
-        batches = self.tokenizer.batches(
-            encoded, self.token_budget, batch_size or self.max_batch_size, right_padding=self.right_padded
-        )
-        for batch in batches:
-            logits[batch.indices] = self._run(batch.input_ids, batch.attention_mask)
+        rows = batch_size or self.max_batch_size
+        if self._past_kv is not None:
+            logits = self._score_continuations(encoded, rows)
+        else:
+            logits = np.zeros(len(encoded.ids), dtype=np.float32)
+            for batch in self.tokenizer.batches(encoded.ids, self.token_budget, rows, right_padding=self.right_padded):
+                logits[batch.indices] = self._run(batch.input_ids, batch.attention_mask)
         out = ScoreOutput(scores=sigmoid(logits), tokens=encoded.lengths, truncated=encoded.truncated, logits=logits)
         return split_output(out, [len(item) for item in items])
+
+    def _score_continuations(self, encoded: EncodedPairs, rows: int) -> np.ndarray:
+        """Past-K/V graph: each shared prefix runs once, then its rows' remaining tokens in token-budget batches.
+
+        The budget counts only the tokens computed, and a prefix is at most one budget long (its K/V bounded).
+        """
+        logits = np.zeros(len(encoded.ids), dtype=np.float32)
+        base = self._system_kv.length
+        heads = encoded.heads if self.shares_prefix else None
+        for group in plan_prefix_groups(encoded.ids, heads, base, max_prefix=max(self.token_budget, base)):
+            first = encoded.ids[group.rows[0]]
+            past = self._past_kv.extend(self._system_kv, first[base : group.length], self.token_budget)
+            rest = [encoded.ids[r][group.length :] for r in group.rows]
+            for batch in self.tokenizer.batches(rest, self.token_budget, rows, right_padding=True):
+                last = batch.attention_mask.sum(axis=1) - 1
+                logits[group.rows[batch.indices]] = self._past_kv.score(batch.input_ids, last, past)
+        return logits
 
     def _run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         if self.right_padded:

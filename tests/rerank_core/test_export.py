@@ -8,7 +8,7 @@ import pytest
 
 from rerank_core import ModelFormatError
 from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer, cuda_available
-from rerank_core.export import export_checkpoint
+from rerank_core.export import export_checkpoint, kv_names
 from rerank_core.manifest import Manifest
 from rerank_core.testing import TINY_MODEL, build_tiny_model, tiny_model_dir
 
@@ -27,11 +27,18 @@ def test_export_folder_contents_and_manifest(tiny_export, tiny_checkpoint):
 
 
 def test_graph_signature_and_no_vocab_sized_logits(tiny_export):
+    """model*.onnx: ids, last_index and per-layer past K/V of a shared prefix in; logit and the new K/V out."""
+    assert Manifest.read(tiny_export).past_kv
+    layers = json.loads((tiny_export / "config.json").read_text())["num_hidden_layers"]
+    for name in ("model_f16.onnx", "model_int8.onnx"):
+        graph = onnx.load(str(tiny_export / name)).graph
+        assert [i.name for i in graph.input] == ["input_ids", "last_index", *kv_names(layers)]
+        assert [o.name for o in graph.output] == ["logit", *kv_names(layers, prefix="")]
     model = onnx.load(str(tiny_export / "model.onnx"))
     graph = model.graph
-    assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]
-    assert all(i.type.tensor_type.elem_type == onnx.TensorProto.INT64 for i in graph.input)
-    (out,) = graph.output
+    assert [i.name for i in graph.input] == ["input_ids", "last_index", *kv_names(layers)]
+    assert all(i.type.tensor_type.elem_type == onnx.TensorProto.INT64 for i in graph.input[:2])
+    out = graph.output[0]
     assert out.name == "logit" and out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert len(out.type.tensor_type.shape.dim) == 1
     vocab = json.loads((tiny_export / "config.json").read_text())["vocab_size"]
@@ -92,11 +99,12 @@ def test_gpu_graph_is_right_padded_fused_attention_with_no_mask_to_build(tiny_ex
         assert "RMSNormalization" in ops
 
 
-def test_the_cpu_graph_stays_the_default_off_cuda(tiny_export):
-    assert not OnnxQwen3Scorer(tiny_export).right_padded
-    assert not OnnxQwen3Scorer(tiny_export, device="cuda").right_padded  # no CUDA here: CPU, CPU graph
+def test_the_past_kv_graph_is_the_default_off_cuda(tiny_export):
+    scorer = OnnxQwen3Scorer(tiny_export)
+    assert scorer.graph_path.name == "model.onnx" and scorer.shares_prefix
+    assert OnnxQwen3Scorer(tiny_export, device="cuda").graph_path.name == "model.onnx"  # no CUDA here: CPU graph
     scorer = OnnxQwen3Scorer(tiny_export, graph_variant="cuda")
-    assert scorer.right_padded and scorer.graph_path.name == "model_cuda.onnx"
+    assert scorer.right_padded and scorer.graph_path.name == "model_cuda.onnx" and not scorer.shares_prefix
     with pytest.raises(ModelFormatError, match="no int8 GPU graph"):
         OnnxQwen3Scorer(tiny_export, graph_variant="cuda", dtype="int8")
 

@@ -46,7 +46,7 @@ def test_batches_cover_every_row_once_left_padded_and_under_budget():
     enc = tok.encode(contents)
     budget = 2048
     seen = []
-    for batch in tok.batches(enc, token_budget=budget, max_batch_size=16):
+    for batch in tok.batches(enc.ids, token_budget=budget, max_batch_size=16):
         rows, width = batch.input_ids.shape
         assert rows <= 16
         assert rows == 1 or rows * width <= budget
@@ -63,7 +63,7 @@ def test_batches_cover_every_row_once_left_padded_and_under_budget():
 def test_a_row_longer_than_the_budget_goes_alone():
     tok = make()
     enc = tok.encode([format_content("q", "data " * 400), format_content("q", "x")])
-    batches = list(tok.batches(enc, token_budget=100, max_batch_size=8))
+    batches = list(tok.batches(enc.ids, token_budget=100, max_batch_size=8))
     assert [len(b.indices) for b in batches] == [1, 1]
 
 
@@ -73,7 +73,7 @@ def test_length_bucketing_wastes_less_padding_than_fixed_batches():
     contents = [format_content("q", "data " * int(n)) for n in rng.integers(20, 500, size=64)]
     enc = tok.encode(contents)
     real = enc.lengths.sum()
-    ours = sum(b.input_ids.size for b in tok.batches(enc, token_budget=8 * 600, max_batch_size=8))
+    ours = sum(b.input_ids.size for b in tok.batches(enc.ids, token_budget=8 * 600, max_batch_size=8))
     fixed = sum(8 * enc.lengths[i : i + 8].max() for i in range(0, 64, 8))
     assert ours < fixed
     assert (ours - real) / real < 0.10
