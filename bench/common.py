@@ -10,7 +10,7 @@ BENCH_DIR = Path(os.environ.get("RERANK_BENCH_DIR", Path.home() / ".cache/qwen-r
 BENCH_MODEL_DIR = BENCH_DIR / "qwen3-0.6b-shape"
 BENCH_CHECKPOINT_DIR = BENCH_DIR / "qwen3-0.6b-shape-hf"
 NAIVE_MODEL_DIR = BENCH_DIR / "qwen3-0.6b-shape-full-logits"
-_WORDS = (
+WORDS = (
     "retrieval ranking model query document passage relevant search index vector dense sparse token batch "
     "latency throughput cluster replica actor dataset parquet machine learning data science python coffee "
     "weather history paris france music sport recipe garden travel health finance energy climate"
@@ -33,10 +33,10 @@ def bench_model(dtypes: str = "f32,int8") -> Path:
 
     wanted = dtypes.split(",")
     manifest = Manifest.read(BENCH_MODEL_DIR) if BENCH_MODEL_DIR.is_dir() else None
-    if manifest is None or any(d not in manifest.graphs for d in wanted):
+    if manifest is None or not manifest.past_kv or any(d not in manifest.graphs for d in wanted):
         from rerank_core.export import export_checkpoint
 
-        have = list(manifest.graphs) if manifest else []
+        have = list(manifest.graphs) if manifest and manifest.past_kv else []
         print(f"exporting the 0.6B-shape model ({dtypes}) into {BENCH_MODEL_DIR} (once) ...", flush=True)
         export_checkpoint(bench_checkpoint(), BENCH_MODEL_DIR, dtypes=list(dict.fromkeys(have + wanted)),
                           overwrite=True, source_name="random-qwen3-reranker-0.6b-shape")
@@ -76,9 +76,9 @@ def seq_cls_checkpoint(checkpoint: Path, out: Path) -> Path:
 def mixed_pairs(n: int, *, queries: int = 8, min_words: int = 7, max_words: int = 160, seed: int = 0):
     """n (query, document) pairs over several queries with documents of mixed length (≈20–500 tokens)."""
     rng = random.Random(seed)
-    qs = [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(3, 10))) + "?" for _ in range(queries)]
+    qs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 10))) + "?" for _ in range(queries)]
     return [
-        (qs[i % queries], " ".join(rng.choice(_WORDS) for _ in range(rng.randint(min_words, max_words))))
+        (qs[i % queries], " ".join(rng.choice(WORDS) for _ in range(rng.randint(min_words, max_words))))
         for i in range(n)
     ]
 

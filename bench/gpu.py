@@ -5,7 +5,7 @@ reference, and f16) · sentence-transformers CrossEncoder on the sequence-classi
 yes−no row of the LM head as its one-label head: how TEI, Infinity and sentence-transformers serve Qwen3
 rerankers; f16 and bf16, SDPA, or FlashAttention-2 where `flash_attn` is installed) · ours through the production
 path `Reranker.from_pretrained(…, device="cuda")`: the f16 GPU graph (right padding, fused Attention), and the
-f16 CPU-layout graph on CUDA for comparison. Length mixes: ~30-token documents, ~300-token documents, and
+f16 past-K/V graph (prefix sharing on) on CUDA for comparison. Length mixes: ~30-token documents, ~300-token documents, and
 mixed 20–500. Columns: pairs/s, tokens/s, peak GPU memory (nvidia-smi, sampled), max |Δscore| vs official f32.
 Model: random weights with Qwen3-Reranker-0.6B's exact shape (bench/common.py).
 
@@ -39,7 +39,7 @@ ROWS = {
     "st-f16": "sentence-transformers CrossEncoder, f16",
     "st-bf16": "sentence-transformers CrossEncoder, bf16",
     "ours-gpu-f16": "ours, f16 GPU graph (right padding, fused Attention)",
-    "ours-cpu-layout-f16": "ours, f16 CPU-layout graph on CUDA",
+    "ours-cpu-layout-f16": "ours, f16 past-K/V graph (prefix sharing) on CUDA",
 }
 FIXED_BATCH = 32  # the peers' batch size (CrossEncoder.predict's default is 32)
 
@@ -116,8 +116,8 @@ def _models(smoke: bool) -> tuple[Path, Path, str]:
     else:
         checkpoint, export, device = bench_checkpoint(), GPU_EXPORT_DIR, "cuda"
     manifest = Manifest.read(export) if export.is_dir() else None
-    if manifest is None or "f16" not in manifest.cuda_graphs:
-        print(f"exporting the f16 CPU-layout and GPU graphs into {export} (once) ...", flush=True)
+    if manifest is None or not manifest.past_kv or "f16" not in manifest.cuda_graphs:
+        print(f"exporting the f16 past-K/V and GPU graphs into {export} (once) ...", flush=True)
         export_checkpoint(checkpoint, export, dtypes=["f16"], cuda_dtypes=["f16"], overwrite=True)
     return checkpoint, export, device
 

@@ -79,9 +79,8 @@ def make_row(spec: dict):
                         spec["instruction"], max_len=1024)
     from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
 
-    _, dtype, *variant = row.split("-")  # ours-f32, ours-int8, ours-f32-causal
-    scorer = OnnxQwen3Scorer(spec["export"], dtype=dtype, intra_op_threads=spec["threads"],
-                             graph_variant="cuda" if variant else "cpu")
+    _, dtype, *shared = row.split("-")  # ours-f32, ours-int8, ours-f32-shared
+    scorer = OnnxQwen3Scorer(spec["export"], dtype=dtype, intra_op_threads=spec["threads"], share_prefix=bool(shared))
     return scorer.score
 
 

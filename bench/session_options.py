@@ -1,7 +1,8 @@
 """ONNX Runtime knobs on the 0.6B-shape model: graph optimization level, thread spinning, memory arena, and
-ORT's transformer optimizer (qwen3 fusions), each against our default session on the same pairs.
+ORT's transformer optimizer (qwen3 fusions), each against our default session on the same pairs; then where
+the f32 time goes (ORT's per-operator profile, by op type).
 
-Run: python bench/session_options.py [--pairs 16] [--threads 2]
+Run: python bench/session_options.py [--pairs 16] [--threads 2] [--profile-only]
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "extended": ort.Grap
           "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
 
 
-def variant_session(graph: Path, threads: int, level: str = "all", spinning: bool = True, arena: bool = True):
-    """An InferenceSession with the given knobs."""
+def variant_session(graph: Path, threads: int, level: str = "all", spinning: bool = True, arena: bool = True,
+                    profile: str | None = None):
+    """An InferenceSession with the given knobs (profile: a file prefix for ORT's per-operator trace)."""
     options = ort.SessionOptions()
+    if profile:
+        options.enable_profiling, options.profile_file_prefix = True, profile
     options.graph_optimization_level = LEVELS[level]
     options.intra_op_num_threads = threads
     options.enable_cpu_mem_arena = arena
@@ -54,9 +58,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profile-only", action="store_true", help="only the per-operator profile")
     args = parser.parse_args()
 
     from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+
+    if args.profile_only:
+        operator_profile(OnnxQwen3Scorer(bench_model("f32,int8"), intra_op_threads=args.threads),
+                         mixed_pairs(args.pairs, queries=4), args.threads)
+        return
 
     model = bench_model("f32,int8")
     pairs = mixed_pairs(args.pairs, queries=4)
@@ -74,7 +84,7 @@ def main() -> None:
     for dtype, label, folder, knobs in variants:
         scorer = OnnxQwen3Scorer(folder, dtype=dtype, intra_op_threads=args.threads)
         start = time.perf_counter()
-        scorer.session = variant_session(scorer.graph_path, args.threads, **knobs)
+        scorer.replace_session(variant_session(scorer.graph_path, args.threads, **knobs))
         load_s = time.perf_counter() - start
         scorer.score(pairs[:2])
         start = time.perf_counter()
@@ -90,6 +100,31 @@ def main() -> None:
         ["dtype", "variant", "pairs/s", "× reference", "session start s", "max |Δscore| vs reference"],
         rows,
     )
+    operator_profile(OnnxQwen3Scorer(model, intra_op_threads=args.threads), pairs, args.threads)
+
+
+def operator_profile(scorer, pairs: list, threads: int) -> None:
+    """Score `pairs` on a profiling session and print node time by op type (ORT's trace, kernel time only)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scorer.replace_session(variant_session(scorer.graph_path, threads, profile=str(Path(tmp) / "ort")))
+        start = time.perf_counter()
+        scorer.score(pairs)
+        wall = time.perf_counter() - start
+        trace = json.loads(Path(scorer.session.end_profiling()).read_text())
+    by_op: dict[str, list[float]] = {}
+    for event in trace:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            entry = by_op.setdefault(event["args"]["op_name"], [0.0, 0])
+            entry[0] += event["dur"] / 1e6
+            entry[1] += 1
+    total = sum(seconds for seconds, _ in by_op.values())
+    rows = [[op, seconds, seconds / total, count] for op, (seconds, count) in
+            sorted(by_op.items(), key=lambda kv: -kv[1][0])[:12]]
+    print_table(f"Where the f32 time goes — {len(pairs)} mixed pairs, {threads} threads, {wall:.1f} s wall, "
+                f"{total:.1f} s in kernels (ORT profile, top op types)",
+                ["op type", "seconds", "share of kernel time", "calls"], rows)
 
 
 if __name__ == "__main__":
