@@ -2,7 +2,7 @@
 ORT's transformer optimizer (qwen3 fusions), each against our default session on the same pairs; then where
 the f32 time goes (ORT's per-operator profile, by op type).
 
-Run: python bench/session_options.py [--pairs 16] [--threads 2] [--profile-only]
+Run: python bench/session_options.py [--pairs 16] [--threads 2] [--profile-only] [--budgets 256,512,1024,2048]
 """
 
 from __future__ import annotations
@@ -59,9 +59,14 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--profile-only", action="store_true", help="only the per-operator profile")
+    parser.add_argument("--budgets", help="only a token-budget sweep, e.g. 256,512,1024,2048 (f32 and int8)")
     args = parser.parse_args()
 
     from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+
+    if args.budgets:
+        budget_sweep([int(b) for b in args.budgets.split(",")], mixed_pairs(args.pairs, queries=6), args.threads)
+        return
 
     if args.profile_only:
         operator_profile(OnnxQwen3Scorer(bench_model("f32,int8"), intra_op_threads=args.threads),
@@ -101,6 +106,27 @@ def main() -> None:
         rows,
     )
     operator_profile(OnnxQwen3Scorer(model, intra_op_threads=args.threads), pairs, args.threads)
+
+
+def budget_sweep(budgets: list[int], pairs: list, threads: int, rounds: int = 2) -> None:
+    """Pairs/s per token budget (rows × longest per call), f32 and int8, prefix sharing on; interleaved rounds."""
+    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+
+    model = bench_model("f32,int8")
+    scorers = {(d, b): OnnxQwen3Scorer(model, dtype=d, intra_op_threads=threads, token_budget=b)
+               for d in ("f32", "int8") for b in budgets}
+    best: dict = {}
+    for scorer in scorers.values():
+        scorer.score(pairs[:2])
+    for _ in range(rounds):
+        for key, scorer in scorers.items():
+            start = time.perf_counter()
+            scorer.score(pairs)
+            best[key] = min(best.get(key, np.inf), time.perf_counter() - start)
+    print_table(f"Token budget — 0.6B shape, {len(pairs)} mixed pairs over 6 queries, {threads} threads, prefix "
+                f"sharing on, best of {rounds} interleaved rounds",
+                ["dtype", "token budget", "pairs/s", f"× budget {budgets[0]}"],
+                [[d, b, len(pairs) / best[d, b], best[d, budgets[0]] / best[d, b]] for d, b in scorers])
 
 
 def operator_profile(scorer, pairs: list, threads: int) -> None:
