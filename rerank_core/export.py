@@ -72,7 +72,16 @@ def _heads(torch):
             out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
             return out.logits.float()
 
-    class CausalLastTokenLogit(torch.nn.Module):
+    class RightPaddedHead(torch.nn.Module):
+        """A Qwen3 body and the yes−no direction; subclasses read the logit at each row's `last_index`."""
+
+        def __init__(self, causal_lm, yes_id: int, no_id: int):
+            super().__init__()
+            self.body = causal_lm.model
+            weight = causal_lm.lm_head.weight
+            self.register_buffer("direction", (weight[yes_id] - weight[no_id]).detach().clone())
+
+    class CausalLastTokenLogit(RightPaddedHead):
         """input_ids (right-padded), last_index → l_yes − l_no at each row's last real token.
 
         The GPU graph: with right padding a causal mask alone is exact (real tokens never see the pads after
@@ -80,12 +89,6 @@ def _heads(torch):
         fused `Attention` op (opset 23, grouped KV heads) with no mask tensor to build; positions are 0..S-1 for
         every row. Pad rows' outputs are never read.
         """
-
-        def __init__(self, causal_lm, yes_id: int, no_id: int):
-            super().__init__()
-            self.body = causal_lm.model
-            weight = causal_lm.lm_head.weight
-            self.register_buffer("direction", (weight[yes_id] - weight[no_id]).detach().clone())
 
         def forward(self, input_ids, last_index):
             """[batch] float32 logits l_yes − l_no at position last_index of each row."""
@@ -98,7 +101,7 @@ def _heads(torch):
                 hidden = _finish_layer(layer, hidden, out)
             return _logit_at(self.body, hidden, last_index, self.direction)
 
-    class PrefixLastTokenLogit(torch.nn.Module):
+    class PrefixLastTokenLogit(RightPaddedHead):
         """input_ids (right-padded continuation), last_index, past K/V of a shared prefix → logit and the new K/V.
 
         Every row continues the same prefix: past_key_i/past_value_i are [1, kv_heads, P, head_dim] and broadcast
@@ -106,12 +109,6 @@ def _heads(torch):
         padding: pads come after every real token, so they change nothing). With P = 0 this is the whole
         sequence. Outputs key_i/value_i ([batch, kv_heads, S, head_dim]) extend a prefix for the next call.
         """
-
-        def __init__(self, causal_lm, yes_id: int, no_id: int):
-            super().__init__()
-            self.body = causal_lm.model
-            weight = causal_lm.lm_head.weight
-            self.register_buffer("direction", (weight[yes_id] - weight[no_id]).detach().clone())
 
         def forward(self, input_ids, last_index, past):
             """(logit [batch], key_0, value_0, key_1, …) for continuations of the prefix whose K/V is `past`."""
@@ -137,6 +134,8 @@ def _heads(torch):
         hidden = body.embed_tokens(input_ids)
         positions = (torch.arange(input_ids.shape[1], device=input_ids.device) + start).unsqueeze(0)
         cos, sin = body.rotary_emb(hidden, positions)
+        # One row of cos/sin per batch row: ONNX Runtime's RotaryEmbedding (which the exporter may fuse this into)
+        # does not broadcast them over the batch.
         batch = input_ids.shape[0]
         return hidden, cos.expand(batch, -1, -1).unsqueeze(1), sin.expand(batch, -1, -1).unsqueeze(1)
 

@@ -29,9 +29,8 @@ def plan_prefix_groups(
     of length `base`.
     """
     members: dict[str, list[int]] = {}
-    for row, head in enumerate(heads if heads is not None else [None] * len(ids)):
-        if head is not None:
-            members.setdefault(head, []).append(row)
+    for row, head in enumerate(heads or ()):
+        members.setdefault(head, []).append(row)
     shared, at_base = [], set(range(len(ids)))
     for rows in members.values():
         if len(rows) < 2:

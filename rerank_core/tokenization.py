@@ -73,8 +73,7 @@ class PairTokenizer:
         self._tokenizer.no_padding()
         self.pad_id = int(pad_id)
         self.max_length = int(max_length)
-        self._prefix = np.asarray(tokenizer.encode(prefix, add_special_tokens=False).ids, dtype=np.int64)
-        self._suffix = np.asarray(tokenizer.encode(suffix, add_special_tokens=False).ids, dtype=np.int64)
+        self._prefix, self._suffix = self.encode_text(prefix), self.encode_text(suffix)
         self.max_content_tokens = self.max_length - len(self._prefix) - len(self._suffix)
         if self.max_content_tokens < 1:
             raise ConfigError(

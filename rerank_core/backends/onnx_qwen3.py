@@ -182,8 +182,9 @@ class OnnxQwen3Scorer(Scorer):
         # Prefix sharing: the system prompt's K/V is computed here once; each call's shared query prefixes once.
         self.shares_prefix = share_prefix and past_kv
         if past_kv:
-            system = self.tokenizer.prefix_ids if self.shares_prefix else self.tokenizer.prefix_ids[:0]
-            self._system_kv = self._past_kv.extend(self._past_kv.empty, system, self.token_budget)
+            empty = self._past_kv.empty
+            self._system_kv = (self._past_kv.extend(empty, self.tokenizer.prefix_ids, self.token_budget)
+                               if self.shares_prefix else empty)
         self.model_name = model_name or (manifest.source if manifest else folder.name)
         self.instruction = instruction
 

@@ -17,11 +17,6 @@ class PastKv:
     tensors: list[np.ndarray]
     length: int
 
-    @property
-    def nbytes(self) -> int:
-        """Memory the cached keys and values take."""
-        return sum(t.nbytes for t in self.tensors)
-
 
 class PastKvGraph:
     """A session over a graph with inputs input_ids, last_index, past_key_i/past_value_i and outputs logit, key_i/value_i."""
