@@ -29,14 +29,14 @@ def bench_checkpoint() -> Path:
 
 def bench_model(dtypes: str = "f32,int8") -> Path:
     """Our export of that checkpoint with the dtypes asked for; exported once (≈1–3 min per dtype) and cached."""
+    from rerank_core.export import EXPORTER_VERSION, export_checkpoint
     from rerank_core.manifest import Manifest
 
     wanted = dtypes.split(",")
     manifest = Manifest.read(BENCH_MODEL_DIR) if BENCH_MODEL_DIR.is_dir() else None
-    if manifest is None or not manifest.past_kv or any(d not in manifest.graphs for d in wanted):
-        from rerank_core.export import export_checkpoint
-
-        have = list(manifest.graphs) if manifest and manifest.past_kv else []
+    current = manifest is not None and manifest.exporter == EXPORTER_VERSION
+    if not current or any(d not in manifest.graphs for d in wanted):
+        have = list(manifest.graphs) if current else []
         print(f"exporting the 0.6B-shape model ({dtypes}) into {BENCH_MODEL_DIR} (once) ...", flush=True)
         export_checkpoint(bench_checkpoint(), BENCH_MODEL_DIR, dtypes=list(dict.fromkeys(have + wanted)),
                           overwrite=True, source_name="random-qwen3-reranker-0.6b-shape")

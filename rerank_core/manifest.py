@@ -35,6 +35,7 @@ class Manifest(BaseModel):
     max_length: int = DEFAULT_MAX_LENGTH
     source: str
     revision: str | None = None
+    exporter: str | None = None  # EXPORTER_VERSION of the export that wrote it (None: written before version 4)
 
     def write(self, folder: Path) -> None:
         """Write the manifest into `folder`."""

@@ -49,6 +49,19 @@ def test_graph_signature_and_no_vocab_sized_logits(tiny_export):
     )
 
 
+def test_int8_graph_quantizes_every_linear_but_down_proj_and_the_head(tiny_export):
+    """down_proj (input: the heavy-tailed SwiGLU product) and the 1-D yes−no head stay f32; the rest is int8."""
+    config = json.loads((tiny_export / "config.json").read_text())
+    graph = onnx.load(str(tiny_export / "model_int8.onnx")).graph
+    weights = {t.name: list(t.dims) for t in graph.initializer}
+    f32_weights = [weights[i] for n in graph.node if n.op_type == "MatMul" for i in n.input if i in weights]
+    layers = config["num_hidden_layers"]
+    assert sorted(f32_weights) == sorted([[config["intermediate_size"], config["hidden_size"]]] * layers
+                                         + [[config["hidden_size"]]])
+    # q, k, v, o, gate and up of every layer run as integer MatMuls
+    assert sum(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node) == 6 * layers
+
+
 def test_export_refuses_to_overwrite(tiny_checkpoint, tmp_path):
     (tmp_path / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError, match="overwrite"):
