@@ -17,7 +17,7 @@ from ..model_files import available_graphs, not_a_model
 from ..prefix_sharing import plan_prefix_groups
 from ..scorer import Pair, Prepared, Scorer, ScoreOutput, Truncation, split_output, validate_pairs
 from ..tokenization import DEFAULT_MAX_LENGTH, EncodedPairs, PairTokenizer
-from .past_kv import PastKvGraph
+from .past_kv import PastKv, PastKvGraph
 
 try:
     import onnxruntime as ort
@@ -182,9 +182,7 @@ class OnnxQwen3Scorer(Scorer):
         # Prefix sharing: the system prompt's K/V is computed here once; each call's shared query prefixes once.
         self.shares_prefix = share_prefix and past_kv
         if past_kv:
-            empty = self._past_kv.empty
-            self._system_kv = (self._past_kv.extend(empty, self.tokenizer.prefix_ids, self.token_budget)
-                               if self.shares_prefix else empty)
+            self._system_kv = self._system_prompt_kv()
         self.model_name = model_name or (manifest.source if manifest else folder.name)
         self.instruction = instruction
 
@@ -204,10 +202,16 @@ class OnnxQwen3Scorer(Scorer):
         return session
 
     def replace_session(self, session: ort.InferenceSession) -> None:
-        """Run on `session`: the same graph opened with other ONNX Runtime options (tuning, profiling)."""
+        """Run on `session`: the same graph opened with other options or another runtime (tuning, profiling)."""
         self.session = session
         if self._past_kv is not None:
             self._past_kv = PastKvGraph(session)
+            self._system_kv = self._system_prompt_kv()
+
+    def _system_prompt_kv(self) -> PastKv:
+        """The system prompt's K/V when sharing prefixes (computed once per session), else the empty prefix."""
+        empty = self._past_kv.empty
+        return self._past_kv.extend(empty, self.tokenizer.prefix_ids, self.token_budget) if self.shares_prefix else empty
 
     def prepare(
         self, pairs: Sequence[Pair], *, instruction: str | None = None, truncation: Truncation = "right"

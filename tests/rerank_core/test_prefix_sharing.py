@@ -108,3 +108,11 @@ def test_a_plain_export_without_past_kv_still_scores_like_official(tiny_checkpoi
     assert not scorer.shares_prefix and not scorer.right_padded
     assert [i.name for i in scorer.session.get_inputs()] == ["input_ids", "attention_mask"]
     np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=TOL)
+
+
+def test_a_replaced_session_computes_its_own_system_prompt_kv(tiny_export, mixed_pairs):
+    """replace_session (another runtime or graph, as the benches swap in) must not keep the old session's K/V."""
+    f16 = OnnxQwen3Scorer(tiny_export, dtype="f16")
+    swapped = OnnxQwen3Scorer(tiny_export, dtype="f32")
+    swapped.replace_session(f16.session)  # f16 K/V inputs: the f32 system-prompt K/V would not even be accepted
+    np.testing.assert_allclose(swapped.score(mixed_pairs), f16.score(mixed_pairs), atol=1e-6)
