@@ -1,15 +1,15 @@
-"""ONNX Runtime knobs on the 0.6B-shape model: graph optimization level, thread spinning, memory arena, and
-ORT's transformer optimizer (qwen3 fusions), each against our default session on the same pairs; then where
-the f32 time goes (ORT's per-operator profile, by op type).
+"""ONNX Runtime knobs on the 0.6B-shape model: graph optimization level, thread spinning and memory arena, each
+against our default session on the same pairs; then where the f32 time goes (ORT's per-operator profile, by op
+type). --fusions-only: what ORT's transformers optimizer and onnxscript's ORT fusions change in our graph.
 
-Run: python bench/session_options.py [--pairs 16] [--threads 2] [--profile-only] [--budgets 256,512,1024,2048]
+Run: python bench/session_options.py [--pairs 16] [--threads 2] [--profile-only] [--fusions-only]
+     [--budgets 256,512,1024,2048]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import BENCH_DIR, bench_model, mixed_pairs, print_table  # noqa: E402
+from bench.common import bench_model, mixed_pairs, print_table  # noqa: E402
 
 LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
           "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
@@ -37,20 +37,27 @@ def variant_session(graph: Path, threads: int, level: str = "all", spinning: boo
     return ort.InferenceSession(str(graph), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def fused_copy(model: Path) -> Path:
-    """The f32 graph passed through onnxruntime.transformers' qwen3 optimizer (RMSNorm fusions), cached."""
-    out = BENCH_DIR / "qwen3-0.6b-shape-ort-optimized"
-    if not (out / "model.onnx").exists():
-        from onnxruntime.transformers.optimizer import optimize_model
+def fusion_report(model: Path) -> None:
+    """What ORT's transformers optimizer (qwen3) and onnxscript's ORT fusions change in our f32 graph, by op type."""
+    from collections import Counter
 
-        config = json.loads((model / "config.json").read_text())
-        shutil.rmtree(out, ignore_errors=True)
-        shutil.copytree(model, out, ignore=shutil.ignore_patterns("model_*", "model.onnx*"))
-        fused = optimize_model(str(model / "model.onnx"), model_type="qwen3", num_heads=config["num_attention_heads"],
-                               hidden_size=config["hidden_size"], opt_level=0)
-        print("fusions:", {k: v for k, v in fused.get_fused_operator_statistics().items() if v}, flush=True)
-        fused.save_model_to_file(str(out / "model.onnx"), use_external_data_format=True)
-    return out
+    import onnx
+    import onnx_ir
+    from onnxruntime.transformers.optimizer import optimize_model
+    from onnxscript.rewriter.ort_fusions import optimize_for_ort
+
+    config = json.loads((model / "config.json").read_text())
+    graph = model / "model.onnx"
+    before = Counter(n.op_type for n in onnx.load(str(graph), load_external_data=False).graph.node)
+    transformers = optimize_model(str(graph), model_type="qwen3", num_heads=config["num_attention_heads"],
+                                  hidden_size=config["hidden_size"], opt_level=0)
+    ir_model, _ = optimize_for_ort(onnx_ir.load(str(graph)))
+    after = {"onnxruntime.transformers optimize_model (qwen3)": Counter(n.op_type for n in transformers.model.graph.node),
+             "onnxscript optimize_for_ort": Counter(n.op_type for n in ir_model.graph)}
+    print_table(f"Fusions on our f32 graph ({sum(before.values())} nodes)", ["optimizer", "nodes after", "op types changed"],
+                [[name, sum(ops.values()), ", ".join(f"{op} {before[op]}→{ops[op]}" for op in sorted(before | ops)
+                                                      if before[op] != ops[op]) or "none"]
+                 for name, ops in after.items()])
 
 
 def main() -> None:
@@ -59,6 +66,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--profile-only", action="store_true", help="only the per-operator profile")
+    parser.add_argument("--fusions-only", action="store_true", help="only what graph fusion tools change")
     parser.add_argument("--budgets", help="only a token-budget sweep, e.g. 256,512,1024,2048 (f32 and int8)")
     args = parser.parse_args()
 
@@ -66,6 +74,10 @@ def main() -> None:
 
     if args.budgets:
         budget_sweep([int(b) for b in args.budgets.split(",")], mixed_pairs(args.pairs, queries=6), args.threads)
+        return
+
+    if args.fusions_only:
+        fusion_report(bench_model("f32,int8"))
         return
 
     if args.profile_only:
@@ -81,7 +93,6 @@ def main() -> None:
         ("f32", "ORT_ENABLE_BASIC", model, {"level": "basic"}),
         ("f32", "intra-op spinning off", model, {"spinning": False}),
         ("f32", "CPU memory arena off", model, {"arena": False}),
-        ("f32", "transformers optimizer (qwen3 fusions)", fused_copy(model), {}),
         ("int8", "reference: ORT_ENABLE_ALL, spinning on, arena on", model, {}),
         ("int8", "intra-op spinning off", model, {"spinning": False}),
     ]
