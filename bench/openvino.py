@@ -46,8 +46,12 @@ def import_openvino():
 
 
 def repeated_kv_copy(model: Path) -> Path:
-    """A copy of the f32 past-K/V graph with each layer's K/V heads repeated to the query heads (cached)."""
-    if (REPEATED_KV_DIR / "model.onnx").exists():
+    """A copy of the f32 past-K/V graph with each layer's K/V heads repeated to the query heads (cached, and made
+    again when `model` was re-exported: the copy carries its manifest)."""
+    from rerank_core.manifest import MANIFEST_NAME
+
+    copied = REPEATED_KV_DIR / MANIFEST_NAME
+    if copied.exists() and copied.read_text() == (model / MANIFEST_NAME).read_text():
         return REPEATED_KV_DIR
     import onnx
     from onnx import helper, numpy_helper
@@ -78,6 +82,7 @@ def repeated_kv_copy(model: Path) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(model, staging, ignore=shutil.ignore_patterns("model*.onnx*"))
     onnx.save(graph_model, str(staging / "model.onnx"), save_as_external_data=True, location="model.onnx.data")
+    shutil.rmtree(REPEATED_KV_DIR, ignore_errors=True)
     staging.rename(REPEATED_KV_DIR)
     return REPEATED_KV_DIR
 
