@@ -14,12 +14,13 @@ from .errors import ModelFormatError
 from .hub import resolve_model_dir
 from .manifest import Manifest
 from .model_files import CHECKPOINT_PATTERNS
+from .quantize import quantize_int8
 from .tokenization import DEFAULT_MAX_LENGTH
 
 log = logging.getLogger(__name__)
 
 # Bump when the graphs change: cached exports (export_cache.py) are keyed by it.
-EXPORTER_VERSION = "4"
+EXPORTER_VERSION = "5"
 GRAPH_NAMES = {Dtype.F32: "model.onnx", Dtype.F16: "model_f16.onnx", Dtype.INT8: "model_int8.onnx"}
 # The GPU graphs (right padding, fused causal attention); f32 exists to check them on a CPU.
 CUDA_GRAPH_NAMES = {Dtype.F32: "model_cuda.onnx", Dtype.F16: "model_cuda_f16.onnx"}
@@ -230,37 +231,6 @@ def _export_graph(src_dir: Path, out_file: Path, dtype: Dtype, yes_id: int, no_i
         )
 
 
-def _quantize_int8(f32_graph: Path, out_file: Path, config: dict) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    graph = onnx.load(str(f32_graph), load_external_data=False).graph
-    shapes = {t.name: list(t.dims) for t in graph.initializer}
-    # MatMul node → its weight's dims, in graph order (layer by layer)
-    weights = {n.name: next(shapes[i] for i in n.input if i in shapes)
-               for n in graph.node if n.op_type == "MatMul" and any(i in shapes for i in n.input)}
-    # The head's MatMul with the 1-D yes−no direction has no channels to quantize per-channel: keep it f32.
-    skip = [name for name, dims in weights.items() if len(dims) < 2]
-    # down_proj stays f32: its input (the SwiGLU product) is heavy-tailed, and one scale per tensor for it costs
-    # most of int8's ranking error (0.6B shape: Spearman against f32 0.984 → 0.999 for ~15% of int8's speed).
-    skip += [name for name, dims in weights.items() if dims == [config["intermediate_size"], config["hidden_size"]]]
-    linear = [name for name in weights if name not in skip]
-    num_layers = config["num_hidden_layers"]
-    per_layer = len(linear) // max(num_layers, 1)
-    if num_layers > 4 and per_layer:
-        # The first and last decoder layers stay f32 too (with down_proj f32: Spearman 0.995 → 0.999).
-        skip += linear[:per_layer] + linear[-per_layer:]
-    quantize_dynamic(
-        str(f32_graph),
-        str(out_file),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul"],
-        nodes_to_exclude=skip,
-        use_external_data_format=f32_graph.with_suffix(".onnx.data").exists(),
-    )
-
-
 def export_checkpoint(
     src: str | Path,
     out_dir: str | Path,
@@ -317,7 +287,8 @@ def export_checkpoint(
                     f32 = staging / GRAPH_NAMES[Dtype.F32]
                     if not f32.exists():
                         _export_graph(src_dir, f32, Dtype.F32, yes_id, no_id, kind)
-                    _quantize_int8(f32, target, json.loads((src_dir / "config.json").read_text()))
+                    config = json.loads((src_dir / "config.json").read_text())
+                    quantize_int8(f32, target, config["num_hidden_layers"])
                 else:
                     _export_graph(src_dir, target, dtype, yes_id, no_id, kind)
                 graphs[dtype.value] = target.name
