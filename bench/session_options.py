@@ -2,7 +2,7 @@
 against our default session on the same pairs; then where the f32 time goes (ORT's per-operator profile, by op
 type). --fusions-only: what ORT's transformers optimizer and onnxscript's ORT fusions change in our graph.
 
-Run: python bench/session_options.py [--pairs 16] [--threads 2] [--profile-only] [--fusions-only]
+Run: python bench/session_options.py [--pairs 16] [--threads 2] [--profile-only [--dtype int8]] [--fusions-only]
      [--budgets 256,512,1024,2048]
 """
 
@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--profile-only", action="store_true", help="only the per-operator profile")
+    parser.add_argument("--dtype", default="f32", choices=["f32", "int8"], help="the graph --profile-only profiles")
     parser.add_argument("--fusions-only", action="store_true", help="only what graph fusion tools change")
     parser.add_argument("--budgets", help="only a token-budget sweep, e.g. 256,512,1024,2048 (f32 and int8)")
     args = parser.parse_args()
@@ -81,7 +82,7 @@ def main() -> None:
         return
 
     if args.profile_only:
-        operator_profile(OnnxQwen3Scorer(bench_model("f32,int8"), intra_op_threads=args.threads),
+        operator_profile(OnnxQwen3Scorer(bench_model("f32,int8"), dtype=args.dtype, intra_op_threads=args.threads),
                          mixed_pairs(args.pairs, queries=4), args.threads)
         return
 
@@ -159,7 +160,7 @@ def operator_profile(scorer, pairs: list, threads: int) -> None:
     total = sum(seconds for seconds, _ in by_op.values())
     rows = [[op, seconds, seconds / total, count] for op, (seconds, count) in
             sorted(by_op.items(), key=lambda kv: -kv[1][0])[:12]]
-    print_table(f"Where the f32 time goes — {len(pairs)} mixed pairs, {threads} threads, {wall:.1f} s wall, "
+    print_table(f"Where the {scorer.dtype.value} time goes — {len(pairs)} mixed pairs, {threads} threads, {wall:.1f} s wall, "
                 f"{total:.1f} s in kernels (ORT profile, top op types)",
                 ["op type", "seconds", "share of kernel time", "calls"], rows)
 

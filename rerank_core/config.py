@@ -61,7 +61,7 @@ class ModelConfig(StrictModel):
     )
     intra_op_threads: int | None = Field(default=None, ge=1)
     max_length: int | None = Field(default=None, ge=64)
-    token_budget: int | None = Field(default=None, ge=1, description="rows × longest per call; None: 512 CPU, 16384 GPU")
+    token_budget: int | None = Field(default=None, ge=1, description="rows × longest per call; None: 256 CPU, 16384 GPU")
     max_batch_size: int = Field(default=32, ge=1)
     instruction: str | None = None
     export_cache_dir: str | None = Field(
