@@ -116,3 +116,13 @@ def test_a_replaced_session_computes_its_own_system_prompt_kv(tiny_export, mixed
     swapped = OnnxQwen3Scorer(tiny_export, dtype="f32")
     swapped.replace_session(f16.session)  # f16 K/V inputs: the f32 system-prompt K/V would not even be accepted
     np.testing.assert_allclose(swapped.score(mixed_pairs), f16.score(mixed_pairs), atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5])
+def test_a_prefix_extended_a_few_tokens_per_call_has_the_same_kv_as_in_one_call(tiny_export, chunk):
+    """A prefix computed one, two, … tokens per call (as the token budget may cut it) has the same keys and values."""
+    graph = OnnxQwen3Scorer(tiny_export, share_prefix=True)._past_kv
+    ids = np.array(OnnxQwen3Scorer(tiny_export).tokenizer.prefix_ids)
+    whole = graph.extend(graph.empty, ids, len(ids))
+    for got, want in zip(graph.extend(graph.empty, ids, chunk).tensors, whole.tensors):
+        np.testing.assert_allclose(got, want, atol=1e-5)
