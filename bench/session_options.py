@@ -160,8 +160,8 @@ def operator_profile(scorer, pairs: list, threads: int) -> None:
     total = sum(seconds for seconds, _ in by_op.values())
     rows = [[op, seconds, seconds / total, count] for op, (seconds, count) in
             sorted(by_op.items(), key=lambda kv: -kv[1][0])[:12]]
-    print_table(f"Where the {scorer.dtype.value} time goes — {len(pairs)} mixed pairs, {threads} threads, {wall:.1f} s wall, "
-                f"{total:.1f} s in kernels (ORT profile, top op types)",
+    print_table(f"Where the {scorer.dtype.value} time goes — {len(pairs)} mixed pairs, {threads} threads, "
+                f"{wall:.1f} s wall, {total:.1f} s in kernels (ORT profile, top op types)",
                 ["op type", "seconds", "share of kernel time", "calls"], rows)
 
 

@@ -15,14 +15,14 @@ LEVELS = 127.0
 EPS = 1e-12
 
 
-def quantize_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _quantize_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A [in, out] f32 weight → symmetric int8 weight and its per-output-channel f32 scales."""
     scale = np.abs(weight).max(axis=0) / LEVELS
     scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
     return np.clip(np.round(weight / scale), -LEVELS, LEVELS).astype(np.int8), scale
 
 
-def linear_matmuls(graph) -> list:
+def _linear_matmuls(graph) -> list:
     """The graph's MatMul nodes whose second input is a 2-D weight, in graph order (layer by layer)."""
     dims = {t.name: len(t.dims) for t in graph.initializer}
     return [n for n in graph.node if n.op_type == "MatMul" and dims.get(n.input[1]) == 2]
@@ -38,7 +38,7 @@ def quantize_int8(f32_graph: Path, out_file: Path, num_layers: int, keep_first_l
     model = onnx.load(str(f32_graph))
     graph = model.graph
     weights = {t.name: t for t in graph.initializer}
-    linear = linear_matmuls(graph)
+    linear = _linear_matmuls(graph)
     per_layer = len(linear) // max(num_layers, 1)
     if keep_first_layer is None:
         keep_first_layer = num_layers > 4
@@ -71,7 +71,7 @@ def quantize_int8(f32_graph: Path, out_file: Path, num_layers: int, keep_first_l
             ]
             token_scaled[x] = (p + "u8", p + "scale")
         u8, scale = token_scaled[x]
-        w_int8, w_scale = quantize_weight(numpy_helper.to_array(weights[w]))
+        w_int8, w_scale = _quantize_weight(numpy_helper.to_array(weights[w]))
         replaced.add(w)
         graph.initializer.extend([numpy_helper.from_array(w_int8, w + "_int8"),
                                   numpy_helper.from_array(w_scale, w + "_scale")])

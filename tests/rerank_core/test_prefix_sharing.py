@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+from rerank_core.backends.past_kv import PastKvGraph
 from rerank_core.config import ModelConfig, load_reranker
 from rerank_core.export import export_checkpoint
 from rerank_core.formatting import format_document, format_query
@@ -121,8 +122,8 @@ def test_a_replaced_session_computes_its_own_system_prompt_kv(tiny_export, mixed
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5])
 def test_a_prefix_extended_a_few_tokens_per_call_has_the_same_kv_as_in_one_call(tiny_export, chunk):
     """A prefix computed one, two, … tokens per call (as the token budget may cut it) has the same keys and values."""
-    graph = OnnxQwen3Scorer(tiny_export, share_prefix=True)._past_kv
-    ids = np.array(OnnxQwen3Scorer(tiny_export).tokenizer.prefix_ids)
+    scorer = OnnxQwen3Scorer(tiny_export)
+    graph, ids = PastKvGraph(scorer.session), np.array(scorer.tokenizer.prefix_ids)
     whole = graph.extend(graph.empty, ids, len(ids))
     for got, want in zip(graph.extend(graph.empty, ids, chunk).tensors, whole.tensors):
         np.testing.assert_allclose(got, want, atol=1e-5)
