@@ -7,20 +7,21 @@ import random
 from pathlib import Path
 
 BENCH_DIR = Path(os.environ.get("RERANK_BENCH_DIR", Path.home() / ".cache/qwen-rerank/bench"))
-BENCH_MODEL_DIR = BENCH_DIR / "qwen3-0.6b-shape"
-BENCH_CHECKPOINT_DIR = BENCH_DIR / "qwen3-0.6b-shape-hf"
-NAIVE_MODEL_DIR = BENCH_DIR / "qwen3-0.6b-shape-full-logits"
+# Qwen3-Reranker-0.6B's shape with Qwen's real vocabulary ("-qv": folders made before it had a tiny one).
+BENCH_MODEL_DIR = BENCH_DIR / "qwen3-0.6b-shape-qv"
+BENCH_CHECKPOINT_DIR = BENCH_DIR / "qwen3-0.6b-shape-qv-hf"
+NAIVE_MODEL_DIR = BENCH_DIR / "qwen3-0.6b-shape-qv-full-logits"
 WORDS = (
-    "retrieval ranking model query document passage relevant search index vector dense sparse token batch "
-    "latency throughput cluster replica actor dataset parquet machine learning data science python coffee "
-    "weather history paris france music sport recipe garden travel health finance energy climate"
+    "retrieval ranking model query document passage relevant search index vector dense sparse token batch latency "
+    "throughput cluster replica actor dataset parquet machine learning data science python coffee weather history "
+    "paris france music sport recipe garden travel health finance energy climate"
 ).split()
 
 
 def bench_checkpoint() -> Path:
     """The random Hugging Face checkpoint with Qwen3-Reranker-0.6B's exact shape (seed 0); built once and cached."""
     if not (BENCH_CHECKPOINT_DIR / "config.json").exists():
-        from rerank_core.testing import build_checkpoint
+        from rerank_core.tiny_model import build_checkpoint
 
         print(f"building the 0.6B-shape random checkpoint into {BENCH_CHECKPOINT_DIR} (once) ...", flush=True)
         build_checkpoint(BENCH_CHECKPOINT_DIR, full_size=True)
@@ -30,16 +31,21 @@ def bench_checkpoint() -> Path:
 def bench_model(dtypes: str = "f32,int8") -> Path:
     """Our export of that checkpoint with the dtypes asked for; exported once (≈1–3 min per dtype) and cached."""
     from rerank_core.export import EXPORTER_VERSION, export_checkpoint
-    from rerank_core.manifest import Manifest
+    from rerank_core.locate.manifest import Manifest
 
     wanted = dtypes.split(",")
     manifest = Manifest.read(BENCH_MODEL_DIR) if BENCH_MODEL_DIR.is_dir() else None
     current = manifest is not None and manifest.exporter == EXPORTER_VERSION
-    if not current or any(d not in manifest.graphs for d in wanted):
-        have = list(manifest.graphs) if current else []
+    have = [g.dtype.value for g in manifest.graphs if g.layout == "past_kv"] if current else []
+    if any(d not in have for d in wanted):
         print(f"exporting the 0.6B-shape model ({dtypes}) into {BENCH_MODEL_DIR} (once) ...", flush=True)
-        export_checkpoint(bench_checkpoint(), BENCH_MODEL_DIR, dtypes=list(dict.fromkeys(have + wanted)),
-                          overwrite=True, source_name="random-qwen3-reranker-0.6b-shape")
+        export_checkpoint(
+            bench_checkpoint(),
+            BENCH_MODEL_DIR,
+            dtypes=list(dict.fromkeys(have + wanted)),
+            overwrite=True,
+            source_name="random-qwen3-reranker-0.6b-shape",
+        )
     return BENCH_MODEL_DIR
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import bench_checkpoint, print_table  # noqa: E402
+from bench.common import bench_checkpoint, print_table
 
 _LOAD = (
     "import sys\n"
@@ -42,7 +42,10 @@ def main() -> None:
     print_table(
         "Loading the Qwen3-Reranker-0.6B-shape checkpoint (f32 export on a CPU), fresh process each",
         ["load", "seconds", "export cache GiB"],
-        [["first: export to ONNX, then load", first, size], ["second: reuse the cached export (source hash remembered)", second, size]],
+        [
+            ["first: export to ONNX, then load", first, size],
+            ["second: reuse the cached export (source hash remembered)", second, size],
+        ],
     )
 
 

@@ -5,8 +5,8 @@ reference, and f16) · sentence-transformers CrossEncoder on the sequence-classi
 yes−no row of the LM head as its one-label head: how TEI, Infinity and sentence-transformers serve Qwen3
 rerankers; f16 and bf16, SDPA, or FlashAttention-2 where `flash_attn` is installed) · ours through the production
 path `Reranker.from_pretrained(…, device="cuda")`: the f16 GPU graph (right padding, fused Attention), and the
-f16 past-K/V graph (prefix sharing on) on CUDA for comparison. Length mixes: ~30-token documents, ~300-token documents, and
-mixed 20–500. Columns: pairs/s, tokens/s, peak GPU memory (nvidia-smi, sampled), max |Δscore| vs official f32.
+f16 past-K/V graph (prefix sharing on) on CUDA for comparison. Length mixes: ~30-token documents, ~300-token documents,
+and mixed 20–500. Columns: pairs/s, tokens/s, peak GPU memory (nvidia-smi, sampled), max |Δscore| vs official f32.
 Model: random weights with Qwen3-Reranker-0.6B's exact shape (bench/common.py).
 
 Needs a CUDA GPU with torch, and onnxruntime-gpu for our rows; without a GPU it says so and exits 0.
@@ -67,7 +67,7 @@ def length_mixes(n: int) -> dict[str, list[tuple[str, str]]]:
 def make_row(row: str, checkpoint: Path, export: Path, device: str):
     """A scoring function for one row, loaded on `device`."""
     if row.startswith("official"):
-        from rerank_core.testing import OfficialRecipe
+        from tests.oracle import OfficialRecipe
 
         recipe = OfficialRecipe(checkpoint, device=device, dtype="float32" if row.endswith("f32") else "float16")
         return lambda pairs: recipe.score(pairs, batch_size=FIXED_BATCH)
@@ -103,10 +103,10 @@ def child(row: str, mix: str, n: int, smoke: bool) -> None:
 def _models(smoke: bool) -> tuple[Path, Path, str]:
     """(checkpoint, our export with the f16 GPU graph, device)."""
     from rerank_core.export import export_checkpoint
-    from rerank_core.manifest import Manifest
+    from rerank_core.locate.manifest import Manifest
 
     if smoke:
-        from rerank_core.testing import build_checkpoint
+        from rerank_core.tiny_model import build_checkpoint
 
         root = BENCH_DIR / "gpu-smoke"
         checkpoint = root / "ckpt"
@@ -116,7 +116,8 @@ def _models(smoke: bool) -> tuple[Path, Path, str]:
     else:
         checkpoint, export, device = bench_checkpoint(), GPU_EXPORT_DIR, "cuda"
     manifest = Manifest.read(export) if export.is_dir() else None
-    if manifest is None or not manifest.past_kv or "f16" not in manifest.cuda_graphs:
+    have = {(g.dtype.value, g.layout) for g in manifest.graphs} if manifest else set()
+    if not {("f16", "past_kv"), ("f16", "causal")} <= have:
         print(f"exporting the f16 past-K/V and GPU graphs into {export} (once) ...", flush=True)
         export_checkpoint(checkpoint, export, dtypes=["f16"], cuda_dtypes=["f16"], overwrite=True)
     return checkpoint, export, device
@@ -130,8 +131,11 @@ class GpuMemorySampler:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
-                                 capture_output=True, text=True).stdout
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
+                capture_output=True,
+                text=True,
+            ).stdout
             if out.strip():
                 self.peak = max(self.peak, float(out.split()[0]))
             self._stop.wait(0.05)
@@ -150,7 +154,9 @@ class GpuMemorySampler:
 
 def run_row(row: str, mix: str, n: int, smoke: bool) -> tuple[dict | None, float, str]:
     """(result, peak GPU MiB, why it failed) of one row in a fresh process."""
-    command = [sys.executable, __file__, "--child", row, "--mix", mix, "--pairs", str(n)] + (["--smoke"] if smoke else [])
+    command = [sys.executable, __file__, "--child", row, "--mix", mix, "--pairs", str(n)] + (
+        ["--smoke"] if smoke else []
+    )
     with GpuMemorySampler(enabled=not smoke) as memory:
         proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     result = next((json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
@@ -176,10 +182,10 @@ def main() -> None:
     n = 8 if args.smoke else args.pairs
     which = "smoke run: CPU, tiny model, nothing measured" if args.smoke else which
     _, export, _ = _models(args.smoke)  # exported once, before any row is timed
-    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxQwen3Scorer
     from rerank_core.formatting import format_content
 
-    tokenizer = OnnxQwen3Scorer(export, dtype="f16", intra_op_threads=1).tokenizer
+    tokenizer = OnnxQwen3Scorer.open(export, dtype="f16", intra_op_threads=1).tokenizer
     for mix, pairs in length_mixes(n).items():
         tokens = int(tokenizer.encode([format_content(q, d) for q, d in pairs]).lengths.sum())
         table, reference = [], None

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import mixed_pairs, print_table  # noqa: E402
+from bench.common import mixed_pairs, print_table
 
 TIMEOUT_S = 30.0
 
@@ -103,9 +103,13 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-        options = {"num_replicas": 1, "max_ongoing_requests": 8, "max_queued_requests": 2,
-                   "ray_actor_options": {"num_cpus": 1},
-                   "user_config": {"max_batch_size": 8, "batch_wait_timeout_s": 0.005}}
+        options = {
+            "num_replicas": 1,
+            "max_ongoing_requests": 8,
+            "max_queued_requests": 2,
+            "ray_actor_options": {"num_cpus": 1},
+            "user_config": {"max_batch_size": 8, "batch_wait_timeout_s": 0.005},
+        }
         app_args = {"model": {"model": args.model, "device": "cpu", "intra_op_threads": 2}}
         serve.run(build_app(app_args, options), name="load", route_prefix="/", blocking=False)
         url = f"http://127.0.0.1:{args.port}"
@@ -122,10 +126,30 @@ def main() -> None:
         print_table(
             f"Overload: {overload} clients (2× the saturating {saturating}) for {args.seconds:.0f} s; "
             "max_ongoing_requests=8, max_queued_requests=2, client timeout 30 s",
-            ["sent", "ok", "rejected (503/429)", "failed", "hung", "ok req/s", "p99 ok ms", "slowest rejection ms",
-             "replica peak RSS GiB"],
-            [[r["sent"], r["ok"], r["rejected"], r["failed"], r["hung"], r["ok_per_s"], r["p99_ok_ms"],
-              r["max_reject_ms"], replica_peak_rss_gib("load")]],
+            [
+                "sent",
+                "ok",
+                "rejected (503/429)",
+                "failed",
+                "hung",
+                "ok req/s",
+                "p99 ok ms",
+                "slowest rejection ms",
+                "replica peak RSS GiB",
+            ],
+            [
+                [
+                    r["sent"],
+                    r["ok"],
+                    r["rejected"],
+                    r["failed"],
+                    r["hung"],
+                    r["ok_per_s"],
+                    r["p99_ok_ms"],
+                    r["max_reject_ms"],
+                    replica_peak_rss_gib("load"),
+                ]
+            ],
         )
         assert r["sent"] == r["ok"] + r["rejected"] + r["failed"] + r["hung"]
     finally:

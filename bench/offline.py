@@ -23,8 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import bench_model, mixed_pairs, print_table  # noqa: E402
-
+from bench.common import bench_model, mixed_pairs, print_table
 
 PAYLOAD_BYTES = 4096  # an incompressible column carried through, as real datasets carry theirs
 
@@ -36,8 +35,14 @@ def write_large_input(folder: Path, mib: int) -> int:
     for start in range(0, rows, 20_000):
         n = min(20_000, rows - start)
         payload = pa.array([rng.bytes(PAYLOAD_BYTES) for _ in range(n)], pa.binary())
-        table = pa.table({"id": np.arange(start, start + n), "query": ["what is machine learning?"] * n,
-                          "document": [f"document {i} about data" for i in range(start, start + n)], "payload": payload})
+        table = pa.table(
+            {
+                "id": np.arange(start, start + n),
+                "query": ["what is machine learning?"] * n,
+                "document": [f"document {i} about data" for i in range(start, start + n)],
+                "payload": payload,
+            }
+        )
         pq.write_table(table, folder / f"part-{start:09d}.parquet", compression="none")
     return rows
 
@@ -56,13 +61,19 @@ def scale_run(input_dir: Path, output: Path, store_mib: int, all_to_all: bool) -
     """One job over `input_dir` in a fresh Ray with a `store_mib` object store: [rows, s, rows/s, spilled, restored]."""
     import ray
 
+    from pipelines.config import OfflineConfig
     from pipelines.offline import actor_setup, streaming_plan
-    from rerank_core.config import OfflineConfig
-    from rerank_core.testing import TINY_MODEL
+    from rerank_core.tiny_model import TINY_MODEL
 
-    cfg = OfflineConfig.from_dict({"model": {"model": TINY_MODEL, "device": "cpu"}, "input": str(input_dir),
-                                   "output": str(output), "mode": "overwrite",
-                                   "compute": {"concurrency": 1, "num_cpus": 1, "batch_size": 512}})
+    cfg = OfflineConfig.from_dict(
+        {
+            "model": {"model": TINY_MODEL, "device": "cpu"},
+            "input": str(input_dir),
+            "output": str(output),
+            "mode": "overwrite",
+            "compute": {"concurrency": 1, "num_cpus": 1, "batch_size": 512},
+        }
+    )
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=store_mib * 2**20)
     try:
         started = time.monotonic()
@@ -71,9 +82,17 @@ def scale_run(input_dir: Path, output: Path, store_mib: int, all_to_all: bool) -
         if all_to_all:  # the plan the job had before: an all-to-all re-block in front of the actors
             from pipelines.scoring import BatchScorer
 
-            scored = ray.data.read_parquet(cfg.input).repartition(4).map_batches(  # Ray Data's default 128 MiB blocks
-                BatchScorer, fn_constructor_kwargs=setup.scorer_kwargs, batch_format="pyarrow",
-                batch_size=cfg.compute.batch_size, **setup.options)
+            scored = (
+                ray.data.read_parquet(cfg.input)
+                .repartition(4)
+                .map_batches(  # Ray Data's default 128 MiB blocks
+                    BatchScorer,
+                    fn_constructor_kwargs=setup.scorer_kwargs,
+                    batch_format="pyarrow",
+                    batch_size=cfg.compute.batch_size,
+                    **setup.options,
+                )
+            )
         scored.write_parquet(str(output))
         seconds = time.monotonic() - started
         spilled, restored = _object_store_traffic()
@@ -92,13 +111,17 @@ def scale_table(sizes: list[int], store_mib: int) -> None:
             folder.mkdir()
             write_large_input(folder, mib)
             for all_to_all in (True, False):
-                plan = "before: repartition(num_blocks), all-to-all" if all_to_all else "ours: streaming, blocks ≤ 16 MiB"
+                plan = (
+                    "before: repartition(num_blocks), all-to-all" if all_to_all else "ours: streaming, blocks ≤ 16 MiB"
+                )
                 row = scale_run(folder, Path(tmp) / f"out-{mib}-{all_to_all}", store_mib, all_to_all)
                 table.append([f"{mib} MiB", plan, *row])
                 print(f"  {mib} MiB, {plan}: {row}", flush=True)
     print_table(
         f"Offline job on inputs larger than the object store ({store_mib} MiB), tiny model, 1 actor, 2 CPUs",
-        ["input", "plan", "rows", "seconds", "rows/s", "spilled MiB", "restored MiB"], table)
+        ["input", "plan", "rows", "seconds", "rows/s", "spilled MiB", "restored MiB"],
+        table,
+    )
 
 
 def main() -> None:
@@ -125,17 +148,22 @@ def main() -> None:
     Reranker.from_pretrained(model, dtype=args.dtype, intra_op_threads=args.threads).score_pairs(pairs)
     bare_s = time.monotonic() - start
 
+    from pipelines.config import OfflineConfig
     from pipelines.offline import run_job
-    from rerank_core.config import OfflineConfig
 
     with tempfile.TemporaryDirectory() as tmp:
-        table = pa.table({"id": list(range(len(pairs))), "query": [q for q, _ in pairs], "document": [d for _, d in pairs]})
+        table = pa.table(
+            {"id": list(range(len(pairs))), "query": [q for q, _ in pairs], "document": [d for _, d in pairs]}
+        )
         pq.write_table(table, f"{tmp}/in.parquet")
-        cfg = OfflineConfig.from_dict({
-            "model": {"model": str(model), "dtype": args.dtype, "device": "cpu", "intra_op_threads": args.threads},
-            "input": f"{tmp}/in.parquet", "output": f"{tmp}/out",
-            "compute": {"concurrency": 1, "num_cpus": 1, "batch_size": 128, "blocks_per_actor": 2},
-        })
+        cfg = OfflineConfig.from_dict(
+            {
+                "model": {"model": str(model), "dtype": args.dtype, "device": "cpu", "intra_op_threads": args.threads},
+                "input": f"{tmp}/in.parquet",
+                "output": f"{tmp}/out",
+                "compute": {"concurrency": 1, "num_cpus": 1, "batch_size": 128, "blocks_per_actor": 2},
+            }
+        )
         import ray
 
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -145,11 +173,13 @@ def main() -> None:
             ray.shutdown()
     bare = len(pairs) / bare_s
     print_table(
-        f"Offline job vs in-process score_pairs — {model.name} {args.dtype}, {len(pairs)} rows, {args.threads} threads, "
-        "model load included on both sides",
+        f"Offline job vs in-process score_pairs — {model.name} {args.dtype}, {len(pairs)} rows, "
+        f"{args.threads} threads, model load included on both sides",
         ["path", "seconds", "rows/s", "÷ in-process"],
-        [["in-process score_pairs", bare_s, bare, 1.0],
-         ["Ray Data job (1 actor)", summary.seconds, summary.rows_per_s, summary.rows_per_s / bare]],
+        [
+            ["in-process score_pairs", bare_s, bare, 1.0],
+            ["Ray Data job (1 actor)", summary.seconds, summary.rows_per_s, summary.rows_per_s / bare],
+        ],
     )
 
 

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import BENCH_DIR, bench_model, mixed_pairs, print_table  # noqa: E402
+from bench.common import BENCH_DIR, bench_model, mixed_pairs, print_table
 
 OPENVINO_PINS = ["openvino==2026.4.1", "openvino-telemetry==2025.2.0"]
 OPENVINO_DIR = BENCH_DIR / "venvs" / "openvino-target"
@@ -36,8 +36,21 @@ def import_openvino():
     marker = OPENVINO_DIR / ".installed"
     if not marker.exists() or marker.read_text() != "\n".join(OPENVINO_PINS):
         print(f"installing {', '.join(OPENVINO_PINS)} into {OPENVINO_DIR} ...", flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--upgrade", "--target",
-                        str(OPENVINO_DIR), *OPENVINO_PINS], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--upgrade",
+                "--target",
+                str(OPENVINO_DIR),
+                *OPENVINO_PINS,
+            ],
+            check=True,
+        )
         marker.write_text("\n".join(OPENVINO_PINS))
     sys.path.insert(0, str(OPENVINO_DIR))
     import openvino
@@ -48,7 +61,7 @@ def import_openvino():
 def repeated_kv_copy(model: Path) -> Path:
     """A copy of the f32 past-K/V graph with each layer's K/V heads repeated to the query heads (cached, and made
     again when `model` was re-exported: the copy carries its manifest)."""
-    from rerank_core.manifest import MANIFEST_NAME
+    from rerank_core.locate.manifest import MANIFEST_NAME
 
     copied = REPEATED_KV_DIR / MANIFEST_NAME
     if copied.exists() and copied.read_text() == (model / MANIFEST_NAME).read_text():
@@ -60,20 +73,25 @@ def repeated_kv_copy(model: Path) -> Path:
     group = config["num_attention_heads"] // config["num_key_value_heads"]
     graph_model = onnx.load(str(model / "model.onnx"))
     graph = graph_model.graph
-    graph.initializer.extend([
-        numpy_helper.from_array(np.array([2], np.int64), "kv_group_axis"),
-        numpy_helper.from_array(np.array([1, 1, group, 1, 1], np.int64), "kv_group_repeats"),
-        numpy_helper.from_array(np.array([0, config["num_attention_heads"], -1, config["head_dim"]], np.int64),
-                                "kv_query_heads_shape"),
-    ])
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([2], np.int64), "kv_group_axis"),
+            numpy_helper.from_array(np.array([1, 1, group, 1, 1], np.int64), "kv_group_repeats"),
+            numpy_helper.from_array(
+                np.array([0, config["num_attention_heads"], -1, config["head_dim"]], np.int64), "kv_query_heads_shape"
+            ),
+        ]
+    )
     nodes = []
     for node in graph.node:
         if node.op_type == "Attention":
             for slot in (1, 2):  # key, value: [B, kv, T, d] → [B, kv, group, T, d] → [B, heads, T, d]
                 name = node.input[slot]
-                nodes += [helper.make_node("Unsqueeze", [name, "kv_group_axis"], [f"{name}_grouped"]),
-                          helper.make_node("Tile", [f"{name}_grouped", "kv_group_repeats"], [f"{name}_tiled"]),
-                          helper.make_node("Reshape", [f"{name}_tiled", "kv_query_heads_shape"], [f"{name}_repeated"])]
+                nodes += [
+                    helper.make_node("Unsqueeze", [name, "kv_group_axis"], [f"{name}_grouped"]),
+                    helper.make_node("Tile", [f"{name}_grouped", "kv_group_repeats"], [f"{name}_tiled"]),
+                    helper.make_node("Reshape", [f"{name}_tiled", "kv_query_heads_shape"], [f"{name}_repeated"]),
+                ]
                 node.input[slot] = f"{name}_repeated"
         nodes.append(node)
     graph.ClearField("node")
@@ -92,14 +110,19 @@ class OpenVinoSession:
 
     def __init__(self, openvino, graph: Path, threads: int, precision: str):
         core = openvino.Core()
-        self.compiled = core.compile_model(core.read_model(str(graph)), "CPU", {
-            "INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads})
+        self.compiled = core.compile_model(
+            core.read_model(str(graph)),
+            "CPU",
+            {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads},
+        )
         self.request = self.compiled.create_infer_request()
 
     @staticmethod
     def _describe(port) -> SimpleNamespace:
         shape = [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
-        return SimpleNamespace(name=port.get_any_name(), shape=shape, type=_ONNX_TYPES[port.get_element_type().get_type_name()])
+        return SimpleNamespace(
+            name=port.get_any_name(), shape=shape, type=_ONNX_TYPES[port.get_element_type().get_type_name()]
+        )
 
     def get_inputs(self) -> list:
         """Inputs as ORT describes them: name, shape (None for dynamic), type."""
@@ -119,7 +142,7 @@ def main() -> None:
     """Interleaved rounds of ORT f32, OpenVINO f32 and bf16, ORT int8 on the same pairs; print the table."""
     from scipy.stats import spearmanr
 
-    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxQwen3Scorer
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=24)
@@ -134,14 +157,16 @@ def main() -> None:
 
     def scorer(folder: Path, dtype: str, precision: str | None = None):
         start = time.perf_counter()
-        row = OnnxQwen3Scorer(folder, dtype=dtype, intra_op_threads=args.threads)
+        row = OnnxQwen3Scorer.open(folder, dtype=dtype, intra_op_threads=args.threads)
         if precision:
             row.replace_session(OpenVinoSession(openvino, row.graph_path, args.threads, precision))
         return row, time.perf_counter() - start
 
-    rows = {"ONNX Runtime f32 (ours, default)": scorer(model, "f32"),
-            "ONNX Runtime f32, repeated-K/V graph": scorer(repeated, "f32"),
-            "OpenVINO f32": scorer(repeated, "f32", "f32")}
+    rows = {
+        "ONNX Runtime f32 (ours, default)": scorer(model, "f32"),
+        "ONNX Runtime f32, repeated-K/V graph": scorer(repeated, "f32"),
+        "OpenVINO f32": scorer(repeated, "f32", "f32"),
+    }
     if has_bf16:
         rows["OpenVINO bf16 (AMX)"] = scorer(repeated, "f32", "bf16")
     rows["ONNX Runtime int8 (ours)"] = scorer(model, "int8")
@@ -159,8 +184,17 @@ def main() -> None:
         f"OpenVINO {openvino.__version__} vs ONNX Runtime — 0.6B shape, {len(pairs)} mixed pairs over 6 queries, "
         f"{args.threads} threads, prefix sharing on, best of {args.rounds} interleaved rounds",
         ["runtime", "pairs/s", "× ORT f32", "load + compile s", "max |Δscore| vs ORT f32", "Spearman vs ORT f32"],
-        [[label, len(pairs) / seconds, base_s / seconds, rows[label][1], float(np.abs(scores - reference).max()),
-          float(spearmanr(scores, reference).statistic)] for label, (seconds, scores) in best.items()],
+        [
+            [
+                label,
+                len(pairs) / seconds,
+                base_s / seconds,
+                rows[label][1],
+                float(np.abs(scores - reference).max()),
+                float(spearmanr(scores, reference).statistic),
+            ]
+            for label, (seconds, scores) in best.items()
+        ],
     )
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 BATCH = 32  # the peers' batch size (CrossEncoder.predict's default)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for the official row's tests.oracle
 
 
 def sentence_transformers_row(seq_cls: str, dtype: str, device: str, prefix: str, suffix: str, instruction: str):
@@ -44,8 +45,11 @@ def vllm_row(checkpoint: str, prefix_caching: bool, prefix: str, suffix: str, in
         model=checkpoint,
         runner="pooling",
         dtype="float32",
-        hf_overrides={"architectures": ["Qwen3ForSequenceClassification"], "classifier_from_token": ["no", "yes"],
-                      "is_original_qwen3_reranker": True},
+        hf_overrides={
+            "architectures": ["Qwen3ForSequenceClassification"],
+            "classifier_from_token": ["no", "yes"],
+            "is_original_qwen3_reranker": True,
+        },
         enable_prefix_caching=prefix_caching,
         max_model_len=max_len,
         gpu_memory_utilization=0.5,  # on the CPU backend: the share of RAM it reserves (default 0.92 fails here)
@@ -64,7 +68,7 @@ def make_row(spec: dict):
     """The scoring function `spec['row']` names."""
     row = spec["row"]
     if row == "official":
-        from rerank_core.testing import OfficialRecipe
+        from tests.oracle import OfficialRecipe
 
         recipe = OfficialRecipe(spec["checkpoint"], threads=spec["threads"])
         return lambda pairs: recipe.score(pairs, batch_size=8)
@@ -72,15 +76,24 @@ def make_row(spec: dict):
         import torch
 
         torch.set_num_threads(spec["threads"])
-        return sentence_transformers_row(spec["seq_cls"], "f32", spec["device"], spec["prefix"], spec["suffix"],
-                                         spec["instruction"])
+        return sentence_transformers_row(
+            spec["seq_cls"], "f32", spec["device"], spec["prefix"], spec["suffix"], spec["instruction"]
+        )
     if row.startswith("vllm"):
-        return vllm_row(spec["checkpoint"], row.endswith("prefix-cache"), spec["prefix"], spec["suffix"],
-                        spec["instruction"], max_len=1024)
-    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+        return vllm_row(
+            spec["checkpoint"],
+            row.endswith("prefix-cache"),
+            spec["prefix"],
+            spec["suffix"],
+            spec["instruction"],
+            max_len=1024,
+        )
+    from rerank_core.backends.onnx import OnnxQwen3Scorer
 
     _, dtype, *shared = row.split("-")  # ours-f32, ours-int8, ours-f32-shared
-    scorer = OnnxQwen3Scorer(spec["export"], dtype=dtype, intra_op_threads=spec["threads"], share_prefix=bool(shared))
+    scorer = OnnxQwen3Scorer.open(
+        spec["export"], dtype=dtype, intra_op_threads=spec["threads"], share_prefix=bool(shared)
+    )
     return scorer.score
 
 
@@ -95,10 +108,21 @@ def main() -> None:
     started = time.perf_counter()
     scores = score(pairs)
     seconds = time.perf_counter() - started
-    peak_kib = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
-                    if line.startswith("VmHWM"))
-    print("RESULT " + json.dumps({"load_s": load_s, "seconds": seconds, "scores": [float(s) for s in scores],
-                                  "peak_rss_gib": peak_kib / 2**20}), flush=True)
+    peak_kib = next(
+        int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM")
+    )
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "load_s": load_s,
+                "seconds": seconds,
+                "scores": [float(s) for s in scores],
+                "peak_rss_gib": peak_kib / 2**20,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

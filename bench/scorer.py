@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import (  # noqa: E402
+from bench.common import (
     BENCH_MODEL_DIR,
     WORDS,
     bench_checkpoint,
@@ -35,6 +35,7 @@ from bench.common import (  # noqa: E402
     naive_model,
     print_table,
 )
+
 ROW_NAMES = {"official": "official transformers recipe", "naive": "naive full-logits ONNX"}
 
 FIXED_BATCH = 8
@@ -66,37 +67,41 @@ def cpu_peak_flops(threads: int) -> float:
     """Attainable f32 peak: best of 4 float32 4096² sgemms with numpy's OpenBLAS on `threads` threads, in a
     child process without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (set on some machines here; they slow its kernels)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    out = subprocess.run([sys.executable, "-c", _PEAK_PROBE.format(threads=threads)], env=env, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_PROBE.format(threads=threads)], env=env, check=True, capture_output=True, text=True
+    ).stdout
     return float(out.strip())
 
 
 def rss_probe(row: str, threads: int, pairs: list) -> float:
     """Peak RSS (GiB) of a fresh process that loads `row`'s model and scores `pairs` (the longest batch)."""
+    repo = str(Path(__file__).resolve().parents[1])
     code = (
-        "import json, sys; sys.path.insert(0, %r)\n"
+        f"import json, sys; sys.path.insert(0, {repo!r})\n"
         "from bench.scorer import run_row; from bench.common import peak_rss_gib\n"
-        "run_row(%r, %d, json.loads(sys.stdin.read()))\n"
+        f"run_row({row!r}, {threads:d}, json.loads(sys.stdin.read()))\n"
         "print(peak_rss_gib())\n"
-    ) % (str(Path(__file__).resolve().parents[1]), row, threads)
-    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(pairs), check=True,
-                         capture_output=True, text=True).stdout
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(pairs), check=True, capture_output=True, text=True
+    ).stdout
     return float(out.strip().splitlines()[-1])
 
 
 def make_row(row: str, threads: int, token_budget: int | None = None):
     """A scoring function for one benchmark row: official, naive, or ours-<dtype>."""
-    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
-    from rerank_core.testing import OfficialRecipe
+    from rerank_core.backends.onnx import OnnxQwen3Scorer
+    from tests.oracle import OfficialRecipe
 
     if row == "official":
         recipe = OfficialRecipe(bench_checkpoint(), threads=threads)
         return lambda pairs: recipe.score(pairs, batch_size=FIXED_BATCH)
     if row == "naive":
-        naive = OnnxQwen3Scorer(naive_model(), intra_op_threads=threads)
+        naive = OnnxQwen3Scorer.open(naive_model(), intra_op_threads=threads)
         return lambda pairs: naive.score(pairs, batch_size=FIXED_BATCH)
-    scorer = OnnxQwen3Scorer(BENCH_MODEL_DIR, dtype=row.split("-", 1)[1], intra_op_threads=threads,
-                             token_budget=token_budget)
+    scorer = OnnxQwen3Scorer.open(
+        BENCH_MODEL_DIR, dtype=row.split("-", 1)[1], intra_op_threads=threads, token_budget=token_budget
+    )
     return scorer.score
 
 
@@ -113,7 +118,10 @@ def padding_waste(tokenizer, pairs, token_budget: int) -> tuple[float, float]:
     lengths = encoded.lengths
     real = lengths.sum()
     ours = sum(b.input_ids.size for b in tokenizer.batches(encoded.ids, token_budget, 64))
-    fixed = sum(len(lengths[i : i + FIXED_BATCH]) * lengths[i : i + FIXED_BATCH].max() for i in range(0, len(lengths), FIXED_BATCH))
+    fixed = sum(
+        len(lengths[i : i + FIXED_BATCH]) * lengths[i : i + FIXED_BATCH].max()
+        for i in range(0, len(lengths), FIXED_BATCH)
+    )
     return (ours - real) / real, (fixed - real) / real
 
 
@@ -140,10 +148,11 @@ def main() -> None:
     pairs = mixed_pairs(args.pairs, queries=6)
     peak = cpu_peak_flops(args.threads)
 
-    from rerank_core.backends.onnx_qwen3 import CPU_TOKEN_BUDGET, OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxQwen3Scorer
+    from rerank_core.config import TOKEN_BUDGET
     from rerank_core.formatting import format_content
 
-    tokenizer = OnnxQwen3Scorer(BENCH_MODEL_DIR, intra_op_threads=1).tokenizer
+    tokenizer = OnnxQwen3Scorer.open(BENCH_MODEL_DIR, intra_op_threads=1).tokenizer
     lengths = tokenizer.encode([format_content(q, d) for q, d in pairs]).lengths
     useful = sum(flops_per_pair(config, int(n)) for n in lengths)
     longest = [list(pairs[i]) for i in np.argsort(-lengths)[:FIXED_BATCH]]
@@ -181,13 +190,15 @@ def main() -> None:
             drift_rows.append([label, float(np.abs(s - ref).max()), float(spearmanr(s, ref).statistic)])
     print_table("Score drift against ours f32 (same pairs)", ["path", "max |Δscore|", "Spearman"], drift_rows)
 
-    budget = args.token_budget or CPU_TOKEN_BUDGET
+    budget = args.token_budget or TOKEN_BUDGET["cpu"]
     ours_waste, fixed_waste = padding_waste(tokenizer, mixed_pairs(512, queries=8), budget)
     print_table(
         "Padding waste, 512 mixed pairs: (padded − real) ÷ real tokens",
         ["batching", "waste"],
-        [[f"ours: sorted by length, ≤ {budget} tokens per batch", f"{ours_waste:.1%}"],
-         [f"fixed batches of {FIXED_BATCH} in input order (official recipe, EmbedAnything)", f"{fixed_waste:.1%}"]],
+        [
+            [f"ours: sorted by length, ≤ {budget} tokens per batch", f"{ours_waste:.1%}"],
+            [f"fixed batches of {FIXED_BATCH} in input order (official recipe, EmbedAnything)", f"{fixed_waste:.1%}"],
+        ],
     )
     prefix_sharing_table(args.threads, ["f32", "int8"])
 
@@ -205,24 +216,36 @@ def docs_of_tokens(tokenizer, target: int, n: int, seed: int) -> list[str]:
 
 
 def prefix_sharing_table(threads: int, dtypes: list[str], rounds: int = 2) -> None:
-    """Pairs/s with prefix sharing off and on, f32 and int8, on the workloads rerankers see; one process, interleaved."""
-    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+    """Pairs/s with prefix sharing off and on, f32 and int8, on the workloads rerankers see (one process)."""
+    from rerank_core.backends.onnx import OnnxQwen3Scorer
     from rerank_core.formatting import format_query
 
-    scorers = {(d, share): OnnxQwen3Scorer(BENCH_MODEL_DIR, dtype=d, intra_op_threads=threads, share_prefix=share)
-               for d in dtypes for share in (False, True)}
+    scorers = {
+        (d, share): OnnxQwen3Scorer.open(BENCH_MODEL_DIR, dtype=d, intra_op_threads=threads, share_prefix=share)
+        for d in dtypes
+        for share in (False, True)
+    }
     tok = scorers[(dtypes[0], True)].tokenizer
     query = "what are the health benefits of drinking green tea every day for adults?"
-    queries = [query, "how do vector databases index dense embeddings?", "best pasta recipe with garden tomatoes",
-               "history of the eiffel tower in paris france", "which python library reads parquet files fast?",
-               "climate change effects on european energy prices"]
+    queries = [
+        query,
+        "how do vector databases index dense embeddings?",
+        "best pasta recipe with garden tomatoes",
+        "history of the eiffel tower in paris france",
+        "which python library reads parquet files fast?",
+        "climate change effects on european energy prices",
+    ]
     workloads = {
         "1 query × 32 docs of ~30 tokens": [[(query, d) for d in docs_of_tokens(tok, 30, 32, 1)]],
         "1 query × 16 docs of ~120 tokens": [[(query, d) for d in docs_of_tokens(tok, 120, 16, 2)]],
         "1 query × 8 docs of ~500 tokens": [[(query, d) for d in docs_of_tokens(tok, 500, 8, 3)]],
-        "6 queries × 8 docs (30–500 tokens) in one call": [[
-            (q, d) for i, q in enumerate(queries) for d in docs_of_tokens(tok, [30, 60, 120, 250, 500][i % 5], 8, 4 + i)
-        ]],
+        "6 queries × 8 docs (30–500 tokens) in one call": [
+            [
+                (q, d)
+                for i, q in enumerate(queries)
+                for d in docs_of_tokens(tok, [30, 60, 120, 250, 500][i % 5], 8, 4 + i)
+            ]
+        ],
         "single pairs (~120 tokens), one per call": [[(query, d)] for d in docs_of_tokens(tok, 120, 6, 9)],
     }
     best: dict = {}
@@ -244,10 +267,13 @@ def prefix_sharing_table(threads: int, dtypes: list[str], rounds: int = 2) -> No
             off, on = best[name, (d, False)], best[name, (d, True)]
             delta = float(np.abs(scores[name, (d, True)] - scores[name, (d, False)]).max())
             rows.append([name, d, n / off, n / on, off / on, f"{delta:.1e}"])
-    print_table(f"Prefix sharing — 0.6B shape, {threads} threads, best of {rounds} interleaved rounds "
-                f"(system prompt {len(tok.prefix_ids)} tokens, query + instruction ≈ "
-                f"{len(tok.encode_text(format_query(query)))} tokens)",
-                ["workload", "dtype", "pairs/s off", "pairs/s on", "on ÷ off", "max |Δscore| on vs off"], rows)
+    print_table(
+        f"Prefix sharing — 0.6B shape, {threads} threads, best of {rounds} interleaved rounds "
+        f"(system prompt {len(tok.prefix_ids)} tokens, query + instruction ≈ "
+        f"{len(tok.encode_text(format_query(query)))} tokens)",
+        ["workload", "dtype", "pairs/s off", "pairs/s on", "on ÷ off", "max |Δscore| on vs off"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import bench_model, mixed_pairs, print_table  # noqa: E402
+from bench.common import bench_model, mixed_pairs, print_table
 
 
 def closed_loop(url: str, requests: list[dict], concurrency: int) -> dict:
@@ -61,9 +61,9 @@ def closed_loop(url: str, requests: list[dict], concurrency: int) -> dict:
 
 def bare_scorer(model: Path, dtype: str, requests: list[dict], threads: int) -> float:
     """Pairs/s of OnnxQwen3Scorer called in-process on the same requests, one call per request."""
-    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxQwen3Scorer
 
-    scorer = OnnxQwen3Scorer(model, dtype=dtype, intra_op_threads=threads)
+    scorer = OnnxQwen3Scorer.open(model, dtype=dtype, intra_op_threads=threads)
     scorer.score([("warm", "up")])
     start = time.monotonic()
     for body in requests:
@@ -78,10 +78,17 @@ def deploy(model: Path, dtype: str, batch: int, wait: float, threads: int, port:
     from serve.app import build_app
     from serve.launcher import wait_healthy
 
-    args = {"model": {"model": str(model), "dtype": dtype, "device": "cpu", "intra_op_threads": threads},
-            "max_documents": 1000}
-    options = {"num_replicas": 1, "max_ongoing_requests": 64, "max_queued_requests": 512,
-               "ray_actor_options": {"num_cpus": 1}, "user_config": {"max_batch_size": batch, "batch_wait_timeout_s": wait}}
+    args = {
+        "model": {"model": str(model), "dtype": dtype, "device": "cpu", "intra_op_threads": threads},
+        "max_documents": 1000,
+    }
+    options = {
+        "num_replicas": 1,
+        "max_ongoing_requests": 64,
+        "max_queued_requests": 512,
+        "ray_actor_options": {"num_cpus": 1},
+        "user_config": {"max_batch_size": batch, "batch_wait_timeout_s": wait},
+    }
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(args, options), name="bench", route_prefix="/", blocking=False)
     url = f"http://127.0.0.1:{port}"
@@ -118,7 +125,9 @@ def main() -> None:
             closed_loop(url, requests[:2], 1)  # warm-up
             for c in levels if batch > 1 else levels[-1:]:
                 r = closed_loop(url, requests, c)
-                rows.append([label, c, r["pairs_s"], None, r["p50"] * 1000, r["p99"] * 1000, r["requests"], r["errors"]])
+                rows.append(
+                    [label, c, r["pairs_s"], None, r["p50"] * 1000, r["p99"] * 1000, r["requests"], r["errors"]]
+                )
             serve.delete("bench")
     finally:
         serve.shutdown()

@@ -18,14 +18,18 @@ import numpy as np
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import bench_model, mixed_pairs, print_table  # noqa: E402
+from bench.common import bench_model, mixed_pairs, print_table
 
-LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-          "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
+LEVELS = {
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+}
 
 
-def variant_session(graph: Path, threads: int, level: str = "all", spinning: bool = True, arena: bool = True,
-                    profile: str | None = None):
+def variant_session(
+    graph: Path, threads: int, level: str = "all", spinning: bool = True, arena: bool = True, profile: str | None = None
+):
     """An InferenceSession with the given knobs (profile: a file prefix for ORT's per-operator trace)."""
     options = ort.SessionOptions()
     if profile:
@@ -49,15 +53,31 @@ def fusion_report(model: Path) -> None:
     config = json.loads((model / "config.json").read_text())
     graph = model / "model.onnx"
     before = Counter(n.op_type for n in onnx.load(str(graph), load_external_data=False).graph.node)
-    transformers = optimize_model(str(graph), model_type="qwen3", num_heads=config["num_attention_heads"],
-                                  hidden_size=config["hidden_size"], opt_level=0)
+    transformers = optimize_model(
+        str(graph),
+        model_type="qwen3",
+        num_heads=config["num_attention_heads"],
+        hidden_size=config["hidden_size"],
+        opt_level=0,
+    )
     ir_model, _ = optimize_for_ort(onnx_ir.load(str(graph)))
-    after = {"onnxruntime.transformers optimize_model (qwen3)": Counter(n.op_type for n in transformers.model.graph.node),
-             "onnxscript optimize_for_ort": Counter(n.op_type for n in ir_model.graph)}
-    print_table(f"Fusions on our f32 graph ({sum(before.values())} nodes)", ["optimizer", "nodes after", "op types changed"],
-                [[name, sum(ops.values()), ", ".join(f"{op} {before[op]}→{ops[op]}" for op in sorted(before | ops)
-                                                      if before[op] != ops[op]) or "none"]
-                 for name, ops in after.items()])
+    after = {
+        "onnxruntime.transformers optimize_model (qwen3)": Counter(n.op_type for n in transformers.model.graph.node),
+        "onnxscript optimize_for_ort": Counter(n.op_type for n in ir_model.graph),
+    }
+    print_table(
+        f"Fusions on our f32 graph ({sum(before.values())} nodes)",
+        ["optimizer", "nodes after", "op types changed"],
+        [
+            [
+                name,
+                sum(ops.values()),
+                ", ".join(f"{op} {before[op]}→{ops[op]}" for op in sorted(before | ops) if before[op] != ops[op])
+                or "none",
+            ]
+            for name, ops in after.items()
+        ],
+    )
 
 
 def main() -> None:
@@ -71,7 +91,7 @@ def main() -> None:
     parser.add_argument("--budgets", help="only a token-budget sweep, e.g. 256,512,1024,2048 (f32 and int8)")
     args = parser.parse_args()
 
-    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxQwen3Scorer
 
     if args.budgets:
         budget_sweep([int(b) for b in args.budgets.split(",")], mixed_pairs(args.pairs, queries=6), args.threads)
@@ -82,8 +102,11 @@ def main() -> None:
         return
 
     if args.profile_only:
-        operator_profile(OnnxQwen3Scorer(bench_model("f32,int8"), dtype=args.dtype, intra_op_threads=args.threads),
-                         mixed_pairs(args.pairs, queries=4), args.threads)
+        operator_profile(
+            OnnxQwen3Scorer.open(bench_model("f32,int8"), dtype=args.dtype, intra_op_threads=args.threads),
+            mixed_pairs(args.pairs, queries=4),
+            args.threads,
+        )
         return
 
     model = bench_model("f32,int8")
@@ -99,7 +122,7 @@ def main() -> None:
     ]
     rows, reference = [], {}
     for dtype, label, folder, knobs in variants:
-        scorer = OnnxQwen3Scorer(folder, dtype=dtype, intra_op_threads=args.threads)
+        scorer = OnnxQwen3Scorer.open(folder, dtype=dtype, intra_op_threads=args.threads)
         start = time.perf_counter()
         scorer.replace_session(variant_session(scorer.graph_path, args.threads, **knobs))
         load_s = time.perf_counter() - start
@@ -109,7 +132,9 @@ def main() -> None:
         seconds = time.perf_counter() - start
         reference.setdefault(dtype, (seconds, scores))
         base_s, base_scores = reference[dtype]
-        rows.append([dtype, label, len(pairs) / seconds, base_s / seconds, load_s, float(np.abs(scores - base_scores).max())])
+        rows.append(
+            [dtype, label, len(pairs) / seconds, base_s / seconds, load_s, float(np.abs(scores - base_scores).max())]
+        )
         print(f"  {dtype} {label}: {len(pairs) / seconds:.2f} pairs/s", flush=True)
         del scorer
     print_table(
@@ -117,16 +142,19 @@ def main() -> None:
         ["dtype", "variant", "pairs/s", "× reference", "session start s", "max |Δscore| vs reference"],
         rows,
     )
-    operator_profile(OnnxQwen3Scorer(model, intra_op_threads=args.threads), pairs, args.threads)
+    operator_profile(OnnxQwen3Scorer.open(model, intra_op_threads=args.threads), pairs, args.threads)
 
 
 def budget_sweep(budgets: list[int], pairs: list, threads: int, rounds: int = 2) -> None:
     """Pairs/s per token budget (rows × longest per call), f32 and int8, prefix sharing on; interleaved rounds."""
-    from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxQwen3Scorer
 
     model = bench_model("f32,int8")
-    scorers = {(d, b): OnnxQwen3Scorer(model, dtype=d, intra_op_threads=threads, token_budget=b)
-               for d in ("f32", "int8") for b in budgets}
+    scorers = {
+        (d, b): OnnxQwen3Scorer.open(model, dtype=d, intra_op_threads=threads, token_budget=b)
+        for d in ("f32", "int8")
+        for b in budgets
+    }
     best: dict = {}
     for scorer in scorers.values():
         scorer.score(pairs[:2])
@@ -135,10 +163,12 @@ def budget_sweep(budgets: list[int], pairs: list, threads: int, rounds: int = 2)
             start = time.perf_counter()
             scorer.score(pairs)
             best[key] = min(best.get(key, np.inf), time.perf_counter() - start)
-    print_table(f"Token budget — 0.6B shape, {len(pairs)} mixed pairs over 6 queries, {threads} threads, prefix "
-                f"sharing on, best of {rounds} interleaved rounds",
-                ["dtype", "token budget", "pairs/s", f"× budget {budgets[0]}"],
-                [[d, b, len(pairs) / best[d, b], best[d, budgets[0]] / best[d, b]] for d, b in scorers])
+    print_table(
+        f"Token budget — 0.6B shape, {len(pairs)} mixed pairs over 6 queries, {threads} threads, prefix "
+        f"sharing on, best of {rounds} interleaved rounds",
+        ["dtype", "token budget", "pairs/s", f"× budget {budgets[0]}"],
+        [[d, b, len(pairs) / best[d, b], best[d, budgets[0]] / best[d, b]] for d, b in scorers],
+    )
 
 
 def operator_profile(scorer, pairs: list, threads: int) -> None:
@@ -158,11 +188,16 @@ def operator_profile(scorer, pairs: list, threads: int) -> None:
             entry[0] += event["dur"] / 1e6
             entry[1] += 1
     total = sum(seconds for seconds, _ in by_op.values())
-    rows = [[op, seconds, seconds / total, count] for op, (seconds, count) in
-            sorted(by_op.items(), key=lambda kv: -kv[1][0])[:12]]
-    print_table(f"Where the {scorer.dtype.value} time goes — {len(pairs)} mixed pairs, {threads} threads, "
-                f"{wall:.1f} s wall, {total:.1f} s in kernels (ORT profile, top op types)",
-                ["op type", "seconds", "share of kernel time", "calls"], rows)
+    rows = [
+        [op, seconds, seconds / total, count]
+        for op, (seconds, count) in sorted(by_op.items(), key=lambda kv: -kv[1][0])[:12]
+    ]
+    print_table(
+        f"Where the {scorer.dtype.value} time goes — {len(pairs)} mixed pairs, {threads} threads, "
+        f"{wall:.1f} s wall, {total:.1f} s in kernels (ORT profile, top op types)",
+        ["op type", "seconds", "share of kernel time", "calls"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from rerank_core.config import OfflineConfig
 from rerank_core.errors import ConfigError
+from rerank_core.integrations.ray import check_gpus, ensure_ray, fit_actor
 
+from .config import OfflineConfig
 from .parts import PartScorer, filesystem, plan_parts, prepare_resumable_output
 from .scoring import ERROR, BatchScorer
 
@@ -76,8 +77,6 @@ def actor_setup(cfg: OfflineConfig) -> ActorSetup:
     """The actor pool for `cfg` on the connected cluster: unset resources fitted, GPUs checked, threads set."""
     import ray
 
-    from serve.ray_runtime import check_gpus, fit_actor
-
     compute = cfg.compute
     # One CPU stays free on a node for Ray Data's read and write tasks: actors holding every CPU starve them.
     shape = fit_actor(compute.num_cpus, compute.num_gpus, spare_cpus=1.0)
@@ -88,15 +87,16 @@ def actor_setup(cfg: OfflineConfig) -> ActorSetup:
     if model.get("intra_op_threads") is None and shape.threads:
         model["intra_op_threads"] = shape.threads
     scorer_kwargs = {"model": model, "layout": cfg.layout, "columns": cfg.columns.model_dump(), "top_k": cfg.top_k}
-    options = {"compute": ray.data.ActorPoolStrategy(size=concurrency), "num_cpus": shape.num_cpus,
-               "num_gpus": shape.num_gpus or None}
+    options = {
+        "compute": ray.data.ActorPoolStrategy(size=concurrency),
+        "num_cpus": shape.num_cpus,
+        "num_gpus": shape.num_gpus or None,
+    }
     return ActorSetup(scorer_kwargs, options, concurrency)
 
 
 def run_job(cfg: OfflineConfig) -> JobSummary:
     """Run the job on Ray (local, or the cluster at RAY_ADDRESS); every input row comes out exactly once."""
-    from serve.ray_runtime import ensure_ray
-
     if not cfg.resume:
         _prepare_output(cfg.output, cfg.mode)
     ensure_ray()
@@ -150,19 +150,6 @@ def streaming_plan(cfg: OfflineConfig, setup: ActorSetup):
     return scored, rows_in
 
 
-def all_to_all_operators(dataset) -> list[str]:
-    """Names of the all-to-all operators (barriers that hold the whole input) in a dataset's plan."""
-    from ray.data._internal.logical.operators.all_to_all_operator import AbstractAllToAll
-
-    found, stack = [], [dataset._logical_plan.dag]
-    while stack:
-        op = stack.pop()
-        if isinstance(op, AbstractAllToAll):
-            found.append(op.name)
-        stack.extend(op.input_dependencies)
-    return found
-
-
 def _run_stream(cfg: OfflineConfig, setup: ActorSetup) -> int:
     """The streaming plan written to Parquet; returns the input row count."""
     scored, rows_in = streaming_plan(cfg, setup)
@@ -182,8 +169,12 @@ def _run_parts(cfg: OfflineConfig, setup: ActorSetup) -> int:
         items = [{"name": p.name, "file": p.file, "first": p.first, "rows": p.rows} for p in todo]
         ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             PartScorer,
-            fn_constructor_kwargs={"scorer_kwargs": setup.scorer_kwargs, "input_uri": cfg.input, "output": cfg.output,
-                                   "batch_size": cfg.compute.batch_size},
+            fn_constructor_kwargs={
+                "scorer_kwargs": setup.scorer_kwargs,
+                "input_uri": cfg.input,
+                "output": cfg.output,
+                "batch_size": cfg.compute.batch_size,
+            },
             batch_size=1,
             **setup.options,
         ).materialize()
@@ -195,8 +186,11 @@ def load_config(
 ) -> OfflineConfig:
     """Load an offline config file (None: defaults, fitted to the cluster) and apply command-line overrides."""
     if path is None:
-        missing = [flag for flag, value in (("--model", model), ("--input", input_path), ("--output", output_path))
-                   if not value]
+        missing = [
+            flag
+            for flag, value in (("--model", model), ("--input", input_path), ("--output", output_path))
+            if not value
+        ]
         if missing:
             raise ConfigError(f"rerank offline without --config needs {', '.join(missing)}")
         data: dict = {"model": {}}

@@ -14,9 +14,9 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from rerank_core.config import OfflineConfig
 from rerank_core.errors import ConfigError
 
+from .config import OfflineConfig
 from .scoring import ERROR, BatchScorer
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,10 @@ class PartScorer:
             part = Part(str(record[0]), str(record[1]), int(record[2]), int(record[3]))
             table = _read_slice(self.in_fs, part)
             scored = pa.concat_tables(
-                [self.scorer(table.slice(i, self.batch_size)) for i in range(0, max(table.num_rows, 1), self.batch_size)]
+                [
+                    self.scorer(table.slice(i, self.batch_size))
+                    for i in range(0, max(table.num_rows, 1), self.batch_size)
+                ]
             )
             final = f"{self.out_dir}/{part.name}.parquet"
             staging = f"{self.out_dir}/.{part.name}.{uuid.uuid4().hex}.tmp"
@@ -97,7 +100,9 @@ def prepare_resumable_output(cfg: OfflineConfig, parts: list[Part]) -> set[str]:
     if existing.type == pafs.FileType.File and cfg.mode != "overwrite":
         with fs.open_input_stream(manifest_path) as f:
             if json.loads(f.read()) != planned:
-                raise ConfigError(f"output: {cfg.output} holds a different job (its manifest differs); use another output")
+                raise ConfigError(
+                    f"output: {cfg.output} holds a different job (its manifest differs); use another output"
+                )
     else:
         info = fs.get_file_info(out)
         if info.type == pafs.FileType.Directory and fs.get_file_info(pafs.FileSelector(out)):

@@ -47,11 +47,13 @@ def make_pairs(n: int = 300, seed: int = 0) -> pa.Table:
 def make_grouped(seed: int = 0) -> pa.Table:
     """One row per query with a list column of candidates."""
     rng = random.Random(seed)
-    return pa.table({
-        "id": [f"q-{i}" for i in range(len(QUERIES))],
-        "query": QUERIES,
-        "documents": [rng.sample(DOCUMENTS, 6) for _ in QUERIES],
-    })
+    return pa.table(
+        {
+            "id": [f"q-{i}" for i in range(len(QUERIES))],
+            "query": QUERIES,
+            "documents": [rng.sample(DOCUMENTS, 6) for _ in QUERIES],
+        }
+    )
 
 
 def main(out: str) -> None:

@@ -7,8 +7,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from rerank_core.config import ColumnsConfig, ModelConfig, load_reranker
+from rerank_core.config import ModelConfig, load_reranker
 from rerank_core.scorer import ScoreOutput, group_by_instruction, top_indices
+
+from .config import ColumnsConfig
 
 SCORE, ERROR, TRUNCATED = "score", "error", "truncated_tokens"
 SCORES, RANKING = "scores", "ranking"
@@ -58,13 +60,13 @@ class BatchScorer:
             prepared = [scorer.prepare([pairs[i] for i in rows], instruction=instr) for instr, rows in groups.items()]
             for rows, out in zip(groups.values(), scorer.score_prepared(prepared)):
                 scores[rows], cut[rows] = out.scores, out.truncated
-        except Exception:  # noqa: BLE001 - a failure must become the failing rows' errors, not the job's
+        except Exception:
             for instruction, rows in groups.items():
                 for i in rows:
                     try:
                         one = scorer.score_detailed([pairs[i]], instruction=instruction)
                         scores[i], cut[i] = one.scores[0], one.truncated[0]
-                    except Exception as exc:  # noqa: BLE001
+                    except Exception as exc:
                         errors[i] = f"scoring failed: {type(exc).__name__}: {exc}"[:500]
         return ScoreOutput(scores, np.zeros(n, np.int64), cut), errors
 

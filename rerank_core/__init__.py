@@ -11,7 +11,7 @@ from .errors import (
     UpstreamError,
 )
 from .formatting import format_document, format_query
-from .scorer import Scorer, ScoreOutput
+from .scorer import ScoreOutput, Scorer
 
 __all__ = [
     "ConfigError",

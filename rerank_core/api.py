@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import LocalOptions
 from .dtypes import Dtype
 from .errors import InvalidInputError
 from .scorer import Pair, Scorer, check_text, top_indices
@@ -63,9 +64,6 @@ class Reranker:
         revision: str | None = None,
         dtype: Dtype | str | None = None,
         path_in_repo: str | None = None,
-        *,
-        cache_dir: str | os.PathLike | None = None,
-        export_cache_dir: str | os.PathLike | None = None,
         **options,
     ) -> Reranker:
         """Load a Qwen3 reranker from a folder, `builtin:NAME`, or a Hub repo id (cached, offline-aware).
@@ -73,24 +71,26 @@ class Reranker:
         The model may be an ONNX export or a PyTorch checkpoint such as the official Qwen/Qwen3-Reranker-0.6B,
         which is exported to ONNX once into the export cache (`export_cache_dir`, $QWEN_RERANK_CACHE, or
         ~/.cache/qwen-rerank/exports) and loaded from there afterwards. `dtype` None takes the graph that suits
-        the device (f32 on a CPU, f16 on a GPU). `options` go to `OnnxQwen3Scorer`: device ('auto'|'cpu'|'cuda'),
-        intra_op_threads, max_length, token_budget, max_batch_size, graph_variant, share_prefix (default True: each
-        query's prompt prefix runs once per call; False for comparison or as a fallback).
+        the device (f32 on a CPU, f16 on a GPU). `options` are the fields of `rerank_core.config.LocalOptions`
+        (device, share_prefix, token_budget, max_rows_per_call, max_length, intra_op_threads, cache_dir, …); an
+        unknown one raises ConfigError naming it.
         """
-        from .backends.onnx_qwen3 import OnnxQwen3Scorer, resolve_device
-        from .locate import locate_onnx_model
-
-        folder, dtype = locate_onnx_model(
-            model_id,
-            device=resolve_device(options.get("device", "auto")),
-            dtype=None if dtype is None else Dtype.parse(dtype),
+        paths = {k: os.fspath(options[k]) for k in ("cache_dir", "export_cache_dir") if options.get(k) is not None}
+        local = LocalOptions.from_kwargs(
+            **{**options, **paths},
             revision=revision,
             path_in_repo=path_in_repo,
-            cache_dir=cache_dir,
-            export_cache_dir=export_cache_dir,
+            dtype=None if dtype is None else Dtype.parse(dtype),
         )
-        options.setdefault("model_name", os.fspath(model_id))
-        return cls(OnnxQwen3Scorer(folder, dtype=dtype, **options))
+        return cls.load(model_id, local)
+
+    @classmethod
+    def load(cls, model_id: str | os.PathLike, options: LocalOptions) -> Reranker:
+        """Load a local Qwen3 reranker with options already validated (what configs and the CLI build)."""
+        from .backends.onnx import OnnxQwen3Scorer, resolve_device
+        from .locate import locate_model
+
+        return cls(OnnxQwen3Scorer(locate_model(model_id, options, resolve_device(options.device)), options))
 
     @classmethod
     def from_dashscope(
@@ -151,9 +151,7 @@ class Reranker:
             results.append(RerankerResult(query=q, documents=ranked))
         return results
 
-    def _grid(
-        self, queries: list[str], docs: list[str], instruction: str | None, batch_size: int | None
-    ) -> np.ndarray:
+    def _grid(self, queries: list[str], docs: list[str], instruction: str | None, batch_size: int | None) -> np.ndarray:
         """Scores of every query × document in one scorer call, shaped [query, document]."""
         if batch_size is not None and batch_size < 1:
             raise InvalidInputError("batch_size", f"must be ≥ 1, got {batch_size}", limit="≥ 1")

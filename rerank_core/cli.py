@@ -1,4 +1,8 @@
-"""The `rerank` command line: export, score, tiny-model, serve, offline."""
+"""The `rerank` command line: export, score, tiny-model, serve, offline.
+
+The one composition root: the only module of the library that imports the apps (`serve`, `pipelines`), and only
+inside the commands that run them (tests/test_layers.py keeps it so).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .errors import RerankError
+from .tokenization import DEFAULT_MAX_LENGTH
 
 log = logging.getLogger("rerank")
 
@@ -47,8 +52,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         reranker = Reranker.from_pretrained(args.model, dtype=args.dtype, instruction=args.instruction)
     (result,) = reranker.rerank(args.query, documents, top_k=args.top_k)
     if args.json:
-        rows = [{"rank": d.rank, "index": d.index, "relevance_score": d.relevance_score, "document": d.document}
-                for d in result.documents]
+        rows = [
+            {"rank": d.rank, "index": d.index, "relevance_score": d.relevance_score, "document": d.document}
+            for d in result.documents
+        ]
         print(json.dumps({"query": result.query, "results": rows}, ensure_ascii=False, indent=2))
     else:
         print(f"Query: {result.query}")
@@ -59,7 +66,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     """Build and export a deterministic random Qwen3 reranker (tiny, or the 0.6B shape)."""
-    from .testing import build_tiny_model
+    from .tiny_model import build_tiny_model
 
     out = build_tiny_model(args.out, full_size=args.full_size, dtypes=args.dtype.split(","), overwrite=args.overwrite)
     print(f"tiny model written to {out} (random weights: its scores mean nothing)")
@@ -91,9 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="f32", help="comma-separated: f32, f16, int8 (default f32)")
     p.add_argument("--cuda-dtype", help="also the GPU graphs (right padding, fused attention): f16, f32")
     p.add_argument("--revision")
-    p.add_argument("--max-length", type=int, default=8192)
-    p.add_argument("--no-past-kv", action="store_true",
-                   help="plain graphs (input_ids, attention_mask → logit) for other runtimes; no prefix sharing")
+    p.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH)
+    p.add_argument(
+        "--no-past-kv",
+        action="store_true",
+        help="plain graphs (input_ids, attention_mask → logit) for other runtimes; no prefix sharing",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_export)
 
@@ -111,14 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tiny-model", help="build a deterministic random Qwen3 reranker and export it")
     p.add_argument("out")
-    p.add_argument("--full-size", action="store_true", help="Qwen3-Reranker-0.6B's exact shape, for benchmarks")
+    p.add_argument(
+        "--full-size",
+        action="store_true",
+        help="Qwen3-Reranker-0.6B's exact shape and Qwen's real vocabulary, for benchmarks",
+    )
     p.add_argument("--dtype", default="f32")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_tiny_model)
 
     p = sub.add_parser("serve", help="run the HTTP rerank endpoint on local Ray")
     p.add_argument("--config", help="Serve config YAML (default: one replica per node, fitted to the cluster)")
-    p.add_argument("--model", help="the model (folder, Hub id such as Qwen/Qwen3-Reranker-0.6B); overrides the config's")
+    p.add_argument(
+        "--model", help="the model (folder, Hub id such as Qwen/Qwen3-Reranker-0.6B); overrides the config's"
+    )
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
     p.set_defaults(func=cmd_serve)

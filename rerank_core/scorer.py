@@ -36,8 +36,9 @@ class ScoreOutput:
 
     def part(self, start: int, end: int) -> ScoreOutput:
         """The pairs [start, end) of this output."""
-        return ScoreOutput(self.scores[start:end], self.tokens[start:end], self.truncated[start:end],
-                           self.logits[start:end])
+        return ScoreOutput(
+            self.scores[start:end], self.tokens[start:end], self.truncated[start:end], self.logits[start:end]
+        )
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,9 @@ class Scorer(ABC):
         """Validate `pairs`; a remote service tokenizes on its side, so tokens are estimated."""
         pairs = validate_pairs(pairs)
         tokens = np.fromiter((estimate_tokens(q) + estimate_tokens(d) for q, d in pairs), np.int64, len(pairs))
-        return Prepared(pairs, self.instruction if instruction is None else instruction, tokens,
-                        np.zeros(len(pairs), np.int64))
+        return Prepared(
+            pairs, self.instruction if instruction is None else instruction, tokens, np.zeros(len(pairs), np.int64)
+        )
 
     @abstractmethod
     def score_prepared(self, items: Sequence[Prepared], *, batch_size: int | None = None) -> list[ScoreOutput]:

@@ -1,8 +1,8 @@
-"""Pair tokenization with `tokenizers` only: template ids, content-only truncation, padding, token-budget batches."""
+"""Pair tokenization with `tokenizers` only: template ids and content-only truncation, as the official recipe does."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,15 +48,6 @@ class EncodedPairs:
         return cls(ids=ids, truncated=truncated, heads=heads)
 
 
-@dataclass(frozen=True)
-class Batch:
-    """One model call: positions of its rows in the input, and padded int64 ids and mask (left, or right for GPU)."""
-
-    indices: np.ndarray
-    input_ids: np.ndarray
-    attention_mask: np.ndarray
-
-
 class PairTokenizer:
     """Turns formatted contents into model-ready sequences the way the official Qwen3-Reranker recipe does."""
 
@@ -89,10 +80,6 @@ class PairTokenizer:
     def encode_text(self, text: str) -> np.ndarray:
         """Token ids of plain text, without the template."""
         return np.asarray(self._tokenizer.encode(text, add_special_tokens=False).ids, dtype=np.int64)
-
-    def token_id(self, token: str) -> int | None:
-        """The id of a single vocabulary token, or None."""
-        return self._tokenizer.token_to_id(token)
 
     def encode(
         self, contents: Sequence[str], heads: Sequence[str] | None = None, keep_heads: bool = False
@@ -130,26 +117,3 @@ class PairTokenizer:
     def prefix_ids(self) -> np.ndarray:
         """The template's system prefix: the first tokens of every sequence."""
         return self._prefix
-
-    def batches(
-        self, rows: Sequence[np.ndarray], token_budget: int, max_batch_size: int, right_padding: bool = False
-    ) -> Iterator[Batch]:
-        """Yield padded batches of similar length with rows × longest ≤ token_budget (a longer row goes alone)."""
-        lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
-        order = np.argsort(-lengths, kind="stable")
-        start = 0
-        while start < len(order):
-            longest = int(lengths[order[start]])
-            fits = max(1, min(max_batch_size, token_budget // max(longest, 1)))
-            chosen = order[start : start + fits]
-            yield self._pad([rows[i] for i in chosen], chosen, longest, right_padding)
-            start += len(chosen)
-
-    def _pad(self, rows: list[np.ndarray], indices: np.ndarray, width: int, right: bool) -> Batch:
-        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for r, row in enumerate(rows):
-            cols = slice(0, len(row)) if right else slice(width - len(row), width)
-            input_ids[r, cols] = row
-            mask[r, cols] = 1
-        return Batch(indices=np.asarray(indices), input_ids=input_ids, attention_mask=mask)

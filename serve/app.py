@@ -19,9 +19,15 @@ from pydantic import BaseModel, ValidationError
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rerank_core.config import BatchConfig, ServeAppConfig, load_reranker
+from rerank_core.config import load_reranker
 from rerank_core.errors import ConfigError, InvalidInputError, UpstreamError
-from rerank_core.schemas import (
+from rerank_core.scorer import Prepared, ScoreOutput, top_indices
+
+from . import protocols as p
+from .body_limit import BodyLimit
+from .config import DEPLOYMENT, BatchConfig, ServeAppConfig
+from .metrics import CountRequests, ReplicaMetrics
+from .schemas import (
     CompatibleRerankRequest,
     CompatibleRerankResponse,
     DashScopeRequest,
@@ -35,19 +41,11 @@ from rerank_core.schemas import (
     VllmScoreRequest,
     VllmScoreResponse,
 )
-from rerank_core.scorer import Prepared, ScoreOutput, top_indices
-
-from . import protocols as p
-from .body_limit import BodyLimit
-from .metrics import CountRequests, ReplicaMetrics
 
 log = logging.getLogger("ray.serve")
 
 BATCH_HEADER = "x-batch-requests"  # how many requests shared this request's model call
 TRUNCATED_HEADER = "x-truncated-documents"  # how many of this request's documents were cut to max_length
-DASHSCOPE_ROUTE = p.DASHSCOPE_ROUTE
-# A request's work bound by default: ~30 s of a 2-core CPU at the 0.6B shape (int8), well under a second on a GPU.
-DEFAULT_MAX_TOKENS = {"cpu": 32_768, "cuda": 262_144, "remote": 262_144}
 
 app = FastAPI(
     title="qwen-rerank",
@@ -121,13 +119,7 @@ def _tei_or_infinity_schema() -> dict:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": schemas}}}}}
 
 
-@serve.deployment(
-    name="Reranker",
-    max_ongoing_requests=64,
-    max_queued_requests=256,
-    ray_actor_options={"num_cpus": 1},
-    health_check_period_s=10,
-)
+@serve.deployment(**DEPLOYMENT, ray_actor_options={"num_cpus": 1})
 @serve.ingress(app)
 class RerankDeployment:
     """One replica: loads the model once, scores merged batches of concurrent requests of every dialect."""
@@ -139,10 +131,9 @@ class RerankDeployment:
             self._api_key = os.environ.get(self.cfg.api_key_env)
             if not self._api_key:
                 raise ConfigError(f"api_key_env: environment variable {self.cfg.api_key_env} is not set in the replica")
-        self.reranker = load_reranker(self.cfg.model)
-        self.scorer = self.reranker.scorer
+        self.scorer = load_reranker(self.cfg.model).scorer
         self.model_name = self.scorer.model_name
-        self.max_tokens = self.cfg.max_tokens_per_request or DEFAULT_MAX_TOKENS.get(self.scorer.device, 262_144)
+        self.max_tokens = self.cfg.max_tokens(self.scorer.device)
         self.metrics = ReplicaMetrics()
         app.state.max_body_bytes = self.cfg.max_body_bytes
         app.state.metrics = self.metrics
@@ -155,7 +146,7 @@ class RerankDeployment:
         self._score.set_batch_wait_timeout_s(batch.batch_wait_timeout_s)
         log.info("batching: max_batch_size=%d wait=%.4fs", batch.max_batch_size, batch.batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch(**BatchConfig().model_dump())
     async def _score(self, items: list[Prepared]) -> list[tuple[ScoreOutput, int]]:
         started = time.perf_counter()
         # ONNX Runtime releases the GIL: scoring off the event loop lets the next batch gather meanwhile.
@@ -176,19 +167,29 @@ class RerankDeployment:
         """The one scoring path of every dialect: limits, tokenization, the shared batcher, ranking, metrics."""
         self._authorize(request)
         if len(call.pairs) > self.cfg.max_documents:
-            raise p.ApiError(400, "documents",
-                             f"{len(call.pairs)} documents exceeds max_documents={self.cfg.max_documents}")
+            raise p.ApiError(
+                400, "documents", f"{len(call.pairs)} documents exceeds max_documents={self.cfg.max_documents}"
+            )
         truncation = "right" if call.truncation == "error" else call.truncation
-        prepared = await asyncio.to_thread(self.scorer.prepare, call.pairs, instruction=call.instruction,
-                                           truncation=truncation)
+        prepared = await asyncio.to_thread(
+            self.scorer.prepare, call.pairs, instruction=call.instruction, truncation=truncation
+        )
         cut = int(np.count_nonzero(prepared.truncated))
         if call.truncation == "error" and cut:
             limit = getattr(getattr(self.scorer, "tokenizer", None), "max_length", "max_length")
-            raise p.ApiError(413, "texts", f"{cut} texts are longer than the model's {limit} tokens and truncate is "
-                                           "false; send truncate: true to cut them")
+            raise p.ApiError(
+                413,
+                "texts",
+                f"{cut} texts are longer than the model's {limit} tokens and truncate is "
+                "false; send truncate: true to cut them",
+            )
         if prepared.total_tokens > self.max_tokens:
-            raise p.ApiError(400, "documents", f"the request has {prepared.total_tokens} tokens after truncation, "
-                                               f"over max_tokens_per_request={self.max_tokens}")
+            raise p.ApiError(
+                400,
+                "documents",
+                f"the request has {prepared.total_tokens} tokens after truncation, "
+                f"over max_tokens_per_request={self.max_tokens}",
+            )
         out, merged = await self._score(prepared)
         response.headers[BATCH_HEADER] = str(merged)
         response.headers[TRUNCATED_HEADER] = str(cut)
@@ -205,7 +206,7 @@ class RerankDeployment:
         """Cohere / Jina / vLLM rerank: results sorted by relevance, best first."""
         return p.cohere_answer(body, await self._rank(p.cohere_call(body), request, response), self.model_name)
 
-    @app.post(DASHSCOPE_ROUTE, response_model=DashScopeResponse, response_model_exclude_none=True)
+    @app.post(p.DASHSCOPE_ROUTE, response_model=DashScopeResponse, response_model_exclude_none=True)
     async def dashscope(self, body: DashScopeRequest, request: Request, response: Response) -> DashScopeResponse:
         """DashScope TextReRank protocol, so the dashscope SDK and zvec's QwenReRanker work unchanged."""
         return p.dashscope_answer(body, await self._rank(p.dashscope_call(body), request, response))
@@ -215,8 +216,12 @@ class RerankDeployment:
         """DashScope's OpenAI-compatible rerank (`/compatible-api/v1/reranks`)."""
         return p.compatible_answer(body, await self._rank(p.compatible_call(body), request, response), self.model_name)
 
-    @app.post(p.TEI_ROUTE, response_model=list[TeiRank] | InfinityRerankResponse, response_model_exclude_none=True,
-              openapi_extra=_tei_or_infinity_schema())
+    @app.post(
+        p.TEI_ROUTE,
+        response_model=list[TeiRank] | InfinityRerankResponse,
+        response_model_exclude_none=True,
+        openapi_extra=_tei_or_infinity_schema(),
+    )
     async def rerank_tei_or_infinity(self, request: Request, response: Response):
         """Text Embeddings Inference's rerank when the body has `texts`, Infinity's when it has `documents`."""
         try:
@@ -240,11 +245,6 @@ class RerankDeployment:
     async def health(self) -> dict[str, str]:
         """200 once the model is loaded (a replica only takes traffic after its constructor finished)."""
         return {"status": "ok", "model": self.model_name, "device": self.scorer.device}
-
-    def check_health(self) -> None:
-        """Serve's replica health check: the scorer must still be there."""
-        if self.reranker is None:
-            raise RuntimeError("no scorer loaded")
 
 
 def build_app(args: dict[str, Any], deployment_options: dict[str, Any] | None = None) -> serve.Application:

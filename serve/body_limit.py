@@ -13,9 +13,9 @@ from starlette.middleware import Middleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .config import MAX_BODY_BYTES
 from .protocols import error_style
 
-DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 PROXY_LIMIT_ENV = "QWEN_RERANK_PROXY_MAX_BODY_BYTES"
 PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
 PROXY_CALLBACK = "serve.body_limit:proxy_middlewares"
@@ -39,7 +39,9 @@ class BodyLimit:
                 await _refuse(scope, receive, send, 400, "content-length", "not an integer")
                 return
             if int(declared) > limit:
-                await _refuse(scope, receive, send, 413, "body", f"{int(declared)} bytes exceeds max_body_bytes={limit}")
+                await _refuse(
+                    scope, receive, send, 413, "body", f"{int(declared)} bytes exceeds max_body_bytes={limit}"
+                )
                 return
         chunks, size = [], 0
         while True:
@@ -49,8 +51,9 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > limit:  # a chunked body, or one longer than it declared: stop reading here
-                await _refuse(scope, receive, send, 413, "body",
-                              f"more than max_body_bytes={limit} bytes; the rest was not read")
+                await _refuse(
+                    scope, receive, send, 413, "body", f"more than max_body_bytes={limit} bytes; the rest was not read"
+                )
                 return
             if not message.get("more_body", False):
                 break
@@ -75,7 +78,7 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, field
 
 def proxy_middlewares() -> list[Middleware]:
     """The middlewares Serve's HTTP proxy applies (RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH points here)."""
-    return [Middleware(BodyLimit, max_body_bytes=int(os.environ.get(PROXY_LIMIT_ENV, DEFAULT_MAX_BODY_BYTES)))]
+    return [Middleware(BodyLimit, max_body_bytes=int(os.environ.get(PROXY_LIMIT_ENV, MAX_BODY_BYTES)))]
 
 
 def guard_the_proxy(max_body_bytes: int) -> None:

@@ -14,30 +14,15 @@ from typing import Any
 import yaml
 from ray import serve
 
-from rerank_core.config import ServeAppConfig
 from rerank_core.errors import ConfigError
+from rerank_core.integrations.ray import check_gpus, ensure_ray, fit_actor
 
 from .app import build_app
 from .body_limit import guard_the_proxy
-from .ray_runtime import check_gpus, ensure_ray, fit_actor
+from .config import ServeAppConfig, default_serve_config
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "Qwen/Qwen3-Reranker-0.6B"
-
-
-def default_serve_config(model: str) -> dict[str, Any]:
-    """What `rerank serve --model M` runs without --config: loopback, resources fitted to the cluster at deploy."""
-    deployment = {
-        "name": "Reranker",
-        "max_ongoing_requests": 64,  # ≥ max_batch_size, or batches never fill
-        "max_queued_requests": 256,
-        "autoscaling_config": {"min_replicas": 1, "target_ongoing_requests": 16},
-        "user_config": {"max_batch_size": 32, "batch_wait_timeout_s": 0.005},
-    }
-    application = {"name": "rerank", "route_prefix": "/", "import_path": "serve.app:build_app",
-                   "args": {"model": {"model": model}}, "deployments": [deployment]}
-    return {"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8000},
-            "applications": [application]}
 
 
 def load_serve_config(path: str | Path | None, *, model: str | None = None) -> dict[str, Any]:

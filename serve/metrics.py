@@ -23,15 +23,22 @@ class ReplicaMetrics:
     def __init__(self):
         from ray.serve.metrics import Counter, Histogram
 
-        self.requests = Counter("rerank_requests", description="HTTP requests answered by replicas, by route and status",
-                                tag_keys=("route", "status"))
+        self.requests = Counter(
+            "rerank_requests",
+            description="HTTP requests answered by replicas, by route and status",
+            tag_keys=("route", "status"),
+        )
         self.pairs = Counter("rerank_pairs_scored", description="(query, document) pairs scored")
         self.tokens = Counter("rerank_tokens_scored", description="tokens of the scored pairs, after truncation")
         self.truncated = Counter("rerank_pairs_truncated", description="pairs whose document was cut to max_length")
-        self.requests_per_call = Histogram("rerank_requests_per_model_call", boundaries=REQUESTS_PER_CALL_BUCKETS,
-                                           description="requests merged into one model call by the batcher")
-        self.call_seconds = Histogram("rerank_model_call_seconds", boundaries=SECONDS_BUCKETS,
-                                      description="seconds one merged model call takes")
+        self.requests_per_call = Histogram(
+            "rerank_requests_per_model_call",
+            boundaries=REQUESTS_PER_CALL_BUCKETS,
+            description="requests merged into one model call by the batcher",
+        )
+        self.call_seconds = Histogram(
+            "rerank_model_call_seconds", boundaries=SECONDS_BUCKETS, description="seconds one merged model call takes"
+        )
 
 
 class CountRequests:

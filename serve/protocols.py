@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rerank_core.schemas import (
+from .schemas import (
     CompatibleRerankRequest,
     CompatibleRerankResponse,
     DashScopeOutput,
@@ -70,16 +70,37 @@ class Ranked:
 
 # ---- errors, one shape per dialect ----
 
+
 def _text(field: str | None, message: str) -> str:
     return f"{field}: {message}" if field else message
 
 
-_DASHSCOPE_CODES = {400: "InvalidParameter", 401: "InvalidApiKey", 404: "NotFound", 405: "MethodNotAllowed",
-                    413: "InvalidParameter", 429: "Throttling", 502: "BadGateway", 503: "ServiceUnavailable"}
-_OPENAI_TYPES = {400: "BadRequestError", 401: "AuthenticationError", 404: "NotFoundError", 413: "BadRequestError",
-                 429: "RateLimitError", 502: "InternalServerError", 503: "ServiceUnavailableError"}
-_COMPATIBLE_CODES = {400: "invalid_parameter_error", 401: "invalid_api_key", 413: "invalid_parameter_error",
-                     429: "throttling", 503: "service_unavailable"}
+_DASHSCOPE_CODES = {
+    400: "InvalidParameter",
+    401: "InvalidApiKey",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "InvalidParameter",
+    429: "Throttling",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+}
+_OPENAI_TYPES = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    404: "NotFoundError",
+    413: "BadRequestError",
+    429: "RateLimitError",
+    502: "InternalServerError",
+    503: "ServiceUnavailableError",
+}
+_COMPATIBLE_CODES = {
+    400: "invalid_parameter_error",
+    401: "invalid_api_key",
+    413: "invalid_parameter_error",
+    429: "throttling",
+    503: "service_unavailable",
+}
 _TEI_TYPES = {401: "unauthorized", 413: "validation", 422: "validation", 429: "overloaded", 503: "overloaded"}
 
 
@@ -102,8 +123,12 @@ def openai_error(status: int, field: str | None, message: str) -> tuple[int, dic
 
 def compatible_error(status: int, field: str | None, message: str) -> tuple[int, dict]:
     """DashScope's OpenAI-compatible style: {error: {message, type, param, code}, request_id}."""
-    error = {"message": _text(field, message), "type": "invalid_request_error", "param": field,
-             "code": _COMPATIBLE_CODES.get(status, "internal_error")}
+    error = {
+        "message": _text(field, message),
+        "type": "invalid_request_error",
+        "param": field,
+        "code": _COMPATIBLE_CODES.get(status, "internal_error"),
+    }
     return status, {"error": error, "request_id": uuid.uuid4().hex}
 
 
@@ -133,6 +158,7 @@ def error_style(path: str) -> ErrorStyle:
 
 # ---- Cohere / Jina / vLLM's rerank: POST /v1/rerank, /v2/rerank ----
 
+
 def cohere_call(body: RerankRequest) -> RankCall:
     """The RankCall of a Cohere-style request."""
     return RankCall([(body.query, d) for d in body.texts()], body.instruction, body.top_n)
@@ -141,16 +167,27 @@ def cohere_call(body: RerankRequest) -> RankCall:
 def cohere_answer(body: RerankRequest, ranked: Ranked, model: str) -> RerankResponse:
     """Cohere's answer: results best first, documents as {text} objects when asked for."""
     texts = body.texts()
-    return RerankResponse(id=uuid.uuid4().hex, model=model, results=_results(ranked, texts, body.return_documents),
-                          usage=Usage(total_tokens=ranked.tokens))
+    return RerankResponse(
+        id=uuid.uuid4().hex,
+        model=model,
+        results=_results(ranked, texts, body.return_documents),
+        usage=Usage(total_tokens=ranked.tokens),
+    )
 
 
 def _results(ranked: Ranked, texts: list[str], with_documents: bool) -> list[RerankResult]:
-    return [RerankResult(index=int(i), relevance_score=float(ranked.scores[i]),
-                         document=TextDocument(text=texts[i]) if with_documents else None) for i in ranked.order]
+    return [
+        RerankResult(
+            index=int(i),
+            relevance_score=float(ranked.scores[i]),
+            document=TextDocument(text=texts[i]) if with_documents else None,
+        )
+        for i in ranked.order
+    ]
 
 
 # ---- DashScope TextReRank, native and OpenAI-compatible ----
+
 
 def dashscope_call(body: DashScopeRequest) -> RankCall:
     """The RankCall of a native DashScope request."""
@@ -161,8 +198,9 @@ def dashscope_call(body: DashScopeRequest) -> RankCall:
 def dashscope_answer(body: DashScopeRequest, ranked: Ranked) -> DashScopeResponse:
     """DashScope's native answer: {output: {results}, usage, request_id}."""
     results = _results(ranked, body.input.documents, body.parameters.return_documents)
-    return DashScopeResponse(output=DashScopeOutput(results=results), usage=Usage(total_tokens=ranked.tokens),
-                             request_id=uuid.uuid4().hex)
+    return DashScopeResponse(
+        output=DashScopeOutput(results=results), usage=Usage(total_tokens=ranked.tokens), request_id=uuid.uuid4().hex
+    )
 
 
 def compatible_call(body: CompatibleRerankRequest) -> RankCall:
@@ -172,12 +210,16 @@ def compatible_call(body: CompatibleRerankRequest) -> RankCall:
 
 def compatible_answer(body: CompatibleRerankRequest, ranked: Ranked, model: str) -> CompatibleRerankResponse:
     """DashScope's OpenAI-compatible answer: {id, object: list, model, results, usage}."""
-    return CompatibleRerankResponse(id=uuid.uuid4().hex, model=model,
-                                    results=_results(ranked, body.documents, body.return_documents),
-                                    usage=Usage(total_tokens=ranked.tokens))
+    return CompatibleRerankResponse(
+        id=uuid.uuid4().hex,
+        model=model,
+        results=_results(ranked, body.documents, body.return_documents),
+        usage=Usage(total_tokens=ranked.tokens),
+    )
 
 
 # ---- Text Embeddings Inference and Infinity: POST /rerank ----
+
 
 def tei_call(body: TeiRerankRequest) -> RankCall:
     """The RankCall of a TEI request: without `truncate`, over-long pairs are refused, as TEI does."""
@@ -188,8 +230,10 @@ def tei_call(body: TeiRerankRequest) -> RankCall:
 def tei_answer(body: TeiRerankRequest, ranked: Ranked) -> list[TeiRank]:
     """TEI's answer: a list of {index, score, text?} best first; raw_scores gives the logit l_yes − l_no."""
     values = ranked.logits if body.raw_scores else ranked.scores
-    return [TeiRank(index=int(i), score=float(values[i]), text=body.texts[i] if body.return_text else None)
-            for i in ranked.order]
+    return [
+        TeiRank(index=int(i), score=float(values[i]), text=body.texts[i] if body.return_text else None)
+        for i in ranked.order
+    ]
 
 
 def infinity_call(body: InfinityRerankRequest) -> RankCall:
@@ -200,14 +244,25 @@ def infinity_call(body: InfinityRerankRequest) -> RankCall:
 def infinity_answer(body: InfinityRerankRequest, ranked: Ranked, model: str) -> InfinityRerankResponse:
     """Infinity's answer: results best first, documents as plain strings; raw_scores gives the logit."""
     values = ranked.logits if body.raw_scores else ranked.scores
-    results = [InfinityRerankResult(relevance_score=float(values[i]), index=int(i),
-                                    document=body.documents[i] if body.return_documents else None)
-               for i in ranked.order]
-    return InfinityRerankResponse(results=results, model=model, id=uuid.uuid4().hex, created=int(time.time()),
-                                  usage=TokenUsage(prompt_tokens=ranked.tokens, total_tokens=ranked.tokens))
+    results = [
+        InfinityRerankResult(
+            relevance_score=float(values[i]),
+            index=int(i),
+            document=body.documents[i] if body.return_documents else None,
+        )
+        for i in ranked.order
+    ]
+    return InfinityRerankResponse(
+        results=results,
+        model=model,
+        id=uuid.uuid4().hex,
+        created=int(time.time()),
+        usage=TokenUsage(prompt_tokens=ranked.tokens, total_tokens=ranked.tokens),
+    )
 
 
 # ---- vLLM's score API: POST /score, /v1/score ----
+
 
 def vllm_call(body: VllmScoreRequest) -> RankCall:
     """Pairs as vLLM forms them: one text_1 against every text_2 (1:1, 1:N), or item by item (N:N); input order."""
@@ -227,5 +282,6 @@ def vllm_answer(ranked: Ranked, model: str) -> VllmScoreResponse:
     """vLLM's answer: one {index, object: score, score} per pair, in input order."""
     data = [VllmScoreData(index=int(i), score=float(ranked.scores[i])) for i in ranked.order]
     usage = TokenUsage(prompt_tokens=ranked.tokens, total_tokens=ranked.tokens, completion_tokens=0)
-    return VllmScoreResponse(id=f"score-{uuid.uuid4().hex}", created=int(time.time()), model=model, data=data,
-                             usage=usage)
+    return VllmScoreResponse(
+        id=f"score-{uuid.uuid4().hex}", created=int(time.time()), model=model, data=data, usage=usage
+    )

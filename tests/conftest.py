@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rerank_core import Reranker
-from rerank_core.testing import TINY_MODEL
+from rerank_core.tiny_model import TINY_MODEL
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the suite may reach for the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -25,7 +25,7 @@ def tiny_reranker() -> Reranker:
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A freshly built random Hugging Face Qwen3 checkpoint (needs torch)."""
     pytest.importorskip("torch")
-    from rerank_core.testing import build_checkpoint
+    from rerank_core.tiny_model import build_checkpoint
 
     return build_checkpoint(tmp_path_factory.mktemp("tiny-ckpt"))
 
@@ -35,14 +35,18 @@ def tiny_export(tiny_checkpoint, tmp_path_factory) -> Path:
     """The checkpoint exported by our exporter, f32, int8 and f16, plus the f32 and f16 GPU graphs."""
     from rerank_core.export import export_checkpoint
 
-    return export_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("x") / "tiny", dtypes=["f32", "int8", "f16"],
-                             cuda_dtypes=["f32", "f16"])
+    return export_checkpoint(
+        tiny_checkpoint,
+        tmp_path_factory.mktemp("x") / "tiny",
+        dtypes=["f32", "int8", "f16"],
+        cuda_dtypes=["f32", "f16"],
+    )
 
 
 @pytest.fixture(scope="session")
 def official(tiny_checkpoint):
     """The official Qwen3-Reranker transformers recipe on the same checkpoint, as a scoring function."""
-    from rerank_core.testing import OfficialRecipe
+    from tests.oracle import OfficialRecipe
 
     return OfficialRecipe(tiny_checkpoint).score
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -62,12 +63,10 @@ class FakeDashScope:
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
                 self.end_headers()
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client timed out and left
                     self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
-                    pass
 
-            def do_POST(self):  # noqa: N802 - http.server's naming
+            def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
                 request_id = uuid.uuid4().hex
                 with fake._lock:
@@ -78,24 +77,28 @@ class FakeDashScope:
                 if self.path != ROUTE:
                     return self._reply(404, {"code": "NotFound", "message": self.path, "request_id": request_id})
                 if self.headers.get("Authorization") != f"Bearer {API_KEY}":
-                    return self._reply(401, {"code": "InvalidApiKey", "message": "Invalid API-key provided.",
-                                             "request_id": request_id})
+                    return self._reply(
+                        401, {"code": "InvalidApiKey", "message": "Invalid API-key provided.", "request_id": request_id}
+                    )
                 if failure:
                     status, code, retry_after = failure
                     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-                    return self._reply(status, {"code": code, "message": f"{code} (fake)", "request_id": request_id},
-                                       headers)
+                    return self._reply(
+                        status, {"code": code, "message": f"{code} (fake)", "request_id": request_id}, headers
+                    )
                 documents = body["input"]["documents"]
                 if len(documents) > 500:
-                    return self._reply(400, {"code": "InvalidParameter", "message": "too many documents",
-                                             "request_id": request_id})
+                    return self._reply(
+                        400, {"code": "InvalidParameter", "message": "too many documents", "request_id": request_id}
+                    )
                 query = body["input"]["query"]
                 scored = sorted(((overlap_score(query, d), i) for i, d in enumerate(documents)), key=lambda x: -x[0])
                 top_n = body.get("parameters", {}).get("top_n") or len(documents)
                 results = [{"index": i, "relevance_score": s} for s, i in scored[:top_n]]
                 tokens = sum(len(d.split()) for d in documents) + len(query.split())
-                self._reply(200, {"output": {"results": results}, "usage": {"total_tokens": tokens},
-                                  "request_id": request_id})
+                self._reply(
+                    200, {"output": {"results": results}, "usage": {"total_tokens": tokens}, "request_id": request_id}
+                )
 
         return Handler
 

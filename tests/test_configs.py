@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rerank_core.config import OfflineConfig, ServeAppConfig
+from pipelines.config import OfflineConfig
+from serve.config import ServeAppConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -41,7 +42,9 @@ def test_rayjob_runs_the_offline_config_on_gpu_workers():
     limits = workers["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "1"
     offline = OfflineConfig.from_yaml(CONFIGS / "offline.yaml")
-    assert offline.compute.num_gpus > 0 and workers["replicas"] / offline.compute.num_gpus >= offline.compute.concurrency
+    assert (
+        offline.compute.num_gpus > 0 and workers["replicas"] / offline.compute.num_gpus >= offline.compute.concurrency
+    )
 
 
 def test_rayservice_guards_every_proxy_with_the_apps_body_limit():
@@ -53,3 +56,24 @@ def test_rayservice_guards_every_proxy_with_the_apps_body_limit():
         env = {e["name"]: e["value"] for e in group["template"]["spec"]["containers"][0]["env"]}
         assert env["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] == "serve.body_limit:proxy_middlewares"
         assert int(env["QWEN_RERANK_PROXY_MAX_BODY_BYTES"]) == limit
+
+
+def test_a_model_config_written_for_earlier_versions_still_loads():
+    """`max_batch_size` was the name of `max_rows_per_call` (rows per model call) before 0.2."""
+    from rerank_core.config import LocalOptions, ModelConfig
+
+    old = ModelConfig.from_dict({"model": "m", "max_batch_size": 7, "token_budget": 512})
+    assert old.max_rows_per_call == 7 and LocalOptions.part_of(old).max_rows_per_call == 7
+    assert ModelConfig.from_dict({"model": "m", "max_rows_per_call": 9}).max_rows_per_call == 9
+
+
+def test_local_options_are_one_object_from_yaml_to_the_backend():
+    """Every LocalOptions field is a model-config key, and a typo fails naming the key."""
+    from rerank_core import ConfigError
+    from rerank_core.config import LocalOptions, ModelConfig
+
+    assert set(LocalOptions.model_fields) <= set(ModelConfig.model_fields)
+    with pytest.raises(ConfigError, match="share_prefx"):
+        ModelConfig.from_dict({"model": "m", "share_prefx": False})
+    with pytest.raises(ConfigError, match="share_prefx"):
+        LocalOptions.from_kwargs(share_prefx=False)

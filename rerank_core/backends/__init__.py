@@ -1,1 +1,1 @@
-"""Scoring backends: local ONNX Runtime Qwen3 and the hosted DashScope TextReRank service."""
+"""Scoring backends behind the one Scorer interface: local ONNX Runtime, DashScope, a qwen-rerank endpoint."""

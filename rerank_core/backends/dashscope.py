@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, UpstreamError
 from ..retry import RETRYABLE_STATUS, RetryableError, parse_retry_after, with_retries
-from ..scorer import Pair, Prepared, Scorer, ScoreOutput, estimate_tokens, score_per_instruction
+from ..scorer import Pair, Prepared, ScoreOutput, Scorer, estimate_tokens, score_per_instruction
 
 try:
     import dashscope
@@ -35,9 +35,7 @@ class _Chunk:
     documents: list[str]
 
 
-def plan_chunks(
-    pairs: Sequence[Pair], max_documents: int, max_tokens: int
-) -> list[_Chunk]:
+def plan_chunks(pairs: Sequence[Pair], max_documents: int, max_tokens: int) -> list[_Chunk]:
     """Group pairs by query and cut each group into requests under the document and token caps."""
     groups: dict[str, list[int]] = {}
     for i, (query, _) in enumerate(pairs):

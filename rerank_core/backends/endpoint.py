@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import UpstreamError
 from ..retry import RETRYABLE_STATUS, RetryableError, parse_retry_after, with_retries
-from ..scorer import Pair, Prepared, Scorer, ScoreOutput, score_per_instruction
+from ..scorer import Pair, Prepared, ScoreOutput, Scorer, score_per_instruction
 
 
 class EndpointScorer(Scorer):
@@ -54,7 +54,7 @@ class EndpointScorer(Scorer):
                 body = {"query": query, "documents": [pairs[i][1] for i in chunk]}
                 if instruction is not None:
                     body["instruction"] = instruction
-                reply = with_retries(lambda: self._post(body), max_retries=self.max_retries)
+                reply = with_retries(lambda body=body: self._post(body), max_retries=self.max_retries)
                 for result in reply["results"]:
                     scores[chunk[result["index"]]] = result["relevance_score"]
                 tokens[chunk[0]] += reply.get("usage", {}).get("total_tokens", 0)

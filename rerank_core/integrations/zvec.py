@@ -105,4 +105,3 @@ def rerank_query(
     """
     docs = collection.query(query, topk=max(candidates, topk), **query_kwargs)
     return reranker.rerank([docs], topk) if docs else []
-

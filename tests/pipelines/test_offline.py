@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.config import OfflineConfig
 from pipelines.offline import load_config, run_job
 from rerank_core import ConfigError
-from rerank_core.config import OfflineConfig
-from rerank_core.testing import TINY_MODEL
+from rerank_core.tiny_model import TINY_MODEL
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
 MODEL = {"model": TINY_MODEL, "device": "cpu"}
@@ -19,8 +19,15 @@ COMPUTE = {"concurrency": 2, "num_cpus": 0.5, "batch_size": 16}
 
 def job(tmp_path, table, **overrides):
     pq.write_table(table, tmp_path / "in.parquet")
-    cfg = OfflineConfig.from_dict({"model": MODEL, "input": str(tmp_path / "in.parquet"),
-                                   "output": str(tmp_path / "out"), "compute": COMPUTE, **overrides})
+    cfg = OfflineConfig.from_dict(
+        {
+            "model": MODEL,
+            "input": str(tmp_path / "in.parquet"),
+            "output": str(tmp_path / "out"),
+            "compute": COMPUTE,
+            **overrides,
+        }
+    )
     summary = run_job(cfg)
     return summary, pq.read_table(tmp_path / "out")
 
@@ -29,13 +36,25 @@ def by_id(table):
     return {row["id"]: row for row in table.to_pylist()}
 
 
+def all_to_all_operators(dataset) -> list[str]:
+    """Names of the all-to-all operators (barriers that hold the whole input) in a dataset's plan (private Ray API)."""
+    from ray.data._internal.logical.operators.all_to_all_operator import AbstractAllToAll
+
+    found, stack = [], [dataset._logical_plan.dag]
+    while stack:
+        op = stack.pop()
+        if isinstance(op, AbstractAllToAll):
+            found.append(op.name)
+        stack.extend(op.input_dependencies)
+    return found
+
+
 def test_pairs_layout_scores_every_row_exactly_and_keeps_bad_ones(tmp_path, tiny_reranker, mixed_pairs):
     long_doc = "machine learning data " * 4000
     queries = [q for q, _ in mixed_pairs] + ["q", "q", None, "", "日本語の質問", "q"]
     docs = [d for _, d in mixed_pairs] + [None, "", "d", "d", "café 🙂 ünïcödé", long_doc]
     n = len(queries)
-    table = pa.table({"id": [f"r{i}" for i in range(n)], "query": queries, "document": docs,
-                      "extra": list(range(n))})
+    table = pa.table({"id": [f"r{i}" for i in range(n)], "query": queries, "document": docs, "extra": list(range(n))})
     summary, out = job(tmp_path, table)
     assert out.num_rows == n == summary.rows and summary.failed_rows == 4
     rows = by_id(out)
@@ -60,8 +79,14 @@ def test_non_string_document_column_fails_rows_not_the_job(tmp_path):
 
 
 def test_per_row_instruction_column(tmp_path, tiny_reranker):
-    table = pa.table({"id": ["a", "b", "c"], "query": ["q"] * 3, "document": ["x", "y", "z"],
-                      "instr": ["Find code", None, "Find recipes"]})
+    table = pa.table(
+        {
+            "id": ["a", "b", "c"],
+            "query": ["q"] * 3,
+            "document": ["x", "y", "z"],
+            "instr": ["Find code", None, "Find recipes"],
+        }
+    )
     _, out = job(tmp_path, table, columns={"instruction": "instr"})
     rows = by_id(out)
     assert rows["a"]["score"] == pytest.approx(tiny_reranker.score_pairs([("q", "x")], "Find code")[0], abs=1e-5)
@@ -71,8 +96,9 @@ def test_per_row_instruction_column(tmp_path, tiny_reranker):
 
 def test_grouped_layout_scores_and_ranks_with_top_k(tmp_path, tiny_reranker):
     docs = [["coffee beans", "python code", "paris", "pizza"], ["a", "b", "c"], ["x", None], []]
-    table = pa.table({"id": ["g0", "g1", "g2", "g3"], "query": ["coffee?", "letters?", "q", "empty list"],
-                      "documents": docs})
+    table = pa.table(
+        {"id": ["g0", "g1", "g2", "g3"], "query": ["coffee?", "letters?", "q", "empty list"], "documents": docs}
+    )
     summary, out = job(tmp_path, table, layout="grouped", top_k=2)
     rows = by_id(out)
     assert summary.rows == 4 and summary.failed_rows == 1
@@ -89,7 +115,8 @@ def test_gpu_request_path_runs_on_a_declared_gpu(tmp_path, tiny_reranker):
     table = pa.table({"id": ["a", "b"], "query": ["q", "q"], "document": ["x", "y"]})
     _, out = job(tmp_path, table, compute={"concurrency": 1, "num_cpus": 0.5, "num_gpus": 1})
     np.testing.assert_allclose(
-        [by_id(out)[i]["score"] for i in "ab"], tiny_reranker.score_pairs([("q", "x"), ("q", "y")]), atol=1e-5)
+        [by_id(out)[i]["score"] for i in "ab"], tiny_reranker.score_pairs([("q", "x"), ("q", "y")]), atol=1e-5
+    )
 
 
 def test_more_gpus_than_the_cluster_has_fails_clearly(tmp_path, ray_cluster):
@@ -133,10 +160,15 @@ def test_cli_overrides_are_applied_and_validated(tmp_path):
 
 
 def _resumable_config(tmp_path, out_name):
-    return OfflineConfig.from_dict({
-        "model": MODEL, "input": str(tmp_path / "in.parquet"), "output": str(tmp_path / out_name), "resume": True,
-        "compute": {"concurrency": 1, "num_cpus": 0.5, "batch_size": 16, "rows_per_part": 8},
-    })
+    return OfflineConfig.from_dict(
+        {
+            "model": MODEL,
+            "input": str(tmp_path / "in.parquet"),
+            "output": str(tmp_path / out_name),
+            "resume": True,
+            "compute": {"concurrency": 1, "num_cpus": 0.5, "batch_size": 16, "rows_per_part": 8},
+        }
+    )
 
 
 def test_killed_resumable_job_finishes_with_every_row_exactly_once(tmp_path, ray_cluster):
@@ -150,15 +182,25 @@ def test_killed_resumable_job_finishes_with_every_row_exactly_once(tmp_path, ray
     import yaml
 
     n = 1600  # 200 parts of 8 rows: the first run is killed long before the last part
-    table = pa.table({"id": [f"r{i}" for i in range(n)], "query": [f"query {i % 7}" for i in range(n)],
-                      "document": [None if i % 101 == 5 else f"document number {i} " * (1 + i % 5) for i in range(n)]})
+    table = pa.table(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "query": [f"query {i % 7}" for i in range(n)],
+            "document": [None if i % 101 == 5 else f"document number {i} " * (1 + i % 5) for i in range(n)],
+        }
+    )
     pq.write_table(table, tmp_path / "in.parquet", row_group_size=100)
     killed_cfg = _resumable_config(tmp_path, "resumed")
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(killed_cfg.model_dump(mode="json")))
 
     env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address}
-    proc = subprocess.Popen([sys.executable, "-m", "rerank_core.cli", "offline", "--config", str(tmp_path / "job.yaml")],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rerank_core.cli", "offline", "--config", str(tmp_path / "job.yaml")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     out = tmp_path / "resumed"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(out.glob("part-*.parquet"))) < 3:
@@ -200,9 +242,22 @@ def test_offline_without_a_config_fits_a_machine_without_gpus(tmp_path):
 
     env = {**os.environ, "RAY_ADDRESS": "local"}
     proc = subprocess.run(
-        [sys.executable, "-m", "rerank_core.cli", "offline", "--model", TINY_MODEL, "--input",
-         str(REPO / "configs/demo/data/sample_pairs.parquet"), "--output", str(tmp_path / "out")],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "rerank_core.cli",
+            "offline",
+            "--model",
+            TINY_MODEL,
+            "--input",
+            str(REPO / "configs/demo/data/sample_pairs.parquet"),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "CPU only, 2 ONNX Runtime threads" in proc.stderr and "num_cpus=1," in proc.stderr
@@ -216,13 +271,16 @@ def test_offline_without_a_config_names_what_is_missing():
 
 def test_the_job_streams_with_no_all_to_all_operator_between_read_and_score(tmp_path):
     """One small file (one block when read) still reaches every actor, re-blocked without a barrier."""
-    from pipelines.offline import actor_setup, all_to_all_operators, streaming_plan
+    from pipelines.offline import actor_setup, streaming_plan
 
     n = 200
-    pq.write_table(pa.table({"id": [f"r{i}" for i in range(n)], "query": ["q"] * n,
-                             "document": [f"doc {i}" for i in range(n)]}), tmp_path / "in.parquet")
-    cfg = OfflineConfig.from_dict({"model": MODEL, "input": str(tmp_path / "in.parquet"),
-                                   "output": str(tmp_path / "out"), "compute": COMPUTE})
+    pq.write_table(
+        pa.table({"id": [f"r{i}" for i in range(n)], "query": ["q"] * n, "document": [f"doc {i}" for i in range(n)]}),
+        tmp_path / "in.parquet",
+    )
+    cfg = OfflineConfig.from_dict(
+        {"model": MODEL, "input": str(tmp_path / "in.parquet"), "output": str(tmp_path / "out"), "compute": COMPUTE}
+    )
     scored, rows = streaming_plan(cfg, actor_setup(cfg))
     assert rows == n and all_to_all_operators(scored) == []
     assert all_to_all_operators(scored.repartition(4)) == ["Repartition"]  # what the job used to do
@@ -237,10 +295,25 @@ def test_a_large_input_streams_in_bounded_blocks_without_any_re_blocking(tmp_pat
     from pipelines.offline import actor_setup, streaming_plan
 
     n, payload = 3000, 4096  # ~12 MiB: more than concurrency × blocks_per_actor blocks of 1 MiB
-    pq.write_table(pa.table({"id": list(range(n)), "query": ["q"] * n, "document": [f"doc {i}" for i in range(n)],
-                             "payload": [os.urandom(payload) for _ in range(n)]}), tmp_path / "in.parquet")
-    cfg = OfflineConfig.from_dict({"model": MODEL, "input": str(tmp_path / "in.parquet"),
-                                   "output": str(tmp_path / "out"), "compute": {**COMPUTE, "max_block_mib": 1}})
+    pq.write_table(
+        pa.table(
+            {
+                "id": list(range(n)),
+                "query": ["q"] * n,
+                "document": [f"doc {i}" for i in range(n)],
+                "payload": [os.urandom(payload) for _ in range(n)],
+            }
+        ),
+        tmp_path / "in.parquet",
+    )
+    cfg = OfflineConfig.from_dict(
+        {
+            "model": MODEL,
+            "input": str(tmp_path / "in.parquet"),
+            "output": str(tmp_path / "out"),
+            "compute": {**COMPUTE, "max_block_mib": 1},
+        }
+    )
     scored, rows = streaming_plan(cfg, actor_setup(cfg))
     operators, stack = [], [scored._logical_plan.dag]
     while stack:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rerank_core import DocumentRank, Dtype, InvalidInputError, Reranker, RerankerResult
-from rerank_core.testing import TINY_MODEL
+from rerank_core.tiny_model import TINY_MODEL
 
 # The seed's README examples, verbatim but for the import line and the model id.
 SEED_EXAMPLES = textwrap.dedent(
@@ -102,9 +102,16 @@ def test_seed_examples_run_unchanged(capsys):
     assert len(ns["multiple"]) == 2 and all(len(r.documents) == 3 for r in ns["multiple"])
     assert len(ns["scores"]) == 1 and len(ns["scores"][0]) == 5
     # the pre-formatted seed input scores exactly like plain input (not wrapped twice)
-    plain = Reranker.from_pretrained(TINY_MODEL).compute_scores("What is machine learning?", [
-        "Coffee is brewed from beans.", "Python is a programming language.", "The weather is nice.",
-        "Coffee can be made with a French press.", "Python is great for beginners."])
+    plain = Reranker.from_pretrained(TINY_MODEL).compute_scores(
+        "What is machine learning?",
+        [
+            "Coffee is brewed from beans.",
+            "Python is a programming language.",
+            "The weather is nice.",
+            "Coffee can be made with a French press.",
+            "Python is great for beginners.",
+        ],
+    )
     np.testing.assert_allclose(ns["scores"][0], plain[0], atol=1e-6)
 
 
@@ -170,9 +177,9 @@ def test_invalid_input_raises_a_typed_error_naming_the_field(tiny_reranker, call
 
 
 def test_batch_size_is_per_call_only(tiny_reranker):
-    before = tiny_reranker.scorer.max_batch_size
+    before = tiny_reranker.scorer.max_rows_per_call
     a = tiny_reranker.compute_scores("q", ["x", "y y y", "z z"], batch_size=1)
-    assert tiny_reranker.scorer.max_batch_size == before
+    assert tiny_reranker.scorer.max_rows_per_call == before
     np.testing.assert_allclose(a, tiny_reranker.compute_scores("q", ["x", "y y y", "z z"]), atol=1e-6)
 
 

@@ -13,14 +13,17 @@ import numpy as np
 import pytest
 
 from rerank_core import Dtype, ModelFormatError, ModelNotFoundError, Reranker
-from rerank_core.export_cache import CACHE_ENV, export_key, source_identity
+from rerank_core.export.cache import CACHE_ENV, export_key, source_identity
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 SHA = "89abcdef0123456789abcdef0123456789abcdef"
 REPO_ID = "acme/Qwen3-Reranker-tiny"
-PAIRS = [("What is machine learning?", "Machine learning is a subset of AI."), ("How to make coffee?", "Pizza."),
-         ("Où est Paris ?", "Paris est la capitale de la France. " * 30)]
+PAIRS = [
+    ("What is machine learning?", "Machine learning is a subset of AI."),
+    ("How to make coffee?", "Pizza."),
+    ("Où est Paris ?", "Paris est la capitale de la France. " * 30),
+]
 EXPORT_LOG = "exporting it to ONNX"
 
 
@@ -84,9 +87,26 @@ def test_cli_score_takes_a_checkpoint_and_the_cache_from_the_environment(tiny_ch
     docs = tmp_path / "docs.txt"
     docs.write_text("Machine learning is a subset of AI.\nPizza.\n")
     env = {**os.environ, CACHE_ENV: str(export_cache)}
-    proc = subprocess.run([sys.executable, "-m", "rerank_core.cli", "score", "--model", str(tiny_checkpoint),
-                           "--query", "What is ML?", "--documents", str(docs), "--json"],
-                          env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rerank_core.cli",
+            "score",
+            "--model",
+            str(tiny_checkpoint),
+            "--query",
+            "What is ML?",
+            "--documents",
+            str(docs),
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     assert EXPORT_LOG not in proc.stderr and '"relevance_score"' in proc.stdout
 
@@ -117,8 +137,16 @@ _LOAD = (
 
 def test_two_processes_loading_at_once_export_once(tiny_checkpoint, tmp_path):
     cache = tmp_path / "exports"
-    procs = [subprocess.Popen([sys.executable, "-c", _LOAD, str(tiny_checkpoint), str(cache)], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _LOAD, str(tiny_checkpoint), str(cache)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
     assert sum(err.count(EXPORT_LOG) for _, err in outputs) == 1
@@ -129,8 +157,13 @@ def test_two_processes_loading_at_once_export_once(tiny_checkpoint, tmp_path):
 
 def test_a_killed_export_leaves_nothing_that_passes_for_complete(tiny_checkpoint, tmp_path):
     cache = tmp_path / "exports"
-    proc = subprocess.Popen([sys.executable, "-c", _LOAD, str(tiny_checkpoint), str(cache)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LOAD, str(tiny_checkpoint), str(cache)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stderr:  # wait until the export has begun, then kill it mid-way
         if EXPORT_LOG in line:
             break
@@ -145,9 +178,11 @@ def test_a_killed_export_leaves_nothing_that_passes_for_complete(tiny_checkpoint
 
 
 def test_without_torch_the_error_names_the_extra_and_the_export_command(tiny_checkpoint, tmp_path):
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "from rerank_core import Reranker\n"
-            f"Reranker.from_pretrained({str(tiny_checkpoint)!r}, export_cache_dir={str(tmp_path)!r})\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from rerank_core import Reranker\n"
+        f"Reranker.from_pretrained({str(tiny_checkpoint)!r}, export_cache_dir={str(tmp_path)!r})\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode != 0 and last.startswith("ImportError")

@@ -131,7 +131,9 @@ def test_the_key_is_in_no_log_line_or_message(fake_dashscope, caplog):
 
 def test_backend_dashscope_in_config(fake_dashscope, monkeypatch):
     monkeypatch.setenv("MY_DS_KEY", API_KEY)
-    cfg = ModelConfig(backend="dashscope", model="qwen3-rerank", api_key_env="MY_DS_KEY", base_url=fake_dashscope.base_url)
+    cfg = ModelConfig(
+        backend="dashscope", model="qwen3-rerank", api_key_env="MY_DS_KEY", base_url=fake_dashscope.base_url
+    )
     r = load_reranker(cfg)
     assert r.score_pairs([(QUERY, "learning")])[0] == pytest.approx(overlap_score(QUERY, "learning"))
     assert fake_dashscope.requests[0]["body"]["model"] == "qwen3-rerank"

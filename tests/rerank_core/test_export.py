@@ -8,21 +8,39 @@ import onnx
 import pytest
 
 from rerank_core import ModelFormatError
-from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer, cuda_available
+from rerank_core.backends.onnx import OnnxQwen3Scorer, cuda_available
 from rerank_core.export import export_checkpoint, kv_names
-from rerank_core.manifest import Manifest
-from rerank_core.quantize import quantize_int8
-from rerank_core.testing import TINY_MODEL, build_tiny_model, tiny_model_dir
+from rerank_core.export.quantize import quantize_int8
+from rerank_core.locate.manifest import Manifest
+from rerank_core.tiny_model import TINY_MODEL, build_tiny_model, tiny_model_dir
 
 pytestmark = pytest.mark.slow
 
 
+def graphs(folder) -> set[tuple[str, str, str]]:
+    """(file, dtype, layout) of every graph the folder's manifest names."""
+    return {(g.file, g.dtype.value, g.layout) for g in Manifest.read(folder).graphs}
+
+
 def test_export_folder_contents_and_manifest(tiny_export, tiny_checkpoint):
     names = {p.name for p in tiny_export.iterdir()}
-    assert {"model.onnx", "model_int8.onnx", "model_f16.onnx", "tokenizer.json", "config.json",
-            "rerank_manifest.json"} <= names
+    assert {
+        "model.onnx",
+        "model_int8.onnx",
+        "model_f16.onnx",
+        "tokenizer.json",
+        "config.json",
+        "rerank_manifest.json",
+    } <= names
     manifest = Manifest.read(tiny_export)
-    assert manifest.graphs == {"f32": "model.onnx", "int8": "model_int8.onnx", "f16": "model_f16.onnx"}
+    assert manifest.format == "qwen-rerank/2"
+    assert graphs(tiny_export) == {
+        ("model.onnx", "f32", "past_kv"),
+        ("model_int8.onnx", "int8", "past_kv"),
+        ("model_f16.onnx", "f16", "past_kv"),
+        ("model_cuda.onnx", "f32", "causal"),
+        ("model_cuda_f16.onnx", "f16", "causal"),
+    }
     tokenizer = json.loads((tiny_export / "tokenizer.json").read_text())["model"]["vocab"]
     assert tokenizer["yes"] == manifest.yes_id and tokenizer["no"] == manifest.no_id
     assert manifest.source == str(tiny_checkpoint) and manifest.max_length == 8192
@@ -30,7 +48,7 @@ def test_export_folder_contents_and_manifest(tiny_export, tiny_checkpoint):
 
 def test_graph_signature_and_no_vocab_sized_logits(tiny_export):
     """model*.onnx: ids, last_index and per-layer past K/V of a shared prefix in; logit and the new K/V out."""
-    assert Manifest.read(tiny_export).past_kv
+    assert {layout for name, _, layout in graphs(tiny_export) if "cuda" not in name} == {"past_kv"}
     layers = json.loads((tiny_export / "config.json").read_text())["num_hidden_layers"]
     for name in ("model_f16.onnx", "model_int8.onnx"):
         graph = onnx.load(str(tiny_export / name)).graph
@@ -74,8 +92,8 @@ def test_int8_graph_can_keep_the_first_layer_in_f32(tiny_export, tmp_path, mixed
     f32, integer = _matmul_kinds(onnx.load(str(folder / "model_int8.onnx")).graph)
     assert len(f32) == 8 and f32[-1] == [config["hidden_size"]]  # the first layer's 7 linears, then the head
     assert integer == 7 * (config["num_hidden_layers"] - 1)
-    int8 = OnnxQwen3Scorer(folder, dtype="int8").score(mixed_pairs)
-    assert np.abs(int8 - OnnxQwen3Scorer(folder).score(mixed_pairs)).max() < 0.1
+    int8 = OnnxQwen3Scorer.open(folder, dtype="int8").score(mixed_pairs)
+    assert np.abs(int8 - OnnxQwen3Scorer.open(folder).score(mixed_pairs)).max() < 0.1
 
 
 def test_export_refuses_to_overwrite(tiny_checkpoint, tmp_path):
@@ -99,22 +117,25 @@ def test_non_qwen3_checkpoint_is_rejected(tiny_checkpoint, tmp_path):
 
 def test_packaged_tiny_model_is_what_the_builder_makes(tmp_path, mixed_pairs):
     rebuilt = build_tiny_model(tmp_path / "tiny")
-    packaged = OnnxQwen3Scorer(tiny_model_dir()).score(mixed_pairs)
-    np.testing.assert_allclose(OnnxQwen3Scorer(rebuilt).score(mixed_pairs), packaged, atol=1e-5)
+    packaged = OnnxQwen3Scorer.open(tiny_model_dir()).score(mixed_pairs)
+    np.testing.assert_allclose(OnnxQwen3Scorer.open(rebuilt).score(mixed_pairs), packaged, atol=1e-5)
     assert (tmp_path / "tiny" / "tokenizer.json").read_text() == (tiny_model_dir() / "tokenizer.json").read_text()
     assert Manifest.read(tiny_model_dir()).source == TINY_MODEL.split(":", 1)[1]
 
 
 def test_int8_only_export_keeps_no_f32_graph(tiny_checkpoint, tmp_path, mixed_pairs):
     out = export_checkpoint(tiny_checkpoint, tmp_path / "int8", dtypes=["int8"])
-    assert Manifest.read(out).graphs == {"int8": "model_int8.onnx"}
+    assert graphs(out) == {("model_int8.onnx", "int8", "past_kv")}
     assert not (out / "model.onnx").exists()
-    assert OnnxQwen3Scorer(out, dtype="int8").score(mixed_pairs).shape == (len(mixed_pairs),)
+    assert OnnxQwen3Scorer.open(out, dtype="int8").score(mixed_pairs).shape == (len(mixed_pairs),)
 
 
 def test_gpu_graph_is_right_padded_fused_attention_with_no_mask_to_build(tiny_export):
     """The CUDA graph: inputs ids + last_index, one fused causal Attention per layer, nothing that builds a mask."""
-    assert Manifest.read(tiny_export).cuda_graphs == {"f32": "model_cuda.onnx", "f16": "model_cuda_f16.onnx"}
+    assert {(name, dtype) for name, dtype, layout in graphs(tiny_export) if layout == "causal"} == {
+        ("model_cuda.onnx", "f32"),
+        ("model_cuda_f16.onnx", "f16"),
+    }
     layers = json.loads((tiny_export / "config.json").read_text())["num_hidden_layers"]
     for name in ("model_cuda.onnx", "model_cuda_f16.onnx"):
         graph = onnx.load(str(tiny_export / name)).graph
@@ -129,20 +150,20 @@ def test_gpu_graph_is_right_padded_fused_attention_with_no_mask_to_build(tiny_ex
 
 
 def test_the_past_kv_graph_is_the_default_off_cuda(tiny_export):
-    scorer = OnnxQwen3Scorer(tiny_export)
+    scorer = OnnxQwen3Scorer.open(tiny_export)
     assert scorer.graph_path.name == "model.onnx" and scorer.shares_prefix
-    assert OnnxQwen3Scorer(tiny_export, device="cuda").graph_path.name == "model.onnx"  # no CUDA here: CPU graph
-    scorer = OnnxQwen3Scorer(tiny_export, graph_variant="cuda")
-    assert scorer.right_padded and scorer.graph_path.name == "model_cuda.onnx" and not scorer.shares_prefix
+    assert OnnxQwen3Scorer.open(tiny_export, device="cuda").graph_path.name == "model.onnx"  # no CUDA here: CPU graph
+    scorer = OnnxQwen3Scorer.open(tiny_export, graph_variant="cuda")
+    assert scorer.layout.right_padded and scorer.graph_path.name == "model_cuda.onnx" and not scorer.shares_prefix
     with pytest.raises(ModelFormatError, match="no int8 GPU graph"):
-        OnnxQwen3Scorer(tiny_export, graph_variant="cuda", dtype="int8")
+        OnnxQwen3Scorer.open(tiny_export, graph_variant="cuda", dtype="int8")
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not cuda_available(), reason="needs onnxruntime-gpu and a CUDA device")
 def test_on_cuda_auto_loads_the_f16_gpu_graph_and_matches_official(tiny_export, official, mixed_pairs):
-    scorer = OnnxQwen3Scorer(tiny_export, device="cuda")
-    assert scorer.device == "cuda" and scorer.right_padded and scorer.graph_path.name == "model_cuda_f16.onnx"
+    scorer = OnnxQwen3Scorer.open(tiny_export, device="cuda")
+    assert scorer.device == "cuda" and scorer.layout.right_padded and scorer.graph_path.name == "model_cuda_f16.onnx"
     np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=1e-2)
 
 

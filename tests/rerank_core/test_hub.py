@@ -9,8 +9,8 @@ import time
 import pytest
 
 from rerank_core import ModelNotFoundError, Reranker
-from rerank_core.hub import resolve_model_dir
-from rerank_core.testing import TINY_MODEL, tiny_model_dir
+from rerank_core.locate.hub import resolve_model_dir
+from rerank_core.tiny_model import TINY_MODEL, tiny_model_dir
 
 
 def test_local_folder_and_path_in_repo(tmp_path):

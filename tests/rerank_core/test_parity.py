@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
+from rerank_core.backends.onnx import OnnxQwen3Scorer
 from rerank_core.export import export_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -11,12 +11,12 @@ TOL = 1e-4
 
 
 def test_scored_together_equals_official(tiny_export, official, mixed_pairs):
-    ours = OnnxQwen3Scorer(tiny_export).score(mixed_pairs)
+    ours = OnnxQwen3Scorer.open(tiny_export).score(mixed_pairs)
     np.testing.assert_allclose(ours, official(mixed_pairs), atol=TOL)
 
 
 def test_each_pair_scored_alone_equals_official_batch(tiny_export, official, mixed_pairs):
-    scorer = OnnxQwen3Scorer(tiny_export)
+    scorer = OnnxQwen3Scorer.open(tiny_export)
     alone = np.array([scorer.score([p])[0] for p in mixed_pairs])
     np.testing.assert_allclose(alone, official(mixed_pairs), atol=TOL)
 
@@ -25,12 +25,12 @@ def test_each_pair_scored_alone_equals_official_batch(tiny_export, official, mix
 @pytest.mark.parametrize("budget,rows", [(64, 32), (700, 3), (100_000, 64)])
 def test_batch_composition_does_not_change_scores(tiny_export, official, mixed_pairs, budget, rows, variant):
     """Both layouts: the CPU graph (left padding, mask) and the GPU graph (right padding, causal), run here on CPU."""
-    scorer = OnnxQwen3Scorer(tiny_export, token_budget=budget, max_batch_size=rows, graph_variant=variant)
+    scorer = OnnxQwen3Scorer.open(tiny_export, token_budget=budget, max_rows_per_call=rows, graph_variant=variant)
     np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=TOL)
 
 
 def test_shuffled_input_gives_the_same_score_per_pair(tiny_export, mixed_pairs):
-    scorer = OnnxQwen3Scorer(tiny_export)
+    scorer = OnnxQwen3Scorer.open(tiny_export)
     base = scorer.score(mixed_pairs)
     perm = np.random.default_rng(3).permutation(len(mixed_pairs))
     shuffled = scorer.score([mixed_pairs[i] for i in perm])
@@ -39,7 +39,7 @@ def test_shuffled_input_gives_the_same_score_per_pair(tiny_export, mixed_pairs):
 
 @pytest.mark.parametrize("variant", ["cpu", "cuda"])
 def test_instruction_and_truncation_match_official(tiny_export, official, mixed_pairs, variant):
-    scorer = OnnxQwen3Scorer(tiny_export, max_length=96, graph_variant=variant)
+    scorer = OnnxQwen3Scorer.open(tiny_export, max_length=96, graph_variant=variant)
     out = scorer.score_detailed(mixed_pairs, instruction="Find the answer")
     np.testing.assert_allclose(out.scores, official(mixed_pairs, "Find the answer", max_length=96), atol=TOL)
     assert (out.truncated > 0).any()
@@ -48,7 +48,7 @@ def test_instruction_and_truncation_match_official(tiny_export, official, mixed_
 def test_we_do_not_have_the_right_padding_bug(tiny_export, official, mixed_pairs):
     """EmbedAnything 0.7.1 pads on the right and reads position L−1: wrong for every shorter row."""
     buggy = official(mixed_pairs, padding_side="right")
-    ours = OnnxQwen3Scorer(tiny_export).score(mixed_pairs)
+    ours = OnnxQwen3Scorer.open(tiny_export).score(mixed_pairs)
     assert np.abs(buggy - official(mixed_pairs)).max() > 0.01  # the bug is visible on this set
     np.testing.assert_allclose(ours, official(mixed_pairs), atol=TOL)
 
@@ -56,8 +56,8 @@ def test_we_do_not_have_the_right_padding_bug(tiny_export, official, mixed_pairs
 def test_int8_graph_stays_close_and_keeps_the_order(tiny_export, mixed_pairs):
     from scipy.stats import spearmanr
 
-    f32 = OnnxQwen3Scorer(tiny_export).score(mixed_pairs)
-    int8 = OnnxQwen3Scorer(tiny_export, dtype="int8").score(mixed_pairs)
+    f32 = OnnxQwen3Scorer.open(tiny_export).score(mixed_pairs)
+    int8 = OnnxQwen3Scorer.open(tiny_export, dtype="int8").score(mixed_pairs)
     assert np.abs(int8 - f32).max() < 0.1
     assert spearmanr(int8, f32).statistic > 0.9
 
@@ -66,14 +66,14 @@ def test_an_int8_score_does_not_depend_on_its_batch_mates(tiny_export, mixed_pai
     """Per-token activation scales: a pair scores the same alone as batched with longer pairs and their padding
     (one scale per tensor moved a tiny-model score by 0.045 this way), with prefix sharing on and off."""
     for share in (True, False):
-        scorer = OnnxQwen3Scorer(tiny_export, dtype="int8", share_prefix=share)
+        scorer = OnnxQwen3Scorer.open(tiny_export, dtype="int8", share_prefix=share)
         alone = [scorer.score([pair])[0] for pair in mixed_pairs]
         np.testing.assert_allclose(scorer.score(mixed_pairs), alone, atol=1e-6)
 
 
 def test_f16_graph_stays_close(tiny_export, mixed_pairs):
-    f32 = OnnxQwen3Scorer(tiny_export).score(mixed_pairs)
-    f16 = OnnxQwen3Scorer(tiny_export, dtype="f16").score(mixed_pairs)
+    f32 = OnnxQwen3Scorer.open(tiny_export).score(mixed_pairs)
+    f16 = OnnxQwen3Scorer.open(tiny_export, dtype="f16").score(mixed_pairs)
     assert f16.dtype == np.float32 and np.abs(f16 - f32).max() < 0.01
 
 
@@ -81,12 +81,12 @@ def test_third_party_full_logits_graph_scores_correctly(tiny_checkpoint, officia
     folder = export_checkpoint(tiny_checkpoint, tmp_path / "full", full_logits=True)
     assert not (folder / "rerank_manifest.json").exists()  # laid out like zhiqing/Qwen3-Reranker-0.6B-ONNX
     with caplog.at_level("WARNING"):
-        scorer = OnnxQwen3Scorer(folder)
+        scorer = OnnxQwen3Scorer.open(folder)
     assert "full-logits" in caplog.text
     np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=TOL)
 
 
 def test_f16_gpu_graph_stays_close_to_official(tiny_export, official, mixed_pairs):
     """The f16 GPU graph, on the CPU provider here: ≤1e-2 from the official f32 recipe in mixed batches."""
-    scorer = OnnxQwen3Scorer(tiny_export, dtype="f16", graph_variant="cuda", token_budget=300, max_batch_size=4)
+    scorer = OnnxQwen3Scorer.open(tiny_export, dtype="f16", graph_variant="cuda", token_budget=300, max_rows_per_call=4)
     np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=1e-2)

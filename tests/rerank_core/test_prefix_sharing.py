@@ -3,36 +3,19 @@
 import numpy as np
 import pytest
 
-from rerank_core.backends.onnx_qwen3 import OnnxQwen3Scorer
-from rerank_core.backends.past_kv import PastKvGraph
+from rerank_core.backends.onnx import OnnxQwen3Scorer
 from rerank_core.config import ModelConfig, load_reranker
 from rerank_core.export import export_checkpoint
 from rerank_core.formatting import format_document, format_query
-from rerank_core.prefix_sharing import plan_prefix_groups
-from rerank_core.testing import tiny_model_dir
+from rerank_core.planning import plan_prefix_groups
+from rerank_core.tiny_model import tiny_model_dir
 from rerank_core.tokenization import EncodedPairs
 
 TOL = 1e-4
-ids = [np.array(x) for x in ([1, 2, 3, 4, 9], [1, 2, 3, 4, 8, 8], [1, 2, 5, 6], [1, 2, 3, 4, 9], [1, 2, 7])]
-
-
-def _groups(heads, base=2, max_prefix=100):
-    return {g.length: g.rows.tolist() for g in plan_prefix_groups(ids, heads, base, max_prefix)}
-
-
-def test_rows_of_one_head_share_their_common_token_prefix_and_the_rest_share_the_system_prefix():
-    assert _groups(["a", "a", "b", "a", "c"]) == {2: [2, 4], 4: [0, 1, 3]}
-    assert _groups(None) == {2: [0, 1, 2, 3, 4]}  # heads unknown: only the system prefix
-
-
-def test_a_prefix_leaves_each_row_a_token_of_its_own_and_stays_under_its_cap():
-    assert _groups(["a", "x", "y", "a", "z"]) == {2: [1, 2, 4], 4: [0, 3]}  # identical rows: the last token is theirs
-    assert _groups(["a", "a", "b", "a", "c"], max_prefix=3) == {2: [2, 4], 3: [0, 1, 3]}
-    assert _groups(["a", "a", "b", "a", "c"], max_prefix=2) == {2: [0, 1, 2, 3, 4]}  # nothing beyond the base
 
 
 def test_requests_merged_into_one_call_share_a_query_prefix():
-    scorer = OnnxQwen3Scorer(tiny_model_dir())
+    scorer = OnnxQwen3Scorer.open(tiny_model_dir())
     first = scorer.prepare([("what is ml?", "ML learns from data."), ("tea?", "Green tea.")]).payload
     second = scorer.prepare([("what is ml?", "Pizza is food.")]).payload
     merged = EncodedPairs.concat([first, second])
@@ -44,27 +27,36 @@ def test_requests_merged_into_one_call_share_a_query_prefix():
 def many_docs():
     rng = np.random.default_rng(11)
     words = "cat dog machine learning data pizza coffee python garden movie weather Paris café 日本語".split()
-    return [("What is machine learning used for today?", " ".join(rng.choice(words, size=int(rng.integers(1, 40)))))
-            for _ in range(40)]
-
+    return [
+        ("What is machine learning used for today?", " ".join(rng.choice(words, size=int(rng.integers(1, 40)))))
+        for _ in range(40)
+    ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("budget,rows", [(512, 32), (64, 4), (100_000, 64)])
 def test_many_documents_per_query_equal_official(tiny_export, official, many_docs, budget, rows):
-    scorer = OnnxQwen3Scorer(tiny_export, token_budget=budget, max_batch_size=rows)
+    scorer = OnnxQwen3Scorer.open(tiny_export, token_budget=budget, max_rows_per_call=rows)
     assert scorer.shares_prefix
     np.testing.assert_allclose(scorer.score(many_docs), official(many_docs), atol=TOL)
 
 
 @pytest.mark.slow
 def test_several_queries_and_instructions_in_one_call_equal_official(tiny_export, official, many_docs, mixed_pairs):
-    scorer = OnnxQwen3Scorer(tiny_export)
-    items = [scorer.prepare(mixed_pairs), scorer.prepare(many_docs[:7], instruction="Find the answer"),
-             scorer.prepare(many_docs[7:12]), scorer.prepare(mixed_pairs[:2], instruction="Judge it")]
+    scorer = OnnxQwen3Scorer.open(tiny_export)
+    items = [
+        scorer.prepare(mixed_pairs),
+        scorer.prepare(many_docs[:7], instruction="Find the answer"),
+        scorer.prepare(many_docs[7:12]),
+        scorer.prepare(mixed_pairs[:2], instruction="Judge it"),
+    ]
     outs = scorer.score_prepared(items)
-    want = [official(mixed_pairs), official(many_docs[:7], "Find the answer"), official(many_docs[7:12]),
-            official(mixed_pairs[:2], "Judge it")]
+    want = [
+        official(mixed_pairs),
+        official(many_docs[:7], "Find the answer"),
+        official(many_docs[7:12]),
+        official(mixed_pairs[:2], "Judge it"),
+    ]
     for out, expected in zip(outs, want):
         np.testing.assert_allclose(out.scores, expected, atol=TOL)
 
@@ -73,7 +65,7 @@ def test_several_queries_and_instructions_in_one_call_equal_official(tiny_export
 def test_a_query_longer_than_the_budget_and_truncation_equal_official(tiny_export, official):
     query = "Which garden movie about coffee and machine learning " * 12  # well over a 64-token budget
     pairs = [(query, "Pizza data " * n) for n in (1, 5, 30, 80)]
-    scorer = OnnxQwen3Scorer(tiny_export, token_budget=64, max_batch_size=4, max_length=300)
+    scorer = OnnxQwen3Scorer.open(tiny_export, token_budget=64, max_rows_per_call=4, max_length=300)
     out = scorer.score_detailed(pairs)
     assert (out.truncated > 0).any()
     np.testing.assert_allclose(out.scores, official(pairs, max_length=300), atol=TOL)
@@ -82,13 +74,13 @@ def test_a_query_longer_than_the_budget_and_truncation_equal_official(tiny_expor
 @pytest.mark.slow
 def test_seed_style_preformatted_input_equals_official(tiny_export, official, many_docs):
     pairs = [(format_query(q, "Rank it"), format_document(d)) for q, d in many_docs[:10]]
-    np.testing.assert_allclose(OnnxQwen3Scorer(tiny_export).score(pairs), official(pairs), atol=TOL)
+    np.testing.assert_allclose(OnnxQwen3Scorer.open(tiny_export).score(pairs), official(pairs), atol=TOL)
 
 
 @pytest.mark.slow
 def test_left_truncation_with_sharing_keeps_the_documents_end(tiny_export, many_docs):
     pairs = [(q, d + " tail" * 60) for q, d in many_docs[:6]]
-    on, off = (OnnxQwen3Scorer(tiny_export, max_length=100, share_prefix=s) for s in (True, False))
+    on, off = (OnnxQwen3Scorer.open(tiny_export, max_length=100, share_prefix=s) for s in (True, False))
     got = [s.score_prepared([s.prepare(pairs, truncation="left")])[0] for s in (on, off)]
     assert (got[0].truncated > 0).all()
     np.testing.assert_allclose(got[0].scores, got[1].scores, atol=1e-5)
@@ -105,16 +97,16 @@ def test_the_switch_turns_sharing_off_and_scores_stay(many_docs):
 def test_a_plain_export_without_past_kv_still_scores_like_official(tiny_checkpoint, official, mixed_pairs, tmp_path):
     """Graphs of exporter version ≤ 2 (and `past_kv=False` exports): input_ids + attention_mask, left padding."""
     folder = export_checkpoint(tiny_checkpoint, tmp_path / "plain", dtypes=["f32"], past_kv=False)
-    scorer = OnnxQwen3Scorer(folder)
-    assert not scorer.shares_prefix and not scorer.right_padded
+    scorer = OnnxQwen3Scorer.open(folder)
+    assert scorer.layout.name == "plain" and not scorer.shares_prefix and not scorer.layout.right_padded
     assert [i.name for i in scorer.session.get_inputs()] == ["input_ids", "attention_mask"]
     np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=TOL)
 
 
 def test_a_replaced_session_computes_its_own_system_prompt_kv(tiny_export, mixed_pairs):
     """replace_session (another runtime or graph, as the benches swap in) must not keep the old session's K/V."""
-    f16 = OnnxQwen3Scorer(tiny_export, dtype="f16")
-    swapped = OnnxQwen3Scorer(tiny_export, dtype="f32")
+    f16 = OnnxQwen3Scorer.open(tiny_export, dtype="f16")
+    swapped = OnnxQwen3Scorer.open(tiny_export, dtype="f32")
     swapped.replace_session(f16.session)  # f16 K/V inputs: the f32 system-prompt K/V would not even be accepted
     np.testing.assert_allclose(swapped.score(mixed_pairs), f16.score(mixed_pairs), atol=1e-6)
 
@@ -122,8 +114,8 @@ def test_a_replaced_session_computes_its_own_system_prompt_kv(tiny_export, mixed
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5])
 def test_a_prefix_extended_a_few_tokens_per_call_has_the_same_kv_as_in_one_call(tiny_export, chunk):
     """A prefix computed one, two, … tokens per call (as the token budget may cut it) has the same keys and values."""
-    scorer = OnnxQwen3Scorer(tiny_export)
-    graph, ids = PastKvGraph(scorer.session), np.array(scorer.tokenizer.prefix_ids)
-    whole = graph.extend(graph.empty, ids, len(ids))
-    for got, want in zip(graph.extend(graph.empty, ids, chunk).tensors, whole.tensors):
+    scorer = OnnxQwen3Scorer.open(tiny_export)
+    layout, ids = scorer.layout, np.array(scorer.tokenizer.prefix_ids)
+    whole = layout.extend(layout.empty_prefix, ids, len(ids))
+    for got, want in zip(layout.extend(layout.empty_prefix, ids, chunk).tensors, whole.tensors):
         np.testing.assert_allclose(got, want, atol=1e-5)

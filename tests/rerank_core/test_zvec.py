@@ -7,12 +7,16 @@ zvec = pytest.importorskip("zvec")
 from zvec import CollectionSchema, DataType, Doc, FieldSchema, FlatIndexParam, Query, VectorSchema  # noqa: E402
 
 from rerank_core.integrations.zvec import QwenReRanker, rerank_query  # noqa: E402
-from rerank_core.testing import TINY_MODEL  # noqa: E402
+from rerank_core.tiny_model import TINY_MODEL  # noqa: E402
 
 QUERY = "what is machine learning"
 TEXTS = [
-    "machine learning is a subset of ai", "coffee is brewed from beans", "python is a programming language",
-    "the eiffel tower is in paris", "ml algorithms learn from data", "pizza is a popular food",
+    "machine learning is a subset of ai",
+    "coffee is brewed from beans",
+    "python is a programming language",
+    "the eiffel tower is in paris",
+    "ml algorithms learn from data",
+    "pizza is a popular food",
 ]
 
 
@@ -28,16 +32,23 @@ def collection(tmp_path_factory):
     docs = []
     for i in range(36):
         content = "" if i % 9 == 4 else f"{TEXTS[i % len(TEXTS)]} (doc {i})"
-        docs.append(Doc(id=f"d{i}", fields={"content": content},
-                        vectors={"a": rng.standard_normal(8).tolist(), "b": rng.standard_normal(8).tolist()}))
+        docs.append(
+            Doc(
+                id=f"d{i}",
+                fields={"content": content},
+                vectors={"a": rng.standard_normal(8).tolist(), "b": rng.standard_normal(8).tolist()},
+            )
+        )
     assert all(s.ok() for s in col.insert(docs))
     return col
 
 
 def queries(seed=1):
     rng = np.random.default_rng(seed)
-    return [Query(field_name="a", vector=rng.standard_normal(8).tolist()),
-            Query(field_name="b", vector=rng.standard_normal(8).tolist())]
+    return [
+        Query(field_name="a", vector=rng.standard_normal(8).tolist()),
+        Query(field_name="b", vector=rng.standard_normal(8).tolist()),
+    ]
 
 
 def test_multi_query_search_is_reranked_by_local_qwen3(collection, tiny_reranker):

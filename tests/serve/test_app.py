@@ -1,6 +1,5 @@
 """The Serve endpoint on real Ray Serve and real HTTP: both protocols, batching across requests, limits, auth."""
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -8,7 +7,8 @@ import numpy as np
 import pytest
 from ray import serve
 
-from serve.app import BATCH_HEADER, DASHSCOPE_ROUTE
+from serve.app import BATCH_HEADER
+from serve.protocols import DASHSCOPE_ROUTE
 from tests.conftest import session_app_args
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,9 @@ def test_rerank_scores_equal_library_and_are_sorted(serve_url, tiny_reranker, pa
 
 
 def test_top_n_and_return_documents(serve_url):
-    body = post(serve_url, "/v1/rerank", {"query": QUERY, "documents": DOCS, "top_n": 2, "return_documents": True}).json()
+    body = post(
+        serve_url, "/v1/rerank", {"query": QUERY, "documents": DOCS, "top_n": 2, "return_documents": True}
+    ).json()
     assert len(body["results"]) == 2
     assert all(r["document"]["text"] == DOCS[r["index"]] for r in body["results"])
 
@@ -50,8 +52,11 @@ def test_instruction_changes_scores_like_the_library(serve_url, tiny_reranker):
 
 
 def test_dashscope_route_speaks_the_protocol(serve_url, tiny_reranker):
-    body = {"model": "gte-rerank-v2", "input": {"query": QUERY, "documents": DOCS},
-            "parameters": {"top_n": 3, "return_documents": True, "instruct": "Find facts"}}
+    body = {
+        "model": "gte-rerank-v2",
+        "input": {"query": QUERY, "documents": DOCS},
+        "parameters": {"top_n": 3, "return_documents": True, "instruct": "Find facts"},
+    }
     reply = post(serve_url, DASHSCOPE_ROUTE, body).json()
     expected = tiny_reranker.score_pairs([(QUERY, d) for d in DOCS], instruction="Find facts")
     results = reply["output"]["results"]
@@ -67,8 +72,9 @@ def test_the_official_dashscope_sdk_works_against_us(serve_url, tiny_reranker):
     saved = dashscope.base_http_api_url
     dashscope.base_http_api_url = f"{serve_url}/api/v1"  # what DASHSCOPE_HTTP_BASE_URL sets
     try:
-        reply = TextReRank.call(model="gte-rerank-v2", query=QUERY, documents=DOCS, top_n=4, return_documents=True,
-                                api_key="sk-not-checked")
+        reply = TextReRank.call(
+            model="gte-rerank-v2", query=QUERY, documents=DOCS, top_n=4, return_documents=True, api_key="sk-not-checked"
+        )
     finally:
         dashscope.base_http_api_url = saved
     assert reply.status_code == 200, reply
@@ -118,14 +124,22 @@ def test_max_documents_message_names_the_limit(serve_url):
 def test_body_over_max_body_bytes_is_a_413(serve_url):
     reply = post(serve_url, "/v1/rerank", {"query": QUERY, "documents": ["x" * 70000]})
     assert reply.status_code == 413 and "max_body_bytes=65536" in reply.json()["message"]
-    chunked = httpx.post(serve_url + "/v1/rerank", content=iter([b'{"query": "q", "documents": ["', b"x" * 70000, b'"]}']),
-                         headers={"content-type": "application/json"}, timeout=30)
+    chunked = httpx.post(
+        serve_url + "/v1/rerank",
+        content=iter([b'{"query": "q", "documents": ["', b"x" * 70000, b'"]}']),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
     assert chunked.status_code == 413 and chunked.json()["field"] == "body"
 
 
 def test_invalid_json_is_a_400(serve_url):
-    reply = httpx.post(serve_url + "/v1/rerank", content=b'{"query": "q", "documents": [', timeout=10,
-                       headers={"content-type": "application/json"})
+    reply = httpx.post(
+        serve_url + "/v1/rerank",
+        content=b'{"query": "q", "documents": [',
+        timeout=10,
+        headers={"content-type": "application/json"},
+    )
     assert reply.status_code == 400
 
 
@@ -190,7 +204,7 @@ def test_autoscaling_config_is_accepted(serve_url):
 
 def _deploy_extra(name, args_update, options_update, env=None):
     from serve.app import build_app
-    from serve.launcher import load_serve_config, wait_healthy
+    from serve.launcher import load_serve_config
     from tests.conftest import REPO
 
     app_cfg = load_serve_config(REPO / "configs/demo/serve.yaml")["applications"][0]
@@ -198,7 +212,9 @@ def _deploy_extra(name, args_update, options_update, env=None):
     options.update(num_replicas=1, **options_update)
     if env:
         options["ray_actor_options"] = {**options["ray_actor_options"], "runtime_env": {"env_vars": env}}
-    serve.run(build_app({**app_cfg["args"], **args_update}, options), name=name, route_prefix=f"/{name}", blocking=False)
+    serve.run(
+        build_app({**app_cfg["args"], **args_update}, options), name=name, route_prefix=f"/{name}", blocking=False
+    )
 
 
 def test_api_key_is_required_when_configured(serve_url):
@@ -220,8 +236,15 @@ def test_api_key_is_required_when_configured(serve_url):
 
 
 def test_overload_is_answered_quickly_not_queued_forever(serve_url):
-    _deploy_extra("tight", {}, {"max_ongoing_requests": 1, "max_queued_requests": 1,
-                                "user_config": {"max_batch_size": 1, "batch_wait_timeout_s": 0.0}})
+    _deploy_extra(
+        "tight",
+        {},
+        {
+            "max_ongoing_requests": 1,
+            "max_queued_requests": 1,
+            "user_config": {"max_batch_size": 1, "batch_wait_timeout_s": 0.0},
+        },
+    )
     url = f"{serve_url}/tight"
     try:
         from serve.launcher import wait_healthy

@@ -30,6 +30,7 @@ def _best_first(indices, expected):
 
 # ---- Cohere SDK (v1 and v2), LangChain ----
 
+
 def test_cohere_v1_client(serve_url, expected):
     import cohere
 
@@ -48,7 +49,8 @@ def test_cohere_v2_client(serve_url, expected):
     reply = client.rerank(model="qwen3-reranker", query=QUERY, documents=DOCS, top_n=3)
     assert len(reply.results) == 3 and _best_first([r.index for r in reply.results], expected)
     assert [r.relevance_score for r in reply.results] == pytest.approx(
-        [float(expected[r.index]) for r in reply.results], abs=1e-5)
+        [float(expected[r.index]) for r in reply.results], abs=1e-5
+    )
 
 
 def test_langchain_cohere_rerank(serve_url, expected):
@@ -82,6 +84,7 @@ def test_langchain_dashscope_rerank(serve_url, expected):
 
 
 # ---- Infinity (its client) and TEI (plain HTTP) on POST /rerank ----
+
 
 def test_infinity_client(serve_url, expected):
     from infinity_client import Client
@@ -119,19 +122,26 @@ def test_tei_truncation_is_refused_unless_asked_for_and_then_honours_its_directi
     assert refused.status_code == 413 and refused.json()["error_type"] == "validation"
     assert "truncate" in refused.json()["error"]
     right = post(serve_url, "/rerank", {"query": QUERY, "texts": texts, "truncate": True})
-    left = post(serve_url, "/rerank", {"query": QUERY, "texts": texts, "truncate": True,
-                                       "truncation_direction": "Left"})
+    left = post(
+        serve_url, "/rerank", {"query": QUERY, "texts": texts, "truncate": True, "truncation_direction": "Left"}
+    )
     assert right.status_code == left.status_code == 200
     assert int(right.headers["x-truncated-documents"]) == 1
     scorer = tiny_reranker.scorer
-    limited = type(scorer)(scorer.graph_path.parent, max_length=512)
+    limited = type(scorer).open(scorer.graph_path.parent, max_length=512)
     for reply, side in ((right, "right"), (left, "left")):
         want = limited.score_prepared([limited.prepare([(QUERY, t) for t in texts], truncation=side)])[0].scores
         assert {r["index"]: r["score"] for r in reply.json()} == pytest.approx(dict(enumerate(want.tolist())), abs=1e-5)
 
 
-@pytest.mark.parametrize("body,field", [({"query": QUERY}, "texts"), ({"query": "", "texts": DOCS}, "query"),
-                                        ({"query": QUERY, "texts": ["a", 1]}, "texts[1]")])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"query": QUERY}, "texts"),
+        ({"query": "", "texts": DOCS}, "query"),
+        ({"query": QUERY, "texts": ["a", 1]}, "texts[1]"),
+    ],
+)
 def test_tei_errors_have_its_shape(serve_url, body, field):
     reply = post(serve_url, "/rerank", body)
     assert reply.status_code == 422
@@ -148,6 +158,7 @@ def test_infinity_errors_have_the_openai_shape(serve_url):
 
 # ---- vLLM's score API (plain HTTP) ----
 
+
 @pytest.mark.parametrize("path", ["/score", "/v1/score"])
 def test_vllm_score_one_to_many_and_pairwise(serve_url, tiny_reranker, path):
     one = post(serve_url, path, {"model": "m", "text_1": QUERY, "text_2": DOCS}).json()
@@ -159,7 +170,8 @@ def test_vllm_score_one_to_many_and_pairwise(serve_url, tiny_reranker, path):
     queries = [QUERY, "How to make coffee?", "Où est Paris ?", QUERY]
     pairwise = post(serve_url, path, {"text_1": queries, "text_2": DOCS}).json()
     assert [d["score"] for d in pairwise["data"]] == pytest.approx(
-        tiny_reranker.score_pairs(list(zip(queries, DOCS))).tolist(), abs=1e-5)
+        tiny_reranker.score_pairs(list(zip(queries, DOCS))).tolist(), abs=1e-5
+    )
     single = post(serve_url, path, {"text_1": [QUERY], "text_2": DOCS[0]}).json()
     assert single["data"][0]["score"] == pytest.approx(float(expected[0]), abs=1e-5)
 
@@ -174,9 +186,16 @@ def test_vllm_score_errors_have_its_shape(serve_url):
 
 # ---- DashScope's OpenAI-compatible rerank (plain HTTP) ----
 
+
 def test_dashscope_compatible_rerank(serve_url, tiny_reranker):
-    body = {"model": "qwen3-rerank", "query": QUERY, "documents": DOCS, "top_n": 2, "return_documents": True,
-            "instruct": "Retrieve semantically similar text."}
+    body = {
+        "model": "qwen3-rerank",
+        "query": QUERY,
+        "documents": DOCS,
+        "top_n": 2,
+        "return_documents": True,
+        "instruct": "Retrieve semantically similar text.",
+    }
     reply = post(serve_url, COMPATIBLE_ROUTE, body).json()
     expected = tiny_reranker.score_pairs([(QUERY, d) for d in DOCS], instruction=body["instruct"])
     assert reply["object"] == "list" and reply["id"] and reply["usage"]["total_tokens"] > 0
@@ -204,8 +223,10 @@ ROUTE_BODIES = {
     "/score": lambda docs: {"text_1": QUERY, "text_2": docs},
 }
 MESSAGE = {
-    "/v1/rerank": lambda b: b["message"], DASHSCOPE_ROUTE: lambda b: b["message"],
-    COMPATIBLE_ROUTE: lambda b: b["error"]["message"], "/rerank": lambda b: b["error"],
+    "/v1/rerank": lambda b: b["message"],
+    DASHSCOPE_ROUTE: lambda b: b["message"],
+    COMPATIBLE_ROUTE: lambda b: b["error"]["message"],
+    "/rerank": lambda b: b["error"],
     "/score": lambda b: b["error"]["message"],
 }
 
@@ -223,6 +244,8 @@ def test_every_route_enforces_documents_tokens_and_body_limits(serve_url, route)
 
 def test_docs_list_every_route(serve_url):
     paths = httpx.get(serve_url + "/openapi.json", timeout=10).json()["paths"]
-    assert {"/v1/rerank", "/v2/rerank", DASHSCOPE_ROUTE, COMPATIBLE_ROUTE, "/rerank", "/score", "/v1/score"} <= set(paths)
+    assert {"/v1/rerank", "/v2/rerank", DASHSCOPE_ROUTE, COMPATIBLE_ROUTE, "/rerank", "/score", "/v1/score"} <= set(
+        paths
+    )
     schema = paths["/rerank"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {s["title"] for s in schema["oneOf"]} == {"TeiRerankRequest", "InfinityRerankRequest"}

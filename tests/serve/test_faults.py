@@ -7,8 +7,9 @@ import httpx
 import pytest
 from ray import serve
 
-from serve.app import DASHSCOPE_ROUTE, build_app
+from serve.app import build_app
 from serve.launcher import wait_healthy
+from serve.protocols import DASHSCOPE_ROUTE
 from tests.fake_dashscope import API_KEY, overlap_score
 
 pytestmark = pytest.mark.slow
@@ -18,8 +19,14 @@ TIMEOUT_S = 30
 
 def _deploy(name, model, options=None, env=None):
     args = {"model": model, "max_documents": 64}
-    opts = {"num_replicas": 1, "max_ongoing_requests": 16, "max_queued_requests": 64,
-            "ray_actor_options": {"num_cpus": 0.25}, "health_check_period_s": 1, "graceful_shutdown_timeout_s": 1}
+    opts = {
+        "num_replicas": 1,
+        "max_ongoing_requests": 16,
+        "max_queued_requests": 64,
+        "ray_actor_options": {"num_cpus": 0.25},
+        "health_check_period_s": 1,
+        "graceful_shutdown_timeout_s": 1,
+    }
     if env:
         opts["ray_actor_options"]["runtime_env"] = {"env_vars": env}
     opts.update(options or {})
@@ -27,7 +34,9 @@ def _deploy(name, model, options=None, env=None):
 
 
 def _replicas(ray_cluster, app):
-    return {a["name"] for a in ray_cluster.util.list_named_actors(all_namespaces=True) if f"{app}#Reranker" in a["name"]}
+    return {
+        a["name"] for a in ray_cluster.util.list_named_actors(all_namespaces=True) if f"{app}#Reranker" in a["name"]
+    }
 
 
 def test_killed_replica_is_replaced_and_no_request_hangs(serve_url, ray_cluster):
@@ -81,10 +90,15 @@ def test_killed_replica_is_replaced_and_no_request_hangs(serve_url, ray_cluster)
     assert statuses.count(200) > 0 and statuses[-1] == 200
 
 
-def test_failing_dashscope_upstream_gives_clear_errors_and_the_replica_survives(serve_url, ray_cluster,
-                                                                                 fake_dashscope):
-    model = {"backend": "dashscope", "model": "gte-rerank-v2", "api_key_env": "UPSTREAM_KEY",
-             "base_url": fake_dashscope.base_url, "max_retries": 1, "timeout_s": 5}
+def test_failing_dashscope_upstream_gives_clear_errors_and_the_replica_survives(serve_url, ray_cluster, fake_dashscope):
+    model = {
+        "backend": "dashscope",
+        "model": "gte-rerank-v2",
+        "api_key_env": "UPSTREAM_KEY",
+        "base_url": fake_dashscope.base_url,
+        "max_retries": 1,
+        "timeout_s": 5,
+    }
     _deploy("upstream", model, env={"UPSTREAM_KEY": API_KEY})
     url = f"{serve_url}/upstream"
     try:
@@ -94,8 +108,11 @@ def test_failing_dashscope_upstream_gives_clear_errors_and_the_replica_survives(
         reply = httpx.post(f"{url}/v1/rerank", json=BODY, timeout=TIMEOUT_S)
         assert reply.status_code == 503 and "ServiceUnavailable" in reply.json()["message"]
         fake_dashscope.fail(429, "Throttling", times=2, retry_after=0.01)
-        ds = httpx.post(f"{url}{DASHSCOPE_ROUTE}", json={"model": "m", "input": {"query": "q", "documents": ["a"]}},
-                        timeout=TIMEOUT_S)
+        ds = httpx.post(
+            f"{url}{DASHSCOPE_ROUTE}",
+            json={"model": "m", "input": {"query": "q", "documents": ["a"]}},
+            timeout=TIMEOUT_S,
+        )
         assert ds.status_code == 429 and ds.json()["code"] == "Throttling"
         assert API_KEY not in reply.text + ds.text
         ok = httpx.post(f"{url}/v1/rerank", json=BODY, timeout=TIMEOUT_S)  # the upstream recovered

@@ -103,9 +103,11 @@ def test_oversized_uploads_are_cut_off_and_memory_stays_flat(serve_url, ray_clus
         assert status.startswith("HTTP/1.1 413") and sent < 32 * MIB, (status, sent)  # not read to the end
     assert medium[0].startswith("HTTP/1.1 413")
     assert not lying[0].startswith("HTTP/1.1 2") and lying[1] < 32 * MIB  # the surplus is never taken in
-    print(f"\nreplica RSS {before[0]:.0f} → peak {peaks[0]:.0f} → {after[0]:.0f} MiB; "
-          f"proxy RSS {before[1]:.0f} → peak {peaks[1]:.0f} → {after[1]:.0f} MiB; "
-          f"{len(chunked)}×256 MiB refused after {[s // 1024 for _, s in chunked]} KiB in {elapsed:.1f} s")
+    print(
+        f"\nreplica RSS {before[0]:.0f} → peak {peaks[0]:.0f} → {after[0]:.0f} MiB; "
+        f"proxy RSS {before[1]:.0f} → peak {peaks[1]:.0f} → {after[1]:.0f} MiB; "
+        f"{len(chunked)}×256 MiB refused after {[s // 1024 for _, s in chunked]} KiB in {elapsed:.1f} s"
+    )
     assert peaks[0] - before[0] < 64 and peaks[1] - before[1] < 64
     reply = httpx.post(serve_url + "/v1/rerank", json=ok, timeout=60)
     assert reply.status_code == 200 and actor_pid("ServeReplica:rerank:Reranker") == replica

@@ -13,8 +13,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .dtypes import Dtype
-from .manifest import MANIFEST_NAME
+from ..dtypes import Dtype
+from ..locate.manifest import MANIFEST_NAME
+from .graph import CUDA_GRAPH_NAMES, EXPORTER_VERSION, export_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,6 @@ def cached_export(
     The export is written to a staging folder and renamed into place, so a killed export leaves nothing that
     looks complete; the next caller removes the leftovers and exports again. Nothing is written next to the source.
     """
-    from .export import CUDA_GRAPH_NAMES, EXPORTER_VERSION, export_checkpoint
-
     root = cache_root(cache_dir)
     cuda_dtypes = [dtype] if gpu_graph and dtype in CUDA_GRAPH_NAMES else []
     version = EXPORTER_VERSION + ("+cuda" if cuda_dtypes else "")
@@ -129,7 +128,11 @@ def cached_export(
             shutil.rmtree(stale, ignore_errors=True)
         log.warning(
             "%s is a PyTorch checkpoint: exporting it to ONNX (%s) once into %s — this takes a few minutes for "
-            "Qwen3-Reranker-0.6B; later loads reuse it (cache: $%s)", name, dtype.value, final, CACHE_ENV,
+            "Qwen3-Reranker-0.6B; later loads reuse it (cache: $%s)",
+            name,
+            dtype.value,
+            final,
+            CACHE_ENV,
         )
         started = time.monotonic()
         export_checkpoint(src_dir, final, dtypes=[dtype], cuda_dtypes=cuda_dtypes, overwrite=True, source_name=name)

@@ -1,4 +1,8 @@
-"""Deterministic random-weight Qwen3 rerankers for tests, demos and benchmarks (their scores mean nothing)."""
+"""Deterministic random-weight Qwen3 rerankers for tests, demos and benchmarks (their scores mean nothing).
+
+The tiny one ships in the package (`builtin:tiny-qwen3-reranker`: 2 layers, a 1024-token BPE trained here); the
+full-size one has Qwen3-Reranker-0.6B's exact shape and Qwen's real vocabulary (`qwen_tokenizer.py`).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,12 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 from .dtypes import Dtype
 from .formatting import DEFAULT_INSTRUCTION, PREFIX, SUFFIX
-from .hub import ASSETS, BUILTIN_PREFIX
+from .locate.hub import ASSETS, BUILTIN_PREFIX
+from .qwen_tokenizer import VOCAB_SIZE
 
 TINY_NAME = "tiny-qwen3-reranker"
 TINY_MODEL = BUILTIN_PREFIX + TINY_NAME
@@ -27,7 +33,7 @@ TINY_SHAPE = dict(
 )
 # Qwen3-Reranker-0.6B's exact shape: same FLOPs per token as the real model.
 FULL_SIZE_SHAPE = dict(
-    vocab_size=151669,
+    vocab_size=VOCAB_SIZE,
     hidden_size=1024,
     intermediate_size=3072,
     num_hidden_layers=28,
@@ -39,12 +45,12 @@ FULL_SIZE_SHAPE = dict(
 TINY_VOCAB = 1024
 
 _WORDS = (
-    "the a of to and in is for on with as by at from that this it be are was not or an which can "
-    "yes no cat dog sits outside man playing guitar pasta movie awesome garden woman watches tv pizza "
-    "machine learning subset ai weather sunny today ml algorithms learn data food coffee brewed beans "
-    "python programming language nice french press great beginners query document instruct judge "
-    "requirements answer search retrieve relevant passages web given system user assistant think "
-    "model rerank score capital france paris europe eiffel tower science history music sport"
+    "the a of to and in is for on with as by at from that this it be are was not or an which can yes no cat dog sits "
+    "outside man playing guitar pasta movie awesome garden woman watches tv pizza machine learning subset ai weather "
+    "sunny today ml algorithms learn data food coffee brewed beans python programming language nice french press "
+    "great beginners query document instruct judge requirements answer search retrieve relevant passages web given "
+    "system user assistant think model rerank score capital france paris europe eiffel tower science history music "
+    "sport"
 ).split()
 _UNICODE = ["café", "naïve", "日本語", "中文检索", "ünïcödé", "emoji 🙂", "Ελληνικά", "русский"]
 
@@ -86,22 +92,37 @@ def build_tokenizer(seed: int = 0):
     return tokenizer
 
 
-def build_checkpoint(out_dir: str | Path, *, full_size: bool = False, seed: int = 0) -> Path:
-    """Write a random-weight Hugging Face Qwen3 checkpoint (config, safetensors, tokenizer) to `out_dir`."""
+def build_checkpoint(
+    out_dir: str | Path,
+    *,
+    full_size: bool = False,
+    vocabulary: Literal["tiny", "qwen"] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write a random-weight Hugging Face Qwen3 checkpoint (config, safetensors, tokenizer) to `out_dir`.
+
+    `full_size`: Qwen3-Reranker-0.6B's shape, else 2 small layers. `vocabulary` 'qwen' is Qwen's real one
+    (151,669 tokens: real token counts, truncation and prefix boundaries), 'tiny' a 1024-token BPE trained here;
+    None: 'qwen' at full size, else 'tiny'.
+    """
     import torch
     from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
+    from .qwen_tokenizer import qwen_tokenizer
+
     out = Path(out_dir)
-    tokenizer = build_tokenizer(seed)
+    vocabulary = vocabulary or ("qwen" if full_size else "tiny")
+    tokenizer = qwen_tokenizer() if vocabulary == "qwen" else build_tokenizer(seed)
     shape = dict(FULL_SIZE_SHAPE) if full_size else dict(TINY_SHAPE, vocab_size=tokenizer.get_vocab_size())
+    pad_id, eos_id = tokenizer.token_to_id("<|endoftext|>"), tokenizer.token_to_id("<|im_end|>")
     config = Qwen3Config(
         **shape,
         tie_word_embeddings=True,
         rope_theta=1_000_000.0,
         max_position_embeddings=40960 if full_size else 8192,
-        pad_token_id=0,
-        bos_token_id=0,
-        eos_token_id=2,
+        pad_token_id=pad_id,
+        bos_token_id=pad_id,
+        eos_token_id=eos_id,
     )
     torch.manual_seed(seed)
     model = Qwen3ForCausalLM(config).eval()
@@ -130,56 +151,3 @@ def build_tiny_model(
         return export_checkpoint(work, out_dir, dtypes=dtypes, overwrite=overwrite, source_name=name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-class OfficialRecipe:
-    """The official Qwen3-Reranker transformers recipe (QwenLM/Qwen3-Embedding): full logits, left padding,
-    log_softmax over [no, yes] at the last position. The reference for parity tests and speed benchmarks."""
-
-    def __init__(self, checkpoint: str | Path, threads: int | None = None, device: str = "cpu", dtype: str = "float32"):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        if threads:
-            torch.set_num_threads(threads)
-        self._torch = torch
-        self.device = device
-        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint, padding_side="left")
-        self.model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=getattr(torch, dtype)).to(device).eval()
-        self.yes_id = self.tokenizer.convert_tokens_to_ids("yes")
-        self.no_id = self.tokenizer.convert_tokens_to_ids("no")
-        self.prefix = self.tokenizer.encode(PREFIX, add_special_tokens=False)
-        self.suffix = self.tokenizer.encode(SUFFIX, add_special_tokens=False)
-
-    def score(self, pairs, instruction=None, max_length=8192, padding_side="left", batch_size=None):
-        """Scores of `pairs` in fixed batches taken in input order (all at once when batch_size is None)."""
-        import numpy as np
-
-        from .formatting import format_content
-
-        size = batch_size or max(1, len(pairs))
-        out = []
-        for start in range(0, len(pairs), size):
-            texts = [format_content(q, d, instruction) for q, d in pairs[start : start + size]]
-            out.append(self._score_texts(texts, max_length, padding_side))
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
-
-    def _score_texts(self, texts, max_length, padding_side):
-        torch = self._torch
-        inputs = self.tokenizer(
-            texts,
-            padding=False,
-            truncation="longest_first",
-            return_attention_mask=False,
-            max_length=max_length - len(self.prefix) - len(self.suffix),
-        )
-        inputs["input_ids"] = [self.prefix + ids + self.suffix for ids in inputs["input_ids"]]
-        self.tokenizer.padding_side = padding_side
-        try:
-            batch = self.tokenizer.pad(inputs, padding=True, return_tensors="pt")
-        finally:
-            self.tokenizer.padding_side = "left"
-        with torch.no_grad():
-            logits = self.model(**batch.to(self.device)).logits[:, -1, :].float()
-        pair = torch.stack([logits[:, self.no_id], logits[:, self.yes_id]], dim=1)
-        return torch.nn.functional.log_softmax(pair, dim=1)[:, 1].exp().cpu().numpy()

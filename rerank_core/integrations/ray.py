@@ -1,4 +1,7 @@
-"""Joining or starting Ray, and checking the cluster can satisfy a resource request (shared by serve and pipelines)."""
+"""Ray helpers both apps share (Serve and the offline job): join or start Ray, fit a model actor to the cluster.
+
+Ray is imported when a helper runs, never at import: the library stays importable without it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,15 @@ import logging
 import os
 from dataclasses import dataclass
 
-import ray
-
-from rerank_core.errors import ConfigError
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
 def ensure_ray(**init_kwargs) -> None:
     """Connect to RAY_ADDRESS if set, else start a local Ray with this machine's CPUs; no-op if already up."""
+    import ray
+
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS")
@@ -26,6 +29,8 @@ def check_gpus(gpus_per_actor: float, actors: int, what: str) -> None:
     """Fail clearly instead of hanging forever when the cluster has fewer GPUs than asked for."""
     if gpus_per_actor <= 0:
         return
+    import ray
+
     available = ray.cluster_resources().get("GPU", 0.0)
     needed = gpus_per_actor * max(actors, 1)
     if available < gpus_per_actor:
@@ -62,6 +67,8 @@ def fit_actor(num_cpus: float | None, num_gpus: float | None, *, spare_cpus: flo
 
     `spare_cpus` stay unreserved on a node for other tasks (Ray Data's reads and writes).
     """
+    import ray
+
     resources = ray.cluster_resources()
     total_gpus, total_cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
     if num_gpus is None:

@@ -45,13 +45,15 @@ def quantize_int8(f32_graph: Path, out_file: Path, num_layers: int, keep_first_l
     kept = {n.name for n in linear[:per_layer]} if keep_first_layer else set()
     chosen = {n.name for n in linear} - kept
 
-    graph.initializer.extend([
-        numpy_helper.from_array(np.array([-1], np.int64), "q8_last_axis"),
-        numpy_helper.from_array(np.array(1 / LEVELS, np.float32), "q8_inv_levels"),
-        numpy_helper.from_array(np.array(EPS, np.float32), "q8_eps"),
-        numpy_helper.from_array(np.array(1.0, np.float32), "q8_one"),
-        numpy_helper.from_array(np.array(ZERO_POINT, np.uint8), "q8_zero_point"),
-    ])
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([-1], np.int64), "q8_last_axis"),
+            numpy_helper.from_array(np.array(1 / LEVELS, np.float32), "q8_inv_levels"),
+            numpy_helper.from_array(np.array(EPS, np.float32), "q8_eps"),
+            numpy_helper.from_array(np.array(1.0, np.float32), "q8_one"),
+            numpy_helper.from_array(np.array(ZERO_POINT, np.uint8), "q8_zero_point"),
+        ]
+    )
     token_scaled: dict[str, tuple[str, str]] = {}  # activation → (its uint8 tensor, its per-token scale)
     nodes, replaced = [], set()
     for node in graph.node:
@@ -73,11 +75,17 @@ def quantize_int8(f32_graph: Path, out_file: Path, num_layers: int, keep_first_l
         u8, scale = token_scaled[x]
         w_int8, w_scale = _quantize_weight(numpy_helper.to_array(weights[w]))
         replaced.add(w)
-        graph.initializer.extend([numpy_helper.from_array(w_int8, w + "_int8"),
-                                  numpy_helper.from_array(w_scale, w + "_scale")])
+        graph.initializer.extend(
+            [numpy_helper.from_array(w_int8, w + "_int8"), numpy_helper.from_array(w_scale, w + "_scale")]
+        )
         nodes += [
-            helper.make_node("MatMulIntegerToFloat", [u8, w + "_int8", "q8_one", w + "_scale", "q8_zero_point"],
-                             [node.output[0] + "_unscaled"], domain="com.microsoft", name=node.name),
+            helper.make_node(
+                "MatMulIntegerToFloat",
+                [u8, w + "_int8", "q8_one", w + "_scale", "q8_zero_point"],
+                [node.output[0] + "_unscaled"],
+                domain="com.microsoft",
+                name=node.name,
+            ),
             helper.make_node("Mul", [node.output[0] + "_unscaled", scale], [node.output[0]]),
         ]
     graph.ClearField("node")

@@ -43,7 +43,7 @@ class RerankRequest(_Model):
         if isinstance(value, list):
             for i, item in enumerate(value):
                 if not isinstance(item, str) and not (isinstance(item, dict) and isinstance(item.get("text"), str)):
-                    raise ValueError(f"item {i} must be a string or an object {{\"text\": string}}")
+                    raise ValueError(f'item {i} must be a string or an object {{"text": string}}')
         return value
 
     def texts(self) -> list[str]:

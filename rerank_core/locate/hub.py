@@ -6,10 +6,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import ModelNotFoundError
+from ..errors import ModelNotFoundError
 
 BUILTIN_PREFIX = "builtin:"
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 _TRUTHY = {"1", "true", "yes", "on"}
 
 
@@ -81,7 +81,9 @@ def _download(
     except HFValidationError:
         raise ModelNotFoundError(f"{repo_id!r} is neither an existing folder nor a valid Hub repo id") from None
     except (RepositoryNotFoundError, GatedRepoError, RevisionNotFoundError) as exc:
-        raise ModelNotFoundError(f"{repo_id!r} (revision {revision or 'main'}) is not available on the Hub: {exc}") from None
+        raise ModelNotFoundError(
+            f"{repo_id!r} (revision {revision or 'main'}) is not available on the Hub: {exc}"
+        ) from None
     except LocalEntryNotFoundError:
         why = "HF_HUB_OFFLINE is set" if offline else "the Hub cannot be reached"
         raise ModelNotFoundError(

@@ -1,0 +1,197 @@
+"""One adapter per graph layout: its padding, its inputs, and how it runs a batch (continuing a shared prefix or not).
+
+- `past_kv` (our CPU graphs): right-padded ids, `last_index`, the past K/V of a prefix every row continues → `logit`
+  and the new tokens' K/V. The only layout that shares prefixes.
+- `causal` (our GPU graphs): right-padded ids and `last_index` → `logit`; fused causal attention, no mask, no K/V.
+- `plain` (exports made with --no-past-kv, exporter ≤ 2): left-padded ids and `attention_mask` → `logit`.
+- `full_logits` (third-party exports): left-padded ids, `attention_mask` (and `position_ids`) → `logits` [B, L, V].
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import onnxruntime as ort
+
+from ...errors import ModelFormatError
+from ...planning import Batch
+
+log = logging.getLogger(__name__)
+
+_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+# A full-logits graph materialises [batch, seq, vocab] float32: keep one call's logits under this many bytes.
+FULL_LOGITS_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """Keys and values of the tokens every row of a call continues: per layer [1, kv_heads, length, head_dim], in the
+    graph's input order; no tensors for layouts that take none (length 0)."""
+
+    tensors: tuple[np.ndarray, ...]
+    length: int
+
+
+NO_PREFIX = Prefix((), 0)
+
+
+class GraphLayout(ABC):
+    """Runs one graph layout on an ONNX Runtime session; subclasses say how."""
+
+    name: ClassVar[str]
+    right_padded: ClassVar[bool]
+    takes_prefix: ClassVar[bool] = False  # rows continue the K/V of a shared prefix
+    output: ClassVar[str] = "logit"
+    required: ClassVar[frozenset[str]]
+    optional: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, session: ort.InferenceSession, yes_id: int, no_id: int):
+        self.session, self.yes_id, self.no_id = session, yes_id, no_id
+        self.inputs = [i.name for i in session.get_inputs()]
+        outputs = {o.name for o in session.get_outputs()}
+        missing, unknown = self.required - set(self.inputs), set(self.inputs) - self.required - self._accepts()
+        if missing or unknown or self.output not in outputs:
+            raise ModelFormatError(
+                f"{self.name} graph: inputs {sorted(self.inputs)} and outputs {sorted(outputs)}; this layout takes "
+                f"{sorted(self.required | self.optional)} and returns {self.output!r} (re-export with: rerank export)"
+            )
+
+    def _accepts(self) -> set[str]:
+        return set(self.optional)
+
+    @property
+    def empty_prefix(self) -> Prefix:
+        """The prefix of length 0 that rows continue when nothing is shared."""
+        return NO_PREFIX
+
+    def extend(self, prefix: Prefix, ids: np.ndarray, chunk: int) -> Prefix:
+        """The prefix `prefix` followed by token ids `ids`; only layouts that take a prefix can grow one."""
+        if len(ids):
+            raise NotImplementedError(f"a {self.name} graph does not continue a shared prefix")
+        return prefix
+
+    def fit_budget(self, token_budget: int) -> int:
+        """The token budget this graph can run under (a layout may need less than asked)."""
+        return token_budget
+
+    @abstractmethod
+    def run(self, batch: Batch, prefix: Prefix) -> np.ndarray:
+        """l_yes − l_no (float32) of each row of `batch`, continuing `prefix`."""
+
+
+class PastKvLayout(GraphLayout):
+    """Our CPU graph: a shared prefix's K/V in, each row's logit and the new tokens' K/V out."""
+
+    name, right_padded, takes_prefix = "past_kv", True, True
+    required = frozenset({"input_ids", "last_index"})
+
+    def __init__(self, session: ort.InferenceSession, yes_id: int, no_id: int):
+        past = [i for i in session.get_inputs() if i.name.startswith(("past_key_", "past_value_"))]
+        self._past_names = [i.name for i in past]
+        super().__init__(session, yes_id, no_id)
+        if not past:
+            raise ModelFormatError(f"{self.name} graph without past_key_i/past_value_i inputs")
+        self._present_names = [name.removeprefix("past_") for name in self._past_names]
+        _, heads, _, head_dim = past[0].shape
+        self._empty = Prefix(tuple(np.zeros((1, heads, 0, head_dim), _TYPES[past[0].type]) for _ in past), 0)
+
+    def _accepts(self) -> set[str]:
+        return set(self._past_names)
+
+    @property
+    def empty_prefix(self) -> Prefix:
+        return self._empty
+
+    def extend(self, prefix: Prefix, ids: np.ndarray, chunk: int) -> Prefix:
+        """The K/V of `prefix` followed by `ids`, computed `chunk` tokens per call (the token budget bounds a call)."""
+        for start in range(0, len(ids), max(chunk, 1)):
+            part = ids[start : start + chunk][None, :]
+            new = self.session.run(self._present_names, self._feed(part, np.array([part.shape[1] - 1]), prefix))
+            tensors = tuple(np.concatenate([old, add], axis=2) for old, add in zip(prefix.tensors, new))
+            prefix = Prefix(tensors, prefix.length + part.shape[1])
+        return prefix
+
+    def run(self, batch: Batch, prefix: Prefix) -> np.ndarray:
+        feed = self._feed(batch.input_ids, batch.last_index, prefix)
+        return self.session.run([self.output], feed)[0].astype(np.float32)
+
+    def _feed(self, input_ids: np.ndarray, last_index: np.ndarray, prefix: Prefix) -> dict:
+        return {"input_ids": input_ids, "last_index": last_index, **dict(zip(self._past_names, prefix.tensors))}
+
+
+class CausalLayout(GraphLayout):
+    """Our GPU graph: right padding makes a causal mask exact, so attention is fused and builds no mask."""
+
+    name, right_padded = "causal", True
+    required = frozenset({"input_ids", "last_index"})
+
+    def run(self, batch: Batch, prefix: Prefix) -> np.ndarray:
+        feed = {"input_ids": batch.input_ids, "last_index": batch.last_index}
+        return self.session.run([self.output], feed)[0].astype(np.float32)
+
+
+class PlainLayout(GraphLayout):
+    """A last-token graph with an attention mask: left padding, so every row's last token is the last position."""
+
+    name, right_padded = "plain", False
+    required = frozenset({"input_ids", "attention_mask"})
+    optional = frozenset({"position_ids"})
+
+    def _feed(self, batch: Batch) -> dict:
+        feed = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        if "position_ids" in self.inputs:
+            feed["position_ids"] = np.clip(np.cumsum(batch.attention_mask, axis=1) - 1, 0, None)
+        return feed
+
+    def run(self, batch: Batch, prefix: Prefix) -> np.ndarray:
+        return self.session.run([self.output], self._feed(batch))[0].astype(np.float32)
+
+
+class FullLogitsLayout(PlainLayout):
+    """The naive graph third parties ship: logits over the whole vocabulary at every position; correct, slower."""
+
+    name, output = "full_logits", "logits"
+
+    def fit_budget(self, token_budget: int) -> int:
+        vocab = next(o.shape[-1] for o in self.session.get_outputs() if o.name == self.output)
+        vocab = vocab if isinstance(vocab, int) else max(self.yes_id, self.no_id) + 1
+        capped = min(token_budget, max(1, FULL_LOGITS_BYTES // (4 * vocab)))
+        log.warning(
+            "this is a full-logits graph: scores are correct but it computes [batch, seq, vocab] logits, so it is "
+            "slower and the token budget is capped at %d; `rerank export` makes a last-token graph",
+            capped,
+        )
+        return capped
+
+    def run(self, batch: Batch, prefix: Prefix) -> np.ndarray:
+        (out,) = self.session.run([self.output], self._feed(batch))
+        last = out[:, -1, :]
+        return (last[:, self.yes_id] - last[:, self.no_id]).astype(np.float32)
+
+
+LAYOUTS: dict[str, type[GraphLayout]] = {
+    layout.name: layout for layout in (PastKvLayout, CausalLayout, PlainLayout, FullLogitsLayout)
+}
+
+
+def detect_layout(session: ort.InferenceSession) -> str:
+    """The layout of a graph that comes without a manifest (a third-party export), told by its signature."""
+    inputs = {i.name for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    if "logits" in outputs:
+        return FullLogitsLayout.name
+    if any(name.startswith("past_key_") for name in inputs):
+        return PastKvLayout.name
+    return PlainLayout.name if "attention_mask" in inputs else CausalLayout.name
+
+
+def open_layout(name: str | None, session: ort.InferenceSession, yes_id: int, no_id: int) -> GraphLayout:
+    """The adapter for layout `name` (None: detected from the graph) over `session`; checks the graph fits it."""
+    name = name or detect_layout(session)
+    if name not in LAYOUTS:
+        raise ModelFormatError(f"unknown graph layout {name!r}; this version reads {sorted(LAYOUTS)}")
+    return LAYOUTS[name](session, yes_id, no_id)

@@ -1,0 +1,115 @@
+"""Qwen3-Reranker scoring on ONNX Runtime: tokenize → plan → batch → the graph layout's adapter → sigmoid."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from ...config import TOKEN_BUDGET, LocalOptions
+from ...formatting import content_head, format_content
+from ...locate.folder import ModelFolder
+from ...planning import budget_batches, plan_prefix_groups
+from ...scorer import Pair, Prepared, ScoreOutput, Scorer, Truncation, split_output, validate_pairs
+from ...tokenization import EncodedPairs, PairTokenizer
+from .layouts import GraphLayout, Prefix, open_layout
+from .session import open_session, resolve_device, session_device
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function, float32 out."""
+    return (0.5 * (1.0 + np.tanh(0.5 * x.astype(np.float64)))).astype(np.float32)
+
+
+class OnnxQwen3Scorer(Scorer):
+    """Scores pairs with a Qwen3-Reranker ONNX export: a ModelFolder read once, run with LocalOptions.
+
+    Example:
+        >>> from rerank_core.tiny_model import tiny_model_dir
+        >>> scorer = OnnxQwen3Scorer.open(tiny_model_dir())
+        >>> scorer.score([("what is ML?", "Machine learning is a subset of AI.")]).shape
+        (1,)
+    """
+
+    def __init__(self, folder: ModelFolder, options: LocalOptions | None = None):
+        options = options or LocalOptions()
+        self.graph = folder.choose_graph(options.dtype, resolve_device(options.device), options.graph_variant)
+        self.dtype = self.graph.dtype
+        self.tokenizer = PairTokenizer(
+            folder.tokenizer,
+            pad_id=folder.pad_id,
+            prefix=folder.prefix,
+            suffix=folder.suffix,
+            max_length=options.max_length or folder.max_length,
+        )
+        self.yes_id, self.no_id = folder.yes_id, folder.no_id
+        session = open_session(self.graph.path, options.device, options.intra_op_threads)
+        self.device = session_device(session)
+        self.max_rows_per_call = options.max_rows_per_call
+        self._budget = options.token_budget or TOKEN_BUDGET[self.device]
+        self._share_prefix = options.share_prefix
+        self.replace_session(session)
+        self.model_name = folder.name
+        self.instruction = options.instruction
+
+    @classmethod
+    def open(cls, model_dir: str | os.PathLike, **options) -> OnnxQwen3Scorer:
+        """The scorer of an export folder on disk, with `options` as `LocalOptions` takes them."""
+        return cls(ModelFolder.read(model_dir), LocalOptions.from_kwargs(**options))
+
+    @property
+    def graph_path(self):
+        """The graph file this scorer runs."""
+        return self.graph.path
+
+    def replace_session(self, session: ort.InferenceSession) -> None:
+        """Run on `session`: the same graph opened with other options or another runtime (tuning, profiling)."""
+        self.session = session
+        self.layout: GraphLayout = open_layout(self.graph.layout, session, self.yes_id, self.no_id)
+        self.token_budget = self.layout.fit_budget(self._budget)
+        self.shares_prefix = self._share_prefix and self.layout.takes_prefix
+        # The system prompt's K/V, computed once per session when sharing prefixes; else every row starts from 0.
+        empty = self.layout.empty_prefix
+        self._system = (
+            self.layout.extend(empty, self.tokenizer.prefix_ids, self.token_budget) if self.shares_prefix else empty
+        )
+
+    def prepare(
+        self, pairs: Sequence[Pair], *, instruction: str | None = None, truncation: Truncation = "right"
+    ) -> Prepared:
+        """Validate and tokenize pairs (content cut to max_length from the right, or from the document's start)."""
+        pairs = validate_pairs(pairs)
+        instruction = self.instruction if instruction is None else instruction
+        contents = [format_content(q, d, instruction) for q, d in pairs]
+        heads = [content_head(q, instruction) for q, _ in pairs]
+        encoded = self.tokenizer.encode(contents, heads, keep_heads=truncation == "left")
+        return Prepared(pairs, instruction, encoded.lengths, encoded.truncated, encoded)
+
+    def score_prepared(self, items: Sequence[Prepared], *, batch_size: int | None = None) -> list[ScoreOutput]:
+        """Score prepared requests in shared token-budget batches of similar length; results in input order."""
+        encoded = EncodedPairs.concat([item.payload for item in items])
+        logits = self._logits(encoded, batch_size or self.max_rows_per_call)
+        out = ScoreOutput(scores=sigmoid(logits), tokens=encoded.lengths, truncated=encoded.truncated, logits=logits)
+        return split_output(out, [len(item) for item in items])
+
+    def _logits(self, encoded: EncodedPairs, max_rows: int) -> np.ndarray:
+        """Each shared prefix runs once, then its rows' remaining tokens in token-budget batches of the adapter.
+
+        Without sharing there is one group, of every row, continuing the empty prefix. The budget counts only the
+        tokens computed, and a prefix is at most one budget long (its K/V bounded).
+        """
+        logits = np.zeros(len(encoded.ids), dtype=np.float32)
+        base = self._system.length
+        heads = encoded.heads if self.shares_prefix else None
+        for group in plan_prefix_groups(encoded.ids, heads, base, max_prefix=max(self.token_budget, base)):
+            prefix: Prefix = self.layout.extend(
+                self._system, encoded.ids[group.rows[0]][base : group.length], self.token_budget
+            )
+            rest = [encoded.ids[r][group.length :] for r in group.rows]
+            for batch in budget_batches(
+                rest, self.token_budget, max_rows, pad_id=self.tokenizer.pad_id, right_padding=self.layout.right_padded
+            ):
+                logits[group.rows[batch.indices]] = self.layout.run(batch, prefix)
+        return logits

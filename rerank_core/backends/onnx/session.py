@@ -1,0 +1,55 @@
+"""ONNX Runtime sessions: which device and providers, and the session options every graph is opened with."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+try:
+    import onnxruntime as ort
+except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
+    raise ImportError("the ONNX backend needs onnxruntime: pip install onnxruntime (or onnxruntime-gpu)") from exc
+
+log = logging.getLogger(__name__)
+
+
+def cuda_available() -> bool:
+    """True when this onnxruntime build has the CUDA provider (onnxruntime-gpu)."""
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def resolve_device(device: str) -> str:
+    """'cuda' or 'cpu' for a device setting of 'auto', 'cpu' or 'cuda' (cuda without CUDA falls back to CPU)."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got {device!r}")
+    return "cuda" if device != "cpu" and cuda_available() else "cpu"
+
+
+def select_providers(device: str) -> list[str]:
+    """ONNX Runtime providers for `device` ('auto', 'cpu' or 'cuda'); CUDA only where this install has it."""
+    if resolve_device(device) == "cuda":
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        log.warning("device=cuda but this onnxruntime has no CUDA provider (install onnxruntime-gpu); using CPU")
+    return ["CPUExecutionProvider"]
+
+
+def open_session(graph: Path, device: str, intra_op_threads: int | None) -> ort.InferenceSession:
+    """A session over `graph` on `device`, every optimisation on, idle threads yielding instead of spinning."""
+    providers = select_providers(device)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if intra_op_threads:
+        options.intra_op_num_threads = intra_op_threads
+    # Idle threads yield instead of spinning: no slower here (bench/session_options.py), and the CPU goes to Ray's
+    # proxy and raylet instead of a busy-wait.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(graph), sess_options=options, providers=providers)
+    if providers[0] == "CUDAExecutionProvider" and session_device(session) != "cuda":
+        log.warning("the CUDA provider could not start (no GPU or driver?); running on CPU")
+    return session
+
+
+def session_device(session: ort.InferenceSession) -> str:
+    """'cuda' when the session runs on the CUDA provider, else 'cpu'."""
+    return "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"

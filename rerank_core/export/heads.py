@@ -1,0 +1,145 @@
+"""The scoring heads the exporter traces: a Qwen3 body with l_yes − l_no read at one position, one module per layout.
+
+Imported only when exporting (it needs torch, the export extra).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class LastTokenLogit(torch.nn.Module):
+    """input_ids, attention_mask → l_yes − l_no at the last position; only that position is normed and projected."""
+
+    def __init__(self, causal_lm, yes_id: int, no_id: int):
+        super().__init__()
+        self.body = causal_lm.model
+        self.final_norm = self.body.norm
+        self.body.norm = torch.nn.Identity()  # normed below, on the last position only
+        weight = causal_lm.lm_head.weight
+        self.register_buffer("direction", (weight[yes_id] - weight[no_id]).detach().clone())
+
+    def forward(self, input_ids, attention_mask):
+        """[batch] float32 logits l_yes − l_no at the last position."""
+        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        last = self.final_norm(hidden[:, -1, :])
+        return (last @ self.direction).float()
+
+
+class FullLogits(torch.nn.Module):
+    """The naive graph third parties ship: full [batch, seq, vocab] logits, with position_ids as an input."""
+
+    def __init__(self, causal_lm):
+        super().__init__()
+        self.lm = causal_lm
+
+    def forward(self, input_ids, attention_mask, position_ids):
+        """[batch, seq, vocab] float32 logits."""
+        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+        return out.logits.float()
+
+
+class RightPaddedHead(torch.nn.Module):
+    """A Qwen3 body and the yes−no direction; subclasses read the logit at each row's `last_index`."""
+
+    def __init__(self, causal_lm, yes_id: int, no_id: int):
+        super().__init__()
+        self.body = causal_lm.model
+        weight = causal_lm.lm_head.weight
+        self.register_buffer("direction", (weight[yes_id] - weight[no_id]).detach().clone())
+
+
+class CausalLastTokenLogit(RightPaddedHead):
+    """input_ids (right-padded), last_index → l_yes − l_no at each row's last real token.
+
+    The GPU graph: with right padding a causal mask alone is exact (real tokens never see the pads after
+    them), so attention is one `scaled_dot_product_attention(is_causal=True)` per layer, exported as ONNX's
+    fused `Attention` op (opset 23, grouped KV heads) with no mask tensor to build; positions are 0..S-1 for
+    every row. Pad rows' outputs are never read.
+    """
+
+    def forward(self, input_ids, last_index):
+        """[batch] float32 logits l_yes − l_no at position last_index of each row."""
+        hidden, cos, sin = _embed(self.body, input_ids, 0)
+        for layer in self.body.layers:
+            q, k, v = _qkv(layer.self_attn, layer.input_layernorm(hidden), cos, sin)
+            out = torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, is_causal=True, scale=layer.self_attn.scaling, enable_gqa=True
+            )
+            hidden = _finish_layer(layer, hidden, out)
+        return _logit_at(self.body, hidden, last_index, self.direction)
+
+
+class PrefixLastTokenLogit(RightPaddedHead):
+    """input_ids (right-padded continuation), last_index, past K/V of a shared prefix → logit and the new K/V.
+
+    Every row continues the same prefix: past_key_i/past_value_i are [1, kv_heads, P, head_dim] and broadcast
+    over the batch; positions are P..P+S-1; token i sees the whole prefix and tokens ≤ i of its own row (right
+    padding: pads come after every real token, so they change nothing). With P = 0 this is the whole
+    sequence. Outputs key_i/value_i ([batch, kv_heads, S, head_dim]) extend a prefix for the next call.
+    """
+
+    def forward(self, input_ids, last_index, past):
+        """(logit [batch], key_0, value_0, key_1, …) for continuations of the prefix whose K/V is `past`."""
+        batch, seq = input_ids.shape
+        past_len = past[0].shape[2]
+        hidden, cos, sin = _embed(self.body, input_ids, past_len)
+        own = torch.arange(seq, device=input_ids.device).unsqueeze(1)
+        visible = torch.arange(past_len + seq, device=input_ids.device).unsqueeze(0) <= own + past_len
+        present = []
+        for i, layer in enumerate(self.body.layers):
+            q, k, v = _qkv(layer.self_attn, layer.input_layernorm(hidden), cos, sin)
+            present += [k, v]
+            k = torch.cat([past[2 * i].expand(batch, -1, -1, -1), k], dim=2)
+            v = torch.cat([past[2 * i + 1].expand(batch, -1, -1, -1), v], dim=2)
+            out = torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, attn_mask=visible, scale=layer.self_attn.scaling, enable_gqa=True
+            )
+            hidden = _finish_layer(layer, hidden, out)
+        return (_logit_at(self.body, hidden, last_index, self.direction), *present)
+
+
+def _embed(body, input_ids, start):
+    """Token embeddings and the rotary cos/sin of positions start..start+S-1, one row of them per batch row."""
+    hidden = body.embed_tokens(input_ids)
+    positions = (torch.arange(input_ids.shape[1], device=input_ids.device) + start).unsqueeze(0)
+    cos, sin = body.rotary_emb(hidden, positions)
+    # One row of cos/sin per batch row: ONNX Runtime's RotaryEmbedding (which the exporter may fuse this into)
+    # does not broadcast them over the batch.
+    batch = input_ids.shape[0]
+    return hidden, cos.expand(batch, -1, -1).unsqueeze(1), sin.expand(batch, -1, -1).unsqueeze(1)
+
+
+def _qkv(attn, x, cos, sin):
+    shape = (*x.shape[:-1], -1, attn.head_dim)
+    q = attn.q_norm(attn.q_proj(x).view(shape)).transpose(1, 2)
+    k = attn.k_norm(attn.k_proj(x).view(shape)).transpose(1, 2)
+    v = attn.v_proj(x).view(shape).transpose(1, 2)
+    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin, v
+
+
+def _finish_layer(layer, hidden, attended):
+    """Residual adds around the attention output projection and the MLP."""
+    shape = hidden.shape
+    hidden = hidden + layer.self_attn.o_proj(attended.transpose(1, 2).reshape(*shape[:-1], -1))
+    return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+
+
+def _logit_at(body, hidden, last_index, direction):
+    index = last_index.view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])
+    last = body.norm(torch.gather(hidden, 1, index).squeeze(1))
+    return (last @ direction).float()
+
+
+def _rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+# The module traced for each graph layout.
+HEADS = {
+    "plain": LastTokenLogit,
+    "full_logits": FullLogits,
+    "causal": CausalLastTokenLogit,
+    "past_kv": PrefixLastTokenLogit,
+}

@@ -1,0 +1,173 @@
+"""A model folder read once: its graphs (file, dtype, layout), tokenizer, yes/no/pad ids and template."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from ..dtypes import GRAPH_CANDIDATES, Dtype, choose_dtype
+from ..errors import ModelFormatError
+from ..formatting import PREFIX, SUFFIX
+from ..tokenization import DEFAULT_MAX_LENGTH
+from .manifest import Manifest
+
+# What the exporter reads from a Hugging Face checkpoint (and all a Hub download of one needs to fetch).
+CHECKPOINT_PATTERNS = ("*.json", "*.safetensors", "*.txt", "tokenizer*")
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+
+
+@dataclass(frozen=True)
+class GraphFile:
+    """One graph of a folder; `layout` None: a third-party graph, whose layout its inputs and outputs tell."""
+
+    path: Path
+    dtype: Dtype
+    layout: str | None
+
+    @property
+    def for_gpu(self) -> bool:
+        """True for the GPU graphs (right padding, fused causal attention, no K/V)."""
+        return self.layout == "causal"
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """Everything the ONNX backend needs from a folder, read once: `ModelFolder.read(path)`."""
+
+    path: Path
+    name: str  # what the model is called in answers and logs
+    graphs: tuple[GraphFile, ...]
+    tokenizer: Tokenizer
+    yes_id: int
+    no_id: int
+    pad_id: int
+    prefix: str = PREFIX
+    suffix: str = SUFFIX
+    max_length: int = DEFAULT_MAX_LENGTH
+
+    @classmethod
+    def read(cls, path: str | Path, name: str | None = None) -> ModelFolder:
+        """Read `path`: our export (manifest) or a third-party one (known graph names, ids from the tokenizer)."""
+        found = cls.find(path, name)
+        if found is None:
+            raise not_a_model(Path(path), "model folder")
+        return found
+
+    @classmethod
+    def find(cls, path: str | Path, name: str | None = None) -> ModelFolder | None:
+        """`read`, or None for a folder that holds no graph (a PyTorch checkpoint, say)."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ModelFormatError(f"model folder {folder} does not exist")
+        manifest = Manifest.read(folder)
+        graphs = _graphs(folder, manifest)
+        if not graphs:
+            return None
+        tokenizer_path = next(
+            (p for p in dict.fromkeys([folder, *(g.path.parent for g in graphs)]) if (p / "tokenizer.json").is_file()),
+            None,
+        )
+        if tokenizer_path is None:
+            raise ModelFormatError(f"{folder} lacks tokenizer.json")
+        tokenizer = Tokenizer.from_file(str(tokenizer_path / "tokenizer.json"))
+        if manifest is None:
+            yes_id, no_id, pad_id = _third_party_ids(folder, tokenizer)
+            return cls(folder, name or folder.name, graphs, tokenizer, yes_id, no_id, pad_id)
+        return cls(
+            folder,
+            name or manifest.source,
+            graphs,
+            tokenizer,
+            manifest.yes_id,
+            manifest.no_id,
+            manifest.pad_id,
+            manifest.prefix,
+            manifest.suffix,
+            manifest.max_length,
+        )
+
+    def choose_graph(self, dtype: Dtype | None, device: str, variant: str = "auto") -> GraphFile:
+        """The graph to run on `device` ('cpu' or 'cuda'): `variant` 'auto' takes a GPU graph on CUDA where the
+        folder has one of the dtype, 'cuda' a GPU graph anywhere, 'cpu' never; `dtype` None: the device's favourite."""
+        if variant not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"graph_variant: expected 'auto', 'cpu' or 'cuda', got {variant!r}")
+        gpu = {g.dtype: g for g in self.graphs if g.for_gpu}
+        cpu = {g.dtype: g for g in self.graphs if not g.for_gpu}
+        use_gpu = variant == "cuda" or (variant == "auto" and device == "cuda" and bool(gpu))
+        candidates = gpu if use_gpu else cpu
+        dtype = choose_dtype(candidates or cpu, device) if dtype is None else Dtype.parse(dtype)
+        if variant == "auto" and use_gpu and dtype not in gpu:
+            candidates, use_gpu = cpu, False  # no GPU graph of this dtype: the CPU-layout graph runs on CUDA too
+        if dtype not in candidates:
+            kind, flag = ("GPU ", f"--cuda-dtype {dtype.value}") if use_gpu else ("", f"--dtype {dtype.value}")
+            raise ModelFormatError(
+                f"{self.path} has no {dtype.value} {kind}graph; it has {sorted(d.value for d in candidates)} "
+                f"(export one with: rerank export SRC --out DIR {flag})"
+            )
+        return candidates[dtype]
+
+
+def _graphs(folder: Path, manifest: Manifest | None) -> tuple[GraphFile, ...]:
+    """The graphs `folder` holds: the manifest's, else the file names third-party exports use."""
+    if manifest is not None:
+        return tuple(
+            GraphFile(folder / g.file, g.dtype, g.layout) for g in manifest.graphs if (folder / g.file).is_file()
+        )
+    found = []
+    for dtype, names in GRAPH_CANDIDATES.items():
+        path = next((folder / n for n in names if (folder / n).is_file()), None)
+        if path is not None:
+            found.append(GraphFile(path, dtype, None))
+    return tuple(found)
+
+
+def _third_party_ids(folder: Path, tokenizer: Tokenizer) -> tuple[int, int, int]:
+    """yes/no/pad ids of a folder without our manifest, read the way the official recipe does."""
+    yes_id, no_id = tokenizer.token_to_id("yes"), tokenizer.token_to_id("no")
+    if yes_id is None or no_id is None:
+        raise ModelFormatError(f"{folder}/tokenizer.json has no single 'yes'/'no' tokens: not a Qwen3 reranker")
+    pad_token = "<|endoftext|>"
+    config_path = folder / "tokenizer_config.json"
+    if config_path.is_file():
+        pad = json.loads(config_path.read_text()).get("pad_token")
+        pad_token = pad.get("content", pad_token) if isinstance(pad, dict) else (pad or pad_token)
+    pad_id = tokenizer.token_to_id(pad_token)
+    return yes_id, no_id, 0 if pad_id is None else pad_id
+
+
+def graph_patterns() -> list[str]:
+    """Hub download patterns for an ONNX export of any dtype: json files and every graph we can load."""
+    return ["*.json", *(f"{name}*" for names in GRAPH_CANDIDATES.values() for name in names)]
+
+
+def checkpoint_model_type(folder: Path) -> str | None:
+    """`model_type` from a Hugging Face config.json in `folder`, or None when there is none."""
+    config = folder / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        return json.loads(config.read_text()).get("model_type")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+
+
+def has_weights(folder: Path) -> bool:
+    """True when `folder` holds PyTorch weights (safetensors or pytorch_model*.bin)."""
+    return any(next(folder.glob(p), None) is not None for p in WEIGHT_PATTERNS)
+
+
+def not_a_model(folder: Path, what: str) -> ModelFormatError:
+    """The error for a folder that is neither an export nor a Qwen3 checkpoint: what was found, what is expected."""
+    names = sorted(p.name for p in folder.iterdir())[:20] if folder.is_dir() else []
+    model_type = checkpoint_model_type(folder)
+    found = f"files {names}" if names else "no files"
+    if model_type is not None and model_type != "qwen3":
+        found += f" (config.json says model_type={model_type!r})"
+    return ModelFormatError(
+        f"{what}: {folder} holds {found}; expected an ONNX export (model.onnx or model_int8.onnx/model_f16.onnx "
+        "with tokenizer.json, as `rerank export` writes) or a Qwen3 checkpoint (config.json with model_type "
+        "'qwen3', *.safetensors and tokenizer files, like Qwen/Qwen3-Reranker-0.6B)"
+    )

@@ -1,0 +1,62 @@
+"""The Serve application's config (`args` in a Serve config file) and every default of the deployment, in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from rerank_core.config import ModelConfig, StrictModel
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+# A request's work bound by default: ~30 s of a 2-core CPU at the 0.6B shape (int8), well under a second on a GPU.
+MAX_TOKENS_PER_REQUEST = {"cpu": 32_768, "cuda": 262_144, "remote": 262_144}
+# Deployment options the app is declared with and the default config runs; a Serve config file may override each.
+DEPLOYMENT = {
+    "name": "Reranker",
+    "max_ongoing_requests": 64,  # ≥ user_config.max_batch_size, or batches never fill
+    "max_queued_requests": 256,  # beyond this, clients get 503 at once instead of waiting
+    "health_check_period_s": 10,
+}
+AUTOSCALING = {"min_replicas": 1, "target_ongoing_requests": 16}
+
+
+class BatchConfig(StrictModel):
+    """Cross-request batching of the Serve deployment; live-updatable through Serve's `user_config`."""
+
+    max_batch_size: int = Field(default=32, ge=1, description="requests merged into one model call")
+    batch_wait_timeout_s: float = Field(default=0.005, ge=0, le=10)
+
+
+class ServeAppConfig(StrictModel):
+    """`args` of the Serve application (`serve.app:build_app`)."""
+
+    model: ModelConfig
+    max_documents: int = Field(default=1000, ge=1, description="documents per request")
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024, description="enforced while the body arrives")
+    max_tokens_per_request: int | None = Field(
+        default=None, ge=1, description=f"tokens of all pairs after truncation; None: {MAX_TOKENS_PER_REQUEST}"
+    )
+    api_key_env: str | None = Field(default=None, description="env var holding the Bearer key; unset = no auth")
+    batch: BatchConfig = BatchConfig()
+
+    def max_tokens(self, device: str) -> int:
+        """The per-request token limit on a replica whose scorer runs on `device`."""
+        return self.max_tokens_per_request or MAX_TOKENS_PER_REQUEST.get(device, MAX_TOKENS_PER_REQUEST["cuda"])
+
+
+def default_serve_config(model: str) -> dict[str, Any]:
+    """What `rerank serve --model M` runs without --config: loopback, resources fitted to the cluster at deploy."""
+    deployment = {**DEPLOYMENT, "autoscaling_config": dict(AUTOSCALING), "user_config": BatchConfig().model_dump()}
+    application = {
+        "name": "rerank",
+        "route_prefix": "/",
+        "import_path": "serve.app:build_app",
+        "args": {"model": {"model": model}},
+        "deployments": [deployment],
+    }
+    return {
+        "proxy_location": "HeadOnly",
+        "http_options": {"host": "127.0.0.1", "port": 8000},
+        "applications": [application],
+    }
