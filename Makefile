@@ -1,20 +1,30 @@
 # `make demo` runs the main job end to end on the tiny built-in model; `make test` runs the test suite.
+# Both install the locked dependency set (requirements.lock, every package pinned with its hash) with uv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+# The lock pins torch's CPU build (2.13.0+cpu): uv takes it from the wheel folder pip is pointed at.
+PIP_LINKS := $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+export UV_FIND_LINKS ?= $(PIP_LINKS)
 
-.PHONY: demo test bench clean tiny-model
+.PHONY: demo test lint format lock bench clean tiny-model
 
-$(BIN)/python:
+$(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q uv==$(UV_VERSION)
 
-# torch is installed first and pinned, so no dependency can pull a CUDA build.
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+# Bytecode compiled at install: with PYTHONDONTWRITEBYTECODE set (CI), every process (each Ray worker) would
+# otherwise compile every module it imports, which doubled the test suite's time.
+$(STAMP): $(BIN)/uv pyproject.toml requirements.lock
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
+
+# Re-pin after changing dependencies in pyproject.toml (Python 3.11, this platform).
+lock: $(BIN)/uv
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
 
 DEMO_DIR := demo-output
 DEMO_PORT ?= 8765
@@ -43,6 +53,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 # Benchmarks (not tests): each prints a Markdown table; the first run builds the 0.6B-shape model (~10 min).
 bench: $(STAMP)
