@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 
 from rerank_core import ModelFormatError
 from rerank_core.backends.onnx import OnnxQwen3Scorer, cuda_available
@@ -82,6 +83,17 @@ def test_int8_graph_runs_every_linear_in_int8_but_the_head(tiny_export):
     f32, integer = _matmul_kinds(onnx.load(str(tiny_export / "model_int8.onnx")).graph)
     assert f32 == [[config["hidden_size"]]]
     assert integer == 7 * config["num_hidden_layers"]
+
+
+def test_int8_weights_leave_the_int16_headroom_of_cpus_without_vnni(tiny_export):
+    """u8 × s8 pair sums must fit int16 (VPMADDUBSW saturates there): weights stay within ±63."""
+    weights = [
+        numpy_helper.to_array(t)
+        for t in onnx.load(str(tiny_export / "model_int8.onnx")).graph.initializer
+        if t.data_type == onnx.TensorProto.INT8
+    ]
+    assert weights and max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 63
+    assert max(int(np.abs(w.astype(np.int16)).max()) for w in weights) > 32  # 7 bits used, not fewer
 
 
 def test_int8_graph_can_keep_the_first_layer_in_f32(tiny_export, tmp_path, mixed_pairs):
