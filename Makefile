@@ -64,7 +64,7 @@ format: $(STAMP)
 
 # Benchmarks (not tests): each prints a Markdown table; the first run builds the 0.6B-shape model (~10 min).
 bench: $(STAMP)
-	for b in scorer peers session_options serve offline load first_load; do $(BIN)/python bench/$$b.py || exit 1; done
+	for b in scorer peers int8 session_options serve offline load first_load; do $(BIN)/python bench/$$b.py || exit 1; done
 
 tiny-model: $(STAMP)
 	$(BIN)/rerank tiny-model rerank_core/assets/tiny-qwen3-reranker --overwrite

@@ -12,18 +12,19 @@ import numpy as np
 # integer GEMM on x86 (VNNI, AMX).
 ZERO_POINT = 128
 LEVELS = 127.0
-# Weights use 7 bits (±63): CPUs without VNNI (AVX2, e.g. AMD Zen 3) multiply u8 × s8 with VPMADDUBSW, which
-# saturates each pair sum at int16; 2 × 255 × 63 = 32130 fits, 2 × 255 × 127 does not (it moved tiny-model scores
-# by 0.21 on a Zen 3). s8 × s8 would keep 8 bits but runs 4× slower there; VNNI and AMX are exact either way.
-WEIGHT_LEVELS = 63.0
+# Weights use 7 bits (±63) by default: CPUs without VNNI (AVX2, e.g. AMD Zen 3) multiply u8 × s8 with VPMADDUBSW,
+# which saturates each pair sum at int16; 2 × 255 × 63 = 32130 fits, 2 × 255 × 127 does not (it moved tiny-model
+# scores by 0.21 on a Zen 3). s8 activations keep 8-bit weights exact but ran 5× slower there (bench/int8.py).
+WEIGHT_BITS = 7
 EPS = 1e-12
 
 
-def _quantize_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A [in, out] f32 weight → symmetric 7-bit weight (in int8) and its per-output-channel f32 scales."""
-    scale = np.abs(weight).max(axis=0) / WEIGHT_LEVELS
+def _quantize_weight(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """A [in, out] f32 weight → symmetric `bits`-bit weight (in int8) and its per-output-channel f32 scales."""
+    levels = 2.0 ** (bits - 1) - 1
+    scale = np.abs(weight).max(axis=0) / levels
     scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    return np.clip(np.round(weight / scale), -WEIGHT_LEVELS, WEIGHT_LEVELS).astype(np.int8), scale
+    return np.clip(np.round(weight / scale), -levels, levels).astype(np.int8), scale
 
 
 def _linear_matmuls(graph) -> list:
@@ -32,10 +33,19 @@ def _linear_matmuls(graph) -> list:
     return [n for n in graph.node if n.op_type == "MatMul" and dims.get(n.input[1]) == 2]
 
 
-def quantize_int8(f32_graph: Path, out_file: Path, num_layers: int, keep_first_layer: bool | None = None) -> None:
+def quantize_int8(
+    f32_graph: Path,
+    out_file: Path,
+    num_layers: int,
+    keep_first_layer: bool | None = None,
+    *,
+    weight_bits: int = WEIGHT_BITS,
+    signed_activations: bool = False,
+) -> None:
     """Write `out_file`: `f32_graph` with each linear MatMul in int8 but the 1-D yes−no head and, by default when
     the model has more than 4 layers, the first decoder layer's (it holds most of int8's ranking error: Spearman
-    against f32 0.993 → 0.998 on the 0.6B shape). Runs on ONNX Runtime (com.microsoft MatMulIntegerToFloat)."""
+    against f32 0.993 → 0.998 on the 0.6B shape). Runs on ONNX Runtime (com.microsoft MatMulIntegerToFloat).
+    `weight_bits` (≤ 8) and `signed_activations` (int8 instead of uint8) exist to compare recipes (bench/int8.py)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -55,10 +65,12 @@ def quantize_int8(f32_graph: Path, out_file: Path, num_layers: int, keep_first_l
             numpy_helper.from_array(np.array(1 / LEVELS, np.float32), "q8_inv_levels"),
             numpy_helper.from_array(np.array(EPS, np.float32), "q8_eps"),
             numpy_helper.from_array(np.array(1.0, np.float32), "q8_one"),
-            numpy_helper.from_array(np.array(ZERO_POINT, np.uint8), "q8_zero_point"),
+            numpy_helper.from_array(
+                np.array(0, np.int8) if signed_activations else np.array(ZERO_POINT, np.uint8), "q8_zero_point"
+            ),
         ]
     )
-    token_scaled: dict[str, tuple[str, str]] = {}  # activation → (its uint8 tensor, its per-token scale)
+    token_scaled: dict[str, tuple[str, str]] = {}  # activation → (its quantized tensor, its per-token scale)
     nodes, replaced = [], set()
     for node in graph.node:
         if node.name not in chosen:
@@ -73,11 +85,11 @@ def quantize_int8(f32_graph: Path, out_file: Path, num_layers: int, keep_first_l
                 helper.make_node("Mul", [p + "max", "q8_inv_levels"], [p + "raw_scale"]),
                 helper.make_node("Max", [p + "raw_scale", "q8_eps"], [p + "scale"]),  # all-zero rows (pads)
                 helper.make_node("Div", [x, p + "scale"], [p + "scaled"]),
-                helper.make_node("QuantizeLinear", [p + "scaled", "q8_one", "q8_zero_point"], [p + "u8"]),
+                helper.make_node("QuantizeLinear", [p + "scaled", "q8_one", "q8_zero_point"], [p + "q"]),
             ]
-            token_scaled[x] = (p + "u8", p + "scale")
-        u8, scale = token_scaled[x]
-        w_int8, w_scale = _quantize_weight(numpy_helper.to_array(weights[w]))
+            token_scaled[x] = (p + "q", p + "scale")
+        quantized, scale = token_scaled[x]
+        w_int8, w_scale = _quantize_weight(numpy_helper.to_array(weights[w]), weight_bits)
         replaced.add(w)
         graph.initializer.extend(
             [numpy_helper.from_array(w_int8, w + "_int8"), numpy_helper.from_array(w_scale, w + "_scale")]
@@ -85,7 +97,7 @@ def quantize_int8(f32_graph: Path, out_file: Path, num_layers: int, keep_first_l
         nodes += [
             helper.make_node(
                 "MatMulIntegerToFloat",
-                [u8, w + "_int8", "q8_one", w + "_scale", "q8_zero_point"],
+                [quantized, w + "_int8", "q8_one", w + "_scale", "q8_zero_point"],
                 [node.output[0] + "_unscaled"],
                 domain="com.microsoft",
                 name=node.name,
