@@ -77,10 +77,7 @@ class Reranker:
         """
         paths = {k: os.fspath(options[k]) for k in ("cache_dir", "export_cache_dir") if options.get(k) is not None}
         local = LocalOptions.from_kwargs(
-            **{**options, **paths},
-            revision=revision,
-            path_in_repo=path_in_repo,
-            dtype=None if dtype is None else Dtype.parse(dtype),
+            **{**options, **paths}, revision=revision, path_in_repo=path_in_repo, dtype=dtype
         )
         return cls.load(model_id, local)
 

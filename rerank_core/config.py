@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .dtypes import Dtype
 from .errors import ConfigError
@@ -85,6 +85,11 @@ class LocalOptions(StrictModel):
         description="rows per model call, at most",
     )
     instruction: str | None = Field(default=None, description="default instruction; None: the official one")
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _any_dtype_spelling(cls, value: Any) -> Dtype | None:
+        return None if value is None else Dtype.parse(value)  # 'F32', 'fp16', Dtype.INT8, …
 
     @classmethod
     def from_kwargs(cls, **options: Any) -> LocalOptions:

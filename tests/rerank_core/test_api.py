@@ -187,3 +187,10 @@ def test_dtype_accepts_enum_and_strings():
     assert Dtype.parse("F32") is Dtype.F32 and Dtype.parse("fp16") is Dtype.F16 and Dtype.parse(None) is Dtype.F32
     with pytest.raises(ValueError, match="dtype"):
         Dtype.parse("q4")
+
+
+def test_an_unknown_option_is_refused_naming_it():
+    from rerank_core import ConfigError
+
+    with pytest.raises(ConfigError, match="share_prefx"):
+        Reranker.from_pretrained(TINY_MODEL, share_prefx=False)

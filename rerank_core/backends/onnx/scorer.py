@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -60,7 +61,7 @@ class OnnxQwen3Scorer(Scorer):
         return cls(ModelFolder.read(model_dir), LocalOptions.from_kwargs(**options))
 
     @property
-    def graph_path(self):
+    def graph_path(self) -> Path:
         """The graph file this scorer runs."""
         return self.graph.path
 
