@@ -121,13 +121,12 @@ def load_reranker(cfg: ModelConfig):
     from .api import Reranker
 
     if cfg.backend == "dashscope":
-        remote = RemoteOptions.part_of(cfg)
         return Reranker.from_dashscope(
             model=cfg.model,
-            api_key=os.environ.get(remote.api_key_env),
-            base_url=remote.base_url,
+            api_key=os.environ.get(cfg.api_key_env),
+            base_url=cfg.base_url,
             instruction=cfg.instruction,
-            timeout_s=remote.timeout_s,
-            max_retries=remote.max_retries,
+            timeout_s=cfg.timeout_s,
+            max_retries=cfg.max_retries,
         )
     return Reranker.load(cfg.model, LocalOptions.part_of(cfg))
