@@ -27,6 +27,18 @@ def _quantize_weight(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndar
     return np.clip(np.round(weight / scale), -levels, levels).astype(np.int8), scale
 
 
+def _per_token_quantization(helper, x: str, p: str) -> list:
+    """Nodes that quantize activation `x` row by row: `{p}q` (its integers) and `{p}scale` (max|x| / 127 per row)."""
+    return [
+        helper.make_node("Abs", [x], [p + "abs"]),
+        helper.make_node("ReduceMax", [p + "abs", "q8_last_axis"], [p + "max"], keepdims=1),
+        helper.make_node("Mul", [p + "max", "q8_inv_levels"], [p + "raw_scale"]),
+        helper.make_node("Max", [p + "raw_scale", "q8_eps"], [p + "scale"]),  # all-zero rows (pads)
+        helper.make_node("Div", [x, p + "scale"], [p + "scaled"]),
+        helper.make_node("QuantizeLinear", [p + "scaled", "q8_one", "q8_zero_point"], [p + "q"]),
+    ]
+
+
 def _linear_matmuls(graph) -> list:
     """The graph's MatMul nodes whose second input is a 2-D weight, in graph order (layer by layer)."""
     dims = {t.name: len(t.dims) for t in graph.initializer}
@@ -59,15 +71,15 @@ def quantize_int8(
     kept = {n.name for n in linear[:per_layer]} if keep_first_layer else set()
     chosen = {n.name for n in linear} - kept
 
+    zero_point = np.array(0, np.int8) if signed_activations else np.array(ZERO_POINT, np.uint8)
     graph.initializer.extend(
-        [
-            numpy_helper.from_array(np.array([-1], np.int64), "q8_last_axis"),
-            numpy_helper.from_array(np.array(1 / LEVELS, np.float32), "q8_inv_levels"),
-            numpy_helper.from_array(np.array(EPS, np.float32), "q8_eps"),
-            numpy_helper.from_array(np.array(1.0, np.float32), "q8_one"),
-            numpy_helper.from_array(
-                np.array(0, np.int8) if signed_activations else np.array(ZERO_POINT, np.uint8), "q8_zero_point"
-            ),
+        numpy_helper.from_array(value, name)
+        for value, name in [
+            (np.array([-1], np.int64), "q8_last_axis"),
+            (np.array(1 / LEVELS, np.float32), "q8_inv_levels"),
+            (np.array(EPS, np.float32), "q8_eps"),
+            (np.array(1.0, np.float32), "q8_one"),
+            (zero_point, "q8_zero_point"),
         ]
     )
     token_scaled: dict[str, tuple[str, str]] = {}  # activation → (its quantized tensor, its per-token scale)
@@ -78,16 +90,9 @@ def quantize_int8(
             continue
         x, w = node.input
         if x not in token_scaled:
-            p = f"q8_act{len(token_scaled)}_"
-            nodes += [
-                helper.make_node("Abs", [x], [p + "abs"]),
-                helper.make_node("ReduceMax", [p + "abs", "q8_last_axis"], [p + "max"], keepdims=1),
-                helper.make_node("Mul", [p + "max", "q8_inv_levels"], [p + "raw_scale"]),
-                helper.make_node("Max", [p + "raw_scale", "q8_eps"], [p + "scale"]),  # all-zero rows (pads)
-                helper.make_node("Div", [x, p + "scale"], [p + "scaled"]),
-                helper.make_node("QuantizeLinear", [p + "scaled", "q8_one", "q8_zero_point"], [p + "q"]),
-            ]
-            token_scaled[x] = (p + "q", p + "scale")
+            prefix = f"q8_act{len(token_scaled)}_"
+            nodes += _per_token_quantization(helper, x, prefix)
+            token_scaled[x] = (prefix + "q", prefix + "scale")
         quantized, scale = token_scaled[x]
         w_int8, w_scale = _quantize_weight(numpy_helper.to_array(weights[w]), weight_bits)
         replaced.add(w)
