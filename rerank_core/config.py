@@ -17,6 +17,7 @@ T = TypeVar("T", bound="StrictModel")
 # Rows × longest sequence per model call when `token_budget` is unset. Small calls stay in the CPU's caches: on the
 # 0.6B shape, int8 scores 13% more pairs/s at 256 tokens per call than at 512 and 29% more than at 1024 (f32: within
 # ±3% of 512); a GPU wants large calls.
+PREFIX_CACHE_BYTES = 64 * 1024 * 1024  # ≈ 4 queries' prompt prefixes at the 0.6B shape (229 KB of K/V a token)
 TOKEN_BUDGET = {"cpu": 256, "cuda": 16384}
 
 
@@ -72,6 +73,11 @@ class LocalOptions(StrictModel):
     )
     share_prefix: bool = Field(
         default=True, description="run each query's shared prompt prefix once per call (graphs exported with past K/V)"
+    )
+    prefix_cache_bytes: int = Field(
+        default=PREFIX_CACHE_BYTES,
+        ge=0,
+        description="K/V of recent queries' shared prefixes kept across calls (with share_prefix); 0: off",
     )
     intra_op_threads: int | None = Field(default=None, ge=1, description="ONNX Runtime threads; None: its default")
     max_length: int | None = Field(default=None, ge=64, description="tokens per pair; None: the model's (8192)")

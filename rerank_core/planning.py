@@ -20,26 +20,35 @@ class PrefixGroup:
 
 
 def plan_prefix_groups(
-    ids: Sequence[np.ndarray], heads: Sequence[str] | None, base: int, max_prefix: int
+    ids: Sequence[np.ndarray],
+    heads: Sequence[str] | None,
+    base: int,
+    max_prefix: int,
+    head_lengths: np.ndarray | None = None,
 ) -> list[PrefixGroup]:
-    """Group rows by head (instruction + query); a group of ≥ 2 rows shares its longest common token prefix.
+    """Group rows by head (instruction + query); a group shares its rows' common token prefix.
 
     Every row shares the first `base` tokens (the model-wide system prompt). A group's prefix leaves each row at
-    least one token of its own (the scored position) and is cut to `max_prefix` tokens, which bounds the cached
-    K/V. Rows that would share nothing beyond `base` (a query with one document, or no heads) form the first group,
-    of length `base`.
+    least one token of its own (the scored position) and is cut to `max_prefix` tokens, which bounds its K/V.
+    Without `head_lengths` a group needs ≥ 2 rows and shares their longest common prefix. With them (prefixes are
+    cached across calls) a group shares exactly its head's tokens, so the same query gives the same prefix in every
+    call, and a lone row with a head length forms a group too (its prefix may be cached). Rows that would share
+    nothing beyond `base` form the first group, of length `base`.
     """
     members: dict[str, list[int]] = {}
     for row, head in enumerate(heads or ()):
         members.setdefault(head, []).append(row)
     shared, at_base = [], set(range(len(ids)))
     for rows in members.values():
-        if len(rows) < 2:
+        if head_lengths is not None:
+            length = min(max_prefix, *(int(head_lengths[r]) for r in rows))
+        elif len(rows) < 2:
             continue
-        first = ids[rows[0]]
-        length = min(len(first) - 1, max_prefix)
-        for row in rows[1:]:
-            length = min(length, common_prefix_length(first, ids[row]), len(ids[row]) - 1)
+        else:
+            first = ids[rows[0]]
+            length = min(len(first) - 1, max_prefix)
+            for row in rows[1:]:
+                length = min(length, common_prefix_length(first, ids[row]), len(ids[row]) - 1)
         if length > base:
             shared.append(PrefixGroup(length, np.asarray(rows)))
             at_base.difference_update(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,9 +51,21 @@ class Prepared:
     tokens: np.ndarray  # int64 per pair: what the model sees (an estimate for remote services)
     truncated: np.ndarray  # int64 per pair: content tokens that will be cut
     payload: Any = None  # the backend's own encoding (token ids for local models)
+    costs: np.ndarray | None = None  # int64 per pair: tokens computed when scored beside its request's others
+
+    def __post_init__(self):
+        if self.costs is None:
+            object.__setattr__(self, "costs", self.tokens)
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def select(self, rows: Sequence[int]) -> Prepared:
+        """The pairs at positions `rows`, in that order: part of a request to score in one model call."""
+        index = np.asarray(rows, dtype=np.int64)
+        payload = self.payload.select(rows) if self.payload is not None else None
+        pairs = [self.pairs[r] for r in rows]
+        return Prepared(pairs, self.instruction, self.tokens[index], self.truncated[index], payload, self.costs[index])
 
     @property
     def total_tokens(self) -> int:
@@ -70,6 +83,9 @@ class Scorer(ABC):
     model_name: str = "unknown"
     device: str = "remote"
     instruction: str | None = None
+    # Tokens (Prepared.costs) one model call should hold, for a scheduler cutting requests across calls; None: a
+    # remote service, where one call may take every pending pair.
+    call_tokens: int | None = None
 
     def prepare(
         self, pairs: Sequence[Pair], *, instruction: str | None = None, truncation: Truncation = "right"
@@ -80,6 +96,11 @@ class Scorer(ABC):
         return Prepared(
             pairs, self.instruction if instruction is None else instruction, tokens, np.zeros(len(pairs), np.int64)
         )
+
+    def cache_keys(self, prepared: Prepared) -> list[bytes]:
+        """One key per pair that is equal exactly when the pairs score the same: instruction, query, document."""
+        instruction = prepared.instruction or ""
+        return [_digest(instruction, query, document) for query, document in prepared.pairs]
 
     @abstractmethod
     def score_prepared(self, items: Sequence[Prepared], *, batch_size: int | None = None) -> list[ScoreOutput]:
@@ -96,6 +117,15 @@ class Scorer(ABC):
     ) -> np.ndarray:
         """Relevance of each pair in 0..1 (float32), in input order."""
         return self.score_detailed(pairs, instruction=instruction, batch_size=batch_size).scores
+
+
+def _digest(*texts: str) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    for text in texts:
+        data = text.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.digest()
 
 
 def estimate_tokens(text: str) -> int:

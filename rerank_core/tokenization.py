@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ class EncodedPairs:
     # Each pair's content text before the document (formatting.content_head), when known: pairs with the same head
     # start with the same prompt, which prefix sharing runs once.
     heads: list[str] | None = None
+    # Tokens each sequence shares with the others of its head (template prefix + head, found on the ids), at most
+    # its length − 1; 0 where its head is the only one of its kind in the encoded request.
+    head_lengths: np.ndarray | None = None
 
     @property
     def lengths(self) -> np.ndarray:
@@ -42,10 +46,21 @@ class EncodedPairs:
         """Several encodings as one, in order."""
         ids = [row for part in parts for row in part.ids]
         truncated = np.concatenate([part.truncated for part in parts]) if parts else np.zeros(0, np.int64)
-        heads = None
+        heads = head_lengths = None
         if all(part.heads is not None for part in parts):
             heads = [head for part in parts for head in part.heads]
-        return cls(ids=ids, truncated=truncated, heads=heads)
+        if parts and all(part.head_lengths is not None for part in parts):
+            head_lengths = np.concatenate([part.head_lengths for part in parts])
+        return cls(ids=ids, truncated=truncated, heads=heads, head_lengths=head_lengths)
+
+    def select(self, rows: Sequence[int]) -> EncodedPairs:
+        """The pairs at positions `rows`, in that order."""
+        return EncodedPairs(
+            ids=[self.ids[r] for r in rows],
+            truncated=self.truncated[np.asarray(rows, dtype=np.int64)],
+            heads=None if self.heads is None else [self.heads[r] for r in rows],
+            head_lengths=None if self.head_lengths is None else self.head_lengths[np.asarray(rows, dtype=np.int64)],
+        )
 
 
 class PairTokenizer:
@@ -94,11 +109,12 @@ class PairTokenizer:
             raise ValueError("keep_heads needs heads")
         encodings = self._tokenizer.encode_batch(list(contents), add_special_tokens=False)
         head_ids = {}
-        if keep_heads:
+        if heads is not None:
             unique = list(dict.fromkeys(heads))
             encoded_heads = self._tokenizer.encode_batch(unique, add_special_tokens=False)
             head_ids = {h: np.asarray(e.ids, dtype=np.int64) for h, e in zip(unique, encoded_heads)}
         ids, truncated = [], np.zeros(len(encodings), dtype=np.int64)
+        head_lengths = np.zeros(len(encodings), dtype=np.int64)
         for i, enc in enumerate(encodings):
             content = np.asarray(enc.ids, dtype=np.int64)
             excess = len(content) - self.max_content_tokens
@@ -111,7 +127,19 @@ class PairTokenizer:
                 else:
                     content = content[: self.max_content_tokens]
             ids.append(np.concatenate([self._prefix, content, self._suffix]))
-        return EncodedPairs(ids=ids, truncated=truncated, heads=None if heads is None else list(heads))
+            if heads is not None:
+                head_lengths[i] = len(self._prefix) + common_prefix_length(content, head_ids[heads[i]])
+        if heads is None:
+            return EncodedPairs(ids=ids, truncated=truncated)
+        head_lengths = np.minimum(head_lengths, np.fromiter(map(len, ids), np.int64, len(ids)) - 1)
+        # One length per head (a document's first token may merge with the head's last): the same query gives the
+        # same prefix in every part of the request; a head of one pair has nothing to share.
+        shortest: dict[str, int] = {}
+        for head, length in zip(heads, head_lengths.tolist()):
+            shortest[head] = min(length, shortest.get(head, length))
+        counts = Counter(heads)
+        head_lengths = np.array([shortest[h] if counts[h] > 1 else 0 for h in heads], dtype=np.int64)
+        return EncodedPairs(ids=ids, truncated=truncated, heads=list(heads), head_lengths=head_lengths)
 
     @property
     def prefix_ids(self) -> np.ndarray:

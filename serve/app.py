@@ -1,5 +1,5 @@
-"""Ray Serve deployment: one Scorer per replica, concurrent requests merged by @serve.batch, every rerank dialect
-(serve/protocols.py) answered through the same `_rank` path."""
+"""Ray Serve deployment: one Scorer per replica, whose scheduler cuts concurrent requests into shared model calls, every
+rerank dialect (serve/protocols.py) answered through the same `_rank` path."""
 
 # No `from __future__ import annotations` here: Serve's ingress must see the route annotations as real classes,
 # or FastAPI takes the request bodies for query parameters.
@@ -8,7 +8,6 @@ import hmac
 import json
 import logging
 import os
-import time
 from typing import Any
 
 import numpy as np
@@ -21,12 +20,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rerank_core.config import load_reranker
 from rerank_core.errors import ConfigError, InvalidInputError, UpstreamError
-from rerank_core.scorer import Prepared, ScoreOutput, top_indices
+from rerank_core.scorer import top_indices
 
 from . import protocols as p
 from .body_limit import BodyLimit
 from .config import DEPLOYMENT, BatchConfig, ServeAppConfig
 from .metrics import CountRequests, ReplicaMetrics
+from .scheduler import DeadlineExceeded, Scheduler
 from .schemas import (
     CompatibleRerankRequest,
     CompatibleRerankResponse,
@@ -44,8 +44,10 @@ from .schemas import (
 
 log = logging.getLogger("ray.serve")
 
-BATCH_HEADER = "x-batch-requests"  # how many requests shared this request's model call
+BATCH_HEADER = "x-batch-requests"  # how many requests (this one included) had pairs in this request's model calls
 TRUNCATED_HEADER = "x-truncated-documents"  # how many of this request's documents were cut to max_length
+CACHED_HEADER = "x-cached-documents"  # how many of this request's documents were answered from the score cache
+TIMEOUT_HEADER = "x-request-timeout"  # request header: seconds after which to answer 504 and drop the rest
 
 app = FastAPI(
     title="qwen-rerank",
@@ -122,7 +124,7 @@ def _tei_or_infinity_schema() -> dict:
 @serve.deployment(**DEPLOYMENT, ray_actor_options={"num_cpus": 1})
 @serve.ingress(app)
 class RerankDeployment:
-    """One replica: loads the model once, scores merged batches of concurrent requests of every dialect."""
+    """One replica: loads the model once; its scheduler scores the pairs of concurrent requests of every dialect."""
 
     def __init__(self, args: dict[str, Any]):
         self.cfg = ServeAppConfig.from_dict(args, source="serve application args")
@@ -137,23 +139,34 @@ class RerankDeployment:
         self.metrics = ReplicaMetrics()
         app.state.max_body_bytes = self.cfg.max_body_bytes
         app.state.metrics = self.metrics
+        self.scheduler = Scheduler(self.scorer, self.cfg.batch, self.cfg.score_cache_bytes, self.metrics)
         self.reconfigure(self.cfg.batch.model_dump())
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Apply Serve's user_config live: batch size and wait time."""
+        """Apply Serve's user_config live: requests per call, wait time, aging."""
         batch = BatchConfig.from_dict(user_config, source="user_config")
-        self._score.set_max_batch_size(batch.max_batch_size)
-        self._score.set_batch_wait_timeout_s(batch.batch_wait_timeout_s)
-        log.info("batching: max_batch_size=%d wait=%.4fs", batch.max_batch_size, batch.batch_wait_timeout_s)
+        self.scheduler.configure(batch)
+        log.info(
+            "scheduler: max_batch_size=%d wait=%.4fs aging=%.1fs call_tokens=%s",
+            batch.max_batch_size,
+            batch.batch_wait_timeout_s,
+            batch.aging_s,
+            self.scorer.call_tokens,
+        )
 
-    @serve.batch(**BatchConfig().model_dump())
-    async def _score(self, items: list[Prepared]) -> list[tuple[ScoreOutput, int]]:
-        started = time.perf_counter()
-        # ONNX Runtime releases the GIL: scoring off the event loop lets the next batch gather meanwhile.
-        outputs = await asyncio.to_thread(self.scorer.score_prepared, items)
-        self.metrics.call_seconds.observe(time.perf_counter() - started)
-        self.metrics.requests_per_call.observe(len(items))
-        return [(out, len(items)) for out in outputs]
+    def _timeout(self, request: Request) -> float | None:
+        """The request's deadline in seconds: the config's, shortened by an `x-request-timeout` header."""
+        limits = [self.cfg.request_timeout_s] if self.cfg.request_timeout_s else []
+        header = request.headers.get(TIMEOUT_HEADER)
+        if header is not None:
+            try:
+                seconds = float(header)
+            except ValueError:
+                seconds = float("nan")
+            if not 0 < seconds < float("inf"):
+                raise p.ApiError(400, TIMEOUT_HEADER, f"must be a positive number of seconds, got {header[:40]!r}")
+            limits.append(seconds)
+        return min(limits) if limits else None
 
     def _authorize(self, request: Request) -> None:
         if self._api_key is None:
@@ -164,7 +177,7 @@ class RerankDeployment:
             raise p.ApiError(401, "authorization", "missing or invalid API key (Authorization: Bearer <key>)")
 
     async def _rank(self, call: p.RankCall, request: Request, response: Response) -> p.Ranked:
-        """The one scoring path of every dialect: limits, tokenization, the shared batcher, ranking, metrics."""
+        """The one scoring path of every dialect: limits, tokenization, the scheduler, ranking, metrics."""
         self._authorize(request)
         if len(call.pairs) > self.cfg.max_documents:
             raise p.ApiError(
@@ -190,8 +203,13 @@ class RerankDeployment:
                 f"the request has {prepared.total_tokens} tokens after truncation, "
                 f"over max_tokens_per_request={self.max_tokens}",
             )
-        out, merged = await self._score(prepared)
-        response.headers[BATCH_HEADER] = str(merged)
+        try:
+            scored = await self.scheduler.score(prepared, self._timeout(request))
+        except DeadlineExceeded as exc:
+            raise p.ApiError(504, TIMEOUT_HEADER, str(exc)) from None
+        out = scored.output
+        response.headers[BATCH_HEADER] = str(scored.shared_with)
+        response.headers[CACHED_HEADER] = str(scored.cached)
         response.headers[TRUNCATED_HEADER] = str(cut)
         self.metrics.pairs.inc(len(call.pairs))
         self.metrics.tokens.inc(out.total_tokens)

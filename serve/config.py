@@ -14,18 +14,35 @@ MAX_TOKENS_PER_REQUEST = {"cpu": 32_768, "cuda": 262_144, "remote": 262_144}
 # Deployment options the app is declared with and the default config runs; a Serve config file may override each.
 DEPLOYMENT = {
     "name": "Reranker",
-    "max_ongoing_requests": 64,  # ≥ user_config.max_batch_size, or batches never fill
+    "max_ongoing_requests": 64,  # ≥ user_config.max_batch_size, or calls never fill
     "max_queued_requests": 256,  # beyond this, clients get 503 at once instead of waiting
     "health_check_period_s": 10,
 }
 AUTOSCALING = {"min_replicas": 1, "target_ongoing_requests": 16}
 
 
-class BatchConfig(StrictModel):
-    """Cross-request batching of the Serve deployment; live-updatable through Serve's `user_config`."""
+SCORE_CACHE_BYTES = 16 * 1024 * 1024  # ≈ 60,000 pairs' scores
 
-    max_batch_size: int = Field(default=32, ge=1, description="requests merged into one model call")
-    batch_wait_timeout_s: float = Field(default=0.005, ge=0, le=10)
+
+class BatchConfig(StrictModel):
+    """How a replica's scheduler fills model calls; live-updatable through Serve's `user_config`."""
+
+    max_batch_size: int = Field(default=32, ge=1, description="requests with pairs in one model call, at most")
+    batch_wait_timeout_s: float = Field(
+        default=0.005, ge=0, le=10, description="wait for more requests before the first call after an idle spell"
+    )
+    call_target_s: float = Field(
+        default=0.01,
+        ge=0,
+        description="a fast model's call holds more pairs than its token budget, up to about this long: the wait "
+        "of a request arriving mid-call",
+    )
+    aging_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="a request's remaining work counts as 1/(1 + s/aging_s) after s seconds without a call: "
+        "bulk requests are never starved by a stream of small ones",
+    )
 
 
 class ServeAppConfig(StrictModel):
@@ -36,6 +53,12 @@ class ServeAppConfig(StrictModel):
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024, description="enforced while the body arrives")
     max_tokens_per_request: int | None = Field(
         default=None, ge=1, description=f"tokens of all pairs after truncation; None: {MAX_TOKENS_PER_REQUEST}"
+    )
+    score_cache_bytes: int = Field(
+        default=SCORE_CACHE_BYTES, ge=0, description="scores of recent pairs answered again without the model; 0: off"
+    )
+    request_timeout_s: float | None = Field(
+        default=None, gt=0, description="answer 504 and drop the work of a request not scored by then; None: off"
     )
     api_key_env: str | None = Field(default=None, description="env var holding the Bearer key; unset = no auth")
     batch: BatchConfig = BatchConfig()

@@ -10,6 +10,17 @@ from .protocols import COHERE_ROUTES, COMPATIBLE_ROUTE, DASHSCOPE_ROUTE, SCORE_R
 ROUTES = (*COHERE_ROUTES, DASHSCOPE_ROUTE, COMPATIBLE_ROUTE, TEI_ROUTE, *SCORE_ROUTES, "/health")
 REQUESTS_PER_CALL_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128]
 SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+SIZES = (8, 64, 512)  # request sizes (pairs) the time to the last score is told apart by
+
+
+def size_label(pairs: int) -> str:
+    """The size class of a request of `pairs` pairs: '1-8', '9-64', '65-512' or '513+'."""
+    low = 1
+    for high in SIZES:
+        if pairs <= high:
+            return f"{low}-{high}"
+        low = high + 1
+    return f"{low}+"
 
 
 def route_label(path: str) -> str:
@@ -34,11 +45,37 @@ class ReplicaMetrics:
         self.requests_per_call = Histogram(
             "rerank_requests_per_model_call",
             boundaries=REQUESTS_PER_CALL_BUCKETS,
-            description="requests merged into one model call by the batcher",
+            description="requests with pairs in one model call",
         )
         self.call_seconds = Histogram(
-            "rerank_model_call_seconds", boundaries=SECONDS_BUCKETS, description="seconds one merged model call takes"
+            "rerank_model_call_seconds", boundaries=SECONDS_BUCKETS, description="seconds one model call takes"
         )
+        self.queue_seconds = Histogram(
+            "rerank_queue_wait_seconds",
+            boundaries=SECONDS_BUCKETS,
+            description="seconds from admission to a request's first pairs in a model call",
+        )
+        self.request_seconds = Histogram(
+            "rerank_request_seconds",
+            boundaries=SECONDS_BUCKETS,
+            description="seconds from admission to a request's last score, by request size (pairs)",
+            tag_keys=("size",),
+        )
+        self.pairs_dropped = Counter(
+            "rerank_pairs_dropped",
+            description="queued pairs never scored: their request was cancelled or passed its deadline",
+            tag_keys=("reason",),
+        )
+        self.cache_hits = Counter("rerank_score_cache_hits", description="pairs answered from the score cache")
+        self.cache_misses = Counter("rerank_score_cache_misses", description="pairs the score cache did not hold")
+
+    def record(self, name: str, value: float, tags: dict[str, str]) -> None:
+        """Add `value` to counter `name`, or observe it in histogram `name`."""
+        metric = getattr(self, name)
+        if hasattr(metric, "observe"):
+            metric.observe(value, tags=tags or None)
+        elif value:
+            metric.inc(value, tags=tags or None)
 
 
 class CountRequests:

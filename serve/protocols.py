@@ -84,6 +84,7 @@ _DASHSCOPE_CODES = {
     429: "Throttling",
     502: "BadGateway",
     503: "ServiceUnavailable",
+    504: "RequestTimeOut",
 }
 _OPENAI_TYPES = {
     400: "BadRequestError",
@@ -93,6 +94,7 @@ _OPENAI_TYPES = {
     429: "RateLimitError",
     502: "InternalServerError",
     503: "ServiceUnavailableError",
+    504: "TimeoutError",
 }
 _COMPATIBLE_CODES = {
     400: "invalid_parameter_error",
@@ -100,6 +102,7 @@ _COMPATIBLE_CODES = {
     413: "invalid_parameter_error",
     429: "throttling",
     503: "service_unavailable",
+    504: "request_timeout",
 }
 _TEI_TYPES = {401: "unauthorized", 413: "validation", 422: "validation", 429: "overloaded", 503: "overloaded"}
 

@@ -119,3 +119,34 @@ def test_a_prefix_extended_a_few_tokens_per_call_has_the_same_kv_as_in_one_call(
     whole = layout.extend(layout.empty_prefix, ids, len(ids))
     for got, want in zip(layout.extend(layout.empty_prefix, ids, chunk).tensors, whole.tensors):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_a_request_scored_one_pair_per_call_reuses_its_cached_prefix_exactly(many_docs):
+    """What a replica's scheduler does to a bulk request: its pairs over many calls, the query's K/V computed once."""
+    whole = OnnxQwen3Scorer.open(tiny_model_dir(), prefix_cache_bytes=0)
+    cut = OnnxQwen3Scorer.open(tiny_model_dir())
+    prepared = cut.prepare(many_docs)
+    expected = whole.score(many_docs)
+    assert whole.prefix_cache is None and len(cut.prefix_cache) == 0
+    pieces = [cut.score_prepared([prepared.select([row])])[0].scores[0] for row in range(len(many_docs))]
+    np.testing.assert_allclose(pieces, expected, atol=1e-6)
+    assert len(cut.prefix_cache) == 1  # one query, one cached prefix
+    assert all(prepared.costs < prepared.tokens)  # the shared prefix is not counted as each pair's work
+
+
+def test_the_prefix_cache_stays_within_its_bytes():
+    scorer = OnnxQwen3Scorer.open(tiny_model_dir())
+    one = scorer.prepare([("query number 0 about cats", "a"), ("query number 0 about cats", "b")])
+    scorer.score_prepared([one])
+    entry = scorer.prefix_cache.bytes
+    bounded = OnnxQwen3Scorer.open(tiny_model_dir(), prefix_cache_bytes=3 * entry)
+    for k in range(10):
+        bounded.score([(f"query number {k} about cats", "a"), (f"query number {k} about cats", "b")])
+        assert bounded.prefix_cache.bytes <= 3 * entry
+    assert len(bounded.prefix_cache) == 3
+
+
+def test_a_query_with_one_document_shares_nothing_and_is_not_cached():
+    scorer = OnnxQwen3Scorer.open(tiny_model_dir())
+    scorer.score([("q1", "a"), ("q2", "b"), ("q3", "c")])
+    assert len(scorer.prefix_cache) == 0

@@ -160,17 +160,20 @@ def test_dashscope_errors_use_its_error_body(serve_url, body, field):
 
 
 def _concurrent(url, n, body):
+    bodies = body if isinstance(body, list) else [body] * n
     with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(lambda _: post(url, "/v1/rerank", body), range(n)))
+        return list(pool.map(lambda b: post(url, "/v1/rerank", b), bodies))
 
 
-def test_concurrent_requests_share_batches_and_user_config_applies_live(serve_url, ray_cluster):
+def test_concurrent_requests_share_calls_and_user_config_applies_live(serve_url, ray_cluster, tiny_reranker):
     from serve.launcher import load_serve_config
     from tests.conftest import REPO
 
     config = load_serve_config(REPO / "configs/demo/serve.yaml")
     app_cfg = config["applications"][0]
-    body = {"query": QUERY, "documents": DOCS * 4}
+
+    def bodies(tag):  # never seen before, so none is answered from the score cache
+        return [{"query": f"{QUERY} {tag}", "documents": [f"{d} {tag}-{i}" for d in DOCS[:2]]} for i in range(12)]
 
     def redeploy(max_batch_size, wait):
         from serve.app import build_app
@@ -182,16 +185,17 @@ def test_concurrent_requests_share_batches_and_user_config_applies_live(serve_ur
 
     try:
         redeploy(1, 0.0)
-        sizes = [int(r.headers[BATCH_HEADER]) for r in _concurrent(serve_url, 12, body)]
+        sizes = [int(r.headers[BATCH_HEADER]) for r in _concurrent(serve_url, 12, bodies("one"))]
         assert max(sizes) == 1
         redeploy(16, 0.05)
-        replies = _concurrent(serve_url, 12, body)
+        sent = bodies("many")
+        replies = _concurrent(serve_url, 12, sent)
         assert all(r.status_code == 200 for r in replies)
         assert max(int(r.headers[BATCH_HEADER]) for r in replies) > 1
-        first = {r["index"]: r["relevance_score"] for r in replies[0].json()["results"]}
-        for reply in replies:  # merged batches are split back to the right request and index
+        for body, reply in zip(sent, replies):  # shared calls are split back to the right request and index
+            expected = tiny_reranker.score_pairs([(body["query"], d) for d in body["documents"]])
             got = {r["index"]: r["relevance_score"] for r in reply.json()["results"]}
-            assert got == pytest.approx(first, abs=1e-5)
+            assert [got[i] for i in range(2)] == pytest.approx(expected.tolist(), abs=1e-5)
     finally:
         redeploy(16, 0.005)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from ...planning import budget_batches, plan_prefix_groups
 from ...scorer import Pair, Prepared, ScoreOutput, Scorer, Truncation, split_output, validate_pairs
 from ...tokenization import EncodedPairs, PairTokenizer
 from .layouts import GraphLayout, Prefix, open_layout
+from .prefix_cache import PrefixCache
 from .session import open_session, resolve_device, session_device
 
 
@@ -51,6 +53,7 @@ class OnnxQwen3Scorer(Scorer):
         self.max_rows_per_call = options.max_rows_per_call
         self._budget = options.token_budget or TOKEN_BUDGET[self.device]
         self._share_prefix = options.share_prefix
+        self._prefix_cache_bytes = options.prefix_cache_bytes
         self.replace_session(session)
         self.model_name = folder.name
         self.instruction = options.instruction
@@ -69,8 +72,10 @@ class OnnxQwen3Scorer(Scorer):
         """Run on `session`: the same graph opened with other options or another runtime (tuning, profiling)."""
         self.session = session
         self.layout: GraphLayout = open_layout(self.graph.layout, session, self.yes_id, self.no_id)
-        self.token_budget = self.layout.fit_budget(self._budget)
+        self.token_budget = self.call_tokens = self.layout.fit_budget(self._budget)
         self.shares_prefix = self._share_prefix and self.layout.takes_prefix
+        cached = self.shares_prefix and self._prefix_cache_bytes > 0
+        self.prefix_cache = PrefixCache(self._prefix_cache_bytes) if cached else None
         # The system prompt's K/V, computed once per session when sharing prefixes; else every row starts from 0.
         empty = self.layout.empty_prefix
         self._system = (
@@ -86,7 +91,13 @@ class OnnxQwen3Scorer(Scorer):
         contents = [format_content(q, d, instruction) for q, d in pairs]
         heads = [content_head(q, instruction) for q, _ in pairs]
         encoded = self.tokenizer.encode(contents, heads, keep_heads=truncation == "left")
-        return Prepared(pairs, instruction, encoded.lengths, encoded.truncated, encoded)
+        lengths = encoded.lengths
+        costs = lengths - np.maximum(encoded.head_lengths, self._system.length) if self.shares_prefix else lengths
+        return Prepared(pairs, instruction, lengths, encoded.truncated, encoded, costs)
+
+    def cache_keys(self, prepared: Prepared) -> list[bytes]:
+        """A pair's token ids say all its score depends on: template, instruction, query, document after truncation."""
+        return [hashlib.blake2b(ids.tobytes(), digest_size=16).digest() for ids in prepared.payload.ids]
 
     def score_prepared(self, items: Sequence[Prepared], *, batch_size: int | None = None) -> list[ScoreOutput]:
         """Score prepared requests in shared token-budget batches of similar length; results in input order."""
@@ -104,13 +115,24 @@ class OnnxQwen3Scorer(Scorer):
         logits = np.zeros(len(encoded.ids), dtype=np.float32)
         base = self._system.length
         heads = encoded.heads if self.shares_prefix else None
-        for group in plan_prefix_groups(encoded.ids, heads, base, max_prefix=max(self.token_budget, base)):
-            prefix: Prefix = self.layout.extend(
-                self._system, encoded.ids[group.rows[0]][base : group.length], self.token_budget
-            )
+        head_lengths = encoded.head_lengths if self.prefix_cache is not None else None
+        max_prefix = max(self.token_budget, base)
+        for group in plan_prefix_groups(encoded.ids, heads, base, max_prefix, head_lengths):
+            prefix = self._prefix(encoded.ids[group.rows[0]][: group.length])
             rest = [encoded.ids[r][group.length :] for r in group.rows]
             for batch in budget_batches(
                 rest, self.token_budget, max_rows, pad_id=self.tokenizer.pad_id, right_padding=self.layout.right_padded
             ):
                 logits[group.rows[batch.indices]] = self.layout.run(batch, prefix)
         return logits
+
+    def _prefix(self, ids: np.ndarray) -> Prefix:
+        """The K/V of `ids` (which start with the system prompt): from the prefix cache, or computed (and kept)."""
+        if len(ids) == self._system.length:
+            return self._system
+        prefix = self.prefix_cache.get(ids) if self.prefix_cache is not None else None
+        if prefix is None:
+            prefix = self.layout.extend(self._system, ids[self._system.length :], self.token_budget)
+            if self.prefix_cache is not None:
+                self.prefix_cache.put(ids, prefix)
+        return prefix

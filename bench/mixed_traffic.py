@@ -1,0 +1,209 @@
+"""Mixed traffic on one replica: small interactive requests alone, under bulk load, right after abandoned bulk
+requests; bulk throughput; a repeated request; the endpoint's scores against the library's.
+
+Run: python bench/mixed_traffic.py [--shape tiny|0.6b] [--seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import contextlib
+
+from bench.common import WORDS, bench_model, print_table
+from bench.serve import deploy
+
+# (documents per small request, words per small document, documents per bulk request, words per bulk document)
+SHAPES = {"tiny": (8, 12, 100, 50), "0.6b": (8, 12, 40, 100)}
+
+
+class Texts:
+    """Distinct random documents (never repeated, so no answer can come from a cache unless asked)."""
+
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+
+    def words(self, n: int) -> str:
+        return " ".join(self.rng.choice(WORDS) for _ in range(n))
+
+    def request(self, docs: int, words: int) -> dict:
+        return {"query": self.words(6) + "?", "documents": [self.words(words) for _ in range(docs)]}
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def small_client(url: str, seconds: float, shape: tuple, seed: int, count: int = 0) -> list[float]:
+    """One closed-loop client of small requests for `seconds` (or `count` requests); their latencies in seconds."""
+    texts, latencies = Texts(seed), []
+    deadline = time.monotonic() + seconds
+    with httpx.Client(timeout=600) as http:
+        while time.monotonic() < deadline or len(latencies) < count:
+            body = texts.request(shape[0], shape[1])
+            start = time.monotonic()
+            http.post(f"{url}/v1/rerank", json=body).raise_for_status()
+            latencies.append(time.monotonic() - start)
+    return latencies
+
+
+def bulk_clients(
+    url: str, n: int, stop: threading.Event, shape: tuple, done: list, seed: int
+) -> list[threading.Thread]:
+    """`n` closed-loop bulk clients until `stop`; each answered request appends (pairs, seconds) to `done`."""
+
+    def client(k: int) -> None:
+        texts = Texts(seed + k)
+        with httpx.Client(timeout=600) as http:
+            while not stop.is_set():
+                body = texts.request(shape[2], shape[3])
+                start = time.monotonic()
+                http.post(f"{url}/v1/rerank", json=body).raise_for_status()
+                done.append((len(body["documents"]), time.monotonic() - start, time.monotonic()))
+
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def after_abandoned(url: str, rounds: int, shape: tuple) -> list[float]:
+    """Latencies of the 5 small requests sent right after 6 bulk requests whose clients gave up after 0.1 s."""
+    texts, latencies = Texts(7), []
+    for r in range(rounds):
+        for _ in range(6):
+            with contextlib.suppress(httpx.TimeoutException):
+                httpx.post(f"{url}/v1/rerank", json=texts.request(shape[2], shape[3]), timeout=0.1)
+        latencies += small_client(url, 0, shape, seed=300 + r, count=5)
+    return latencies
+
+
+def main() -> None:
+    """Deploy one replica and run every phase against it; print the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
+    parser.add_argument("--dtype", default="int8")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each timed phase")
+    parser.add_argument("--bulk-clients", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--port", type=int, default=8797)
+    args = parser.parse_args()
+    shape = SHAPES[args.shape]
+    if args.shape == "tiny":
+        from rerank_core.tiny_model import tiny_model_dir
+
+        model, dtype = tiny_model_dir(), "f32"
+    else:
+        model, dtype = bench_model(), args.dtype
+
+    import ray
+    from ray import serve
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        url = deploy(model, dtype, 32, 0.005, args.threads, args.port)
+        small_client(url, 2, shape, seed=99)  # warm-up
+        alone = small_client(url, args.seconds, shape, seed=1)
+
+        stop, bulk_alone, t0 = threading.Event(), [], time.monotonic()
+        threads = bulk_clients(url, args.bulk_clients, stop, shape, bulk_alone, seed=1000)
+        time.sleep(args.seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+        bulk_rate = sum(p for p, _, _ in bulk_alone) / (max(end for _, _, end in bulk_alone) - t0)
+
+        stop, bulk_mixed, t1 = threading.Event(), [], time.monotonic()
+        threads = bulk_clients(url, args.bulk_clients, stop, shape, bulk_mixed, seed=2000)
+        time.sleep(2)
+        loaded = small_client(url, args.seconds, shape, seed=2)
+        stop.set()
+        for t in threads:
+            t.join()
+
+        time.sleep(2)
+        abandoned = after_abandoned(url, 3, shape)
+        time.sleep(2)
+
+        texts = Texts(5)
+        body = texts.request(shape[0], shape[1])
+        start = time.monotonic()
+        first = httpx.post(f"{url}/v1/rerank", json=body, timeout=600).json()
+        fresh_s = time.monotonic() - start
+        start = time.monotonic()
+        again = httpx.post(f"{url}/v1/rerank", json=body, timeout=600).json()
+        repeat_s = time.monotonic() - start
+
+        check = texts.request(shape[2], shape[3])
+        served = httpx.post(f"{url}/v1/rerank", json=check, timeout=600).json()["results"]
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+    from rerank_core.backends.onnx import OnnxQwen3Scorer
+
+    library = OnnxQwen3Scorer.open(model, dtype=dtype).score([(check["query"], d) for d in check["documents"]])
+    served_scores = np.array([r["relevance_score"] for r in sorted(served, key=lambda r: r["index"])])
+    same_repeat = [r["relevance_score"] for r in first["results"]] == [r["relevance_score"] for r in again["results"]]
+
+    p95_alone = percentile(alone, 95)
+    rows = [
+        ["small alone", len(alone), 1000 * percentile(alone, 50), 1000 * p95_alone, 1.0],
+        [
+            f"small under {args.bulk_clients} bulk clients",
+            len(loaded),
+            1000 * percentile(loaded, 50),
+            1000 * percentile(loaded, 95),
+            percentile(loaded, 95) / p95_alone,
+        ],
+        [
+            "5 small right after 6 abandoned bulk requests (×3)",
+            len(abandoned),
+            1000 * percentile(abandoned, 50),
+            1000 * percentile(abandoned, 95),
+            percentile(abandoned, 95) / p95_alone,
+        ],
+    ]
+    print_table(
+        f"Small requests ({shape[0]} docs × {shape[1]} words) — {model.name} {dtype}, bulk {shape[2]} docs × "
+        f"{shape[3]} words, {args.threads} ORT threads",
+        ["traffic", "requests", "p50 ms", "p95 ms", "p95 ÷ alone"],
+        rows,
+    )
+    mixed_rate = sum(p for p, _, _ in bulk_mixed) / (max(end for _, _, end in bulk_mixed) - t1) if bulk_mixed else 0.0
+    print_table(
+        "Bulk, repeat, exactness",
+        [
+            "bulk pairs/s alone",
+            "bulk pairs/s with small traffic",
+            "fresh ms",
+            "repeat ms",
+            "fresh ÷ repeat",
+            "repeat identical",
+            "max |served − library|",
+        ],
+        [
+            [
+                bulk_rate,
+                mixed_rate,
+                1000 * fresh_s,
+                1000 * repeat_s,
+                fresh_s / repeat_s,
+                same_repeat,
+                float(np.abs(served_scores - library).max()),
+            ]
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""A replica's scheduler: the pairs of every admitted request wait in one queue, each model call is filled up to the
+scorer's call budget with the request that has the least work left first (aging keeps bulk requests moving), and a
+request is answered as soon as its last pair is scored; pairs nobody waits for any more leave the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rerank_core.scorer import Prepared, ScoreOutput, Scorer
+
+from .config import BatchConfig
+from .metrics import ReplicaMetrics, size_label
+from .score_cache import ScoreCache
+
+log = logging.getLogger("ray.serve")
+
+
+class DeadlineExceeded(TimeoutError):
+    """A request was not scored within its deadline; its remaining work was dropped."""
+
+    def __init__(self, timeout_s: float):
+        super().__init__(f"not scored within {timeout_s:g} s; its remaining pairs were dropped")
+        self.timeout_s = timeout_s
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A request's scores and how they were made: requests that shared its model calls (itself included), pairs
+    answered from the score cache."""
+
+    output: ScoreOutput
+    shared_with: int
+    cached: int
+
+
+@dataclass(eq=False)
+class Job:
+    """One admitted request in the queue."""
+
+    prepared: Prepared
+    keys: list[bytes] | None  # score-cache key of each pair; None when the cache is off
+    future: asyncio.Future
+    admitted: float
+    scores: np.ndarray
+    logits: np.ndarray
+    pending: list[int]  # pairs waiting for a model call, costliest first
+    pending_cost: int
+    unscored: int  # pairs not scored yet, pending or in a call
+    waiting_since: float  # last time it got pairs into a call (or was admitted): aging counts from here
+    cached: int = 0
+    started: float | None = None
+    sharers: set[int] = field(default_factory=set)
+
+    def take(self, rows: Sequence[int], now: float) -> None:
+        """Move `rows` from the queue into a model call."""
+        chosen = set(rows)
+        self.pending = [r for r in self.pending if r not in chosen]
+        self.pending_cost -= int(self.prepared.costs[list(rows)].sum())
+        self.waiting_since = now
+
+
+def plan_step(
+    jobs: Sequence[Job], now: float, call_tokens: int | None, max_requests: int, aging_s: float
+) -> list[tuple[Job, list[int]]]:
+    """The pairs of the next model call.
+
+    Jobs go by least remaining cost, divided by (1 + seconds waited / aging_s). The first takes all its pairs if they
+    cost at most twice `call_tokens` (a small request is never split over calls, nor made to share its last call
+    with a bulk one's pairs), else what fits `call_tokens` (at least one pair); the next fill what is left of
+    `call_tokens`, at most `max_requests` jobs in all.
+    """
+    ready = [job for job in jobs if job.pending]
+    ready.sort(key=lambda job: job.pending_cost / (1.0 + (now - job.waiting_since) / aging_s))
+    if not ready:
+        return []
+    first = ready[0]
+    if call_tokens is None or first.pending_cost <= 2 * call_tokens:
+        step, used = [(first, list(first.pending))], first.pending_cost
+    else:
+        step, used = [], 0
+    for job in ready[len(step) :]:
+        if len(step) == max_requests or (call_tokens is not None and used >= call_tokens):
+            break
+        rows = []
+        for row in job.pending:
+            cost = int(job.prepared.costs[row])
+            if call_tokens is None or used + cost <= call_tokens or not (step or rows):
+                rows.append(row)
+                used += cost
+        if rows:
+            step.append((job, rows))
+    return step
+
+
+class Scheduler:
+    """Scores prepared requests of one replica through shared model calls, made one at a time by its own thread.
+
+    The thread plans each call and starts the next as soon as one ends (ONNX Runtime releases the GIL, so requests
+    keep arriving meanwhile); the event loop only admits requests and is woken when one is fully scored.
+    """
+
+    def __init__(self, scorer: Scorer, config: BatchConfig, cache_bytes: int, metrics: ReplicaMetrics | None = None):
+        self.scorer = scorer
+        self.config = config
+        self.cache = ScoreCache(cache_bytes)
+        self.metrics = metrics
+        self.stats = {"calls": 0, "pairs_scored": 0, "pairs_dropped": 0, "cache_hits": 0, "cache_misses": 0}
+        self._jobs: list[Job] = []
+        self._tokens_per_s = 0.0  # cost tokens scored per second, recent calls weighted most
+        self._lock = threading.Condition()
+        threading.Thread(target=self._work, name="rerank-scheduler", daemon=True).start()
+
+    def configure(self, config: BatchConfig) -> None:
+        """Apply new batching settings from the next call on."""
+        self.config = config
+
+    async def score(self, prepared: Prepared, timeout_s: float | None = None) -> Scored:
+        """Scores of one request, answered when its last pair is scored (or at once from the cache).
+
+        Cancelled (its client gone) or past `timeout_s` (DeadlineExceeded), its pairs still queued are dropped.
+        """
+        keys = self.scorer.cache_keys(prepared) if self.cache.max_bytes else None
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            job = self._admit(prepared, keys, loop.create_future())
+            if job.unscored:
+                self._jobs.append(job)
+                self._lock.notify()
+        if job.unscored:
+            try:
+                await asyncio.wait_for(job.future, timeout_s)
+            except TimeoutError:
+                self._drop(job, "deadline")
+                raise DeadlineExceeded(timeout_s) from None
+            except asyncio.CancelledError:
+                self._drop(job, "cancelled")
+                raise
+        self._observe("request_seconds", time.perf_counter() - job.admitted, size=size_label(len(prepared)))
+        output = ScoreOutput(job.scores, prepared.tokens, prepared.truncated, job.logits)
+        return Scored(output, max(len(job.sharers), 1), job.cached)
+
+    def _admit(self, prepared: Prepared, keys: list[bytes] | None, future: asyncio.Future) -> Job:
+        n = len(prepared)
+        now = time.perf_counter()
+        scores, logits = np.zeros(n, np.float32), np.zeros(n, np.float32)
+        pending = []
+        for row in range(n):
+            hit = self.cache.get(keys[row]) if keys is not None else None
+            if hit is None:
+                pending.append(row)
+            else:
+                scores[row], logits[row] = hit
+        pending.sort(key=lambda row: -int(prepared.costs[row]))
+        cached = n - len(pending)
+        self.stats["cache_hits"] += cached
+        if keys is not None:
+            self.stats["cache_misses"] += len(pending)
+            self._observe("cache_hits", cached)
+            self._observe("cache_misses", len(pending))
+        cost = int(prepared.costs[pending].sum())
+        return Job(prepared, keys, future, now, scores, logits, pending, cost, len(pending), now, cached)
+
+    def _drop(self, job: Job, reason: str) -> None:
+        """Take a job nobody waits for out of the queue; its pairs in a call finish, the rest are never scored."""
+        with self._lock:
+            if job in self._jobs:
+                self._jobs.remove(job)
+            dropped = len(job.pending)
+            job.pending = []
+            self.stats["pairs_dropped"] += dropped
+        self._observe("pairs_dropped", dropped, reason=reason)
+
+    def _next_step(self) -> list[tuple[Job, list[int]]]:
+        """Wait for queued pairs, then take the next call's pairs out of the queue."""
+        with self._lock:
+            if not any(job.pending for job in self._jobs):
+                while not any(job.pending for job in self._jobs):
+                    self._lock.wait()
+                if self.config.batch_wait_timeout_s:  # let requests arriving together share the first call
+                    self._lock.wait(self.config.batch_wait_timeout_s)
+            now = time.perf_counter()
+            step = plan_step(self._jobs, now, self._step_tokens(), self.config.max_batch_size, self.config.aging_s)
+            members = {id(job) for job, _ in step}
+            for job, rows in step:
+                if job.started is None:
+                    job.started = now
+                    self._observe("queue_seconds", now - job.admitted)
+                job.take(rows, now)
+                job.sharers |= members
+            return step
+
+    def _step_tokens(self) -> int | None:
+        """Tokens of the next call: the scorer's budget, or what it scores in `call_target_s` if that is more."""
+        budget = self.scorer.call_tokens
+        if budget is None:
+            return None
+        return max(budget, int(self._tokens_per_s * self.config.call_target_s))
+
+    def _work(self) -> None:
+        """The scheduler thread: forever plan a call, score it, hand out the scores."""
+        while True:
+            step = self._next_step()
+            started = time.perf_counter()
+            try:
+                outputs = self.scorer.score_prepared([job.prepared.select(rows) for job, rows in step])
+            except Exception as exc:  # the call failed for every request in it; the others go on
+                log.exception("a model call failed for %d requests", len(step))
+                for job, _ in step:
+                    self._finish(job, exc)
+                continue
+            seconds = time.perf_counter() - started
+            rate = sum(int(job.prepared.costs[rows].sum()) for job, rows in step) / max(seconds, 1e-6)
+            self._tokens_per_s = rate if not self._tokens_per_s else 0.8 * self._tokens_per_s + 0.2 * rate
+            self._observe("call_seconds", seconds)
+            self._observe("requests_per_call", len(step))
+            with self._lock:
+                self.stats["calls"] += 1
+                for (job, rows), out in zip(step, outputs):
+                    self._deliver(job, rows, out)
+
+    def _deliver(self, job: Job, rows: list[int], out: ScoreOutput) -> None:
+        job.scores[rows], job.logits[rows] = out.scores, out.logits
+        if job.keys is not None:
+            for row, score, logit in zip(rows, out.scores, out.logits):
+                self.cache.put(job.keys[row], float(score), float(logit))
+        job.unscored -= len(rows)
+        self.stats["pairs_scored"] += len(rows)
+        if job.unscored == 0:
+            self._finish(job, None)
+
+    def _finish(self, job: Job, error: Exception | None) -> None:
+        """Take the job out of the queue and wake its request on its event loop."""
+        if job in self._jobs:
+            self._jobs.remove(job)
+        job.pending = []
+        job.future.get_loop().call_soon_threadsafe(_resolve, job.future, error)
+
+    def _observe(self, metric: str, value: float, **tags: str) -> None:
+        if self.metrics is not None:
+            self.metrics.record(metric, value, tags)
+
+
+def _resolve(future: asyncio.Future, error: Exception | None) -> None:
+    if not future.done():
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
