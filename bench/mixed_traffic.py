@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each timed phase")
     parser.add_argument("--bulk-clients", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--token-budget", type=int, help="tokens per model call (default: the device's)")
     parser.add_argument("--port", type=int, default=8797)
     args = parser.parse_args()
     shape = SHAPES[args.shape]
@@ -110,7 +111,7 @@ def main() -> None:
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        url = deploy(model, dtype, 32, 0.005, args.threads, args.port)
+        url = deploy(model, dtype, 32, 0.005, args.threads, args.port, args.token_budget)
         small_client(url, 2, shape, seed=99)  # warm-up
         alone = small_client(url, args.seconds, shape, seed=1)
 
@@ -175,7 +176,7 @@ def main() -> None:
     ]
     print_table(
         f"Small requests ({shape[0]} docs × {shape[1]} words) — {model.name} {dtype}, bulk {shape[2]} docs × "
-        f"{shape[3]} words, {args.threads} ORT threads",
+        f"{shape[3]} words, {args.threads} ORT threads, token budget {args.token_budget or 'default'}",
         ["traffic", "requests", "p50 ms", "p95 ms", "p95 ÷ alone"],
         rows,
     )

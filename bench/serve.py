@@ -71,7 +71,9 @@ def bare_scorer(model: Path, dtype: str, requests: list[dict], threads: int) -> 
     return sum(len(b["documents"]) for b in requests) / (time.monotonic() - start)
 
 
-def deploy(model: Path, dtype: str, batch: int, wait: float, threads: int, port: int) -> str:
+def deploy(
+    model: Path, dtype: str, batch: int, wait: float, threads: int, port: int, token_budget: int | None = None
+) -> str:
     """Deploy the benchmark app on local Serve with the given batching; return its URL once healthy."""
     from ray import serve
 
@@ -79,7 +81,13 @@ def deploy(model: Path, dtype: str, batch: int, wait: float, threads: int, port:
     from serve.launcher import wait_healthy
 
     args = {
-        "model": {"model": str(model), "dtype": dtype, "device": "cpu", "intra_op_threads": threads},
+        "model": {
+            "model": str(model),
+            "dtype": dtype,
+            "device": "cpu",
+            "intra_op_threads": threads,
+            "token_budget": token_budget,
+        },
         "max_documents": 1000,
     }
     options = {

@@ -14,6 +14,10 @@ from .config import ColumnsConfig
 
 SCORE, ERROR, TRUNCATED = "score", "error", "truncated_tokens"
 SCORES, RANKING = "scores", "ranking"
+# With long_documents mode chunk: the character span of the window that gave each score (pairs: per row; grouped:
+# lists parallel to `scores`).
+WINDOW_START, WINDOW_END = "window_start", "window_end"
+WINDOW_STARTS, WINDOW_ENDS = "window_starts", "window_ends"
 
 
 def row_problem(query: Any, document: Any, field: str = "document") -> str | None:
@@ -32,8 +36,10 @@ class BatchScorer:
     """Ray Data callable class: loads the model once per actor, then scores one Arrow batch per call."""
 
     def __init__(self, model: dict, layout: str, columns: dict, top_k: int | None = None):
-        self.reranker = load_reranker(ModelConfig.model_validate(model))
+        config = ModelConfig.model_validate(model)
+        self.reranker = load_reranker(config)
         self.layout, self.columns, self.top_k = layout, ColumnsConfig.model_validate(columns), top_k
+        self.windows = config.long_documents.mode == "chunk"
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Return `batch` with the result columns added; output rows = input rows, checked."""
@@ -54,21 +60,27 @@ class BatchScorer:
         rows are flagged."""
         n = len(pairs)
         scores, cut, errors = np.full(n, np.nan, np.float32), np.zeros(n, np.int64), [None] * n
+        windows = np.zeros((n, 2), np.int64)
         scorer = self.reranker.scorer
         groups = group_by_instruction(instructions)
+
+        def keep(rows, out: ScoreOutput) -> None:
+            scores[rows], cut[rows] = out.scores, out.truncated
+            if out.windows is not None:
+                windows[rows] = out.windows
+
         try:
             prepared = [scorer.prepare([pairs[i] for i in rows], instruction=instr) for instr, rows in groups.items()]
             for rows, out in zip(groups.values(), scorer.score_prepared(prepared)):
-                scores[rows], cut[rows] = out.scores, out.truncated
+                keep(rows, out)
         except Exception:
             for instruction, rows in groups.items():
                 for i in rows:
                     try:
-                        one = scorer.score_detailed([pairs[i]], instruction=instruction)
-                        scores[i], cut[i] = one.scores[0], one.truncated[0]
+                        keep([i], scorer.score_detailed([pairs[i]], instruction=instruction))
                     except Exception as exc:
                         errors[i] = f"scoring failed: {type(exc).__name__}: {exc}"[:500]
-        return ScoreOutput(scores, np.zeros(n, np.int64), cut), errors
+        return ScoreOutput(scores, np.zeros(n, np.int64), cut, windows=windows), errors
 
     def _pairs(self, batch: pa.Table) -> pa.Table:
         queries = batch.column(self.columns.query).to_pylist()
@@ -78,6 +90,7 @@ class BatchScorer:
         instructions = self._instructions(batch)
         scores: list[float | None] = [None] * len(errors)
         truncated = [0] * len(errors)
+        spans: list[list[int] | None] = [None] * len(errors)
         if good:
             out, failures = self._score([(queries[i], documents[i]) for i in good], [instructions[i] for i in good])
             for k, i in enumerate(good):
@@ -85,11 +98,16 @@ class BatchScorer:
                     errors[i] = failures[k]
                     continue
                 scores[i], truncated[i] = float(out.scores[k]), int(out.truncated[k])
-        return (
+                spans[i] = out.windows[k].tolist()
+        out = (
             batch.append_column(SCORE, pa.array(scores, pa.float32()))
             .append_column(ERROR, pa.array(errors, pa.string()))
             .append_column(TRUNCATED, pa.array(truncated, pa.int32()))
         )
+        if self.windows:
+            out = out.append_column(WINDOW_START, pa.array([s and s[0] for s in spans], pa.int32()))
+            out = out.append_column(WINDOW_END, pa.array([s and s[1] for s in spans], pa.int32()))
+        return out
 
     def _group_problem(self, query: Any, docs: Any) -> str | None:
         problem = row_problem(query, "-")
@@ -117,6 +135,7 @@ class BatchScorer:
         out, failures = self._score(flat, flat_instructions) if flat else (None, [])
         scores_col: list[list[float] | None] = [None] * len(queries)
         ranking_col: list[list[int] | None] = [None] * len(queries)
+        spans_col: list[np.ndarray | None] = [None] * len(queries)
         for row, (start, end) in spans.items():
             failed = next((f for f in failures[start:end] if f is not None), None)
             if failed is not None:
@@ -125,8 +144,14 @@ class BatchScorer:
             row_scores = out.scores[start:end] if out is not None else np.zeros(0, np.float32)
             scores_col[row] = [float(x) for x in row_scores]
             ranking_col[row] = [int(i) for i in top_indices(row_scores, self.top_k)]
-        return (
+            spans_col[row] = out.windows[start:end] if out is not None else np.zeros((0, 2), np.int64)
+        table = (
             batch.append_column(SCORES, pa.array(scores_col, pa.list_(pa.float32())))
             .append_column(RANKING, pa.array(ranking_col, pa.list_(pa.int32())))
             .append_column(ERROR, pa.array(errors, pa.string()))
         )
+        if self.windows:
+            for name, k in ((WINDOW_STARTS, 0), (WINDOW_ENDS, 1)):
+                column = [None if s is None else s[:, k].tolist() for s in spans_col]
+                table = table.append_column(name, pa.array(column, pa.list_(pa.int32())))
+        return table

@@ -8,20 +8,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import LocalOptions
+from .config import LocalOptions, LongDocuments
 from .dtypes import Dtype
 from .errors import InvalidInputError
 from .scorer import Pair, Scorer, check_text, top_indices
 
+LongDocumentsArg = LongDocuments | dict | str | None
+
 
 @dataclass(frozen=True)
 class DocumentRank:
-    """One ranked document: its text, relevance in 0..1, 1-based rank, and position in the input list."""
+    """One ranked document: its text, relevance in 0..1, 1-based rank, and position in the input list; scored in
+    windows (long_documents mode chunk), `window` is the (start, end) character span of the window that decided."""
 
     document: str
     relevance_score: float
     rank: int
     index: int
+    window: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,17 +118,25 @@ class Reranker:
 
         return cls(EndpointScorer(url, api_key=api_key, **options))
 
-    def score_pairs(self, pairs: Sequence[Pair], instruction: str | None = None) -> np.ndarray:
-        """Relevance in 0..1 of each (query, document) pair, float32, in input order."""
-        return self.scorer.score(pairs, instruction=instruction)
+    def score_pairs(
+        self, pairs: Sequence[Pair], instruction: str | None = None, long_documents: LongDocumentsArg = None
+    ) -> np.ndarray:
+        """Relevance in 0..1 of each (query, document) pair, float32, in input order.
+
+        `long_documents` overrides the model's for this call: "chunk", "truncate", or a dict of LongDocuments fields.
+        """
+        return self.scorer.score(pairs, instruction=instruction, long_documents=long_documents)
 
     def compute_scores(
-        self, query: str | Sequence[str], documents: Sequence[str], batch_size: int | None = None
+        self,
+        query: str | Sequence[str],
+        documents: Sequence[str],
+        batch_size: int | None = None,
+        long_documents: LongDocumentsArg = None,
     ) -> list[list[float]]:
         """Scores as [query][document] in input order; `batch_size` caps rows per model call for this call only."""
         queries, docs = _queries(query), _documents(documents)
-        scores = self._grid(queries, docs, None, batch_size)
-        return scores.tolist()
+        return self._grid(queries, docs, None, batch_size, long_documents).scores.tolist()
 
     def rerank(
         self,
@@ -133,25 +145,51 @@ class Reranker:
         top_k: int | None = None,
         instruction: str | None = None,
         batch_size: int | None = None,
+        long_documents: LongDocumentsArg = None,
     ) -> list[RerankerResult]:
         """One result per query: documents sorted by relevance (best first, rank 1-based), at most `top_k`."""
         queries, docs = _queries(query), _documents(documents)
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
             raise InvalidInputError("top_k", f"must be an integer ≥ 1, got {top_k!r}", limit="≥ 1")
-        scores = self._grid(queries, docs, instruction, batch_size)
+        grid = self._grid(queries, docs, instruction, batch_size, long_documents)
         results = []
-        for q, row in zip(queries, scores):
+        for k, (q, row) in enumerate(zip(queries, grid.scores)):
             ranked = [
-                DocumentRank(document=docs[i], relevance_score=float(row[i]), rank=r + 1, index=int(i))
+                DocumentRank(docs[i], float(row[i]), r + 1, int(i), grid.window(k, int(i)))
                 for r, i in enumerate(top_indices(row, top_k))
             ]
             results.append(RerankerResult(query=q, documents=ranked))
         return results
 
-    def _grid(self, queries: list[str], docs: list[str], instruction: str | None, batch_size: int | None) -> np.ndarray:
+    def _grid(
+        self,
+        queries: list[str],
+        docs: list[str],
+        instruction: str | None,
+        batch_size: int | None,
+        long_documents: LongDocumentsArg,
+    ) -> _Grid:
         """Scores of every query × document in one scorer call, shaped [query, document]."""
         if batch_size is not None and batch_size < 1:
             raise InvalidInputError("batch_size", f"must be ≥ 1, got {batch_size}", limit="≥ 1")
         pairs = [(q, d) for q in queries for d in docs]
-        flat = self.scorer.score(pairs, instruction=instruction, batch_size=batch_size) if pairs else np.zeros(0)
-        return np.asarray(flat, dtype=np.float32).reshape(len(queries), len(docs))
+        if not pairs:
+            return _Grid(np.zeros((len(queries), len(docs)), np.float32), None)
+        out = self.scorer.score_detailed(
+            pairs, instruction=instruction, batch_size=batch_size, long_documents=long_documents
+        )
+        windows = None if out.windows is None else out.windows.reshape(len(queries), len(docs), 2)
+        return _Grid(np.asarray(out.scores, dtype=np.float32).reshape(len(queries), len(docs)), windows)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    scores: np.ndarray  # [query, document]
+    windows: np.ndarray | None  # [query, document, 2] character spans of the deciding windows (chunk mode)
+
+    def window(self, query: int, document: int) -> tuple[int, int] | None:
+        """The deciding window's (start, end) characters, or None where documents were truncated."""
+        if self.windows is None:
+            return None
+        start, end = self.windows[query, document]
+        return int(start), int(end)

@@ -7,17 +7,17 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .dtypes import Dtype
-from .errors import ConfigError
+from .errors import ConfigError, InvalidInputError
 
 T = TypeVar("T", bound="StrictModel")
 
+PREFIX_CACHE_BYTES = 64 * 1024 * 1024  # ≈ 4 queries' prompt prefixes at the 0.6B shape (229 KB of K/V a token)
 # Rows × longest sequence per model call when `token_budget` is unset. Small calls stay in the CPU's caches: on the
 # 0.6B shape, int8 scores 13% more pairs/s at 256 tokens per call than at 512 and 29% more than at 1024 (f32: within
 # ±3% of 512); a GPU wants large calls.
-PREFIX_CACHE_BYTES = 64 * 1024 * 1024  # ≈ 4 queries' prompt prefixes at the 0.6B shape (229 KB of K/V a token)
 TOKEN_BUDGET = {"cpu": 256, "cuda": 16384}
 
 
@@ -57,6 +57,38 @@ class StrictModel(BaseModel):
         return cls.model_validate(config.model_dump(include=set(cls.model_fields)))
 
 
+class LongDocuments(StrictModel):
+    """What happens to a document longer than the window: cut (today's default), or scored in overlapping windows
+    of its tokens whose scores are aggregated."""
+
+    mode: Literal["truncate", "chunk"] = "truncate"
+    window_tokens: int | None = Field(
+        default=None, ge=1, description="document tokens per window; None (and at most): what fits max_length"
+    )
+    overlap_tokens: int | None = Field(default=None, ge=0, description="tokens two windows share; None: 1/8 window")
+    aggregate: Literal["max", "mean", "first"] = Field(
+        default="max", description="a document's score: its best window's, the mean of its windows', or the first's"
+    )
+    max_windows: int = Field(default=16, ge=1, description="windows per document, at most; the rest is cut")
+
+    @model_validator(mode="after")
+    def _overlap_below_window(self) -> LongDocuments:
+        window, overlap = self.window_tokens, self.overlap_tokens
+        if window is not None and overlap is not None and overlap >= window:
+            raise ValueError(f"overlap_tokens ({self.overlap_tokens}) must be < window_tokens ({self.window_tokens})")
+        return self
+
+    @classmethod
+    def of(cls, value: LongDocuments | dict | str | None) -> LongDocuments | None:
+        """A per-call setting: a LongDocuments, its dict, a mode name ('chunk', 'truncate'), or None."""
+        if value is None or isinstance(value, LongDocuments):
+            return value
+        try:
+            return cls.model_validate({"mode": value} if isinstance(value, str) else value)
+        except ValidationError as exc:
+            raise InvalidInputError("long_documents", describe_errors(exc)) from None
+
+
 class LocalOptions(StrictModel):
     """How the local ONNX backend finds, loads and runs a model: every option of `Reranker.from_pretrained`."""
 
@@ -91,6 +123,9 @@ class LocalOptions(StrictModel):
         description="rows per model call, at most",
     )
     instruction: str | None = Field(default=None, description="default instruction; None: the official one")
+    long_documents: LongDocuments = Field(
+        default_factory=LongDocuments, description="documents over the window: truncate, or chunk into windows"
+    )
 
     @field_validator("dtype", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .config import LongDocuments
 from .errors import InvalidInputError
 
 Pair = tuple[str, str]
@@ -24,6 +25,7 @@ class ScoreOutput:
     tokens: np.ndarray  # int64 per pair
     truncated: np.ndarray  # int64 per pair; 0 where nothing was cut
     logits: np.ndarray | None = None  # float32 l_yes − l_no, the raw score; derived from scores if not given
+    windows: np.ndarray | None = None  # [pairs, 2] character span of the window that gave the score (chunk mode)
 
     def __post_init__(self):
         if self.logits is None:
@@ -37,8 +39,9 @@ class ScoreOutput:
 
     def part(self, start: int, end: int) -> ScoreOutput:
         """The pairs [start, end) of this output."""
+        windows = None if self.windows is None else self.windows[start:end]
         return ScoreOutput(
-            self.scores[start:end], self.tokens[start:end], self.truncated[start:end], self.logits[start:end]
+            self.scores[start:end], self.tokens[start:end], self.truncated[start:end], self.logits[start:end], windows
         )
 
 
@@ -88,9 +91,17 @@ class Scorer(ABC):
     call_tokens: int | None = None
 
     def prepare(
-        self, pairs: Sequence[Pair], *, instruction: str | None = None, truncation: Truncation = "right"
+        self,
+        pairs: Sequence[Pair],
+        *,
+        instruction: str | None = None,
+        truncation: Truncation = "right",
+        long_documents: LongDocuments | dict | str | None = None,
     ) -> Prepared:
         """Validate `pairs`; a remote service tokenizes on its side, so tokens are estimated."""
+        spec = LongDocuments.of(long_documents)
+        if spec is not None and spec.mode == "chunk":
+            raise InvalidInputError("long_documents", f"chunk mode needs a local model, not {type(self).__name__}")
         pairs = validate_pairs(pairs)
         tokens = np.fromiter((estimate_tokens(q) + estimate_tokens(d) for q, d in pairs), np.int64, len(pairs))
         return Prepared(
@@ -107,16 +118,29 @@ class Scorer(ABC):
         """Score prepared requests together; one output per request, pairs in input order."""
 
     def score_detailed(
-        self, pairs: Sequence[Pair], *, instruction: str | None = None, batch_size: int | None = None
+        self,
+        pairs: Sequence[Pair],
+        *,
+        instruction: str | None = None,
+        batch_size: int | None = None,
+        long_documents: LongDocuments | dict | str | None = None,
     ) -> ScoreOutput:
-        """Score pairs and report token usage and truncation."""
-        return self.score_prepared([self.prepare(pairs, instruction=instruction)], batch_size=batch_size)[0]
+        """Score pairs and report token usage, truncation and (chunk mode) each score's window."""
+        prepared = self.prepare(pairs, instruction=instruction, long_documents=long_documents)
+        return self.score_prepared([prepared], batch_size=batch_size)[0]
 
     def score(
-        self, pairs: Sequence[Pair], *, instruction: str | None = None, batch_size: int | None = None
+        self,
+        pairs: Sequence[Pair],
+        *,
+        instruction: str | None = None,
+        batch_size: int | None = None,
+        long_documents: LongDocuments | dict | str | None = None,
     ) -> np.ndarray:
         """Relevance of each pair in 0..1 (float32), in input order."""
-        return self.score_detailed(pairs, instruction=instruction, batch_size=batch_size).scores
+        return self.score_detailed(
+            pairs, instruction=instruction, batch_size=batch_size, long_documents=long_documents
+        ).scores
 
 
 def _digest(*texts: str) -> bytes:

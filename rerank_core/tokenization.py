@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from .config import LongDocuments
 from .errors import ConfigError
 from .formatting import PREFIX, SUFFIX
+from .windows import plan_windows
 
 DEFAULT_MAX_LENGTH = 8192
 
@@ -25,25 +27,40 @@ def common_prefix_length(a: np.ndarray, b: np.ndarray) -> int:
 
 @dataclass(frozen=True)
 class EncodedPairs:
-    """Token ids of formatted pairs (prefix + content + suffix), with how many content tokens were cut from each."""
+    """Token ids of formatted pairs (prefix + content + suffix), one row per pair — or, for long documents scored in
+    windows, one row per window with `row_starts` saying which rows are whose."""
 
     ids: list[np.ndarray]
-    truncated: np.ndarray  # int64 per pair: content tokens dropped by truncation
-    # Each pair's content text before the document (formatting.content_head), when known: pairs with the same head
+    truncated: np.ndarray  # int64 per row: content tokens dropped (a windowed pair's count on its first row)
+    # Each row's content text before the document (formatting.content_head), when known: rows with the same head
     # start with the same prompt, which prefix sharing runs once.
     heads: list[str] | None = None
-    # Tokens each sequence shares with the others of its head (template prefix + head, found on the ids), at most
-    # its length − 1; 0 where its head is the only one of its kind in the encoded request.
+    # Tokens each row shares with the others of its head (template prefix + head, found on the ids), at most its
+    # length − 1; 0 where its head is the only one of its kind in the encoded request.
     head_lengths: np.ndarray | None = None
+    row_starts: np.ndarray | None = None  # pair i's rows are [row_starts[i], row_starts[i+1]); None: one row each
+    spans: np.ndarray | None = None  # [rows, 2] each window's character span in its document
+    aggregate: str = "max"  # how a pair's windows make its score (rerank_core.windows.aggregate_windows)
 
     @property
     def lengths(self) -> np.ndarray:
-        """Token count of every sequence, prefix and suffix included."""
+        """Token count of every row, prefix and suffix included."""
         return np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Where each pair's rows start, and the end: `row_starts`, or one row per pair."""
+        return self.row_starts if self.row_starts is not None else np.arange(len(self.ids) + 1)
+
+    def per_pair(self, values: np.ndarray) -> np.ndarray:
+        """Row values summed over each pair's rows."""
+        if self.row_starts is None:
+            return values
+        return np.add.reduceat(values, self.row_starts[:-1]) if len(values) else np.zeros(0, values.dtype)
 
     @classmethod
     def concat(cls, parts: Sequence[EncodedPairs]) -> EncodedPairs:
-        """Several encodings as one, in order."""
+        """Several encodings as one, in order (each part's `aggregate` stays with its part: score it per part)."""
         ids = [row for part in parts for row in part.ids]
         truncated = np.concatenate([part.truncated for part in parts]) if parts else np.zeros(0, np.int64)
         heads = head_lengths = None
@@ -53,13 +70,20 @@ class EncodedPairs:
             head_lengths = np.concatenate([part.head_lengths for part in parts])
         return cls(ids=ids, truncated=truncated, heads=heads, head_lengths=head_lengths)
 
-    def select(self, rows: Sequence[int]) -> EncodedPairs:
-        """The pairs at positions `rows`, in that order."""
+    def select(self, pairs: Sequence[int]) -> EncodedPairs:
+        """The pairs at positions `pairs` (all their rows), in that order."""
+        starts = self.starts
+        rows = np.concatenate([np.arange(starts[p], starts[p + 1]) for p in pairs]) if len(pairs) else []
+        rows = np.asarray(rows, dtype=np.int64)
+        counts = np.asarray([starts[p + 1] - starts[p] for p in pairs], dtype=np.int64)
         return EncodedPairs(
             ids=[self.ids[r] for r in rows],
-            truncated=self.truncated[np.asarray(rows, dtype=np.int64)],
+            truncated=self.truncated[rows],
             heads=None if self.heads is None else [self.heads[r] for r in rows],
-            head_lengths=None if self.head_lengths is None else self.head_lengths[np.asarray(rows, dtype=np.int64)],
+            head_lengths=None if self.head_lengths is None else self.head_lengths[rows],
+            row_starts=None if self.row_starts is None else np.concatenate([[0], np.cumsum(counts)]),
+            spans=None if self.spans is None else self.spans[rows],
+            aggregate=self.aggregate,
         )
 
 
@@ -108,13 +132,8 @@ class PairTokenizer:
         if keep_heads and heads is None:
             raise ValueError("keep_heads needs heads")
         encodings = self._tokenizer.encode_batch(list(contents), add_special_tokens=False)
-        head_ids = {}
-        if heads is not None:
-            unique = list(dict.fromkeys(heads))
-            encoded_heads = self._tokenizer.encode_batch(unique, add_special_tokens=False)
-            head_ids = {h: np.asarray(e.ids, dtype=np.int64) for h, e in zip(unique, encoded_heads)}
+        head_ids = self._head_ids(heads) if heads is not None else {}
         ids, truncated = [], np.zeros(len(encodings), dtype=np.int64)
-        head_lengths = np.zeros(len(encodings), dtype=np.int64)
         for i, enc in enumerate(encodings):
             content = np.asarray(enc.ids, dtype=np.int64)
             excess = len(content) - self.max_content_tokens
@@ -127,19 +146,67 @@ class PairTokenizer:
                 else:
                     content = content[: self.max_content_tokens]
             ids.append(np.concatenate([self._prefix, content, self._suffix]))
-            if heads is not None:
-                head_lengths[i] = len(self._prefix) + common_prefix_length(content, head_ids[heads[i]])
         if heads is None:
             return EncodedPairs(ids=ids, truncated=truncated)
-        head_lengths = np.minimum(head_lengths, np.fromiter(map(len, ids), np.int64, len(ids)) - 1)
-        # One length per head (a document's first token may merge with the head's last): the same query gives the
-        # same prefix in every part of the request; a head of one pair has nothing to share.
+        heads = list(heads)
+        return EncodedPairs(ids, truncated, heads, self._shared_head_lengths(ids, heads, head_ids))
+
+    def encode_windows(
+        self, contents: Sequence[str], heads: Sequence[str], documents: Sequence[str], spec: LongDocuments
+    ) -> EncodedPairs:
+        """Tokenize contents and score each document in overlapping windows of its own tokens (rerank_core.windows):
+        every window is a row that keeps the template, the instruction and the query whole.
+
+        `documents` are the texts each content ends with, for the windows' character spans. Where the head alone
+        leaves no room for the document, the pair is cut as `encode` cuts it.
+        """
+        encodings = self._tokenizer.encode_batch(list(contents), add_special_tokens=False)
+        head_ids = self._head_ids(heads)
+        ids, truncated, row_heads, spans, row_starts = [], [], [], [], [0]
+        for enc, content_text, head, document in zip(encodings, contents, heads, documents):
+            content = np.asarray(enc.ids, dtype=np.int64)
+            keep = common_prefix_length(content, head_ids[head])
+            fit = self.max_content_tokens - keep
+            if fit < 1:  # the head alone fills max_length: cut as `encode` cuts it
+                keep, windows, cut = self.max_content_tokens, [(0, 0)], len(content) - self.max_content_tokens
+            else:
+                windows, cut = plan_windows(len(content) - keep, fit, spec)
+            doc_at = len(content_text) - len(document)  # the document's first character in the content
+            for k, (a, b) in enumerate(windows):
+                ids.append(np.concatenate([self._prefix, content[:keep], content[keep + a : keep + b], self._suffix]))
+                truncated.append(cut if k == 0 else 0)
+                row_heads.append(head)
+                chars = (enc.offsets[keep + a][0], enc.offsets[keep + b - 1][1]) if b > a else (doc_at, doc_at)
+                spans.append([min(max(c - doc_at, 0), len(document)) for c in chars])
+            row_starts.append(len(ids))
+        return EncodedPairs(
+            ids=ids,
+            truncated=np.asarray(truncated, dtype=np.int64),
+            heads=row_heads,
+            head_lengths=self._shared_head_lengths(ids, row_heads, head_ids),
+            row_starts=np.asarray(row_starts, dtype=np.int64),
+            spans=np.asarray(spans, dtype=np.int64).reshape(-1, 2),
+            aggregate=spec.aggregate,
+        )
+
+    def _head_ids(self, heads: Sequence[str]) -> dict[str, np.ndarray]:
+        unique = list(dict.fromkeys(heads))
+        encoded = self._tokenizer.encode_batch(unique, add_special_tokens=False)
+        return {h: np.asarray(e.ids, dtype=np.int64) for h, e in zip(unique, encoded)}
+
+    def _shared_head_lengths(
+        self, ids: list[np.ndarray], heads: list[str], head_ids: dict[str, np.ndarray]
+    ) -> np.ndarray:
+        """Tokens each row shares with the other rows of its head: one length per head (a document's first token may
+        merge with the head's last), so the same query gives the same prefix in every part of the request; 0 for a
+        head of one row, which has nothing to share."""
         shortest: dict[str, int] = {}
-        for head, length in zip(heads, head_lengths.tolist()):
+        for row, head in zip(ids, heads):
+            content = row[len(self._prefix) :]
+            length = min(len(self._prefix) + common_prefix_length(content, head_ids[head]), len(row) - 1)
             shortest[head] = min(length, shortest.get(head, length))
         counts = Counter(heads)
-        head_lengths = np.array([shortest[h] if counts[h] > 1 else 0 for h in heads], dtype=np.int64)
-        return EncodedPairs(ids=ids, truncated=truncated, heads=list(heads), head_lengths=head_lengths)
+        return np.array([shortest[h] if counts[h] > 1 else 0 for h in heads], dtype=np.int64)
 
     @property
     def prefix_ids(self) -> np.ndarray:

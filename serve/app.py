@@ -185,7 +185,11 @@ class RerankDeployment:
             )
         truncation = "right" if call.truncation == "error" else call.truncation
         prepared = await asyncio.to_thread(
-            self.scorer.prepare, call.pairs, instruction=call.instruction, truncation=truncation
+            self.scorer.prepare,
+            call.pairs,
+            instruction=call.instruction,
+            truncation=truncation,
+            long_documents=call.long_documents,
         )
         cut = int(np.count_nonzero(prepared.truncated))
         if call.truncation == "error" and cut:

@@ -38,7 +38,7 @@ class BatchConfig(StrictModel):
         "of a request arriving mid-call",
     )
     aging_s: float = Field(
-        default=2.0,
+        default=10.0,
         gt=0,
         description="a request's remaining work counts as 1/(1 + s/aging_s) after s seconds without a call: "
         "bulk requests are never starved by a stream of small ones",

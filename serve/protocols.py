@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rerank_core.config import LongDocuments
+
 from .schemas import (
     CompatibleRerankRequest,
     CompatibleRerankResponse,
@@ -56,6 +58,7 @@ class RankCall:
     top_n: int | None = None
     sort: bool = True  # best first; vLLM's score API keeps input order
     truncation: str = "right"  # "right", "left", or "error": refuse over-long pairs (TEI without `truncate`)
+    long_documents: LongDocuments | None = None  # None: the model's
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,9 @@ def error_style(path: str) -> ErrorStyle:
 
 def cohere_call(body: RerankRequest) -> RankCall:
     """The RankCall of a Cohere-style request."""
-    return RankCall([(body.query, d) for d in body.texts()], body.instruction, body.top_n)
+    return RankCall(
+        [(body.query, d) for d in body.texts()], body.instruction, body.top_n, long_documents=body.long_documents
+    )
 
 
 def cohere_answer(body: RerankRequest, ranked: Ranked, model: str) -> RerankResponse:
@@ -225,9 +230,10 @@ def compatible_answer(body: CompatibleRerankRequest, ranked: Ranked, model: str)
 
 
 def tei_call(body: TeiRerankRequest) -> RankCall:
-    """The RankCall of a TEI request: without `truncate`, over-long pairs are refused, as TEI does."""
+    """The RankCall of a TEI request: without `truncate`, over-long pairs are refused, as TEI does; TEI's truncation
+    semantics hold whatever the model's long_documents mode."""
     truncation = body.truncation_direction.lower() if body.truncate else "error"
-    return RankCall([(body.query, t) for t in body.texts], truncation=truncation)
+    return RankCall([(body.query, t) for t in body.texts], truncation=truncation, long_documents=LongDocuments())
 
 
 def tei_answer(body: TeiRerankRequest, ranked: Ranked) -> list[TeiRank]:

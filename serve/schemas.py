@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
+from rerank_core.config import LongDocuments
+
 
 def _non_blank(value: str) -> str:
     if not value.strip():
@@ -34,6 +36,8 @@ class RerankRequest(_Model):
     top_n: StrictInt | None = Field(default=None, ge=1)
     return_documents: StrictBool = False
     instruction: StrictStr | None = None
+    # Our extension: how documents longer than the window are scored, for this request (default: the model's).
+    long_documents: LongDocuments | None = None
 
     _query_not_blank = field_validator("query")(_non_blank)
 

@@ -36,6 +36,10 @@ class OfficialRecipe:
             out.append(self._score_texts(texts, max_length, padding_side))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
+    def score_ids(self, ids: list[list[int]]) -> np.ndarray:
+        """Scores of sequences already built (template included), e.g. one long document's windows."""
+        return self._score_ids(ids, "left")
+
     def token_ids(self, pairs, instruction=None, max_length=8192) -> list[list[int]]:
         """Each pair's ids as the recipe builds them: prefix + content cut to fit max_length + suffix."""
         return self._ids([format_content(q, d, instruction) for q, d in pairs], max_length)
@@ -51,8 +55,11 @@ class OfficialRecipe:
         return [self.prefix + ids + self.suffix for ids in inputs["input_ids"]]
 
     def _score_texts(self, texts, max_length, padding_side):
+        return self._score_ids(self._ids(texts, max_length), padding_side)
+
+    def _score_ids(self, ids, padding_side):
         torch = self._torch
-        inputs = {"input_ids": self._ids(texts, max_length)}
+        inputs = {"input_ids": [list(map(int, row)) for row in ids]}
         self.tokenizer.padding_side = padding_side
         try:
             batch = self.tokenizer.pad(inputs, padding=True, return_tensors="pt")

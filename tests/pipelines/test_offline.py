@@ -323,3 +323,26 @@ def test_a_large_input_streams_in_bounded_blocks_without_any_re_blocking(tmp_pat
     assert scored.context.target_max_block_size == 2**20
     ids = [i for batch in scored.iter_batches(batch_format="pyarrow") for i in batch.column("id").to_pylist()]
     assert sorted(ids) == list(range(n))
+
+
+def test_long_documents_in_windows_in_both_layouts(tmp_path):
+    from rerank_core import Reranker
+    from tests.rerank_core.test_long_documents import LONG, QUERY
+
+    model = {**MODEL, "max_length": 256, "long_documents": {"mode": "chunk"}}
+    library = Reranker.from_pretrained(TINY_MODEL, max_length=256)
+    docs = [LONG, "cats like fish", LONG[400:]]
+    expected = library.scorer.score_detailed([(QUERY, d) for d in docs], long_documents="chunk")
+    table = pa.table({"id": ["a", "b", "c"], "query": [QUERY] * 3, "document": docs})
+    for name in ("pairs", "grouped"):
+        (tmp_path / name).mkdir()
+    _, out = job(tmp_path / "pairs", table, model=model)
+    rows = by_id(out)
+    for k, key in enumerate("abc"):
+        assert rows[key]["score"] == pytest.approx(float(expected.scores[k]), abs=1e-5)
+        assert (rows[key]["window_start"], rows[key]["window_end"]) == tuple(expected.windows[k])
+    grouped = pa.table({"id": ["g"], "query": [QUERY], "documents": [docs]})
+    _, out = job(tmp_path / "grouped", grouped, model=model, layout="grouped")
+    row = out.to_pylist()[0]
+    np.testing.assert_allclose(row["scores"], expected.scores, atol=1e-5)
+    assert list(zip(row["window_starts"], row["window_ends"])) == [tuple(w) for w in expected.windows]

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ...config import TOKEN_BUDGET, LocalOptions
+from ...config import TOKEN_BUDGET, LocalOptions, LongDocuments
 from ...formatting import content_head, format_content
 from ...locate.folder import ModelFolder
 from ...planning import budget_batches, plan_prefix_groups
-from ...scorer import Pair, Prepared, ScoreOutput, Scorer, Truncation, split_output, validate_pairs
+from ...scorer import Pair, Prepared, ScoreOutput, Scorer, Truncation, validate_pairs
 from ...tokenization import EncodedPairs, PairTokenizer
+from ...windows import aggregate_windows
 from .layouts import GraphLayout, Prefix, open_layout
 from .prefix_cache import PrefixCache
 from .session import open_session, resolve_device, session_device
@@ -57,6 +58,7 @@ class OnnxQwen3Scorer(Scorer):
         self.replace_session(session)
         self.model_name = folder.name
         self.instruction = options.instruction
+        self.long_documents = options.long_documents
 
     @classmethod
     def open(cls, model_dir: str | os.PathLike, **options) -> OnnxQwen3Scorer:
@@ -83,28 +85,60 @@ class OnnxQwen3Scorer(Scorer):
         )
 
     def prepare(
-        self, pairs: Sequence[Pair], *, instruction: str | None = None, truncation: Truncation = "right"
+        self,
+        pairs: Sequence[Pair],
+        *,
+        instruction: str | None = None,
+        truncation: Truncation = "right",
+        long_documents: LongDocuments | dict | str | None = None,
     ) -> Prepared:
-        """Validate and tokenize pairs (content cut to max_length from the right, or from the document's start)."""
+        """Validate and tokenize pairs: a document over the window is cut (from the right, or from its start), or
+        with `long_documents` mode `chunk` scored in overlapping windows (default: the model's `long_documents`)."""
         pairs = validate_pairs(pairs)
+        spec = LongDocuments.of(long_documents) or self.long_documents
         instruction = self.instruction if instruction is None else instruction
         contents = [format_content(q, d, instruction) for q, d in pairs]
         heads = [content_head(q, instruction) for q, _ in pairs]
-        encoded = self.tokenizer.encode(contents, heads, keep_heads=truncation == "left")
+        if spec.mode == "chunk":
+            encoded = self.tokenizer.encode_windows(contents, heads, [d for _, d in pairs], spec)
+        else:
+            encoded = self.tokenizer.encode(contents, heads, keep_heads=truncation == "left")
         lengths = encoded.lengths
         costs = lengths - np.maximum(encoded.head_lengths, self._system.length) if self.shares_prefix else lengths
-        return Prepared(pairs, instruction, lengths, encoded.truncated, encoded, costs)
+        per_pair = encoded.per_pair
+        return Prepared(pairs, instruction, per_pair(lengths), per_pair(encoded.truncated), encoded, per_pair(costs))
 
     def cache_keys(self, prepared: Prepared) -> list[bytes]:
-        """A pair's token ids say all its score depends on: template, instruction, query, document after truncation."""
-        return [hashlib.blake2b(ids.tobytes(), digest_size=16).digest() for ids in prepared.payload.ids]
+        """A pair's token ids say all its score depends on: template, instruction, query, document after truncation
+        (in chunk mode: every window's ids and how they aggregate)."""
+        encoded: EncodedPairs = prepared.payload
+        starts, keys = encoded.starts, []
+        for i in range(len(prepared)):
+            digest = hashlib.blake2b(digest_size=16)
+            if encoded.row_starts is not None:
+                digest.update(encoded.aggregate.encode())
+            for row in encoded.ids[starts[i] : starts[i + 1]]:
+                digest.update(len(row).to_bytes(8, "little"))
+                digest.update(row.tobytes())
+            keys.append(digest.digest())
+        return keys
 
     def score_prepared(self, items: Sequence[Prepared], *, batch_size: int | None = None) -> list[ScoreOutput]:
         """Score prepared requests in shared token-budget batches of similar length; results in input order."""
         encoded = EncodedPairs.concat([item.payload for item in items])
         logits = self._logits(encoded, batch_size or self.max_rows_per_call)
-        out = ScoreOutput(scores=sigmoid(logits), tokens=encoded.lengths, truncated=encoded.truncated, logits=logits)
-        return split_output(out, [len(item) for item in items])
+        bounds = np.cumsum([0] + [len(item.payload.ids) for item in items])
+        return [self._output(item, logits[a:b]) for item, a, b in zip(items, bounds[:-1], bounds[1:])]
+
+    @staticmethod
+    def _output(item: Prepared, logits: np.ndarray) -> ScoreOutput:
+        """One request's output from its rows' logits: windows aggregated into one score per pair."""
+        encoded: EncodedPairs = item.payload
+        windows = None
+        if encoded.row_starts is not None:
+            logits, best = aggregate_windows(logits, encoded.row_starts, encoded.aggregate)
+            windows = encoded.spans[encoded.row_starts[:-1] + best]
+        return ScoreOutput(sigmoid(logits), item.tokens, item.truncated, logits, windows)
 
     def _logits(self, encoded: EncodedPairs, max_rows: int) -> np.ndarray:
         """Each shared prefix runs once, then its rows' remaining tokens in token-budget batches of the adapter.
