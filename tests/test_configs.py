@@ -1,5 +1,6 @@
 """Every shipped config is valid, and the cluster manifests stay in step with the local configs."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,20 @@ def test_local_options_are_one_object_from_yaml_to_the_backend():
         ModelConfig.from_dict({"model": "m", "share_prefx": False})
     with pytest.raises(ConfigError, match="share_prefx"):
         LocalOptions.from_kwargs(share_prefx=False)
+
+
+def test_the_dockerfile_and_the_manifests_name_the_package_version():
+    root = CONFIGS.parent
+    version = re.search(r'^version = "([^"]+)"', (root / "pyproject.toml").read_text(), re.M).group(1)
+    images = set()
+    for manifest in (CONFIGS / "kuberay").glob("*.yaml"):
+        images |= set(re.findall(r"image: (\S+)", manifest.read_text()))
+    assert images == {f"ghcr.io/your-org/qwen-rerank:{version}"}
+    dockerfile = (root / "Dockerfile").read_text()
+    assert f"-t ghcr.io/your-org/qwen-rerank:{version} ." in dockerfile
+    assert "--require-hashes -r requirements.lock" in dockerfile  # the locked set `make test` installs
+    lock_python = re.search(r"--python-version (\d+)\.(\d+)", (root / "requirements.lock").read_text()).groups()
+    base_python = re.search(r"ARG BASE=rayproject/ray:([\d.]+)-py(\d)(\d+)", dockerfile).groups()
+    assert base_python[1:] == lock_python
+    ray = re.search(r"^ray==([\d.]+)", (root / "requirements.lock").read_text(), re.M).group(1)
+    assert base_python[0] == ray  # the base image's Ray is the locked one
