@@ -1,0 +1,138 @@
+"""A real multi-node Ray cluster on the loopback interface for fault tests: a head and worker nodes (`ray start
+--block`), each with its own CPUs, temp dir and ports, each in its own process group so a node is stopped — or lost
+without grace, its raylet and workers SIGKILLed — by PID, never by name; node death is detected within seconds."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Ray swaps 127.0.0.1 for the machine's address when it connects; 127.0.0.2 is loopback too, and kept as it is.
+NODE_IP = "127.0.0.2"
+# GCS health checks every 0.5 s, a node dead after 3 misses: a lost node is noticed in ~2 s instead of ~30 s.
+FAST_DEATH = {
+    "RAY_health_check_period_ms": "500",
+    "RAY_health_check_timeout_ms": "500",
+    "RAY_health_check_failure_threshold": "3",
+    "RAY_health_check_initial_delay_ms": "1000",
+}
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` TCP ports of the loopback interface that nothing listens on right now."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind((NODE_IP, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, their children, …), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+class LocalCluster:
+    """Head plus worker nodes on this machine; use as a context manager (every node stopped at exit)."""
+
+    def __init__(self, root: Path, head_cpus: int, worker_cpus: list[int]):
+        self.root, self.head_cpus, self.worker_cpus = root, head_cpus, worker_cpus
+        self.temp_dir = tempfile.mkdtemp(prefix="rc-", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
+        self.nodes: list[subprocess.Popen] = []
+        self.gcs_port = free_ports(1)[0]
+        self.address = f"{NODE_IP}:{self.gcs_port}"
+        self.env = {**os.environ, **FAST_DEATH, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": self.address}
+
+    def __enter__(self) -> LocalCluster:
+        self._start(self.head_cpus, head=True)
+        self._wait_for_nodes(1)
+        for cpus in self.worker_cpus:
+            self._start(cpus, head=False)
+        self._wait_for_nodes(1 + len(self.worker_cpus))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for node in reversed(self.nodes):
+            self.stop(node)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def _start(self, cpus: int, head: bool) -> None:
+        node_manager, object_manager, agent, agent_grpc, runtime_env, metrics, client = free_ports(7)
+        low = free_ports(1)[0]
+        name = "head" if head else f"worker{len(self.nodes)}"
+        command = [
+            str(Path(sys.executable).with_name("ray")), "start", "--block", "--disable-usage-stats",
+            f"--node-ip-address={NODE_IP}", f"--num-cpus={cpus}", "--num-gpus=0",
+            f"--node-manager-port={node_manager}", f"--object-manager-port={object_manager}",
+            f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}",
+            f"--min-worker-port={low}", f"--max-worker-port={low + 200}",
+            "--object-store-memory=200000000",
+        ]  # fmt: skip
+        if head:
+            command += ["--head", f"--port={self.gcs_port}", "--include-dashboard=false"]
+            command += [f"--ray-client-server-port={client}"]
+            command += [f"--temp-dir={self.temp_dir}"]
+        else:
+            command += [f"--address={self.address}"]
+        log = open(self.root / f"{name}.log", "w")  # noqa: SIM115 — the node writes to it until it stops
+        self.nodes.append(
+            subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        )
+
+    def _alive_nodes(self) -> int:
+        script = "import ray; ray.init(); print(sum(n['Alive'] for n in ray.nodes()))"
+        done = subprocess.run([sys.executable, "-c", script], env=self.env, capture_output=True, text=True, timeout=60)
+        return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else 0
+
+    def _wait_for_nodes(self, count: int, timeout_s: float = 90) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self._alive_nodes() != count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} live Ray nodes not reached in {timeout_s} s (logs in {self.root})")
+            time.sleep(1)
+
+    def kill(self, node: subprocess.Popen) -> None:
+        """Lose a node without grace: SIGKILL its `ray start`, raylet and workers (each worker has a session of its
+        own, so they are found as the node's descendants by PID) at once."""
+        pids = descendants(node.pid)
+        os.killpg(node.pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        node.wait(timeout=30)
+
+    def stop(self, node: subprocess.Popen) -> None:
+        """Stop a node: SIGTERM its process group, SIGKILL what is left after 20 s."""
+        if node.poll() is not None:
+            return
+        try:
+            os.killpg(node.pid, signal.SIGTERM)
+            node.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait(timeout=30)
+        except ProcessLookupError:
+            pass
