@@ -56,6 +56,7 @@ def test_a_worker_node_lost_mid_job_loses_no_row_and_duplicates_none(tmp_path, r
         while _written(out) < 2 and job.poll() is None and time.monotonic() - started < 240:
             time.sleep(0.1)
         assert job.poll() is None, (tmp_path / "job.log").read_text()[-3000:]
+        assert all(cluster.runs(node, "MapWorker") for node in cluster.nodes)  # a scoring actor on each node
         killed_at = time.monotonic()
         cluster.kill(cluster.nodes[1])  # the worker node: its raylet and its actor, no grace
         try:
