@@ -8,12 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import LocalOptions, LongDocuments
+from .config import LocalOptions, LongDocumentsSetting
 from .dtypes import Dtype
 from .errors import InvalidInputError
 from .scorer import Pair, Scorer, check_text, top_indices
-
-LongDocumentsArg = LongDocuments | dict | str | None
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ class Reranker:
         return cls(EndpointScorer(url, api_key=api_key, **options))
 
     def score_pairs(
-        self, pairs: Sequence[Pair], instruction: str | None = None, long_documents: LongDocumentsArg = None
+        self, pairs: Sequence[Pair], instruction: str | None = None, long_documents: LongDocumentsSetting = None
     ) -> np.ndarray:
         """Relevance in 0..1 of each (query, document) pair, float32, in input order.
 
@@ -132,7 +130,7 @@ class Reranker:
         query: str | Sequence[str],
         documents: Sequence[str],
         batch_size: int | None = None,
-        long_documents: LongDocumentsArg = None,
+        long_documents: LongDocumentsSetting = None,
     ) -> list[list[float]]:
         """Scores as [query][document] in input order; `batch_size` caps rows per model call for this call only."""
         queries, docs = _queries(query), _documents(documents)
@@ -145,7 +143,7 @@ class Reranker:
         top_k: int | None = None,
         instruction: str | None = None,
         batch_size: int | None = None,
-        long_documents: LongDocumentsArg = None,
+        long_documents: LongDocumentsSetting = None,
     ) -> list[RerankerResult]:
         """One result per query: documents sorted by relevance (best first, rank 1-based), at most `top_k`."""
         queries, docs = _queries(query), _documents(documents)
@@ -167,7 +165,7 @@ class Reranker:
         docs: list[str],
         instruction: str | None,
         batch_size: int | None,
-        long_documents: LongDocumentsArg,
+        long_documents: LongDocumentsSetting,
     ) -> _Grid:
         """Scores of every query × document in one scorer call, shaped [query, document]."""
         if batch_size is not None and batch_size < 1:

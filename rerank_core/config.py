@@ -79,7 +79,7 @@ class LongDocuments(StrictModel):
         return self
 
     @classmethod
-    def of(cls, value: LongDocuments | dict | str | None) -> LongDocuments | None:
+    def of(cls, value: LongDocumentsSetting) -> LongDocuments | None:
         """A per-call setting: a LongDocuments, its dict, a mode name ('chunk', 'truncate'), or None."""
         if value is None or isinstance(value, LongDocuments):
             return value
@@ -87,6 +87,10 @@ class LongDocuments(StrictModel):
             return cls.model_validate({"mode": value} if isinstance(value, str) else value)
         except ValidationError as exc:
             raise InvalidInputError("long_documents", describe_errors(exc)) from None
+
+
+# What callers may pass per call: the settings, their dict, a mode name, or None (the model's).
+LongDocumentsSetting = LongDocuments | dict | str | None
 
 
 class LocalOptions(StrictModel):

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .config import LongDocuments
+from .config import LongDocuments, LongDocumentsSetting
 from .errors import InvalidInputError
 
 Pair = tuple[str, str]
@@ -96,7 +96,7 @@ class Scorer(ABC):
         *,
         instruction: str | None = None,
         truncation: Truncation = "right",
-        long_documents: LongDocuments | dict | str | None = None,
+        long_documents: LongDocumentsSetting = None,
     ) -> Prepared:
         """Validate `pairs`; a remote service tokenizes on its side, so tokens are estimated."""
         spec = LongDocuments.of(long_documents)
@@ -123,7 +123,7 @@ class Scorer(ABC):
         *,
         instruction: str | None = None,
         batch_size: int | None = None,
-        long_documents: LongDocuments | dict | str | None = None,
+        long_documents: LongDocumentsSetting = None,
     ) -> ScoreOutput:
         """Score pairs and report token usage, truncation and (chunk mode) each score's window."""
         prepared = self.prepare(pairs, instruction=instruction, long_documents=long_documents)
@@ -135,7 +135,7 @@ class Scorer(ABC):
         *,
         instruction: str | None = None,
         batch_size: int | None = None,
-        long_documents: LongDocuments | dict | str | None = None,
+        long_documents: LongDocumentsSetting = None,
     ) -> np.ndarray:
         """Relevance of each pair in 0..1 (float32), in input order."""
         return self.score_detailed(

@@ -72,16 +72,19 @@ class EncodedPairs:
 
     def select(self, pairs: Sequence[int]) -> EncodedPairs:
         """The pairs at positions `pairs` (all their rows), in that order."""
-        starts = self.starts
-        rows = np.concatenate([np.arange(starts[p], starts[p + 1]) for p in pairs]) if len(pairs) else []
-        rows = np.asarray(rows, dtype=np.int64)
-        counts = np.asarray([starts[p + 1] - starts[p] for p in pairs], dtype=np.int64)
+        if self.row_starts is None:
+            rows, counts = np.asarray(pairs, dtype=np.int64), None
+        else:
+            starts = self.row_starts
+            rows = np.concatenate([np.arange(starts[p], starts[p + 1]) for p in pairs]) if len(pairs) else []
+            rows = np.asarray(rows, dtype=np.int64)
+            counts = np.asarray([starts[p + 1] - starts[p] for p in pairs], dtype=np.int64)
         return EncodedPairs(
             ids=[self.ids[r] for r in rows],
             truncated=self.truncated[rows],
             heads=None if self.heads is None else [self.heads[r] for r in rows],
             head_lengths=None if self.head_lengths is None else self.head_lengths[rows],
-            row_starts=None if self.row_starts is None else np.concatenate([[0], np.cumsum(counts)]),
+            row_starts=None if counts is None else np.concatenate([[0], np.cumsum(counts)]),
             spans=None if self.spans is None else self.spans[rows],
             aggregate=self.aggregate,
         )

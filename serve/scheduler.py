@@ -89,7 +89,10 @@ def plan_step(
         if len(step) == max_requests or (call_tokens is not None and used >= call_tokens):
             break
         rows = []
+        cheapest = int(job.prepared.costs[job.pending[-1]])  # pending is costliest first
         for row in job.pending:
+            if call_tokens is not None and used + cheapest > call_tokens and (step or rows):
+                break  # the call is full for this job: scanning a bulk request's other pairs would find nothing
             cost = int(job.prepared.costs[row])
             if call_tokens is None or used + cost <= call_tokens or not (step or rows):
                 rows.append(row)

@@ -52,9 +52,3 @@ class PrefixCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    def clear(self) -> None:
-        """Forget every prefix (their K/V belong to one session)."""
-        with self._lock:
-            self._entries.clear()
-            self.bytes = 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ...config import TOKEN_BUDGET, LocalOptions, LongDocuments
+from ...config import TOKEN_BUDGET, LocalOptions, LongDocuments, LongDocumentsSetting
 from ...formatting import content_head, format_content
 from ...locate.folder import ModelFolder
 from ...planning import budget_batches, plan_prefix_groups
@@ -90,7 +90,7 @@ class OnnxQwen3Scorer(Scorer):
         *,
         instruction: str | None = None,
         truncation: Truncation = "right",
-        long_documents: LongDocuments | dict | str | None = None,
+        long_documents: LongDocumentsSetting = None,
     ) -> Prepared:
         """Validate and tokenize pairs: a document over the window is cut (from the right, or from its start), or
         with `long_documents` mode `chunk` scored in overlapping windows (default: the model's `long_documents`)."""
