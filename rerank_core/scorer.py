@@ -55,6 +55,8 @@ class Prepared:
     truncated: np.ndarray  # int64 per pair: content tokens that will be cut
     payload: Any = None  # the backend's own encoding (token ids for local models)
     costs: np.ndarray | None = None  # int64 per pair: tokens computed when scored beside its request's others
+    # Pair → the backend's state of its first tokens computed ahead (Scorer.prefill): scoring continues from there.
+    prefilled: dict[int, Any] | None = None
 
     def __post_init__(self):
         if self.costs is None:
@@ -89,6 +91,9 @@ class Scorer(ABC):
     # Tokens (Prepared.costs) one model call should hold, for a scheduler cutting requests across calls; None: a
     # remote service, where one call may take every pending pair.
     call_tokens: int | None = None
+    # The smallest piece of a pair a call computes ahead (`prefill`), so a long pair need not fill one long call;
+    # None: pairs are scored whole.
+    chunk_tokens: int | None = None
 
     def prepare(
         self,
@@ -112,6 +117,11 @@ class Scorer(ABC):
         """One key per pair that is equal exactly when the pairs score the same: instruction, query, document."""
         instruction = prepared.instruction or ""
         return [_digest(instruction, query, document) for query, document in prepared.pairs]
+
+    def prefill(self, item: Prepared, pair: int, state: Any, tokens: int) -> Any:
+        """The state of `tokens` more of `pair`'s tokens computed ahead, continuing `state` (None: from the start);
+        only scorers with `chunk_tokens` set can. Put the last state in `Prepared.prefilled` to score the pair."""
+        raise NotImplementedError(f"{type(self).__name__} scores pairs whole")
 
     @abstractmethod
     def score_prepared(self, items: Sequence[Prepared], *, batch_size: int | None = None) -> list[ScoreOutput]:

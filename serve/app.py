@@ -143,15 +143,19 @@ class RerankDeployment:
         self.reconfigure(self.cfg.batch.model_dump())
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Apply Serve's user_config live: requests per call, wait time, aging."""
+        """Apply Serve's user_config live: requests per call, wait time, call size, aging."""
         batch = BatchConfig.from_dict(user_config, source="user_config")
         self.scheduler.configure(batch)
         log.info(
-            "scheduler: max_batch_size=%d wait=%.4fs aging=%.1fs call_tokens=%s",
+            "scheduler: max_batch_size=%d wait=%.4fs call_target=%.3fs interactive_window=%.1fs aging=%.1fs "
+            "call_tokens=%s chunk_tokens=%s",
             batch.max_batch_size,
             batch.batch_wait_timeout_s,
+            batch.call_target_s,
+            batch.interactive_window_s,
             batch.aging_s,
             self.scorer.call_tokens,
+            self.scorer.chunk_tokens,
         )
 
     def _timeout(self, request: Request) -> float | None:

@@ -37,6 +37,12 @@ class BatchConfig(StrictModel):
         description="a fast model's call holds more pairs than its token budget, up to about this long: the wait "
         "of a request arriving mid-call",
     )
+    interactive_window_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="for this long after a small request (one that fits a call) arrives, a slow model's bulk work "
+        "goes in short calls (long pairs computed ahead in pieces), so the next one waits little; 0: never",
+    )
     aging_s: float = Field(
         default=10.0,
         gt=0,

@@ -9,7 +9,8 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,15 @@ class Scored:
     cached: int
 
 
+@dataclass
+class Partial:
+    """A pair computed ahead over calls: the scorer's state of its first tokens and the cost still to compute."""
+
+    pair: int
+    state: Any
+    remaining: int
+
+
 @dataclass(eq=False)
 class Job:
     """One admitted request in the queue."""
@@ -50,55 +60,105 @@ class Job:
     admitted: float
     scores: np.ndarray
     logits: np.ndarray
-    pending: list[int]  # pairs waiting for a model call, costliest first
+    pending: list[int]  # pairs waiting for a model call: the partial one first, then costliest first
     pending_cost: int
     unscored: int  # pairs not scored yet, pending or in a call
     waiting_since: float  # last time it got pairs into a call (or was admitted): aging counts from here
     cached: int = 0
     started: float | None = None
     sharers: set[int] = field(default_factory=set)
+    partial: Partial | None = None
 
-    def take(self, rows: Sequence[int], now: float) -> None:
-        """Move `rows` from the queue into a model call."""
+    def cost(self, pair: int) -> int:
+        """What is left to compute of a pending pair."""
+        if self.partial is not None and self.partial.pair == pair:
+            return self.partial.remaining
+        return int(self.prepared.costs[pair])
+
+    def take(self, rows: Sequence[int], now: float) -> Prepared:
+        """Move `rows` from the queue into a model call; the part of the request to score (a partial pair's state
+        with it)."""
         chosen = set(rows)
         self.pending = [r for r in self.pending if r not in chosen]
-        self.pending_cost -= int(self.prepared.costs[list(rows)].sum())
+        self.pending_cost -= sum(self.cost(r) for r in rows)
+        self.waiting_since = now
+        part = self.prepared.select(rows)
+        if self.partial is not None and self.partial.pair in chosen:
+            part = replace(part, prefilled={rows.index(self.partial.pair): self.partial.state})
+            self.partial = None
+        return part
+
+    def advanced(self, pair: int, tokens: int, state: Any, now: float) -> None:
+        """`tokens` more of `pair` were computed ahead into `state`; it goes first in the queue."""
+        remaining = self.cost(pair) - tokens
+        self.partial = Partial(pair, state, remaining)
+        self.pending_cost -= tokens
+        self.pending = [pair] + [r for r in self.pending if r != pair]
         self.waiting_since = now
 
 
-def plan_step(
-    jobs: Sequence[Job], now: float, call_tokens: int | None, max_requests: int, aging_s: float
-) -> list[tuple[Job, list[int]]]:
-    """The pairs of the next model call.
+@dataclass(frozen=True)
+class Limits:
+    """What one model call may hold: a first request whole up to twice `whole` tokens, else `step` tokens in all;
+    pairs cut into pieces of at least `chunk` tokens (None: pairs go whole). All None: no limit (a remote service)."""
+
+    whole: int | None
+    step: int | None
+    chunk: int | None = None
+
+
+@dataclass
+class Take:
+    """A job's part of one model call: pairs to score, and tokens of one pair to compute ahead (`cut`)."""
+
+    job: Job
+    rows: list[int]
+    cut: tuple[int, int] | None = None  # (pair, tokens)
+
+
+def plan_step(jobs: Sequence[Job], now: float, limits: Limits, max_requests: int, aging_s: float) -> list[Take]:
+    """The work of the next model call.
 
     Jobs go by least remaining cost, divided by (1 + seconds waited / aging_s). The first takes all its pairs if they
-    cost at most twice `call_tokens` (a small request is never split over calls, nor made to share its last call
-    with a bulk one's pairs), else what fits `call_tokens` (at least one pair); the next fill what is left of
-    `call_tokens`, at most `max_requests` jobs in all.
+    cost at most 2 × `limits.whole` (a small request is never split over calls, nor made to share its last call with
+    a bulk one's pairs); then pairs fill the call up to `limits.step` tokens, at most `max_requests` jobs in all. A
+    pair that does not fit is cut: what fits of it is computed ahead, and the rest in later calls — one pair at a
+    time is partial, which bounds the memory its state holds. Without `limits.chunk` a call that holds nothing yet
+    takes one pair whole, however long.
     """
     ready = [job for job in jobs if job.pending]
     ready.sort(key=lambda job: job.pending_cost / (1.0 + (now - job.waiting_since) / aging_s))
     if not ready:
         return []
     first = ready[0]
-    if call_tokens is None or first.pending_cost <= 2 * call_tokens:
-        step, used = [(first, list(first.pending))], first.pending_cost
+    if limits.whole is None or first.pending_cost <= 2 * limits.whole:
+        step, used = [Take(first, list(first.pending))], first.pending_cost
     else:
         step, used = [], 0
+    partial_elsewhere = any(job.partial is not None for job in jobs)
     for job in ready[len(step) :]:
-        if len(step) == max_requests or (call_tokens is not None and used >= call_tokens):
+        if len(step) == max_requests or (limits.step is not None and used >= limits.step):
             break
-        rows = []
-        cheapest = int(job.prepared.costs[job.pending[-1]])  # pending is costliest first
+        take = Take(job, [])
+        cheapest = int(job.prepared.costs[job.pending[-1]])  # after the partial pair, pending is costliest first
         for row in job.pending:
-            if call_tokens is not None and used + cheapest > call_tokens and (step or rows):
-                break  # the call is full for this job: scanning a bulk request's other pairs would find nothing
-            cost = int(job.prepared.costs[row])
-            if call_tokens is None or used + cost <= call_tokens or not (step or rows):
-                rows.append(row)
+            cost, room = job.cost(row), None if limits.step is None else limits.step - used
+            if room is None or cost <= room:
+                take.rows.append(row)
                 used += cost
-        if rows:
-            step.append((job, rows))
+            elif limits.chunk is not None:
+                mine = job.partial is not None and job.partial.pair == row
+                if (mine or not partial_elsewhere) and (room >= limits.chunk or not (step or take.rows)):
+                    take.cut, used = (row, room), used + room
+                    partial_elsewhere = True
+                break  # the call is full, or this job's pairs wait for the partial one
+            elif not (step or take.rows):
+                take.rows.append(row)  # nothing can be cut: one long pair alone
+                used += cost
+            elif cheapest > room:
+                break  # scanning a bulk request's other pairs would find nothing that fits
+        if take.rows or take.cut:
+            step.append(take)
     return step
 
 
@@ -117,6 +177,7 @@ class Scheduler:
         self.stats = {"calls": 0, "pairs_scored": 0, "pairs_dropped": 0, "cache_hits": 0, "cache_misses": 0}
         self._jobs: list[Job] = []
         self._tokens_per_s = 0.0  # cost tokens scored per second, recent calls weighted most
+        self._small_seen = -float("inf")  # when the last request that fits one call arrived
         self._lock = threading.Condition()
         threading.Thread(target=self._work, name="rerank-scheduler", daemon=True).start()
 
@@ -168,6 +229,9 @@ class Scheduler:
             self._observe("cache_hits", cached)
             self._observe("cache_misses", len(pending))
         cost = int(prepared.costs[pending].sum())
+        budget = self.scorer.call_tokens
+        if budget is not None and cost <= 2 * budget:
+            self._small_seen = now
         return Job(prepared, keys, future, now, scores, logits, pending, cost, len(pending), now, cached)
 
     def _drop(self, job: Job, reason: str) -> None:
@@ -176,12 +240,13 @@ class Scheduler:
             if job in self._jobs:
                 self._jobs.remove(job)
             dropped = len(job.pending)
-            job.pending = []
+            job.pending, job.partial = [], None
             self.stats["pairs_dropped"] += dropped
         self._observe("pairs_dropped", dropped, reason=reason)
 
-    def _next_step(self) -> list[tuple[Job, list[int]]]:
-        """Wait for queued pairs, then take the next call's pairs out of the queue."""
+    def _next_step(self) -> tuple[list[Take], list[Prepared]]:
+        """Wait for queued pairs, then take the next call's work out of the queue: its takes, and the part of each
+        job's request it scores."""
         with self._lock:
             if not any(job.pending for job in self._jobs):
                 while not any(job.pending for job in self._jobs):
@@ -189,44 +254,69 @@ class Scheduler:
                 if self.config.batch_wait_timeout_s:  # let requests arriving together share the first call
                     self._lock.wait(self.config.batch_wait_timeout_s)
             now = time.perf_counter()
-            step = plan_step(self._jobs, now, self._step_tokens(), self.config.max_batch_size, self.config.aging_s)
-            members = {id(job) for job, _ in step}
-            for job, rows in step:
+            step = plan_step(self._jobs, now, self._limits(), self.config.max_batch_size, self.config.aging_s)
+            members = {id(take.job) for take in step}
+            parts = []
+            for take in step:
+                job = take.job
                 if job.started is None:
                     job.started = now
                     self._observe("queue_seconds", now - job.admitted)
-                job.take(rows, now)
+                parts.append(job.take(take.rows, now))
                 job.sharers |= members
-            return step
+            return step, parts
 
-    def _step_tokens(self) -> int | None:
-        """Tokens of the next call: the scorer's budget, or what it scores in `call_target_s` if that is more."""
-        budget = self.scorer.call_tokens
+    def _limits(self) -> Limits:
+        """The next call's size: the scorer's budget, or what it scores in `call_target_s` if that is more. While
+        small requests arrive (`interactive_window_s`), a model slower than that keeps bulk calls to `call_target_s`
+        of work, at least its `chunk_tokens`, computing longer pairs ahead in pieces."""
+        budget, chunk = self.scorer.call_tokens, self.scorer.chunk_tokens
         if budget is None:
-            return None
-        return max(budget, int(self._tokens_per_s * self.config.call_target_s))
+            return Limits(None, None)
+        target = int(self._tokens_per_s * self.config.call_target_s)
+        interactive = time.perf_counter() - self._small_seen < self.config.interactive_window_s
+        if not interactive or chunk is None:
+            return Limits(max(budget, target), max(budget, target))
+        if target >= budget:
+            return Limits(target, target, chunk)
+        return Limits(budget, max(target, chunk), chunk)
 
     def _work(self) -> None:
         """The scheduler thread: forever plan a call, score it, hand out the scores."""
         while True:
-            step = self._next_step()
+            step, parts = self._next_step()
             started = time.perf_counter()
             try:
-                outputs = self.scorer.score_prepared([job.prepared.select(rows) for job, rows in step])
+                cuts = [(take, self._prefill(take)) for take in step if take.cut]
+                scored = [(take, part) for take, part in zip(step, parts) if take.rows]
+                outputs = self.scorer.score_prepared([part for _, part in scored])
             except Exception as exc:  # the call failed for every request in it; the others go on
                 log.exception("a model call failed for %d requests", len(step))
-                for job, _ in step:
-                    self._finish(job, exc)
+                with self._lock:
+                    for take in step:
+                        self._finish(take.job, exc)
                 continue
             seconds = time.perf_counter() - started
-            rate = sum(int(job.prepared.costs[rows].sum()) for job, rows in step) / max(seconds, 1e-6)
+            tokens = sum(int(part.costs.sum()) for part in parts) + sum(take.cut[1] for take in step if take.cut)
+            rate = tokens / max(seconds, 1e-6)
             self._tokens_per_s = rate if not self._tokens_per_s else 0.8 * self._tokens_per_s + 0.2 * rate
             self._observe("call_seconds", seconds)
             self._observe("requests_per_call", len(step))
             with self._lock:
                 self.stats["calls"] += 1
-                for (job, rows), out in zip(step, outputs):
-                    self._deliver(job, rows, out)
+                now = time.perf_counter()
+                for take, state in cuts:
+                    if take.job in self._jobs:  # not dropped meanwhile
+                        take.job.advanced(*take.cut, state, now)
+                for (take, _), out in zip(scored, outputs):
+                    self._deliver(take.job, take.rows, out)
+
+    def _prefill(self, take: Take) -> Any:
+        """Compute a cut pair's tokens ahead, continuing its state when it is the job's partial pair."""
+        pair, tokens = take.cut
+        partial = take.job.partial
+        state = partial.state if partial is not None and partial.pair == pair else None
+        return self.scorer.prefill(take.job.prepared, pair, state, tokens)
 
     def _deliver(self, job: Job, rows: list[int], out: ScoreOutput) -> None:
         job.scores[rows], job.logits[rows] = out.scores, out.logits
@@ -242,7 +332,7 @@ class Scheduler:
         """Take the job out of the queue and wake its request on its event loop."""
         if job in self._jobs:
             self._jobs.remove(job)
-        job.pending = []
+        job.pending, job.partial = [], None
         job.future.get_loop().call_soon_threadsafe(_resolve, job.future, error)
 
     def _observe(self, metric: str, value: float, **tags: str) -> None:

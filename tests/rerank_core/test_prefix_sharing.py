@@ -1,5 +1,7 @@
 """Prefix sharing: each query's prompt prefix runs once, and every score stays the official recipe's."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -150,3 +152,31 @@ def test_a_query_with_one_document_shares_nothing_and_is_not_cached():
     scorer = OnnxQwen3Scorer.open(tiny_model_dir())
     scorer.score([("q1", "a"), ("q2", "b"), ("q3", "c")])
     assert len(scorer.prefix_cache) == 0
+
+
+@pytest.mark.parametrize("dtype", ["f32", "int8"])
+def test_a_pair_computed_ahead_in_pieces_scores_as_in_one_call(tiny_export, official, mixed_pairs, dtype):
+    """What a replica's scheduler does to a long pair: its tokens computed ahead over several calls (prefill), then
+    scored beside another request's pairs; the score is the one call's, and the official recipe's."""
+    scorer = OnnxQwen3Scorer.open(tiny_export, dtype=dtype)
+    long = [("What is machine learning?", " ".join(["learning data python"] * 60))] + mixed_pairs[:3]
+    prepared, others = scorer.prepare(long), scorer.prepare(mixed_pairs[3:8])
+    expected = scorer.score_prepared([prepared, others])
+    state, done = None, 0
+    while prepared.costs[0] - done > 40:
+        state, done = scorer.prefill(prepared, 0, state, 40), done + 40
+        assert state.length < prepared.tokens[0]  # the last token is left for the scoring call
+    resumed = dataclasses.replace(prepared.select([2, 0, 1]), prefilled={1: state})
+    got = scorer.score_prepared([others, resumed])
+    assert done >= 120
+    np.testing.assert_allclose(got[1].scores, expected[0].scores[[2, 0, 1]], atol=1e-6)
+    np.testing.assert_allclose(got[0].scores, expected[1].scores, atol=1e-6)
+    if dtype == "f32":
+        np.testing.assert_allclose(got[1].scores[1], official(long[:1]), atol=TOL)
+
+
+def test_a_pair_in_windows_cannot_be_computed_ahead():
+    scorer = OnnxQwen3Scorer.open(tiny_model_dir())
+    prepared = scorer.prepare([("q", "word " * 600)], long_documents={"mode": "chunk", "window_tokens": 100})
+    with pytest.raises(ValueError, match="windows; prefill takes one"):
+        scorer.prefill(prepared, 0, None, 32)

@@ -9,7 +9,7 @@ import pytest
 from rerank_core.backends.onnx import OnnxQwen3Scorer
 from rerank_core.tiny_model import tiny_model_dir
 from serve.config import BatchConfig
-from serve.scheduler import DeadlineExceeded, Job, Scheduler, plan_step
+from serve.scheduler import DeadlineExceeded, Job, Limits, Scheduler, Take, plan_step
 from serve.score_cache import ScoreCache
 
 ONE_BUDGET = BatchConfig(batch_wait_timeout_s=0, call_target_s=0)  # every call one token budget: many calls
@@ -32,37 +32,60 @@ def job(scorer, pairs_, admitted: float) -> Job:
     return Job(prepared, None, None, admitted, z, z.copy(), rows, cost, len(rows), admitted)
 
 
+def budget(tokens: int, chunk: int | None = None) -> Limits:
+    return Limits(whole=tokens, step=tokens, chunk=chunk)
+
+
 def test_plan_step_serves_the_least_remaining_work_first_and_fills_the_budget(scorer):
     bulk = job(scorer, pairs("bulk query", 50), admitted=0.0)
     small = job(scorer, pairs("small query", 2), admitted=0.5)
-    step = plan_step([bulk, small], now=1.0, call_tokens=256, max_requests=8, aging_s=2.0)
-    assert step[0][0] is small and step[0][1] == small.pending  # all of it, first
-    assert step[1][0] is bulk and step[1][1]  # the rest of the budget goes to the bulk request
-    used = sum(int(j.prepared.costs[rows].sum()) for j, rows in step)
+    step = plan_step([bulk, small], now=1.0, limits=budget(256), max_requests=8, aging_s=2.0)
+    assert step[0] == Take(small, small.pending)  # all of it, first
+    assert step[1].job is bulk and step[1].rows  # the rest of the budget goes to the bulk request
+    used = sum(int(take.job.prepared.costs[take.rows].sum()) for take in step)
     assert 256 - 60 < used <= 256
-    assert plan_step([bulk, small], now=1.0, call_tokens=256, max_requests=1, aging_s=2.0) == [(small, small.pending)]
+    assert plan_step([bulk, small], now=1.0, limits=budget(256), max_requests=1, aging_s=2.0) == [
+        Take(small, small.pending)
+    ]
 
 
 def test_a_small_request_over_the_budget_is_not_split_nor_topped_up(scorer):
     bulk = job(scorer, pairs("bulk query", 50), admitted=0.0)
     small = job(scorer, pairs("small query", 2), admitted=0.5)
     assert 64 < small.pending_cost <= 128
-    assert plan_step([bulk, small], now=1.0, call_tokens=64, max_requests=8, aging_s=2.0) == [(small, small.pending)]
-    step = plan_step([bulk], now=1.0, call_tokens=64, max_requests=8, aging_s=2.0)  # bulk: cut to the budget
-    assert sum(int(bulk.prepared.costs[r]) for r in step[0][1]) <= 64 < bulk.pending_cost
+    step = plan_step([bulk, small], now=1.0, limits=budget(64, chunk=8), max_requests=8, aging_s=2.0)
+    assert step == [Take(small, small.pending)]
+    step = plan_step([bulk], now=1.0, limits=budget(64), max_requests=8, aging_s=2.0)  # bulk: cut to the budget
+    assert sum(int(bulk.prepared.costs[r]) for r in step[0].rows) <= 64 < bulk.pending_cost
 
 
 def test_aging_moves_a_starved_bulk_request_ahead(scorer):
     bulk = job(scorer, pairs("bulk query", 50), admitted=0.0)
     small = job(scorer, pairs("small query", 2), admitted=100.0)
-    assert plan_step([bulk, small], now=100.0, call_tokens=16, max_requests=1, aging_s=2.0)[0][0] is bulk
-    assert plan_step([bulk, small], now=100.0, call_tokens=16, max_requests=1, aging_s=1000.0)[0][0] is small
+    assert plan_step([bulk, small], now=100.0, limits=budget(16), max_requests=1, aging_s=2.0)[0].job is bulk
+    assert plan_step([bulk, small], now=100.0, limits=budget(16), max_requests=1, aging_s=1000.0)[0].job is small
 
 
-def test_a_pair_longer_than_the_budget_still_gets_a_call_of_its_own(scorer):
+def test_a_pair_longer_than_the_call_is_cut_or_else_gets_a_call_of_its_own(scorer):
     long = job(scorer, pairs("q", 1, words=400), admitted=0.0)
-    step = plan_step([long], now=0.0, call_tokens=16, max_requests=8, aging_s=2.0)
-    assert step == [(long, [0])]
+    assert plan_step([long], now=0.0, limits=budget(16), max_requests=8, aging_s=2.0) == [Take(long, [0])]
+    whole = Limits(whole=16, step=40, chunk=8)  # what fits the call is computed ahead
+    assert plan_step([long], now=0.0, limits=whole, max_requests=8, aging_s=2.0) == [Take(long, [], cut=(0, 40))]
+
+
+def test_one_pair_at_a_time_is_partial_and_it_is_finished_first(scorer):
+    first = job(scorer, pairs("first", 3, words=200), admitted=0.0)
+    second = job(scorer, pairs("second", 2, words=200), admitted=0.0)
+    limits = Limits(whole=16, step=64, chunk=8)
+    (take,) = plan_step([first], now=0.0, limits=limits, max_requests=8, aging_s=2.0)
+    pair = take.cut[0]
+    first.advanced(pair, 64, state="kv", now=0.0)
+    assert first.pending[0] == pair and first.cost(pair) == int(first.prepared.costs[pair]) - 64
+    assert second.pending_cost < first.pending_cost  # the other job ranks first, but cannot start a second partial
+    (again,) = plan_step([first, second], now=0.0, limits=limits, max_requests=8, aging_s=2.0)
+    assert again == Take(first, [], cut=(pair, 64))
+    part = first.take([pair], now=1.0)
+    assert part.prefilled == {0: "kv"} and first.partial is None
 
 
 def test_a_small_request_is_answered_while_a_bulk_one_is_cut_across_calls(scorer):
@@ -91,6 +114,35 @@ def test_a_small_request_is_answered_while_a_bulk_one_is_cut_across_calls(scorer
     np.testing.assert_allclose(small.output.scores, expected_small, atol=1e-6)
     np.testing.assert_allclose(bulk.output.scores, expected_bulk, atol=1e-6)
     assert stats["pairs_scored"] == 124
+
+
+def test_long_pairs_are_computed_ahead_in_short_calls_while_small_requests_arrive(scorer):
+    """A model slower than `call_target_s` (here: every model) cuts long pairs into calls of `chunk_tokens` once a
+    small request has come: the next one waits for one short call, not for a long pair; every score stays the
+    library's. Without small requests, calls stay whole."""
+    long_pairs, small_pairs = pairs("what is long?", 3, words=300), pairs("what is small?", 2)
+    expected_long, expected_small = scorer.score(long_pairs), scorer.score(small_pairs)
+    assert scorer.prepare(long_pairs).costs.min() > 4 * scorer.chunk_tokens
+
+    async def main(config):
+        scheduler = Scheduler(scorer, config, cache_bytes=0)
+        first = await scheduler.score(scorer.prepare(small_pairs))
+        long = asyncio.create_task(scheduler.score(scorer.prepare(long_pairs)))
+        while scheduler.stats["calls"] < 3:  # the first long pair is partly computed
+            await asyncio.sleep(0.001)
+        small = await scheduler.score(scorer.prepare(small_pairs[::-1]))
+        calls_for_small = scheduler.stats["calls"]
+        long = await long
+        return first, small, long, calls_for_small, scheduler.stats
+
+    first, small, long, calls_for_small, stats = asyncio.run(main(ONE_BUDGET))
+    assert calls_for_small < stats["calls"] - 3  # the long request went on after the small one's answer
+    assert stats["calls"] >= 2 + 3 * 4  # each long pair over ≥ 4 calls
+    np.testing.assert_allclose(long.output.scores, expected_long, atol=1e-6)
+    np.testing.assert_allclose(first.output.scores, expected_small, atol=1e-6)
+    np.testing.assert_allclose(small.output.scores, expected_small[::-1], atol=1e-6)
+    *_, stats = asyncio.run(main(ONE_BUDGET.model_copy(update={"interactive_window_s": 0})))
+    assert stats["calls"] <= 2 + 3 + 1  # never cut: the long pairs whole, one a call
 
 
 def test_a_stream_of_small_requests_does_not_starve_a_bulk_one(scorer):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ...config import TOKEN_BUDGET, LocalOptions, LongDocuments, LongDocumentsSetting
+from ...config import PREFILL_CHUNK_TOKENS, TOKEN_BUDGET, LocalOptions, LongDocuments, LongDocumentsSetting
 from ...formatting import content_head, format_content
 from ...locate.folder import ModelFolder
 from ...planning import budget_batches, plan_prefix_groups
@@ -76,6 +76,7 @@ class OnnxQwen3Scorer(Scorer):
         self.layout: GraphLayout = open_layout(self.graph.layout, session, self.yes_id, self.no_id)
         self.token_budget = self.call_tokens = self.layout.fit_budget(self._budget)
         self.shares_prefix = self._share_prefix and self.layout.takes_prefix
+        self.chunk_tokens = PREFILL_CHUNK_TOKENS if self.shares_prefix else None
         cached = self.shares_prefix and self._prefix_cache_bytes > 0
         self.prefix_cache = PrefixCache(self._prefix_cache_bytes) if cached else None
         # The system prompt's K/V, computed once per session when sharing prefixes; else every row starts from 0.
@@ -123,12 +124,30 @@ class OnnxQwen3Scorer(Scorer):
             keys.append(digest.digest())
         return keys
 
+    def prefill(self, item: Prepared, pair: int, state: Prefix | None, tokens: int) -> Prefix:
+        """The K/V of `tokens` more tokens of a pair of one row, continuing `state` (None: its shared head's K/V); its
+        last token is left for the call that scores it."""
+        encoded: EncodedPairs = item.payload
+        row = int(encoded.starts[pair])
+        if encoded.starts[pair + 1] - row != 1:
+            raise ValueError(f"pair {pair} is scored in {encoded.starts[pair + 1] - row} windows; prefill takes one")
+        ids = encoded.ids[row]
+        if state is None:
+            state = self._prefix(ids[: max(int(encoded.head_lengths[row]), self._system.length)])
+        end = min(state.length + tokens, len(ids) - 1)
+        return self.layout.extend(state, ids[state.length : end], self.token_budget)
+
     def score_prepared(self, items: Sequence[Prepared], *, batch_size: int | None = None) -> list[ScoreOutput]:
         """Score prepared requests in shared token-budget batches of similar length; results in input order."""
         encoded = EncodedPairs.concat([item.payload for item in items])
-        logits = self._logits(encoded, batch_size or self.max_rows_per_call)
-        bounds = np.cumsum([0] + [len(item.payload.ids) for item in items])
-        return [self._output(item, logits[a:b]) for item, a, b in zip(items, bounds[:-1], bounds[1:])]
+        offsets = np.cumsum([0] + [len(item.payload.ids) for item in items])
+        prefilled = {
+            int(offset + item.payload.starts[pair]): state
+            for item, offset in zip(items, offsets)
+            for pair, state in (item.prefilled or {}).items()
+        }
+        logits = self._logits(encoded, batch_size or self.max_rows_per_call, prefilled)
+        return [self._output(item, logits[a:b]) for item, a, b in zip(items, offsets[:-1], offsets[1:])]
 
     @staticmethod
     def _output(item: Prepared, logits: np.ndarray) -> ScoreOutput:
@@ -140,12 +159,21 @@ class OnnxQwen3Scorer(Scorer):
             windows = encoded.spans[encoded.row_starts[:-1] + best]
         return ScoreOutput(sigmoid(logits), item.tokens, item.truncated, logits, windows)
 
-    def _logits(self, encoded: EncodedPairs, max_rows: int) -> np.ndarray:
-        """Each shared prefix runs once, then its rows' remaining tokens in token-budget batches of the adapter.
+    def _logits(self, encoded: EncodedPairs, max_rows: int, prefilled: dict[int, Prefix] | None = None) -> np.ndarray:
+        """Each shared prefix runs once, then its rows' remaining tokens in token-budget batches of the adapter; a
+        row in `prefilled` continues its own K/V.
 
         Without sharing there is one group, of every row, continuing the empty prefix. The budget counts only the
         tokens computed, and a prefix is at most one budget long (its K/V bounded).
         """
+        if prefilled:
+            logits = np.zeros(len(encoded.ids), dtype=np.float32)
+            rest = np.setdiff1d(np.arange(len(encoded.ids)), np.fromiter(prefilled, np.int64, len(prefilled)))
+            logits[rest] = self._logits(encoded.select(rest), max_rows)
+            for row, state in prefilled.items():
+                (batch,) = budget_batches([encoded.ids[row][state.length :]], self.token_budget, 1, **self._padding)
+                logits[row] = self.layout.run(batch, state)[0]
+            return logits
         logits = np.zeros(len(encoded.ids), dtype=np.float32)
         base = self._system.length
         heads = encoded.heads if self.shares_prefix else None
@@ -154,11 +182,13 @@ class OnnxQwen3Scorer(Scorer):
         for group in plan_prefix_groups(encoded.ids, heads, base, max_prefix, head_lengths):
             prefix = self._prefix(encoded.ids[group.rows[0]][: group.length])
             rest = [encoded.ids[r][group.length :] for r in group.rows]
-            for batch in budget_batches(
-                rest, self.token_budget, max_rows, pad_id=self.tokenizer.pad_id, right_padding=self.layout.right_padded
-            ):
+            for batch in budget_batches(rest, self.token_budget, max_rows, **self._padding):
                 logits[group.rows[batch.indices]] = self.layout.run(batch, prefix)
         return logits
+
+    @property
+    def _padding(self) -> dict:
+        return {"pad_id": self.tokenizer.pad_id, "right_padding": self.layout.right_padded}
 
     def _prefix(self, ids: np.ndarray) -> Prefix:
         """The K/V of `ids` (which start with the system prompt): from the prefix cache, or computed (and kept)."""
