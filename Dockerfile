@@ -1,8 +1,8 @@
 # The image the KubeRay manifests name (configs/kuberay/): Ray 2.60 on Python 3.11 with qwen-rerank installed from
 # requirements.lock, the same pinned and hashed set `make test` runs with.
-#   GPU (default): docker build -t ghcr.io/your-org/qwen-rerank:0.3.0 .
+#   GPU (default): docker build -t ghcr.io/your-org/qwen-rerank:0.4.0 .
 #   CPU:           docker build --build-arg BASE=rayproject/ray:2.60.0-py311 --build-arg ORT_GPU= \
-#                    -t ghcr.io/your-org/qwen-rerank:0.3.0-cpu .
+#                    -t ghcr.io/your-org/qwen-rerank:0.4.0-cpu .
 ARG BASE=rayproject/ray:2.60.0-py311-gpu
 FROM ${BASE}
 # The lock's ONNX Runtime is the CPU build; a GPU image swaps in the CUDA one (CUDA 13, see docs/gpu.md).

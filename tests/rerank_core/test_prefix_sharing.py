@@ -165,7 +165,7 @@ def test_a_pair_computed_ahead_in_pieces_scores_as_in_one_call(tiny_export, offi
     state, done = None, 0
     while prepared.costs[0] - done > 40:
         state, done = scorer.prefill(prepared, 0, state, 40), done + 40
-        assert state.length < prepared.tokens[0]  # the last token is left for the scoring call
+        assert state.done == () and state.kv.length < prepared.tokens[0]  # the last token is left to score
     resumed = dataclasses.replace(prepared.select([2, 0, 1]), prefilled={1: state})
     got = scorer.score_prepared([others, resumed])
     assert done >= 120
@@ -175,8 +175,46 @@ def test_a_pair_computed_ahead_in_pieces_scores_as_in_one_call(tiny_export, offi
         np.testing.assert_allclose(got[1].scores[1], official(long[:1]), atol=TOL)
 
 
-def test_a_pair_in_windows_cannot_be_computed_ahead():
-    scorer = OnnxQwen3Scorer.open(tiny_model_dir())
-    prepared = scorer.prepare([("q", "word " * 600)], long_documents={"mode": "chunk", "window_tokens": 100})
-    with pytest.raises(ValueError, match="windows; prefill takes one"):
-        scorer.prefill(prepared, 0, None, 32)
+def test_a_pair_in_windows_is_computed_ahead_window_by_window(tiny_export):
+    """A long document scored in windows, computed ahead 70 tokens at a time beside a short pair: finished windows
+    keep their logits, the next one's K/V grow; score and deciding window as in one call."""
+    scorer = OnnxQwen3Scorer.open(tiny_export)
+    pairs = [("q about data", "short doc"), ("q about data", " ".join(f"data{i % 17} pizza" for i in range(400)))]
+    spec = {"mode": "chunk", "window_tokens": 120, "max_windows": 8}
+    prepared = scorer.prepare(pairs, long_documents=spec)
+    expected = scorer.score_prepared([prepared])[0]
+    state, done, seen = None, 0, []
+    while prepared.costs[1] - done > 70:
+        state, done = scorer.prefill(prepared, 1, state, 70), done + 70
+        seen.append(len(state.done))
+    assert seen[-1] >= 3 and seen == sorted(seen)  # windows finished on the way
+    got = scorer.score_prepared([dataclasses.replace(prepared, prefilled={1: state})])[0]
+    np.testing.assert_allclose(got.scores, expected.scores, atol=1e-6)
+    np.testing.assert_array_equal(got.windows, expected.windows)
+
+
+class RecordingSession:
+    """The real session, recording how many new tokens each run computes."""
+
+    def __init__(self, session):
+        self.session, self.tokens = session, []
+
+    def run(self, outputs, feed):
+        self.tokens.append(feed["input_ids"].size)
+        return self.session.run(outputs, feed)
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+
+def test_a_row_longer_than_the_budget_runs_a_budget_at_a_time_and_scores_as_official(tiny_export, official):
+    """Memory per call is bounded by the token budget, whatever the document's length: a long row's K/V grow a
+    budget at a time and its last piece is scored; same scores as one run, and as the official recipe."""
+    pairs = [("What is machine learning?", "Pizza data learning " * n) for n in (2, 60, 150)]
+    one_run = OnnxQwen3Scorer.open(tiny_export, token_budget=100_000).score(pairs)
+    scorer = OnnxQwen3Scorer.open(tiny_export, token_budget=64)
+    scorer.replace_session(RecordingSession(scorer.session))
+    scores = scorer.score(pairs)
+    assert max(scorer.session.tokens) <= 64 and len(scorer.session.tokens) > 10
+    np.testing.assert_allclose(scores, one_run, atol=1e-5)
+    np.testing.assert_allclose(scores, official(pairs), atol=TOL)

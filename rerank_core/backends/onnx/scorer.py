@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,15 @@ from .session import open_session, resolve_device, session_device
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """Numerically stable logistic function, float32 out."""
     return (0.5 * (1.0 + np.tanh(0.5 * x.astype(np.float64)))).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A pair computed ahead (`OnnxQwen3Scorer.prefill`): the logits of its first rows (windows), and the K/V of the
+    first tokens of the next row (None: not started)."""
+
+    done: tuple[float, ...]
+    kv: Prefix | None
 
 
 class OnnxQwen3Scorer(Scorer):
@@ -124,29 +134,38 @@ class OnnxQwen3Scorer(Scorer):
             keys.append(digest.digest())
         return keys
 
-    def prefill(self, item: Prepared, pair: int, state: Prefix | None, tokens: int) -> Prefix:
-        """The K/V of `tokens` more tokens of a pair of one row, continuing `state` (None: its shared head's K/V); its
-        last token is left for the call that scores it."""
+    def prefill(self, item: Prepared, pair: int, state: Progress | None, tokens: int) -> Progress:
+        """`tokens` more of a pair computed ahead, continuing `state` (None: from its shared head): its rows
+        (windows) in order, each finished row's logit kept, the next one's K/V grown; the pair's last token is left
+        for the call that scores it."""
         encoded: EncodedPairs = item.payload
-        row = int(encoded.starts[pair])
-        if encoded.starts[pair + 1] - row != 1:
-            raise ValueError(f"pair {pair} is scored in {encoded.starts[pair + 1] - row} windows; prefill takes one")
-        ids = encoded.ids[row]
-        if state is None:
-            state = self._prefix(ids[: max(int(encoded.head_lengths[row]), self._system.length)])
-        end = min(state.length + tokens, len(ids) - 1)
-        return self.layout.extend(state, ids[state.length : end], self.token_budget)
+        first, end = int(encoded.starts[pair]), int(encoded.starts[pair + 1])
+        done, kv = list(state.done) if state else [], state.kv if state else None
+        while tokens > 0:
+            row = first + len(done)
+            ids = encoded.ids[row]
+            if kv is None:
+                kv = self._prefix(ids[: max(int(encoded.head_lengths[row]), self._system.length)])
+            left = len(ids) - kv.length
+            if left > tokens or row == end - 1:  # grow this row's K/V (never to the pair's very last token)
+                kv = self.layout.extend(kv, ids[kv.length : min(kv.length + tokens, len(ids) - 1)], self.token_budget)
+                break
+            done.append(self._continue(ids, kv))  # the row fits: score it
+            kv, tokens = None, tokens - left
+        return Progress(tuple(done), kv)
 
     def score_prepared(self, items: Sequence[Prepared], *, batch_size: int | None = None) -> list[ScoreOutput]:
         """Score prepared requests in shared token-budget batches of similar length; results in input order."""
         encoded = EncodedPairs.concat([item.payload for item in items])
         offsets = np.cumsum([0] + [len(item.payload.ids) for item in items])
-        prefilled = {
-            int(offset + item.payload.starts[pair]): state
-            for item, offset in zip(items, offsets)
-            for pair, state in (item.prefilled or {}).items()
-        }
-        logits = self._logits(encoded, batch_size or self.max_rows_per_call, prefilled)
+        known, prefilled = {}, {}
+        for item, offset in zip(items, offsets):
+            for pair, progress in (item.prefilled or {}).items():
+                first = int(offset + item.payload.starts[pair])
+                known.update((first + k, logit) for k, logit in enumerate(progress.done))
+                if progress.kv is not None:
+                    prefilled[first + len(progress.done)] = progress.kv
+        logits = self._logits(encoded, batch_size or self.max_rows_per_call, prefilled, known)
         return [self._output(item, logits[a:b]) for item, a, b in zip(items, offsets[:-1], offsets[1:])]
 
     @staticmethod
@@ -159,32 +178,55 @@ class OnnxQwen3Scorer(Scorer):
             windows = encoded.spans[encoded.row_starts[:-1] + best]
         return ScoreOutput(sigmoid(logits), item.tokens, item.truncated, logits, windows)
 
-    def _logits(self, encoded: EncodedPairs, max_rows: int, prefilled: dict[int, Prefix] | None = None) -> np.ndarray:
+    def _logits(
+        self,
+        encoded: EncodedPairs,
+        max_rows: int,
+        prefilled: dict[int, Prefix] | None = None,
+        known: dict[int, float] | None = None,
+    ) -> np.ndarray:
         """Each shared prefix runs once, then its rows' remaining tokens in token-budget batches of the adapter; a
-        row in `prefilled` continues its own K/V.
+        row in `prefilled` continues its own K/V, a row in `known` was scored before.
 
         Without sharing there is one group, of every row, continuing the empty prefix. The budget counts only the
-        tokens computed, and a prefix is at most one budget long (its K/V bounded).
+        tokens computed, and a prefix is at most one budget long (its K/V bounded). A row longer than the budget
+        (on a graph that continues K/V) is computed ahead a budget at a time and scored on its last piece, so no
+        call's activations grow past the budget whatever the document's length.
         """
-        if prefilled:
-            logits = np.zeros(len(encoded.ids), dtype=np.float32)
-            rest = np.setdiff1d(np.arange(len(encoded.ids)), np.fromiter(prefilled, np.int64, len(prefilled)))
-            logits[rest] = self._logits(encoded.select(rest), max_rows)
-            for row, state in prefilled.items():
-                (batch,) = budget_batches([encoded.ids[row][state.length :]], self.token_budget, 1, **self._padding)
-                logits[row] = self.layout.run(batch, state)[0]
-            return logits
         logits = np.zeros(len(encoded.ids), dtype=np.float32)
+        ahead, known = prefilled or {}, known or {}
+        skip = np.fromiter([*ahead, *known], np.int64, len(ahead) + len(known))
+        todo = np.setdiff1d(np.arange(len(encoded.ids)), skip)
+        part = encoded.select(todo) if len(skip) else encoded
+        for row, logit in known.items():
+            logits[row] = logit
         base = self._system.length
-        heads = encoded.heads if self.shares_prefix else None
-        head_lengths = encoded.head_lengths if self.prefix_cache is not None else None
+        heads = part.heads if self.shares_prefix else None
+        head_lengths = part.head_lengths if self.prefix_cache is not None else None
         max_prefix = max(self.token_budget, base)
-        for group in plan_prefix_groups(encoded.ids, heads, base, max_prefix, head_lengths):
-            prefix = self._prefix(encoded.ids[group.rows[0]][: group.length])
-            rest = [encoded.ids[r][group.length :] for r in group.rows]
+        for group in plan_prefix_groups(part.ids, heads, base, max_prefix, head_lengths):
+            prefix = self._prefix(part.ids[group.rows[0]][: group.length])
+            whole = []
+            for row in todo[group.rows]:
+                if len(encoded.ids[row]) - group.length > self.token_budget and self.layout.takes_prefix:
+                    logits[row] = self._continue(encoded.ids[row], prefix)  # one long row at a time: its K/V
+                else:
+                    whole.append(row)
+            rows = np.asarray(whole, dtype=np.int64)
+            rest = [encoded.ids[r][group.length :] for r in rows]
             for batch in budget_batches(rest, self.token_budget, max_rows, **self._padding):
-                logits[group.rows[batch.indices]] = self.layout.run(batch, prefix)
+                logits[rows[batch.indices]] = self.layout.run(batch, prefix)
+        for row, state in ahead.items():
+            logits[row] = self._continue(encoded.ids[row], state)
         return logits
+
+    def _continue(self, ids: np.ndarray, state: Prefix) -> float:
+        """The logit of a row whose first `state.length` tokens' K/V are `state`: the rest a budget at a time, the
+        last piece (1..budget tokens) scored."""
+        last = (len(ids) - state.length - 1) % self.token_budget + 1
+        state = self.layout.extend(state, ids[state.length : len(ids) - last], self.token_budget)
+        (batch,) = budget_batches([ids[state.length :]], self.token_budget, 1, **self._padding)
+        return self.layout.run(batch, state)[0]
 
     @property
     def _padding(self) -> dict:
