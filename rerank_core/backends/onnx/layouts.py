@@ -108,12 +108,16 @@ class PastKvLayout(GraphLayout):
 
     def extend(self, prefix: Prefix, ids: np.ndarray, chunk: int) -> Prefix:
         """The K/V of `prefix` followed by `ids`, computed `chunk` tokens per call (the token budget bounds a call)."""
+        tensors, length = list(prefix.tensors), prefix.length
         for start in range(0, len(ids), max(chunk, 1)):
             part = ids[start : start + chunk][None, :]
-            new = self.session.run(self._present_names, self._feed(part, np.array([part.shape[1] - 1]), prefix))
-            tensors = tuple(np.concatenate([old, add], axis=2) for old, add in zip(prefix.tensors, new))
-            prefix = Prefix(tensors, prefix.length + part.shape[1])
-        return prefix
+            new = self.session.run(
+                self._present_names, self._feed(part, np.array([part.shape[1] - 1]), Prefix(tuple(tensors), length))
+            )
+            for layer, add in enumerate(new):  # one layer at a time: a long row never holds two copies of its K/V
+                tensors[layer] = np.concatenate([tensors[layer], add], axis=2)
+            length += part.shape[1]
+        return Prefix(tuple(tensors), length)
 
     def run(self, batch: Batch, prefix: Prefix) -> np.ndarray:
         feed = self._feed(batch.input_ids, batch.last_index, prefix)
