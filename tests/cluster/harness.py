@@ -17,6 +17,7 @@ from pathlib import Path
 
 # Ray swaps 127.0.0.1 for the machine's address when it connects; 127.0.0.2 is loopback too, and kept as it is.
 NODE_IP = "127.0.0.2"
+WORKER_PORTS = 201  # each node's range of worker ports
 # GCS health checks every 0.5 s, a node dead after 3 misses: a lost node is noticed in ~2 s instead of ~30 s.
 FAST_DEATH = {
     "RAY_health_check_period_ms": "500",
@@ -26,15 +27,19 @@ FAST_DEATH = {
 }
 
 
-def free_ports(n: int) -> list[int]:
-    """`n` TCP ports of the loopback interface that nothing listens on right now."""
-    sockets = [socket.socket() for _ in range(n)]
+def free_ports(n: int, avoid: set[int] = frozenset()) -> list[int]:
+    """`n` distinct TCP ports of the loopback interface that nothing listens on right now, none in `avoid`."""
+    held: list[socket.socket] = []  # every socket stays bound until the end, so no port is handed out twice
+    ports: list[int] = []
     try:
-        for s in sockets:
-            s.bind((NODE_IP, 0))
-        return [s.getsockname()[1] for s in sockets]
+        while len(ports) < n:
+            held.append(socket.socket())
+            held[-1].bind((NODE_IP, 0))
+            if (port := held[-1].getsockname()[1]) not in avoid:
+                ports.append(port)
+        return ports
     finally:
-        for s in sockets:
+        for s in held:
             s.close()
 
 
@@ -62,6 +67,7 @@ class LocalCluster:
         self.temp_dir = tempfile.mkdtemp(prefix="rc-", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
         self.nodes: list[subprocess.Popen] = []
         self.gcs_port = free_ports(1)[0]
+        self.taken = {self.gcs_port}  # every port and worker-port range handed to a node: Ray refuses overlaps
         self.address = f"{NODE_IP}:{self.gcs_port}"
         self.env = {**os.environ, **FAST_DEATH, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": self.address}
 
@@ -79,16 +85,17 @@ class LocalCluster:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def _start(self, cpus: int, head: bool) -> None:
-        node_manager, object_manager, agent, agent_grpc, runtime_env, metrics, client = free_ports(7)
-        low = free_ports(1)[0]
-        name = "head" if head else f"worker{len(self.nodes)}"
+        low = self._worker_port_range()
+        node_manager, object_manager, agent, agent_grpc, runtime_env, metrics, client = free_ports(7, self.taken)
+        self.taken.update((node_manager, object_manager, agent, agent_grpc, runtime_env, metrics, client))
+        name = "head" if head else f"worker{len(self.nodes)}"  # as _names() lists them
         command = [
             str(Path(sys.executable).with_name("ray")), "start", "--block", "--disable-usage-stats",
             f"--node-ip-address={NODE_IP}", f"--num-cpus={cpus}", "--num-gpus=0",
             f"--node-manager-port={node_manager}", f"--object-manager-port={object_manager}",
             f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
             f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}",
-            f"--min-worker-port={low}", f"--max-worker-port={low + 200}",
+            f"--min-worker-port={low}", f"--max-worker-port={low + WORKER_PORTS - 1}",
             "--object-store-memory=200000000",
         ]  # fmt: skip
         if head:
@@ -102,17 +109,38 @@ class LocalCluster:
             subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         )
 
+    def _worker_port_range(self) -> int:
+        """The first of 201 free ports for a node's workers, clear of every port given to a node so far."""
+        while True:
+            low = free_ports(1, self.taken)[0]
+            ports = set(range(low, low + WORKER_PORTS))
+            if not ports & self.taken and low + WORKER_PORTS <= 65535:
+                self.taken |= ports
+                return low
+
     def _alive_nodes(self) -> int:
         script = "import ray; ray.init(); print(sum(n['Alive'] for n in ray.nodes()))"
-        done = subprocess.run([sys.executable, "-c", script], env=self.env, capture_output=True, text=True, timeout=60)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", script], env=self.env, capture_output=True, text=True, timeout=60
+            )
+        except subprocess.TimeoutExpired:  # the GCS is not answering yet
+            return 0
         return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else 0
 
-    def _wait_for_nodes(self, count: int, timeout_s: float = 90) -> None:
+    def _wait_for_nodes(self, count: int, timeout_s: float = 180) -> None:
         deadline = time.monotonic() + timeout_s
         while self._alive_nodes() != count:
+            for node, name in zip(self.nodes, self._names()):
+                if node.poll() is not None:
+                    log = (self.root / f"{name}.log").read_text()[-3000:]
+                    raise RuntimeError(f"Ray node {name} exited with code {node.returncode}:\n{log}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{count} live Ray nodes not reached in {timeout_s} s (logs in {self.root})")
             time.sleep(1)
+
+    def _names(self) -> list[str]:
+        return ["head"] + [f"worker{i}" for i in range(1, len(self.nodes))]
 
     def kill(self, node: subprocess.Popen) -> None:
         """Lose a node without grace: SIGKILL its `ray start`, raylet and workers (each worker has a session of its
