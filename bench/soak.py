@@ -93,11 +93,12 @@ class Load:
 
 
 def replica_pid() -> int:
-    """The process id of the Serve replica (one replica): Ray titles its worker `ray::ServeReplica:…`."""
+    """The process id of the model replica (one replica): Ray titles its worker `ray::ServeReplica:<app>:Reranker`."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and b"ray::ServeReplica:" in (proc / "cmdline").read_bytes():
+            cmdline = (proc / "cmdline").read_bytes() if proc.name.isdigit() else b""
+            if cmdline.startswith(b"ray::ServeReplica:") and b":Reranker" in cmdline:
                 found.append(int(proc.name))
         except OSError:  # the process ended meanwhile
             continue

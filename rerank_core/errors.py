@@ -13,7 +13,11 @@ class InvalidInputError(RerankError, ValueError):
     def __init__(self, field: str, message: str, limit: str | None = None):
         self.field = field
         self.limit = limit
+        self._message = message
         super().__init__(f"{field}: {message}" + (f" (limit: {limit})" if limit else ""))
+
+    def __reduce__(self):  # pickled with the arguments it was made from, so it crosses Ray's process boundaries
+        return type(self), (self.field, self._message, self.limit)
 
 
 class ModelNotFoundError(RerankError, FileNotFoundError):
@@ -37,3 +41,6 @@ class UpstreamError(RerankError):
         self.message = message
         self.request_id = request_id
         super().__init__(f"upstream error status={status} code={code} request_id={request_id}: {message}")
+
+    def __reduce__(self):  # pickled with the arguments it was made from, so it crosses Ray's process boundaries
+        return type(self), (self.status, self.code, self.message, self.request_id)

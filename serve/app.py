@@ -1,5 +1,6 @@
-"""Ray Serve deployment: one Scorer per replica, whose scheduler cuts concurrent requests into shared model calls, every
-rerank dialect (serve/protocols.py) answered through the same `_rank` path."""
+"""Ray Serve application: the gateway deployment speaks every rerank dialect (serve/protocols.py) over HTTP and hands
+each request to a model replica (serve/replica.py) through a handle — retried on a live replica when the one scoring it
+is lost with its node, answered 503 in the dialect's error shape when none is left."""
 
 # No `from __future__ import annotations` here: Serve's ingress must see the route annotations as real classes,
 # or FastAPI takes the request bodies for query parameters.
@@ -8,25 +9,27 @@ import hmac
 import json
 import logging
 import os
+import time
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from ray import serve
+from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.exceptions import BackPressureError
+from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rerank_core.config import load_reranker
 from rerank_core.errors import ConfigError, InvalidInputError, UpstreamError
-from rerank_core.scorer import top_indices
 
 from . import protocols as p
 from .body_limit import BodyLimit
-from .config import DEPLOYMENT, BatchConfig, ServeAppConfig
-from .metrics import CountRequests, ReplicaMetrics
-from .scheduler import DeadlineExceeded, Scheduler
+from .config import GATEWAY, REPLICA_LOSS_RETRIES, ServeAppConfig
+from .metrics import CountRequests, GatewayMetrics
+from .protocols import BATCH_HEADER, CACHED_HEADER, TIMEOUT_HEADER, TRUNCATED_HEADER
+from .replica import Reply, Reranker
 from .schemas import (
     CompatibleRerankRequest,
     CompatibleRerankResponse,
@@ -43,11 +46,7 @@ from .schemas import (
 )
 
 log = logging.getLogger("ray.serve")
-
-BATCH_HEADER = "x-batch-requests"  # how many requests (this one included) had pairs in this request's model calls
-TRUNCATED_HEADER = "x-truncated-documents"  # how many of this request's documents were cut to max_length
-CACHED_HEADER = "x-cached-documents"  # how many of this request's documents were answered from the score cache
-TIMEOUT_HEADER = "x-request-timeout"  # request header: seconds after which to answer 504 and drop the rest
+RETRY_AFTER_S = 1  # what a 503 tells clients to wait before trying again
 
 app = FastAPI(
     title="qwen-rerank",
@@ -61,7 +60,8 @@ app.add_middleware(CountRequests, metrics=lambda: getattr(app.state, "metrics", 
 def _error_response(request: Request, error: p.ApiError) -> JSONResponse:
     style = getattr(request.state, "error_style", None) or p.error_style(request.url.path)
     status, body = style(error.status, error.field, error.message)
-    return JSONResponse(status_code=status, content=body)
+    headers = {"retry-after": str(RETRY_AFTER_S)} if status == 503 else None
+    return JSONResponse(status_code=status, content=body, headers=headers)
 
 
 def _location(loc: tuple) -> str:
@@ -121,42 +121,21 @@ def _tei_or_infinity_schema() -> dict:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": schemas}}}}}
 
 
-@serve.deployment(**DEPLOYMENT, ray_actor_options={"num_cpus": 1})
+@serve.deployment(**GATEWAY)
 @serve.ingress(app)
-class RerankDeployment:
-    """One replica: loads the model once; its scheduler scores the pairs of concurrent requests of every dialect."""
+class Gateway:
+    """The HTTP face of the app: authorizes, parses each dialect, and asks a model replica for the ranking."""
 
-    def __init__(self, args: dict[str, Any]):
+    def __init__(self, reranker: DeploymentHandle, args: dict[str, Any]):
         self.cfg = ServeAppConfig.from_dict(args, source="serve application args")
         self._api_key = None
         if self.cfg.api_key_env:
             self._api_key = os.environ.get(self.cfg.api_key_env)
             if not self._api_key:
-                raise ConfigError(f"api_key_env: environment variable {self.cfg.api_key_env} is not set in the replica")
-        self.scorer = load_reranker(self.cfg.model).scorer
-        self.model_name = self.scorer.model_name
-        self.max_tokens = self.cfg.max_tokens(self.scorer.device)
-        self.metrics = ReplicaMetrics()
+                raise ConfigError(f"api_key_env: environment variable {self.cfg.api_key_env} is not set in the gateway")
+        self.reranker = reranker
         app.state.max_body_bytes = self.cfg.max_body_bytes
-        app.state.metrics = self.metrics
-        self.scheduler = Scheduler(self.scorer, self.cfg.batch, self.cfg.score_cache_bytes, self.metrics)
-        self.reconfigure(self.cfg.batch.model_dump())
-
-    def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Apply Serve's user_config live: requests per call, wait time, call size, aging."""
-        batch = BatchConfig.from_dict(user_config, source="user_config")
-        self.scheduler.configure(batch)
-        log.info(
-            "scheduler: max_batch_size=%d wait=%.4fs call_target=%.3fs interactive_window=%.1fs aging=%.1fs "
-            "call_tokens=%s chunk_tokens=%s",
-            batch.max_batch_size,
-            batch.batch_wait_timeout_s,
-            batch.call_target_s,
-            batch.interactive_window_s,
-            batch.aging_s,
-            self.scorer.call_tokens,
-            self.scorer.chunk_tokens,
-        )
+        app.state.metrics = GatewayMetrics()
 
     def _timeout(self, request: Request) -> float | None:
         """The request's deadline in seconds: the config's, shortened by an `x-request-timeout` header."""
@@ -180,67 +159,54 @@ class RerankDeployment:
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._api_key.encode()):
             raise p.ApiError(401, "authorization", "missing or invalid API key (Authorization: Bearer <key>)")
 
-    async def _rank(self, call: p.RankCall, request: Request, response: Response) -> p.Ranked:
-        """The one scoring path of every dialect: limits, tokenization, the scheduler, ranking, metrics."""
+    async def _rank(self, call: p.RankCall, request: Request, response: Response) -> Reply:
+        """Every dialect's way to the model: authorization, the deadline, a replica's ranking, the headers."""
         self._authorize(request)
-        if len(call.pairs) > self.cfg.max_documents:
-            raise p.ApiError(
-                400, "documents", f"{len(call.pairs)} documents exceeds max_documents={self.cfg.max_documents}"
-            )
-        truncation = "right" if call.truncation == "error" else call.truncation
-        prepared = await asyncio.to_thread(
-            self.scorer.prepare,
-            call.pairs,
-            instruction=call.instruction,
-            truncation=truncation,
-            long_documents=call.long_documents,
+        reply = await self._ask_replica(call, self._timeout(request))
+        response.headers[BATCH_HEADER] = str(reply.shared_with)
+        response.headers[CACHED_HEADER] = str(reply.cached)
+        response.headers[TRUNCATED_HEADER] = str(reply.truncated)
+        return reply
+
+    async def _ask_replica(self, call: p.RankCall, timeout_s: float | None) -> Reply:
+        """A model replica's Reply; asked again of a live replica when the one scoring it dies (scoring has no side
+        effects), up to REPLICA_LOSS_RETRIES times within the deadline."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        for attempt in range(1, REPLICA_LOSS_RETRIES + 2):
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise p.ApiError(504, TIMEOUT_HEADER, f"not scored within {timeout_s:.3g} s (a replica was lost)")
+            try:
+                return await self.reranker.rank.remote(call, left)
+            except RayTaskError as exc:  # the replica answered with an error of its own: the client's to read
+                raise exc.cause from None
+            except BackPressureError:
+                raise p.ApiError(503, None, "every replica's queue is full (max_queued_requests); retry") from None
+            except RayActorError as exc:  # the replica died before answering: its node was lost, or it was killed
+                log.warning("a replica was lost while scoring a request (attempt %d): %s", attempt, type(exc).__name__)
+                await asyncio.sleep(0.1 * attempt)  # the router drops a dead replica within moments
+        raise p.ApiError(
+            503, None, f"the replica scoring this request was lost {REPLICA_LOSS_RETRIES + 1} times; retry"
         )
-        cut = int(np.count_nonzero(prepared.truncated))
-        if call.truncation == "error" and cut:
-            limit = getattr(getattr(self.scorer, "tokenizer", None), "max_length", "max_length")
-            raise p.ApiError(
-                413,
-                "texts",
-                f"{cut} texts are longer than the model's {limit} tokens and truncate is "
-                "false; send truncate: true to cut them",
-            )
-        if prepared.total_tokens > self.max_tokens:
-            raise p.ApiError(
-                400,
-                "documents",
-                f"the request has {prepared.total_tokens} tokens after truncation, "
-                f"over max_tokens_per_request={self.max_tokens}",
-            )
-        try:
-            scored = await self.scheduler.score(prepared, self._timeout(request))
-        except DeadlineExceeded as exc:
-            raise p.ApiError(504, TIMEOUT_HEADER, str(exc)) from None
-        out = scored.output
-        response.headers[BATCH_HEADER] = str(scored.shared_with)
-        response.headers[CACHED_HEADER] = str(scored.cached)
-        response.headers[TRUNCATED_HEADER] = str(cut)
-        self.metrics.pairs.inc(len(call.pairs))
-        self.metrics.tokens.inc(out.total_tokens)
-        if cut:
-            self.metrics.truncated.inc(cut)
-        order = top_indices(out.scores, call.top_n) if call.sort else np.arange(len(call.pairs))
-        return p.Ranked(order=order, scores=out.scores, logits=out.logits, tokens=out.total_tokens)
 
     @app.post("/v1/rerank", response_model=RerankResponse, response_model_exclude_none=True)
     @app.post("/v2/rerank", response_model=RerankResponse, response_model_exclude_none=True)
     async def rerank(self, body: RerankRequest, request: Request, response: Response) -> RerankResponse:
         """Cohere / Jina / vLLM rerank: results sorted by relevance, best first."""
-        return p.cohere_answer(body, await self._rank(p.cohere_call(body), request, response), self.model_name)
+        reply = await self._rank(p.cohere_call(body), request, response)
+        return p.cohere_answer(body, reply.ranked, reply.model)
 
     @app.post(p.DASHSCOPE_ROUTE, response_model=DashScopeResponse, response_model_exclude_none=True)
     async def dashscope(self, body: DashScopeRequest, request: Request, response: Response) -> DashScopeResponse:
         """DashScope TextReRank protocol, so the dashscope SDK and zvec's QwenReRanker work unchanged."""
-        return p.dashscope_answer(body, await self._rank(p.dashscope_call(body), request, response))
+        reply = await self._rank(p.dashscope_call(body), request, response)
+        return p.dashscope_answer(body, reply.ranked)
 
     @app.post(p.COMPATIBLE_ROUTE, response_model=CompatibleRerankResponse, response_model_exclude_none=True)
     async def compatible(self, body: CompatibleRerankRequest, request: Request, response: Response):
         """DashScope's OpenAI-compatible rerank (`/compatible-api/v1/reranks`)."""
-        return p.compatible_answer(body, await self._rank(p.compatible_call(body), request, response), self.model_name)
+        reply = await self._rank(p.compatible_call(body), request, response)
+        return p.compatible_answer(body, reply.ranked, reply.model)
 
     @app.post(
         p.TEI_ROUTE,
@@ -257,24 +223,39 @@ class RerankDeployment:
         if isinstance(data, dict) and "documents" in data and "texts" not in data:
             request.state.error_style = p.openai_error
             body = _parse(InfinityRerankRequest, data)
-            return p.infinity_answer(body, await self._rank(p.infinity_call(body), request, response), self.model_name)
+            reply = await self._rank(p.infinity_call(body), request, response)
+            return p.infinity_answer(body, reply.ranked, reply.model)
         body = _parse(TeiRerankRequest, data)
-        return p.tei_answer(body, await self._rank(p.tei_call(body), request, response))
+        reply = await self._rank(p.tei_call(body), request, response)
+        return p.tei_answer(body, reply.ranked)
 
     @app.post("/score", response_model=VllmScoreResponse, response_model_exclude_none=True)
     @app.post("/v1/score", response_model=VllmScoreResponse, response_model_exclude_none=True)
     async def score(self, body: VllmScoreRequest, request: Request, response: Response) -> VllmScoreResponse:
         """vLLM's score API: text_1 against text_2 (1:1, 1:N or N:N), scores in input order."""
-        return p.vllm_answer(await self._rank(p.vllm_call(body), request, response), self.model_name)
+        reply = await self._rank(p.vllm_call(body), request, response)
+        return p.vllm_answer(reply.ranked, reply.model)
 
     @app.get("/health")
     async def health(self) -> dict[str, str]:
-        """200 once the model is loaded (a replica only takes traffic after its constructor finished)."""
-        return {"status": "ok", "model": self.model_name, "device": self.scorer.device}
+        """200 once a model replica is loaded (a replica only takes traffic after its constructor finished)."""
+        return {"status": "ok", **await self.reranker.info.remote()}
 
 
-def build_app(args: dict[str, Any], deployment_options: dict[str, Any] | None = None) -> serve.Application:
-    """The Serve application for `args` (ServeAppConfig); the import_path target of configs/serve.yaml."""
+def build_app(
+    args: dict[str, Any],
+    deployment_options: dict[str, Any] | None = None,
+    gateway_options: dict[str, Any] | None = None,
+) -> serve.Application:
+    """The Serve application for `args` (ServeAppConfig): the gateway in front of the Reranker deployment; the
+    import_path target of configs/serve.yaml. The gateway runs in the Reranker's runtime_env (where api_key_env is
+    set) unless `gateway_options` give it one."""
     ServeAppConfig.from_dict(args, source="serve application args")  # fail here, not inside a replica
-    deployment = RerankDeployment.options(**deployment_options) if deployment_options else RerankDeployment
-    return deployment.bind(args)
+    reranker = Reranker.options(**deployment_options) if deployment_options else Reranker
+    gateway = {**GATEWAY, **(gateway_options or {})}
+    actor = dict(gateway["ray_actor_options"])
+    runtime_env = ((deployment_options or {}).get("ray_actor_options") or {}).get("runtime_env")
+    if runtime_env and "runtime_env" not in actor:
+        actor["runtime_env"] = runtime_env
+    gateway["ray_actor_options"] = actor
+    return Gateway.options(**gateway).bind(reranker.bind(args), args)

@@ -19,6 +19,17 @@ DEPLOYMENT = {
     "health_check_period_s": 10,
 }
 AUTOSCALING = {"min_replicas": 1, "target_ongoing_requests": 16}
+HEAD_NODE = "node:__internal_head__"  # a resource only Ray's head node has
+# The HTTP gateway in front of the Reranker replicas: it only parses and forwards, so it needs no CPU of its own; on the
+# head, beside the proxy clients reach, so a lost worker node never takes a request's gateway with it.
+GATEWAY = {
+    "name": "Gateway",
+    "num_replicas": 1,
+    "max_ongoing_requests": 1024,  # the Reranker's max_queued_requests bounds the work; this only bounds the sockets
+    "health_check_period_s": 10,
+    "ray_actor_options": {"num_cpus": 0, "resources": {HEAD_NODE: 0.001}},
+}
+REPLICA_LOSS_RETRIES = 2  # a request whose replica dies is asked again of a live one this many times
 
 
 SCORE_CACHE_BYTES = 16 * 1024 * 1024  # ≈ 60,000 pairs' scores

@@ -51,11 +51,16 @@ def load_serve_config(path: str | Path | None, *, model: str | None = None) -> d
     return config
 
 
+def deployment_options(application: dict[str, Any], name: str) -> dict[str, Any]:
+    """The options a Serve config's application gives deployment `name` (a copy, without the name)."""
+    options = next((d for d in application.get("deployments", []) if d.get("name") == name), {})
+    return copy.deepcopy({k: v for k, v in options.items() if k != "name"})
+
+
 def fit_to_cluster(application: dict[str, Any]) -> dict[str, Any]:
     """Deployment options for the Reranker with what the config left unset fitted to this cluster; `application`'s
     model args get the ONNX Runtime thread count that goes with it."""
-    options = next((d for d in application.get("deployments", []) if d.get("name") == "Reranker"), {})
-    options = copy.deepcopy({k: v for k, v in options.items() if k != "name"})
+    options = deployment_options(application, "Reranker")
     actor = options.setdefault("ray_actor_options", {})
     shape = fit_actor(actor.get("num_cpus"), actor.get("num_gpus"))
     check_gpus(shape.num_gpus, 1, "deployments[Reranker].ray_actor_options")
@@ -86,7 +91,7 @@ def deploy(config: dict[str, Any], *, host: str | None = None, port: int | None 
     serve.start(http_options={"host": host, "port": port})
     route = application.get("route_prefix", "/")
     serve.run(
-        build_app(application["args"], options),
+        build_app(application["args"], options, deployment_options(application, "Gateway")),
         name=application.get("name", "rerank"),
         route_prefix=route,
         blocking=False,

@@ -28,17 +28,23 @@ def route_label(path: str) -> str:
     return next((r for r in sorted(ROUTES, key=len, reverse=True) if path.endswith(r)), "other")
 
 
+class GatewayMetrics:
+    """The gateway's request counter; made inside the gateway replica, where Ray's metrics exporter runs."""
+
+    def __init__(self):
+        from ray.serve.metrics import Counter
+
+        self.requests = Counter(
+            "rerank_requests", description="HTTP requests answered, by route and status", tag_keys=("route", "status")
+        )
+
+
 class ReplicaMetrics:
-    """The replica's counters and histograms; made inside the replica, where Ray's metrics exporter runs."""
+    """The model replica's counters and histograms; made inside the replica, where Ray's metrics exporter runs."""
 
     def __init__(self):
         from ray.serve.metrics import Counter, Histogram
 
-        self.requests = Counter(
-            "rerank_requests",
-            description="HTTP requests answered by replicas, by route and status",
-            tag_keys=("route", "status"),
-        )
         self.pairs = Counter("rerank_pairs_scored", description="(query, document) pairs scored")
         self.tokens = Counter("rerank_tokens_scored", description="tokens of the scored pairs, after truncation")
         self.truncated = Counter("rerank_pairs_truncated", description="pairs whose document was cut to max_length")

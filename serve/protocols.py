@@ -41,12 +41,21 @@ TEI_ROUTE = "/rerank"  # Infinity's dialect too, told apart by the body
 SCORE_ROUTES = ("/score", "/v1/score")
 
 
+BATCH_HEADER = "x-batch-requests"  # how many requests (this one included) had pairs in this request's model calls
+TRUNCATED_HEADER = "x-truncated-documents"  # how many of this request's documents were cut to max_length
+CACHED_HEADER = "x-cached-documents"  # how many of this request's documents were answered from the score cache
+TIMEOUT_HEADER = "x-request-timeout"  # request header: seconds after which to answer 504 and drop the rest
+
+
 class ApiError(Exception):
     """An error answered to the client: HTTP status, the field at fault, and a message naming the limit."""
 
     def __init__(self, status: int, field: str | None, message: str):
         super().__init__(message)
         self.status, self.field, self.message = status, field, message
+
+    def __reduce__(self):  # pickled with its arguments: a model replica's error reaches the gateway as it was raised
+        return type(self), (self.status, self.field, self.message)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ class DeadlineExceeded(TimeoutError):
     """A request was not scored within its deadline; its remaining work was dropped."""
 
     def __init__(self, timeout_s: float):
-        super().__init__(f"not scored within {timeout_s:g} s; its remaining pairs were dropped")
+        super().__init__(f"not scored within {timeout_s:.3g} s; its remaining pairs were dropped")
         self.timeout_s = timeout_s
 
 

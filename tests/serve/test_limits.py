@@ -73,7 +73,8 @@ def upload(url: str, path: str, total: int, *, declared: int | None = None, chun
 
 
 def test_oversized_uploads_are_cut_off_and_memory_stays_flat(serve_url, ray_cluster):
-    replica, proxy = actor_pid("ServeReplica:rerank:Reranker"), actor_pid("ProxyActor")
+    # The gateway replica reads the bodies (the model replica only gets parsed requests from it).
+    replica, proxy = actor_pid("ServeReplica:rerank:Gateway"), actor_pid("ProxyActor")
     ok = {"query": "q", "documents": ["d"]}
     assert httpx.post(serve_url + "/v1/rerank", json=ok, timeout=60).status_code == 200  # warm
     before = rss_mib(replica), rss_mib(proxy)
@@ -104,13 +105,13 @@ def test_oversized_uploads_are_cut_off_and_memory_stays_flat(serve_url, ray_clus
     assert medium[0].startswith("HTTP/1.1 413")
     assert not lying[0].startswith("HTTP/1.1 2") and lying[1] < 32 * MIB  # the surplus is never taken in
     print(
-        f"\nreplica RSS {before[0]:.0f} → peak {peaks[0]:.0f} → {after[0]:.0f} MiB; "
+        f"\ngateway RSS {before[0]:.0f} → peak {peaks[0]:.0f} → {after[0]:.0f} MiB; "
         f"proxy RSS {before[1]:.0f} → peak {peaks[1]:.0f} → {after[1]:.0f} MiB; "
         f"{len(chunked)}×256 MiB refused after {[s // 1024 for _, s in chunked]} KiB in {elapsed:.1f} s"
     )
     assert peaks[0] - before[0] < 64 and peaks[1] - before[1] < 64
     reply = httpx.post(serve_url + "/v1/rerank", json=ok, timeout=60)
-    assert reply.status_code == 200 and actor_pid("ServeReplica:rerank:Reranker") == replica
+    assert reply.status_code == 200 and actor_pid("ServeReplica:rerank:Gateway") == replica
 
 
 def test_truncation_is_reported_on_every_answer(serve_url):

@@ -1,0 +1,110 @@
+"""The model deployment: one Scorer per replica, whose scheduler cuts the pairs of concurrent requests into shared model
+calls; the gateway (serve/app.py) hands it each request's RankCall through a deployment handle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from rerank_core.config import load_reranker
+from rerank_core.scorer import top_indices
+
+from . import protocols as p
+from .config import DEPLOYMENT, BatchConfig, ServeAppConfig
+from .metrics import ReplicaMetrics
+from .scheduler import DeadlineExceeded, Scheduler
+
+log = logging.getLogger("ray.serve")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A replica's answer to one RankCall: the ranking, and what the response headers say of how it was made."""
+
+    ranked: p.Ranked
+    model: str
+    shared_with: int  # requests with pairs in this request's model calls, this one included
+    cached: int  # documents answered from the score cache
+    truncated: int  # documents cut to max_length
+
+
+@serve.deployment(**DEPLOYMENT, ray_actor_options={"num_cpus": 1})
+class Reranker:
+    """One replica: loads the model once; its scheduler scores the pairs of concurrent requests of every dialect."""
+
+    def __init__(self, args: dict[str, Any]):
+        self.cfg = ServeAppConfig.from_dict(args, source="serve application args")
+        self.scorer = load_reranker(self.cfg.model).scorer
+        self.model_name = self.scorer.model_name
+        self.max_tokens = self.cfg.max_tokens(self.scorer.device)
+        self.metrics = ReplicaMetrics()
+        self.scheduler = Scheduler(self.scorer, self.cfg.batch, self.cfg.score_cache_bytes, self.metrics)
+        self.reconfigure(self.cfg.batch.model_dump())
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Apply Serve's user_config live: requests per call, wait time, call size, aging."""
+        batch = BatchConfig.from_dict(user_config, source="user_config")
+        self.scheduler.configure(batch)
+        log.info(
+            "scheduler: max_batch_size=%d wait=%.4fs call_target=%.3fs interactive_window=%.1fs aging=%.1fs "
+            "call_tokens=%s chunk_tokens=%s",
+            batch.max_batch_size,
+            batch.batch_wait_timeout_s,
+            batch.call_target_s,
+            batch.interactive_window_s,
+            batch.aging_s,
+            self.scorer.call_tokens,
+            self.scorer.chunk_tokens,
+        )
+
+    def info(self) -> dict[str, str]:
+        """The model this replica serves and the device it runs on."""
+        return {"model": self.model_name, "device": self.scorer.device}
+
+    async def rank(self, call: p.RankCall, timeout_s: float | None) -> Reply:
+        """The one scoring path of every dialect: limits, tokenization, the scheduler, ranking, metrics."""
+        if len(call.pairs) > self.cfg.max_documents:
+            raise p.ApiError(
+                400, "documents", f"{len(call.pairs)} documents exceeds max_documents={self.cfg.max_documents}"
+            )
+        truncation = "right" if call.truncation == "error" else call.truncation
+        prepared = await asyncio.to_thread(
+            self.scorer.prepare,
+            call.pairs,
+            instruction=call.instruction,
+            truncation=truncation,
+            long_documents=call.long_documents,
+        )
+        cut = int(np.count_nonzero(prepared.truncated))
+        if call.truncation == "error" and cut:
+            limit = getattr(getattr(self.scorer, "tokenizer", None), "max_length", "max_length")
+            raise p.ApiError(
+                413,
+                "texts",
+                f"{cut} texts are longer than the model's {limit} tokens and truncate is "
+                "false; send truncate: true to cut them",
+            )
+        if prepared.total_tokens > self.max_tokens:
+            raise p.ApiError(
+                400,
+                "documents",
+                f"the request has {prepared.total_tokens} tokens after truncation, "
+                f"over max_tokens_per_request={self.max_tokens}",
+            )
+        try:
+            scored = await self.scheduler.score(prepared, timeout_s)
+        except DeadlineExceeded as exc:
+            raise p.ApiError(504, p.TIMEOUT_HEADER, str(exc)) from None
+        out = scored.output
+        self.metrics.pairs.inc(len(call.pairs))
+        self.metrics.tokens.inc(out.total_tokens)
+        if cut:
+            self.metrics.truncated.inc(cut)
+        order = top_indices(out.scores, call.top_n) if call.sort else np.arange(len(call.pairs))
+        ranked = p.Ranked(order=order, scores=out.scores, logits=out.logits, tokens=out.total_tokens)
+        return Reply(ranked, self.model_name, scored.shared_with, scored.cached, cut)
