@@ -88,7 +88,7 @@ def deploy(config: dict[str, Any], *, host: str | None = None, port: int | None 
     host = host or http.get("host", "127.0.0.1")
     port = port or int(http.get("port", 8000))
     options = fit_to_cluster(application)
-    serve.start(http_options={"host": host, "port": port})
+    serve.start(proxy_location=config.get("proxy_location", "HeadOnly"), http_options={"host": host, "port": port})
     route = application.get("route_prefix", "/")
     serve.run(
         build_app(application["args"], options, deployment_options(application, "Gateway")),

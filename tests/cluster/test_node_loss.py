@@ -1,16 +1,18 @@
 """A worker node lost without grace under a running offline job, on a real two-node Ray cluster on this machine:
 the job still writes every input row exactly once, streaming and resumable alike."""
 
+import contextlib
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.cluster.harness import LocalCluster
+from tests.cluster.harness import LocalCluster, descendants
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -31,7 +33,7 @@ def _job(tmp_path, name: str, resume: bool) -> tuple[list[str], object]:
         "model": {"model": "builtin:tiny-qwen3-reranker", "device": "cpu", "intra_op_threads": 1},
         "input": str(tmp_path / "in.parquet"),
         "output": str(tmp_path / name),
-        # Two actors of one CPU, spread over the nodes by Ray Data's default (best effort, not asserted); each node
+        # Two actors of one CPU, spread over the nodes by Ray Data's default (checked before the kill); each node
         # keeps a CPU for reads and writes, so the job can go on after a node is lost.
         "compute": {"concurrency": 2, "num_cpus": 1, "batch_size": 64, "rows_per_part": 500},
         "resume": resume,
@@ -40,6 +42,17 @@ def _job(tmp_path, name: str, resume: bool) -> tuple[list[str], object]:
     return [sys.executable, "-m", "rerank_core.cli", "offline", "--config", str(tmp_path / f"{name}.yaml")], (
         tmp_path / name
     )
+
+
+def _scoring_actors(node) -> list[int]:
+    """The job's scoring actors running on `node` (the `ray start` process of one node): Ray titles them
+    `ray::MapWorker(MapBatches(BatchScorer))` (`PartScorer` when resumable)."""
+    found = []
+    for pid in descendants(node.pid):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::MapWorker"):
+                found.append(pid)
+    return found
 
 
 def _written(out) -> int:
@@ -57,6 +70,12 @@ def test_a_worker_node_lost_mid_job_loses_no_row_and_duplicates_none(tmp_path, r
         while _written(out) < 2 and job.poll() is None and time.monotonic() - started < 240:
             time.sleep(0.1)
         assert job.poll() is None, (tmp_path / "job.log").read_text()[-3000:]
+        actors = [len(_scoring_actors(node)) for node in cluster.nodes]
+        while not all(actors) and job.poll() is None and time.monotonic() - started < 240:  # the 2nd may still start
+            time.sleep(0.1)
+            actors = [len(_scoring_actors(node)) for node in cluster.nodes]
+        assert all(actors), f"scoring actors per node (head, worker): {actors}"  # the kill takes one of them
+        assert job.poll() is None, (tmp_path / "job.log").read_text()[-3000:]
         killed_at = time.monotonic()
         cluster.kill(cluster.nodes[1])  # the worker node: its raylet and its actor, no grace
         try:
@@ -70,7 +89,8 @@ def test_a_worker_node_lost_mid_job_loses_no_row_and_duplicates_none(tmp_path, r
             code = subprocess.run(command, env=cluster.env, cwd=REPO, capture_output=True, text=True).returncode
         assert code == 0, text[-3000:]
         print(
-            f"{'resume' if resume else 'streaming'}: {ROWS} rows, the job ended {time.monotonic() - killed_at:.1f} s "
+            f"{'resume' if resume else 'streaming'}: {ROWS} rows, scoring actors per node {actors}, "
+            f"the job ended {time.monotonic() - killed_at:.1f} s "
             f"after the kill, {time.monotonic() - started:.1f} s in all"
         )
     got = pq.read_table(out, columns=["id", "score", "error"])
