@@ -103,12 +103,20 @@ def test_requests_whose_replica_dies_mid_call_are_answered_by_its_replacement(se
     try:
         wait_healthy(url, timeout_s=120)
         (victim,) = _replicas(ray_cluster, "doomed")
+
+        def ask():
+            reply = httpx.post(f"{url}/v1/rerank", json=body, timeout=TIMEOUT_S)
+            return reply, time.monotonic()
+
         with ThreadPoolExecutor(2) as pool:
-            replies = [pool.submit(httpx.post, f"{url}/v1/rerank", json=body, timeout=TIMEOUT_S) for _ in range(2)]
+            futures = [pool.submit(ask) for _ in range(2)]
             time.sleep(0.4)  # both are in the replica's model calls (each takes seconds here)
             ray_cluster.kill(ray_cluster.get_actor(victim, namespace="serve"), no_restart=True)
-            replies = [r.result() for r in replies]
+            killed_at = time.monotonic()
+            answered = [f.result() for f in futures]
         assert victim not in _replicas(ray_cluster, "doomed")
+        assert all(at > killed_at for _, at in answered), "a request was answered before the kill: make it longer"
+        replies = [reply for reply, _ in answered]
     finally:
         serve.delete("doomed")
     expected = tiny_reranker.score_pairs([(body["query"], d) for d in documents])
