@@ -92,13 +92,13 @@ class Load:
         return float(np.percentile(values, 95)) if values else float("nan")
 
 
-def replica_pid() -> int:
-    """The process id of the model replica (one replica): Ray titles its worker `ray::ServeReplica:<app>:Reranker`."""
+def replica_pid(deployment: str) -> int:
+    """The process id of the deployment's one replica: Ray titles its worker `ray::ServeReplica:<app>:<deployment>`."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes() if proc.name.isdigit() else b""
-            if cmdline.startswith(b"ray::ServeReplica:") and b":Reranker" in cmdline:
+            if cmdline.startswith(b"ray::ServeReplica:") and f":{deployment}".encode() in cmdline:
                 found.append(int(proc.name))
         except OSError:  # the process ended meanwhile
             continue
@@ -155,13 +155,14 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         url = deploy(model, dtype, 32, 0.005, 2, args.port)
-        replica = replica_pid()
+        replica, gateway = replica_pid("Reranker"), replica_pid("Gateway")
         load = Load(url, args.small_clients, args.bulk_clients, doc_words)
         time.sleep(60 * args.warmup_minutes)
-        start, rss_start, samples = time.monotonic(), rss(replica), []
+        start, rss_start, samples, gateway_start = time.monotonic(), rss(replica), [], rss(gateway)
         while time.monotonic() - start < 60 * args.minutes:
             time.sleep(10)
             samples.append(rss(replica))
+        gateway_end = rss(gateway)
         end = time.monotonic()
         load.finish()
         first, last = load.p95(start, start + 60), load.p95(end - 60, end)
@@ -205,6 +206,7 @@ def main() -> None:
             "RSS end MiB",
             "max MiB",
             "end ÷ after warm-up",
+            "gateway RSS after warm-up → end MiB",
         ],
         [
             [
@@ -218,6 +220,7 @@ def main() -> None:
                 samples[-1] / mib,
                 max(samples) / mib,
                 samples[-1] / rss_start,
+                f"{gateway_start / mib:.0f} → {gateway_end / mib:.0f}",
             ]
         ],
     )

@@ -28,13 +28,14 @@ FAST_DEATH = {
 
 
 def free_ports(n: int, avoid: set[int] = frozenset()) -> list[int]:
-    """`n` distinct TCP ports of the loopback interface that nothing listens on right now, none in `avoid`."""
+    """`n` distinct TCP ports that nothing holds right now, on any address, none in `avoid` (bound, never listened
+    on)."""
     held: list[socket.socket] = []  # every socket stays bound until the end, so no port is handed out twice
     ports: list[int] = []
     try:
         while len(ports) < n:
             held.append(socket.socket())
-            held[-1].bind((NODE_IP, 0))
+            held[-1].bind(("", 0))  # free on every address: on 127.0.0.1 (where a test's server listens) as well
             if (port := held[-1].getsockname()[1]) not in avoid:
                 ports.append(port)
         return ports
@@ -108,6 +109,12 @@ class LocalCluster:
         self.nodes.append(
             subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         )
+
+    def reserve_port(self) -> int:
+        """A free port for a server of the test's own (e.g. Serve's proxy), clear of every port the nodes use."""
+        (port,) = free_ports(1, self.taken)
+        self.taken.add(port)
+        return port
 
     def _worker_port_range(self) -> int:
         """The first of 201 free ports for a node's workers, clear of every port given to a node so far."""

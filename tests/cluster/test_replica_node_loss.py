@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.cluster.harness import LocalCluster, descendants
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 REPLICAS = 3
@@ -78,10 +78,10 @@ def _replica_pids(node) -> list[int]:
 
 
 def test_a_worker_node_lost_under_load_drops_no_request(tmp_path):
-    port = free_port()
-    _serve_config(tmp_path / "serve.yaml", port)
-    url = f"http://127.0.0.1:{port}"
     with LocalCluster(tmp_path, head_cpus=2, worker_cpus=[2]) as cluster:
+        port = cluster.reserve_port()  # not in a node's worker-port range, where a Ray worker might take it
+        _serve_config(tmp_path / "serve.yaml", port)
+        url = f"http://127.0.0.1:{port}"
         head, worker = cluster.nodes
         server_log = open(tmp_path / "serve.log", "w")  # noqa: SIM115
         command = [sys.executable, "-m", "rerank_core.cli", "serve", "--config", str(tmp_path / "serve.yaml")]
