@@ -160,8 +160,13 @@ class Gateway:
             raise p.ApiError(401, "authorization", "missing or invalid API key (Authorization: Bearer <key>)")
 
     async def _rank(self, call: p.RankCall, request: Request, response: Response) -> Reply:
-        """Every dialect's way to the model: authorization, the deadline, a replica's ranking, the headers."""
+        """Every dialect's way to the model: authorization, the document limit (before anything is sent to a replica),
+        the deadline, a replica's ranking, the headers."""
         self._authorize(request)
+        if len(call.pairs) > self.cfg.max_documents:
+            raise p.ApiError(
+                400, "documents", f"{len(call.pairs)} documents exceeds max_documents={self.cfg.max_documents}"
+            )
         reply = await self._ask_replica(call, self._timeout(request))
         response.headers[BATCH_HEADER] = str(reply.shared_with)
         response.headers[CACHED_HEADER] = str(reply.cached)

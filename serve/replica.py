@@ -67,11 +67,7 @@ class Reranker:
         return {"model": self.model_name, "device": self.scorer.device}
 
     async def rank(self, call: p.RankCall, timeout_s: float | None) -> Reply:
-        """The one scoring path of every dialect: limits, tokenization, the scheduler, ranking, metrics."""
-        if len(call.pairs) > self.cfg.max_documents:
-            raise p.ApiError(
-                400, "documents", f"{len(call.pairs)} documents exceeds max_documents={self.cfg.max_documents}"
-            )
+        """The one scoring path of every dialect: token limits, tokenization, the scheduler, ranking, metrics."""
         truncation = "right" if call.truncation == "error" else call.truncation
         prepared = await asyncio.to_thread(
             self.scorer.prepare,
