@@ -110,7 +110,7 @@ def test_requests_whose_replica_dies_mid_call_are_answered_by_its_replacement(se
 
         with ThreadPoolExecutor(2) as pool:
             futures = [pool.submit(ask) for _ in range(2)]
-            time.sleep(0.4)  # both are in the replica's model calls (each takes seconds here)
+            time.sleep(0.15)  # both reach the replica (each takes seconds there); CI saw one done by 0.4 s
             ray_cluster.kill(ray_cluster.get_actor(victim, namespace="serve"), no_restart=True)
             killed_at = time.monotonic()
             answered = [f.result() for f in futures]
