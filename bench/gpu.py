@@ -1,18 +1,23 @@
-"""GPU benchmark: our CUDA graph against what users run on GPUs today, same pairs, one run.
+"""GPU benchmark: every GPU check and our CUDA graph against what users run on GPUs today, same pairs, one run.
 
-Rows, each in a fresh process (so peak GPU memory is its own): the official transformers recipe (f32 = the score
-reference, and f16) · sentence-transformers CrossEncoder on the sequence-classification form of the reranker (the
-yes−no row of the LM head as its one-label head: how TEI, Infinity and sentence-transformers serve Qwen3
-rerankers; f16 and bf16, SDPA, or FlashAttention-2 where `flash_attn` is installed) · ours through the production
-path `Reranker.from_pretrained(…, device="cuda")`: the f16 GPU graph (right padding, fused Attention), and the
-f16 past-K/V graph (prefix sharing on) on CUDA for comparison. Length mixes: ~30-token documents, ~300-token documents,
-and mixed 20–500. Columns: pairs/s, tokens/s, peak GPU memory (nvidia-smi, sampled), max |Δscore| vs official f32.
+Prints, in order: the environment; node placement of our graphs on CUDA (no node on the CPU) and parity with the
+official recipe on Qwen's real vocabulary in several batch compositions (bench/gpu_checks.py); then the rows, each in
+a fresh process (so peak GPU memory is its own): the official transformers recipe (f32 = the score reference, and
+f16) · sentence-transformers CrossEncoder on the sequence-classification form of the reranker (the yes−no row of the
+LM head as its one-label head: how TEI, Infinity and sentence-transformers serve Qwen3 rerankers; f16 and bf16,
+SDPA, or FlashAttention-2 where `flash_attn` is installed) · ours through the production path
+`Reranker.from_pretrained(…, device="cuda")`: the f16 GPU graph (right padding, fused Attention) and the f16
+past-K/V graph (prefix sharing) on CUDA, each with the default call size and with smaller calls. Length mixes:
+~30-token, ~300-token and mixed 20–500-token documents. Columns: pairs/s, tokens/s, useful TFLOP/s (the model's
+matmul and causal-attention FLOPs on real tokens, no padding) and its share of the GPU's dense f16/bf16 peak, peak
+GPU memory (nvidia-smi, sampled), max |Δscore| and Spearman against official f32.
 Model: random weights with Qwen3-Reranker-0.6B's exact shape (bench/common.py).
 
-Needs a CUDA GPU with torch, and onnxruntime-gpu for our rows; without a GPU it says so and exits 0.
-`--smoke` runs every row on the CPU with the tiny model, to check the script itself.
+Needs a CUDA GPU with torch, and onnxruntime-gpu for our rows; without a GPU it says so and exits 0. `--prepare`
+builds and exports the models only (no GPU needed); `--smoke` runs everything on the CPU with tiny models, to check
+the script itself.
 
-Run: python bench/gpu.py [--pairs 1024] [--smoke]
+Run: python bench/gpu.py [--pairs 1024] [--smoke] [--prepare]
 """
 
 from __future__ import annotations
@@ -29,19 +34,25 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench import gpu_checks  # noqa: E402
 from bench.common import BENCH_DIR, bench_checkpoint, mixed_pairs, print_table, seq_cls_checkpoint  # noqa: E402
 
 GPU_EXPORT_DIR = BENCH_DIR / "qwen3-0.6b-shape-gpu"
 SEQ_CLS_DIR = BENCH_DIR / "qwen3-0.6b-shape-seq-cls"
+SMALL_CALLS = {"token_budget": 16384, "max_rows_per_call": 32}  # the GPU defaults before they were measured
 ROWS = {
     "official-f32": "official transformers recipe, f32 (reference)",
     "official-f16": "official transformers recipe, f16 SDPA",
     "st-f16": "sentence-transformers CrossEncoder, f16",
     "st-bf16": "sentence-transformers CrossEncoder, bf16",
-    "ours-gpu-f16": "ours, f16 GPU graph (right padding, fused Attention)",
-    "ours-cpu-layout-f16": "ours, f16 past-K/V graph (prefix sharing) on CUDA",
+    "st-f16-b128": "sentence-transformers CrossEncoder, f16, batch 128",
+    "ours-gpu-f16": "ours, f16 GPU graph (defaults: 65,536 tokens, 256 rows a call)",
+    "ours-gpu-f16-small": "ours, f16 GPU graph, 16,384 tokens, 32 rows a call",
+    "ours-shared-f16": "ours, f16 past-K/V graph, prefix sharing (defaults)",
+    "ours-shared-f16-small": "ours, f16 past-K/V graph, prefix sharing, 16,384 tokens, 32 rows a call",
 }
 FIXED_BATCH = 32  # the peers' batch size (CrossEncoder.predict's default is 32)
+DENSE_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}  # dense f16/bf16, SXM datasheets
 
 
 def gpu_status() -> tuple[bool, str]:
@@ -76,32 +87,39 @@ def make_row(row: str, checkpoint: Path, export: Path, device: str):
         from rerank_core.formatting import DEFAULT_INSTRUCTION, PREFIX, SUFFIX
 
         seq_cls = seq_cls_checkpoint(checkpoint, SEQ_CLS_DIR if device == "cuda" else checkpoint.parent / "seq-cls")
-        return sentence_transformers_row(str(seq_cls), row.split("-")[1], device, PREFIX, SUFFIX, DEFAULT_INSTRUCTION)
+        batch = 128 if row.endswith("b128") else FIXED_BATCH
+        dtype = row.split("-")[1]
+        return sentence_transformers_row(str(seq_cls), dtype, device, PREFIX, SUFFIX, DEFAULT_INSTRUCTION, batch)
     from rerank_core import Reranker
 
     variant = "cuda" if row.startswith("ours-gpu") else "cpu"
-    reranker = Reranker.from_pretrained(str(export), device=device, dtype="f16", graph_variant=variant)
+    calls = SMALL_CALLS if row.endswith("-small") else {}
+    reranker = Reranker.from_pretrained(str(export), device=device, dtype="f16", graph_variant=variant, **calls)
+    if reranker.scorer.device != device:  # the CUDA provider did not start: a CPU timing would pass for a GPU one
+        raise SystemExit(f"ours runs on {reranker.scorer.device}, not {device}")
     return reranker.score_pairs
 
 
-def child(row: str, mix: str, n: int, smoke: bool) -> None:
-    """Run one row on one mix in this (fresh) process; print a JSON line with the timing and the scores."""
+def child(row: str, n: int, smoke: bool) -> None:
+    """Run one row on every mix in this (fresh) process; print a JSON line per mix with the timing and the scores."""
     checkpoint, export, device = _models(smoke)
-    pairs = length_mixes(n)[mix]
-    score = make_row(row, checkpoint, export, device)
-    score(pairs[:FIXED_BATCH])  # warm-up: kernels, allocator, CUDA graphs of the runtime
     if device == "cuda":
-        import torch
+        import torch  # before any ONNX Runtime session: loads CUDA's libraries
 
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    scores = score(pairs)
-    seconds = time.perf_counter() - start
-    print("RESULT " + json.dumps({"seconds": seconds, "scores": [float(s) for s in scores]}), flush=True)
+    score = make_row(row, checkpoint, export, device)
+    for mix, pairs in length_mixes(n).items():
+        score(pairs[:FIXED_BATCH])  # warm-up: kernels, allocator
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        scores = score(pairs)
+        seconds = time.perf_counter() - start
+        result = {"mix": mix, "seconds": seconds, "scores": [float(s) for s in scores]}
+        print("RESULT " + json.dumps(result), flush=True)
 
 
 def _models(smoke: bool) -> tuple[Path, Path, str]:
-    """(checkpoint, our export with the f16 GPU graph, device)."""
+    """(checkpoint, our export with the f16 GPU and past-K/V graphs, device); built and exported once."""
     from rerank_core.export import export_checkpoint
     from rerank_core.locate.manifest import Manifest
 
@@ -121,6 +139,14 @@ def _models(smoke: bool) -> tuple[Path, Path, str]:
         print(f"exporting the f16 past-K/V and GPU graphs into {export} (once) ...", flush=True)
         export_checkpoint(checkpoint, export, dtypes=["f16"], cuda_dtypes=["f16"], overwrite=True)
     return checkpoint, export, device
+
+
+def prepare(smoke: bool) -> None:
+    """Build and export every model the run needs (no GPU needed): bench model, its seq-cls form, parity model."""
+    checkpoint, _, _ = _models(smoke)
+    seq_cls_checkpoint(checkpoint, SEQ_CLS_DIR if not smoke else checkpoint.parent / "seq-cls")
+    gpu_checks.parity_model(smoke)
+    print("prepared", flush=True)
 
 
 class GpuMemorySampler:
@@ -152,58 +178,107 @@ class GpuMemorySampler:
             self._thread.join()
 
 
-def run_row(row: str, mix: str, n: int, smoke: bool) -> tuple[dict | None, float, str]:
-    """(result, peak GPU MiB, why it failed) of one row in a fresh process."""
-    command = [sys.executable, __file__, "--child", row, "--mix", mix, "--pairs", str(n)] + (
-        ["--smoke"] if smoke else []
-    )
+def run_row(row: str, n: int, smoke: bool) -> tuple[dict[str, dict], float, str]:
+    """({mix: result}, peak GPU MiB, why it failed) of one row in a fresh process."""
+    command = [sys.executable, __file__, "--child", row, "--pairs", str(n)] + (["--smoke"] if smoke else [])
     with GpuMemorySampler(enabled=not smoke) as memory:
         proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
-    result = next((json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
-    why = "" if result else (proc.stderr.strip().splitlines() or ["no output"])[-1][:160]
-    return result, memory.peak, why
+    results = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    why = "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["no output"])[-1][:160]
+    return {r["mix"]: r for r in results}, memory.peak, why
+
+
+def flops_per_pair(config: dict, tokens: int) -> float:
+    """Useful FLOPs of one pair of `tokens` tokens: 2 × matmul weights × tokens + causal attention (QKᵀ and AV)."""
+    hidden, heads, kv, head = (
+        config[k] for k in ("hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim")
+    )
+    per_layer = hidden * head * (2 * heads + 2 * kv) + 3 * hidden * config["intermediate_size"]
+    attention = 2 * 2 * heads * head * tokens * (tokens + 1) / 2
+    return config["num_hidden_layers"] * (2 * per_layer * tokens + attention)
+
+
+def dense_peak(gpu: str) -> float | None:
+    """The GPU's dense f16/bf16 peak in TFLOP/s from its datasheet, when known."""
+    return next((peak for name, peak in DENSE_PEAK_TFLOPS.items() if name in gpu), None)
 
 
 def main() -> None:
-    """Every row on every length mix; print one table per mix."""
+    """Checks, then every row on every length mix; print one table per mix."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=1024)
-    parser.add_argument("--smoke", action="store_true", help="CPU, tiny model: check the script, measure nothing")
+    parser.add_argument("--smoke", action="store_true", help="CPU, tiny models: check the script, measure nothing")
+    parser.add_argument("--prepare", action="store_true", help="build and export the models, then stop")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--mix", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.mix, args.pairs, args.smoke)
+        child(args.child, args.pairs, args.smoke)
+        return
+    if args.prepare:
+        prepare(args.smoke)
         return
     usable, which = gpu_status()
     if not usable and not args.smoke:
         print(f"bench/gpu.py: no GPU to measure on ({which}); nothing measured. `--smoke` checks the script on CPU.")
         return
     n = 8 if args.smoke else args.pairs
+    device = "cpu" if args.smoke else "cuda"
     which = "smoke run: CPU, tiny model, nothing measured" if args.smoke else which
-    _, export, _ = _models(args.smoke)  # exported once, before any row is timed
+    checkpoint, export, _ = _models(args.smoke)  # exported once, before any row is timed
+    gpu_checks.environment(device)
+    _, parity_export = gpu_checks.parity_model(args.smoke)  # the bench model's ops, few layers: opens in seconds
+    gpu_checks.placement(sorted(parity_export.glob("*.onnx")), device)
+    gpu_checks.parity(device, args.smoke)
+    rows_table(checkpoint, export, n, args.smoke, which)
+
+
+def rows_table(checkpoint: Path, export: Path, n: int, smoke: bool, which: str) -> None:
+    """Every row (one process each, all mixes), then one table per mix."""
+    from scipy.stats import spearmanr
+
     from rerank_core.backends.onnx import OnnxQwen3Scorer
     from rerank_core.formatting import format_content
 
+    config = json.loads((checkpoint / "config.json").read_text())
+    peak = dense_peak(which)
     tokenizer = OnnxQwen3Scorer.open(export, dtype="f16", intra_op_threads=1).tokenizer
-    for mix, pairs in length_mixes(n).items():
-        tokens = int(tokenizer.encode([format_content(q, d) for q, d in pairs]).lengths.sum())
-        table, reference = [], None
+    mixes = length_mixes(n)
+    lengths = {mix: tokenizer.encode([format_content(q, d) for q, d in pairs]).lengths for mix, pairs in mixes.items()}
+    runs = {}
+    for row, label in ROWS.items():
+        runs[row] = run_row(row, n, smoke)
+        rates = ", ".join(f"{n / r['seconds']:.0f}" for r in runs[row][0].values())
+        print(f"  {label}: {rates or 'not run'} pairs/s {runs[row][2]}", flush=True)
+    for mix in mixes:
+        tokens = int(lengths[mix].sum())
+        flops = sum(flops_per_pair(config, int(t)) for t in lengths[mix])
+        reference = runs["official-f32"][0].get(mix, {}).get("scores")
+        table = []
         for row, label in ROWS.items():
-            result, peak, why = run_row(row, mix, n, args.smoke)
-            if result is None:
-                table.append([label, "not run", "-", "-", "-", why])
-                print(f"  {mix}, {label}: not run ({why})", flush=True)
+            results, memory, why = runs[row]
+            if mix not in results:
+                table.append([label, "not run", "-", "-", "-", "-", "-", "-", why])
                 continue
-            scores = np.asarray(result["scores"])
-            reference = scores if row == "official-f32" else reference
+            seconds, scores = results[mix]["seconds"], np.asarray(results[mix]["scores"])
             delta = float(np.abs(scores - reference).max()) if reference is not None else float("nan")
-            seconds = result["seconds"]
-            table.append([label, n / seconds, tokens / seconds, f"{peak:.0f}" if peak else "-", delta, ""])
-            print(f"  {mix}, {label}: {n / seconds:.1f} pairs/s", flush=True)
+            rho = float(spearmanr(scores, reference).statistic) if reference is not None else float("nan")
+            tflops = flops / seconds / 1e12
+            share = f"{100 * tflops / peak:.1f}%" if peak else "-"
+            gpu_mib = f"{memory:.0f}" if memory else "-"
+            table.append([label, n / seconds, tokens / seconds, tflops, share, gpu_mib, delta, rho, ""])
         print_table(
             f"{mix}: {n} pairs, {tokens / n:.0f} tokens per pair with the template — {which}",
-            ["path", "pairs/s", "tokens/s", "peak GPU MiB", "max |Δscore| vs official f32", "note"],
+            [
+                "path",
+                "pairs/s",
+                "tokens/s",
+                "useful TFLOP/s",
+                "of dense peak",
+                "peak GPU MiB",
+                "max |Δscore| vs official f32",
+                "Spearman vs official f32",
+                "note",
+            ],
             table,
         )
 

@@ -17,7 +17,9 @@ BATCH = 32  # the peers' batch size (CrossEncoder.predict's default)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for the official row's tests.oracle
 
 
-def sentence_transformers_row(seq_cls: str, dtype: str, device: str, prefix: str, suffix: str, instruction: str):
+def sentence_transformers_row(
+    seq_cls: str, dtype: str, device: str, prefix: str, suffix: str, instruction: str, batch: int = BATCH
+):
     """CrossEncoder on the seq-cls form: the model card's recipe, template head on the query, tail on the document."""
     import importlib.util
 
@@ -32,7 +34,7 @@ def sentence_transformers_row(seq_cls: str, dtype: str, device: str, prefix: str
 
     def score(pairs):
         texts = [(f"{prefix}<Instruct>: {instruction}\n<Query>: {q}\n", f"<Document>: {d}{suffix}") for q, d in pairs]
-        return np.asarray(model.predict(texts, batch_size=BATCH, show_progress_bar=False), dtype=np.float32)
+        return np.asarray(model.predict(texts, batch_size=batch, show_progress_bar=False), dtype=np.float32)
 
     return score
 

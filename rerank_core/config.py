@@ -17,8 +17,10 @@ T = TypeVar("T", bound="StrictModel")
 PREFIX_CACHE_BYTES = 64 * 1024 * 1024  # ≈ 4 queries' prompt prefixes at the 0.6B shape (229 KB of K/V a token)
 # Rows × longest sequence per model call when `token_budget` is unset. Small calls stay in the CPU's caches: on the
 # 0.6B shape, int8 scores 13% more pairs/s at 256 tokens per call than at 512 and 29% more than at 1024 (f32: within
-# ±3% of 512); a GPU wants large calls.
-TOKEN_BUDGET = {"cpu": 256, "cuda": 16384}
+# ±3% of 512). A GPU wants large calls: on an H200, f16, 65,536 tokens and 256 rows a call scored 855 ~300-token
+# pairs/s and 2,657 ~30-token ones against 763 and 1,932 at 16,384 and 32 (bench/gpu.py; more rows or tokens: no gain).
+TOKEN_BUDGET = {"cpu": 256, "cuda": 65536}
+MAX_ROWS_PER_CALL = {"cpu": 32, "cuda": 256}
 # The smallest piece of a long pair a call computes ahead (a scheduler's bulk calls stay short). Every call reads all
 # the weights once: at the 0.6B shape on a 2-core CPU, int8 took 48 ms for 1 token, 7.3 ms a token at 32, 5.9 at 64
 # and 5.3 at 256 (f32: 122 ms; 11.6, 8.7, 8.0).
@@ -124,11 +126,11 @@ class LocalOptions(StrictModel):
     token_budget: int | None = Field(
         default=None, ge=1, description=f"rows × longest per model call; None: {TOKEN_BUDGET} by device"
     )
-    max_rows_per_call: int = Field(
-        default=32,
+    max_rows_per_call: int | None = Field(
+        default=None,
         ge=1,
         validation_alias=AliasChoices("max_rows_per_call", "max_batch_size"),  # its name before 0.2
-        description="rows per model call, at most",
+        description=f"rows per model call, at most; None: {MAX_ROWS_PER_CALL} by device",
     )
     instruction: str | None = Field(default=None, description="default instruction; None: the official one")
     long_documents: LongDocuments = Field(

@@ -7,7 +7,8 @@ Qwen3's tokenizer.json, so the models built with it count, truncate and share pr
 
 from __future__ import annotations
 
-from importlib import resources
+import importlib.util
+from pathlib import Path
 
 # Qwen2/Qwen3's pre-tokenizer split; unlike tiktoken's cl100k it keeps digits apart (\p{N}, not \p{N}{1,3}).
 SPLIT_PATTERN = (
@@ -47,15 +48,13 @@ ADDED_TOKENS = [
 VOCAB_SIZE = FIRST_ADDED_ID + len(ADDED_TOKENS)  # 151669, the vocabulary Qwen3-Reranker-0.6B's embedding covers
 
 
-def ranks_file():
+def ranks_file() -> Path:
     """The BPE ranks file inside the dashscope package (an ImportError naming the extra when it is missing)."""
-    try:
-        import dashscope
-    except ImportError as exc:
-        raise ImportError(
-            "Qwen's vocabulary comes with the dashscope extra: pip install 'qwen-rerank[dashscope]'"
-        ) from exc
-    return resources.files(dashscope) / "resources" / "qwen.tiktoken"
+    # Found without importing the SDK: its __init__ pulls in its HTTP clients, which a tokenizer does not need.
+    spec = importlib.util.find_spec("dashscope")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("Qwen's vocabulary comes with the dashscope extra: pip install 'qwen-rerank[dashscope]'")
+    return Path(next(iter(spec.submodule_search_locations))) / "resources" / "qwen.tiktoken"
 
 
 def qwen_tokenizer():
@@ -63,8 +62,8 @@ def qwen_tokenizer():
     from tokenizers import AddedToken, normalizers
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    with resources.as_file(ranks_file()) as path:
-        tokenizer = TikTokenConverter(vocab_file=str(path), pattern=SPLIT_PATTERN).converted()
+    path = ranks_file()
+    tokenizer = TikTokenConverter(vocab_file=str(path), pattern=SPLIT_PATTERN).converted()
     tokenizer.model.ignore_merges = False  # as Qwen's tokenizer.json: words are built by merges, never looked up whole
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.add_tokens([AddedToken(text, special=special, normalized=False) for text, special in ADDED_TOKENS])

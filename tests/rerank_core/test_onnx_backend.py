@@ -8,6 +8,7 @@ import pytest
 
 from rerank_core import ModelFormatError
 from rerank_core.backends.onnx import OnnxQwen3Scorer, select_providers
+from rerank_core.config import MAX_ROWS_PER_CALL
 from rerank_core.tiny_model import tiny_model_dir
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
@@ -54,6 +55,11 @@ def test_folder_missing_a_file_gives_a_clear_error(tmp_path, missing, match):
 def test_dtype_not_exported_names_what_exists():
     with pytest.raises(ModelFormatError, match=r"no int8 graph.*\['f32'\].*--dtype int8"):
         OnnxQwen3Scorer.open(tiny_model_dir(), dtype="int8")
+
+
+def test_rows_per_call_default_by_device_and_an_explicit_value_wins():
+    assert OnnxQwen3Scorer.open(tiny_model_dir()).max_rows_per_call == MAX_ROWS_PER_CALL["cpu"] == 32
+    assert OnnxQwen3Scorer.open(tiny_model_dir(), max_rows_per_call=7).max_rows_per_call == 7
 
 
 def test_missing_folder():

@@ -1,6 +1,9 @@
 """Qwen's real vocabulary: the tokenizer rebuilt from dashscope's BPE ranks is Qwen3's, and a small random model with
 it scores like the official recipe where BPE merges cross the template's seams."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -54,6 +57,11 @@ def test_the_rebuilt_tokenizer_has_qwen3s_ids():
     assert ids(SUFFIX) == [151645, 198, 151644, 77091, 198, 151667, 271, 151668, 271]
     assert ids("2024") == [17, 15, 17, 19]  # single digits, as Qwen splits them
     assert ids("cafe\u0301") == ids("café")  # NFC
+
+
+def test_the_vocabulary_is_read_without_importing_the_dashscope_sdk():
+    code = "import sys, rerank_core.qwen_tokenizer as q; q.qwen_tokenizer(); print('dashscope' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
 @pytest.mark.slow

@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ...config import PREFILL_CHUNK_TOKENS, TOKEN_BUDGET, LocalOptions, LongDocuments, LongDocumentsSetting
+from ...config import (
+    MAX_ROWS_PER_CALL,
+    PREFILL_CHUNK_TOKENS,
+    TOKEN_BUDGET,
+    LocalOptions,
+    LongDocuments,
+    LongDocumentsSetting,
+)
 from ...formatting import content_head, format_content
 from ...locate.folder import ModelFolder
 from ...planning import budget_batches, plan_prefix_groups
@@ -61,7 +68,7 @@ class OnnxQwen3Scorer(Scorer):
         self.yes_id, self.no_id = folder.yes_id, folder.no_id
         session = open_session(self.graph.path, options.device, options.intra_op_threads)
         self.device = session_device(session)
-        self.max_rows_per_call = options.max_rows_per_call
+        self.max_rows_per_call = options.max_rows_per_call or MAX_ROWS_PER_CALL[self.device]
         self._budget = options.token_budget or TOKEN_BUDGET[self.device]
         self._share_prefix = options.share_prefix
         self._prefix_cache_bytes = options.prefix_cache_bytes

@@ -25,13 +25,25 @@ def resolve_device(device: str) -> str:
     return "cuda" if device != "cpu" and cuda_available() else "cpu"
 
 
-def select_providers(device: str) -> list[str]:
+# TF32 off: an f32 graph scores in f32 (the CUDA provider's default rounds f32 matmuls to TF32); f16 never uses it.
+CUDA_OPTIONS = {"use_tf32": "0"}
+
+
+def select_providers(device: str) -> list:
     """ONNX Runtime providers for `device` ('auto', 'cpu' or 'cuda'); CUDA only where this install has it."""
     if resolve_device(device) == "cuda":
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        _load_cuda_libraries()
+        return [("CUDAExecutionProvider", CUDA_OPTIONS), "CPUExecutionProvider"]
     if device == "cuda":
         log.warning("device=cuda but this onnxruntime has no CUDA provider (install onnxruntime-gpu); using CPU")
     return ["CPUExecutionProvider"]
+
+
+def _load_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from the pip `nvidia-*` packages (torch's) where installed, before the provider uses them."""
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime-gpu >= 1.21
+    if preload is not None:
+        preload()
 
 
 def open_session(graph: Path, device: str, intra_op_threads: int | None) -> ort.InferenceSession:
@@ -45,7 +57,7 @@ def open_session(graph: Path, device: str, intra_op_threads: int | None) -> ort.
     # proxy and raylet instead of a busy-wait.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(graph), sess_options=options, providers=providers)
-    if providers[0] == "CUDAExecutionProvider" and session_device(session) != "cuda":
+    if providers[0] != "CPUExecutionProvider" and session_device(session) != "cuda":
         log.warning("the CUDA provider could not start (no GPU or driver?); running on CPU")
     return session
 
