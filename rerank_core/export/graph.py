@@ -15,12 +15,13 @@ from ..locate.folder import CHECKPOINT_PATTERNS
 from ..locate.hub import resolve_model_dir
 from ..locate.manifest import GraphEntry, Manifest
 from ..tokenization import DEFAULT_MAX_LENGTH
+from .calibration import CALIBRATION_PAIRS, down_input_maxima
 from .quantize import quantize_int8
 
 log = logging.getLogger(__name__)
 
 # Bump when the graphs change: cached exports (export/cache.py) are keyed by it.
-EXPORTER_VERSION = "6"
+EXPORTER_VERSION = "7"
 GRAPH_NAMES = {Dtype.F32: "model.onnx", Dtype.F16: "model_f16.onnx", Dtype.INT8: "model_int8.onnx"}
 # The GPU graphs (right padding, fused causal attention); f32 exists to check them on a CPU.
 CUDA_GRAPH_NAMES = {Dtype.F32: "model_cuda.onnx", Dtype.F16: "model_cuda_f16.onnx"}
@@ -199,7 +200,8 @@ def _export_cpu_graphs(
             if not f32.exists():
                 _export_graph(src_dir, f32, Dtype.F32, yes_id, no_id, layout)
             config = json.loads((src_dir / "config.json").read_text())
-            quantize_int8(f32, target, config["num_hidden_layers"])
+            log.info("calibrating the int8 graph's down projections on %d pairs", len(CALIBRATION_PAIRS))
+            quantize_int8(f32, target, config["num_hidden_layers"], down_input_max=down_input_maxima(src_dir))
         else:
             _export_graph(src_dir, target, dtype, yes_id, no_id, layout)
         entries.append(GraphEntry(file=target.name, dtype=dtype, layout=layout))

@@ -11,7 +11,8 @@ from onnx import numpy_helper
 from rerank_core import ModelFormatError
 from rerank_core.backends.onnx import OnnxQwen3Scorer, cuda_available
 from rerank_core.export import export_checkpoint, kv_names
-from rerank_core.export.quantize import quantize_int8
+from rerank_core.export.calibration import down_input_maxima
+from rerank_core.export.quantize import quantize_int8, smooth_down_projections
 from rerank_core.locate.manifest import Manifest
 from rerank_core.tiny_model import TINY_MODEL, build_tiny_model, tiny_model_dir
 
@@ -96,11 +97,43 @@ def test_int8_weights_leave_the_int16_headroom_of_cpus_without_vnni(tiny_export)
     assert max(int(np.abs(w.astype(np.int16)).max()) for w in weights) > 32  # 7 bits used, not fewer
 
 
+def test_smoothing_the_down_projections_leaves_the_f32_function_unchanged(tiny_export, tmp_path, mixed_pairs):
+    """SmoothQuant's scales fold into up's columns and down's rows: exact in f32, before any quantization."""
+    folder = shutil.copytree(tiny_export, tmp_path / "tiny")
+    config = json.loads((folder / "config.json").read_text())
+    layers, width = config["num_hidden_layers"], config["intermediate_size"]
+    model = onnx.load(str(folder / "model.onnx"))
+    maxima = np.random.default_rng(0).uniform(0.01, 50.0, size=(layers, width))  # far from the weights' own scale
+    smoothed = smooth_down_projections(model.graph, layers, range(layers), maxima)
+    assert len(smoothed) == 2 * layers
+    for tensor in model.graph.initializer:
+        if tensor.name in smoothed:
+            assert not np.allclose(numpy_helper.to_array(tensor), smoothed[tensor.name])
+            tensor.CopyFrom(numpy_helper.from_array(smoothed[tensor.name], tensor.name))
+    onnx.save(model, str(folder / "model.onnx"))
+    np.testing.assert_allclose(
+        OnnxQwen3Scorer.open(folder).score(mixed_pairs), OnnxQwen3Scorer.open(tiny_export).score(mixed_pairs), atol=1e-5
+    )
+
+
+def test_calibration_records_each_down_projections_input_maximum(tiny_checkpoint):
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    maxima = down_input_maxima(tiny_checkpoint, pairs=[("what is ml?", "Machine learning learns from data.")])
+    assert maxima.shape == (config["num_hidden_layers"], config["intermediate_size"])
+    assert (maxima > 0).all() and np.isfinite(maxima).all()
+
+
+def test_f32_layers_outside_the_model_are_refused_naming_the_option(tiny_export, tmp_path):
+    with pytest.raises(ValueError, match=r"f32_layers: \[2\] outside the model's layers 0..1"):
+        quantize_int8(tiny_export / "model.onnx", tmp_path / "model_int8.onnx", 2, f32_layers={0, 2})
+    assert not (tmp_path / "model_int8.onnx").exists()
+
+
 def test_int8_graph_can_keep_the_first_layer_in_f32(tiny_export, tmp_path, mixed_pairs):
     """Deep models keep their first decoder layer f32 (most of int8's ranking error); here forced on 2 layers."""
     folder = shutil.copytree(tiny_export, tmp_path / "tiny")
     config = json.loads((folder / "config.json").read_text())
-    quantize_int8(folder / "model.onnx", folder / "model_int8.onnx", config["num_hidden_layers"], keep_first_layer=True)
+    quantize_int8(folder / "model.onnx", folder / "model_int8.onnx", config["num_hidden_layers"], f32_layers={0})
     f32, integer = _matmul_kinds(onnx.load(str(folder / "model_int8.onnx")).graph)
     assert len(f32) == 8 and f32[-1] == [config["hidden_size"]]  # the first layer's 7 linears, then the head
     assert integer == 7 * (config["num_hidden_layers"] - 1)
