@@ -187,7 +187,7 @@ def test_concurrent_requests_share_calls_and_user_config_applies_live(serve_url,
         redeploy(1, 0.0)
         sizes = [int(r.headers[BATCH_HEADER]) for r in _concurrent(serve_url, 12, bodies("one"))]
         assert max(sizes) == 1
-        redeploy(16, 0.05)
+        redeploy(16, 0.25)  # a wide window: on a loaded 2-core CI machine 12 requests can arrive over > 50 ms
         sent = bodies("many")
         replies = _concurrent(serve_url, 12, sent)
         assert all(r.status_code == 200 for r in replies)
