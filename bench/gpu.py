@@ -36,9 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench import gpu_checks  # noqa: E402
 from bench.common import BENCH_DIR, bench_checkpoint, mixed_pairs, print_table, seq_cls_checkpoint  # noqa: E402
+from rerank_core.config import MAX_ROWS_PER_CALL, TOKEN_BUDGET  # noqa: E402
 
 GPU_EXPORT_DIR = BENCH_DIR / "qwen3-0.6b-shape-gpu"
 SEQ_CLS_DIR = BENCH_DIR / "qwen3-0.6b-shape-seq-cls"
+GPU_DEFAULT_CALLS = f"{TOKEN_BUDGET['cuda']:,} tokens, {MAX_ROWS_PER_CALL['cuda']} rows a call"
 SMALL_CALLS = {"token_budget": 16384, "max_rows_per_call": 32}  # the GPU defaults before they were measured
 ROWS = {
     "official-f32": "official transformers recipe, f32 (reference)",
@@ -46,7 +48,7 @@ ROWS = {
     "st-f16": "sentence-transformers CrossEncoder, f16",
     "st-bf16": "sentence-transformers CrossEncoder, bf16",
     "st-f16-b128": "sentence-transformers CrossEncoder, f16, batch 128",
-    "ours-gpu-f16": "ours, f16 GPU graph (defaults: 65,536 tokens, 256 rows a call)",
+    "ours-gpu-f16": f"ours, f16 GPU graph (defaults: {GPU_DEFAULT_CALLS})",
     "ours-gpu-f16-small": "ours, f16 GPU graph, 16,384 tokens, 32 rows a call",
     "ours-shared-f16": "ours, f16 past-K/V graph, prefix sharing (defaults)",
     "ours-shared-f16-small": "ours, f16 past-K/V graph, prefix sharing, 16,384 tokens, 32 rows a call",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from ..formatting import PREFIX, SUFFIX, format_content
+
+log = logging.getLogger(__name__)
 
 # Text of the kinds a reranker reads (questions; passages of prose, lists, code, numbers, other scripts), kept apart
 # from every benchmark's and test's pairs.
@@ -70,6 +73,7 @@ def down_input_maxima(checkpoint: str | Path, pairs=CALIBRATION_PAIRS) -> np.nda
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    log.info("calibrating the int8 graph's down projections on %d pairs", len(pairs))
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
     layers = model.model.layers

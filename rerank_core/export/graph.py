@@ -15,7 +15,7 @@ from ..locate.folder import CHECKPOINT_PATTERNS
 from ..locate.hub import resolve_model_dir
 from ..locate.manifest import GraphEntry, Manifest
 from ..tokenization import DEFAULT_MAX_LENGTH
-from .calibration import CALIBRATION_PAIRS, down_input_maxima
+from .calibration import down_input_maxima
 from .quantize import quantize_int8
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,6 @@ def _export_cpu_graphs(
             if not f32.exists():
                 _export_graph(src_dir, f32, Dtype.F32, yes_id, no_id, layout)
             config = json.loads((src_dir / "config.json").read_text())
-            log.info("calibrating the int8 graph's down projections on %d pairs", len(CALIBRATION_PAIRS))
             quantize_int8(f32, target, config["num_hidden_layers"], down_input_max=down_input_maxima(src_dir))
         else:
             _export_graph(src_dir, target, dtype, yes_id, no_id, layout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -39,8 +40,9 @@ def select_providers(device: str) -> list:
     return ["CPUExecutionProvider"]
 
 
+@functools.cache
 def _load_cuda_libraries() -> None:
-    """Load CUDA and cuDNN from the pip `nvidia-*` packages (torch's) where installed, before the provider uses them."""
+    """Once per process: load CUDA and cuDNN from the pip `nvidia-*` packages (torch's) where installed."""
     preload = getattr(ort, "preload_dlls", None)  # onnxruntime-gpu >= 1.21
     if preload is not None:
         preload()
