@@ -98,6 +98,20 @@ def print_table(title: str, header: list[str], rows: list[list]) -> None:
         print("| " + " | ".join(f"{c:.3g}" if isinstance(c, float) else str(c) for c in row) + " |")
 
 
+# The instruction sets our CPU numbers depend on: AVX-512, int8 dot products, bf16 (AVX512-BF16, AMX).
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_description() -> str:
+    """This machine's CPU for a table's title: model name, logical cores and the features that matter here (Linux)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    has = [f for f in CPU_FEATURES if f in flags]
+    return f"CPU: {fields.get('model name', 'unknown')}, {os.cpu_count()} logical cores, {' '.join(has) or 'no AVX2'}"
+
+
 def reset_peak_rss() -> None:
     """Reset this process's peak RSS (VmHWM) so the next measurement covers only what follows (Linux)."""
     Path("/proc/self/clear_refs").write_text("5")

@@ -7,7 +7,8 @@ environments, created on first use under the bench folder from pinned versions w
 Qwen3 rerankers), and vLLM CPU with the Qwen3-Reranker overrides and templates its docs give, prefix caching
 on and off. Columns: pairs/s, × official, load s, peak RSS, max |Δscore| vs the official recipe (a peer that
 disagrees is reported, not hidden), Spearman vs the official recipe, and useful GFLOP/s as a share of this
-machine's measured f32 GEMM peak. Our rows run with prefix sharing off and on (the default).
+machine's measured f32 GEMM peak. Our rows run with prefix sharing off and on (the default); our bf16 rows
+(OpenVINO) only where the CPU has AMX-BF16 or AVX512-BF16.
 
 Run: python bench/peers.py [--pairs 24] [--rounds 2] [--threads 2] [--rows official,ours-f32,...]
 """
@@ -29,6 +30,7 @@ from bench.common import (  # noqa: E402
     BENCH_MODEL_DIR,
     bench_checkpoint,
     bench_model,
+    cpu_description,
     mixed_pairs,
     print_table,
     seq_cls_checkpoint,
@@ -55,6 +57,8 @@ ROWS = {
     "ours-f32-shared": ("ours f32, prefix sharing on (default)", None),
     "ours-int8": ("ours int8, prefix sharing off", None),
     "ours-int8-shared": ("ours int8, prefix sharing on (default)", None),
+    "ours-bf16": ("ours bf16 (OpenVINO), prefix sharing off", None),
+    "ours-bf16-shared": ("ours bf16 (OpenVINO), prefix sharing on (default)", None),
 }
 
 
@@ -131,8 +135,14 @@ def main() -> None:
     peak = cpu_peak_flops(args.threads)
 
     best: dict[str, dict | str] = {}
+    from rerank_core.backends.onnx.openvino_session import cpu_runs_bf16, openvino_installed
+
+    left_out = set()
+    if not (openvino_installed() and cpu_runs_bf16()):
+        left_out = {r for r in rows if "bf16" in r}
+        best.update(dict.fromkeys(left_out, "this CPU has neither AMX-BF16 nor AVX512-BF16 (or OpenVINO is missing)"))
     for round_ in range(args.rounds):
-        for row in rows:
+        for row in (r for r in rows if r not in left_out):
             result = run_row(row, spec)
             shown = f"{len(spec['pairs']) / result['seconds']:.3f} pairs/s" if isinstance(result, dict) else result
             print(f"  round {round_ + 1}, {ROWS[row][0]}: {shown}", flush=True)
@@ -148,7 +158,7 @@ def main() -> None:
     for row in rows:
         result, label = best[row], ROWS[row][0]
         if not isinstance(result, dict):
-            table.append([label, "failed", "-", "-", "-", "-", "-", "-", result])
+            table.append([label, "left out" if row in left_out else "failed", "-", "-", "-", "-", "-", "-", result])
             continue
         speed = len(spec["pairs"]) / result["seconds"]
         ours = np.asarray(result["scores"])
@@ -170,7 +180,7 @@ def main() -> None:
     print_table(
         f"CPU, {len(spec['pairs'])} mixed pairs ({int(lengths.min())}–{int(lengths.max())} tokens, mean "
         f"{lengths.mean():.0f}), {args.threads} threads, best of {args.rounds} interleaved rounds, each row a fresh "
-        f"process; f32 GEMM peak {peak / 1e9:.0f} GFLOP/s (4096² sgemm, {args.threads} threads)",
+        f"process; f32 GEMM peak {peak / 1e9:.0f} GFLOP/s (4096² sgemm, {args.threads} threads); {cpu_description()}",
         [
             "path",
             "pairs/s",

@@ -2,7 +2,8 @@
 
 Rows: the official transformers recipe (full logits, left padding, fixed batches of 8 in input order) · the
 same model as a naive full-logits ONNX graph, fed by our tokenization and batching (≤ 8 rows), so the row isolates
-the graph · ours f32 / int8 / f16 (length-sorted, token-budget batches).
+the graph · ours f32 / int8 / f16 (length-sorted, token-budget batches) · ours bf16 (OpenVINO) where the CPU
+has AMX-BF16 or AVX512-BF16.
 Also: score drift of int8/f16 against f32, padding waste of our batching against fixed batches, and prefix
 sharing off vs on (documents of ~30/120/500 tokens per query, several queries in one call, single pairs).
 
@@ -31,6 +32,7 @@ from bench.common import (
     WORDS,
     bench_checkpoint,
     bench_model,
+    cpu_description,
     mixed_pairs,
     naive_model,
     print_table,
@@ -158,6 +160,12 @@ def main() -> None:
     longest = [list(pairs[i]) for i in np.argsort(-lengths)[:FIXED_BATCH]]
 
     names = (["official"] if not args.skip_official else []) + ["naive"] + [f"ours-{d}" for d in dtypes.split(",")]
+    from rerank_core.backends.onnx.openvino_session import cpu_runs_bf16, openvino_installed
+
+    if openvino_installed() and cpu_runs_bf16():
+        names.append("ours-bf16")
+    else:
+        print("  ours bf16: left out, this CPU has neither AMX-BF16 nor AVX512-BF16 (or OpenVINO is missing)")
     rows, scores = [], {}
     for name in names:
         score = make_row(name, args.threads, args.token_budget)
@@ -175,7 +183,8 @@ def main() -> None:
     print_table(
         f"Scoring speed — {len(pairs)} mixed pairs (20–500 tokens, {int(lengths.min())}–{int(lengths.max())} with the "
         f"template), {args.threads} threads; CPU f32 peak {peak / 1e9:.0f} GFLOP/s measured (best 4096² sgemm, numpy "
-        f"OpenBLAS, {args.threads} threads); peak RSS: a fresh process scoring the {FIXED_BATCH} longest pairs",
+        f"OpenBLAS, {args.threads} threads); peak RSS: a fresh process scoring the {FIXED_BATCH} longest pairs; "
+        f"{cpu_description()}",
         ["path", "pairs/s", "seconds", "peak RSS GiB", "useful GFLOP/s", "share of peak", f"× {rows[0][0]}"],
         [r + [r[1] / base] for r in rows],
     )

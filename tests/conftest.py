@@ -68,6 +68,13 @@ def mixed_pairs() -> list[tuple[str, str]]:
 REPO = Path(__file__).resolve().parents[1]
 
 
+def bf16_tolerance() -> float:
+    """How far dtype bf16 may score from f32 here: bf16's rounding where the CPU runs bf16, none where it falls back."""
+    from rerank_core.backends.onnx.openvino_session import cpu_runs_bf16
+
+    return 3e-2 if cpu_runs_bf16() else 1e-5
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     import socket

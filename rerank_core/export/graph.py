@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..dtypes import Dtype
+from ..dtypes import Dtype, graph_dtype
 from ..errors import ModelFormatError
 from ..locate.folder import CHECKPOINT_PATTERNS
 from ..locate.hub import resolve_model_dir
@@ -137,7 +137,7 @@ def export_checkpoint(
     `full_logits=True` writes instead the naive [batch, seq, vocab] graph laid out like third-party exports
     (no manifest); it exists for tests and benchmarks. `source_name` replaces `src` as the recorded source.
     """
-    wanted = list(dict.fromkeys(Dtype.parse(d) for d in dtypes))
+    wanted = list(dict.fromkeys(graph_dtype(Dtype.parse(d)) for d in dtypes))  # bf16: the f32 graph
     wanted_cuda = list(dict.fromkeys(Dtype.parse(d) for d in cuda_dtypes))
     if unsupported := [d.value for d in wanted_cuda if d not in CUDA_GRAPH_NAMES]:
         raise ValueError(f"cuda_dtypes: no GPU graph for {unsupported}; choose from f16, f32")

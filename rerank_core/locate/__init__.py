@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..config import LocalOptions
-from ..dtypes import Dtype, choose_dtype
+from ..dtypes import Dtype, choose_dtype, graph_dtype
 from ..errors import ModelNotFoundError
 from .folder import (
     CHECKPOINT_PATTERNS,
@@ -45,7 +45,7 @@ def locate_model(model_id: str | os.PathLike, options: LocalOptions, device: str
                 f"{name}: {folder} holds a Qwen3 config but no weights (*.safetensors): {why}. "
                 f"Fetch them where there is network (`hf download {name}`) or pass a folder that has them."
             )
-    dtype = options.dtype or choose_dtype((Dtype.F32, Dtype.F16), device)
+    dtype = graph_dtype(options.dtype or choose_dtype((Dtype.F32, Dtype.F16), device))
     export = cached_export(
         folder, name=name, dtype=dtype, cache_dir=options.export_cache_dir, gpu_graph=device == "cuda"
     )

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from ..dtypes import GRAPH_CANDIDATES, Dtype, choose_dtype
+from ..dtypes import GRAPH_CANDIDATES, Dtype, choose_dtype, graph_dtype
 from ..errors import ModelFormatError
 from ..formatting import PREFIX, SUFFIX
 from ..tokenization import DEFAULT_MAX_LENGTH
@@ -89,20 +89,24 @@ class ModelFolder:
             manifest.max_length,
         )
 
-    def choose_graph(self, dtype: Dtype | None, device: str, variant: str = "auto") -> GraphFile:
+    def choose_graph(self, dtype: Dtype | None, device: str, variant: str = "auto", *, bf16: bool = False) -> GraphFile:
         """The graph to run on `device` ('cpu' or 'cuda'): `variant` 'auto' takes a GPU graph on CUDA where the
-        folder has one of the dtype, 'cuda' a GPU graph anywhere, 'cpu' never; `dtype` None: the device's favourite."""
+        folder has one of the dtype, 'cuda' a GPU graph anywhere, 'cpu' never; `dtype` None: the device's favourite.
+        `bf16`: this machine computes bf16, so the f32 CPU graph also serves as the bf16 one."""
         if variant not in ("auto", "cpu", "cuda"):
             raise ValueError(f"graph_variant: expected 'auto', 'cpu' or 'cuda', got {variant!r}")
         gpu = {g.dtype: g for g in self.graphs if g.for_gpu}
         cpu = {g.dtype: g for g in self.graphs if not g.for_gpu}
+        if bf16 and Dtype.F32 in cpu:
+            cpu[Dtype.BF16] = replace(cpu[Dtype.F32], dtype=Dtype.BF16)
         use_gpu = variant == "cuda" or (variant == "auto" and device == "cuda" and bool(gpu))
         candidates = gpu if use_gpu else cpu
         dtype = choose_dtype(candidates or cpu, device) if dtype is None else Dtype.parse(dtype)
         if variant == "auto" and use_gpu and dtype not in gpu:
             candidates, use_gpu = cpu, False  # no GPU graph of this dtype: the CPU-layout graph runs on CUDA too
         if dtype not in candidates:
-            kind, flag = ("GPU ", f"--cuda-dtype {dtype.value}") if use_gpu else ("", f"--dtype {dtype.value}")
+            wanted = graph_dtype(dtype).value
+            kind, flag = ("GPU ", f"--cuda-dtype {wanted}") if use_gpu else ("", f"--dtype {wanted}")
             raise ModelFormatError(
                 f"{self.path} has no {dtype.value} {kind}graph; it has {sorted(d.value for d in candidates)} "
                 f"(export one with: rerank export SRC --out DIR {flag})"

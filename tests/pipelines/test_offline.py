@@ -11,6 +11,7 @@ from pipelines.config import OfflineConfig
 from pipelines.offline import load_config, run_job
 from rerank_core import ConfigError
 from rerank_core.tiny_model import TINY_MODEL
+from tests.conftest import bf16_tolerance
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
 MODEL = {"model": TINY_MODEL, "device": "cpu"}
@@ -92,6 +93,21 @@ def test_per_row_instruction_column(tmp_path, tiny_reranker):
     assert rows["a"]["score"] == pytest.approx(tiny_reranker.score_pairs([("q", "x")], "Find code")[0], abs=1e-5)
     assert rows["b"]["score"] == pytest.approx(tiny_reranker.score_pairs([("q", "y")])[0], abs=1e-5)
     assert rows["c"]["score"] == pytest.approx(tiny_reranker.score_pairs([("q", "z")], "Find recipes")[0], abs=1e-5)
+
+
+def test_dtype_bf16_job_scores_every_row(tmp_path, tiny_reranker, mixed_pairs):
+    """bf16 where the CPU runs it, else f32 after one log line: either way each actor loads and scores every row."""
+    table = pa.table(
+        {
+            "id": list(range(len(mixed_pairs))),
+            "query": [q for q, _ in mixed_pairs],
+            "document": [d for _, d in mixed_pairs],
+        }
+    )
+    summary, out = job(tmp_path, table, model={**MODEL, "dtype": "bf16"})
+    assert summary.rows == len(mixed_pairs) and summary.failed_rows == 0
+    scores = [by_id(out)[i]["score"] for i in range(len(mixed_pairs))]
+    np.testing.assert_allclose(scores, tiny_reranker.score_pairs(mixed_pairs), atol=bf16_tolerance())
 
 
 def test_grouped_layout_scores_and_ranks_with_top_k(tmp_path, tiny_reranker):

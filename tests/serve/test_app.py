@@ -9,7 +9,7 @@ from ray import serve
 
 from serve.app import BATCH_HEADER
 from serve.protocols import DASHSCOPE_ROUTE
-from tests.conftest import session_app_args
+from tests.conftest import bf16_tolerance, session_app_args
 
 pytestmark = pytest.mark.slow
 DOCS = ["Machine learning is a subset of AI.", "The weather is sunny today.", "ML learns from data.", "Pizza."]
@@ -237,6 +237,27 @@ def test_api_key_is_required_when_configured(serve_url):
         assert post(url, "/v1/rerank", body, headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
     finally:
         serve.delete("secured")
+
+
+def test_dtype_bf16_serves_library_scores(serve_url, tiny_reranker):
+    """A replica asked for bf16 runs it where the CPU has bf16, else f32 (one log line); either way it answers."""
+    from serve.launcher import load_serve_config
+    from tests.conftest import REPO
+
+    model = load_serve_config(REPO / "configs/demo/serve.yaml")["applications"][0]["args"]["model"]
+    _deploy_extra("bf16", {"model": {**model, "dtype": "bf16"}}, {})
+    url = f"{serve_url}/bf16"
+    try:
+        from serve.launcher import wait_healthy
+
+        wait_healthy(url, timeout_s=120)
+        reply = post(url, "/v1/rerank", {"query": QUERY, "documents": DOCS})
+        assert reply.status_code == 200
+        got = {r["index"]: r["relevance_score"] for r in reply.json()["results"]}
+        expected = tiny_reranker.score_pairs([(QUERY, d) for d in DOCS])
+        np.testing.assert_allclose([got[i] for i in range(len(DOCS))], expected, atol=bf16_tolerance())
+    finally:
+        serve.delete("bf16")
 
 
 def test_overload_is_answered_quickly_not_queued_forever(serve_url):

@@ -1,4 +1,4 @@
-"""Qwen3-Reranker scoring on ONNX Runtime: tokenize → plan → batch → the graph layout's adapter → sigmoid."""
+"""Qwen3-Reranker scoring of our ONNX graphs (ONNX Runtime; OpenVINO for bf16): tokenize → plan → batch → sigmoid."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from ...config import (
     LongDocuments,
     LongDocumentsSetting,
 )
+from ...dtypes import Dtype
 from ...formatting import content_head, format_content
 from ...locate.folder import ModelFolder
 from ...planning import budget_batches, plan_prefix_groups
@@ -27,7 +28,7 @@ from ...tokenization import EncodedPairs, PairTokenizer
 from ...windows import aggregate_windows
 from .layouts import GraphLayout, Prefix, open_layout
 from .prefix_cache import PrefixCache
-from .session import open_session, resolve_device, session_device
+from .session import bf16_runs, open_graph, resolve_device, session_device
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -56,7 +57,10 @@ class OnnxQwen3Scorer(Scorer):
 
     def __init__(self, folder: ModelFolder, options: LocalOptions | None = None):
         options = options or LocalOptions()
-        self.graph = folder.choose_graph(options.dtype, resolve_device(options.device), options.graph_variant)
+        device = resolve_device(options.device)
+        bf16 = bf16_runs(options.dtype, device)
+        dtype = Dtype.F32 if options.dtype is Dtype.BF16 and not bf16 else options.dtype
+        self.graph = folder.choose_graph(dtype, device, options.graph_variant, bf16=bf16)
         self.dtype = self.graph.dtype
         self.tokenizer = PairTokenizer(
             folder.tokenizer,
@@ -66,7 +70,7 @@ class OnnxQwen3Scorer(Scorer):
             max_length=options.max_length or folder.max_length,
         )
         self.yes_id, self.no_id = folder.yes_id, folder.no_id
-        session = open_session(self.graph.path, options.device, options.intra_op_threads)
+        session = open_graph(self.graph, options.device, options.intra_op_threads)
         self.device = session_device(session)
         self.max_rows_per_call = options.max_rows_per_call or MAX_ROWS_PER_CALL[self.device]
         self._budget = options.token_budget or TOKEN_BUDGET[self.device]

@@ -1,10 +1,15 @@
-"""ONNX Runtime sessions: which device and providers, and the session options every graph is opened with."""
+"""Sessions: which device and runtime (ONNX Runtime's providers, or OpenVINO for bf16), and the options every graph
+is opened with."""
 
 from __future__ import annotations
 
 import functools
 import logging
 from pathlib import Path
+
+from ...dtypes import Dtype
+from ...locate.folder import GraphFile
+from .openvino_session import OpenVinoSession, cpu_runs_bf16, openvino_installed
 
 try:
     import onnxruntime as ort
@@ -62,6 +67,31 @@ def open_session(graph: Path, device: str, intra_op_threads: int | None) -> ort.
     if providers[0] != "CPUExecutionProvider" and session_device(session) != "cuda":
         log.warning("the CUDA provider could not start (no GPU or driver?); running on CPU")
     return session
+
+
+def bf16_runs(requested: Dtype | None, device: str) -> bool:
+    """Whether this machine computes bf16 for a scorer that asked for `requested` on `device` ('cpu' or 'cuda').
+
+    Asked for (dtype bf16): yes on a CPU whose instructions multiply bf16 (OpenVINO must be installed), else one log
+    line says why f32 runs instead. Not asked for (dtype None): yes only where OpenVINO is installed and the CPU has
+    them, so a plain install never changes what it computes.
+    """
+    if requested is Dtype.BF16:
+        if device != "cpu":
+            raise ValueError("dtype: bf16 is the CPU path (OpenVINO on AMX-BF16 or AVX512-BF16); on a GPU use f16")
+        if cpu_runs_bf16():
+            return True
+        log.warning("dtype bf16: this CPU has neither AMX-BF16 nor AVX512-BF16; running the f32 graph in f32")
+        return False
+    return requested is None and device == "cpu" and openvino_installed() and cpu_runs_bf16()
+
+
+def open_graph(graph: GraphFile, device: str, intra_op_threads: int | None):
+    """A session running `graph`: OpenVINO computing in bf16 for dtype bf16, else ONNX Runtime on `device`."""
+    if graph.dtype is Dtype.BF16:
+        log.info("%s: bf16 on OpenVINO (this CPU multiplies bf16)", graph.path.name)
+        return OpenVinoSession(graph.path, precision="bf16", threads=intra_op_threads)
+    return open_session(graph.path, device, intra_op_threads)
 
 
 def session_device(session: ort.InferenceSession) -> str:

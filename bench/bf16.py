@@ -1,0 +1,83 @@
+"""The bf16 path's runtime: our f32 graph on OpenVINO (f32, and bf16 where the CPU multiplies it) against ONNX Runtime.
+
+Every row is our scorer (tokenization, batching, prefix sharing on) on the same graph with only the session swapped:
+ONNX Runtime, or OpenVINO with grouped-K/V attention rewritten (`group_query_attention`) at the precision named.
+Rows interleave in one process, best of each. Δ and Spearman are against ONNX Runtime f32, which matches the
+official recipe to 1e-5 (tests/rerank_core/test_parity.py). On a CPU without AMX-BF16 or AVX512-BF16 OpenVINO
+computes f32 whatever the hint, so the bf16 row is left out and says so.
+
+Run: python bench/bf16.py [--pairs 24] [--rounds 2] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import bench_model, cpu_description, mixed_pairs, print_table
+
+
+def main() -> None:
+    """Interleaved rounds of ORT f32, OpenVINO f32 and bf16, ORT int8 on the same pairs; print the table."""
+    from scipy.stats import spearmanr
+
+    from rerank_core.backends.onnx import OnnxQwen3Scorer
+    from rerank_core.backends.onnx.openvino_session import OpenVinoSession, cpu_runs_bf16, import_openvino
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pairs", type=int, default=24)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    model = bench_model("f32,int8")
+    pairs = mixed_pairs(args.pairs, queries=6)
+
+    def scorer(dtype: str, precision: str | None = None):
+        start = time.perf_counter()
+        row = OnnxQwen3Scorer.open(model, dtype=dtype, intra_op_threads=args.threads)
+        if precision:
+            row.replace_session(OpenVinoSession(row.graph_path, precision=precision, threads=args.threads))
+        return row, time.perf_counter() - start
+
+    rows = {"ONNX Runtime f32": scorer("f32"), "OpenVINO f32": scorer("f32", "f32")}
+    if cpu_runs_bf16():
+        rows["OpenVINO bf16 (dtype bf16)"] = scorer("f32", "bf16")
+    else:
+        print("OpenVINO bf16: left out, this CPU has neither AMX-BF16 nor AVX512-BF16", flush=True)
+    rows["ONNX Runtime int8"] = scorer("int8")
+    best: dict[str, tuple[float, np.ndarray]] = {}
+    for round_ in range(args.rounds):
+        for label, (row, _) in rows.items():
+            start = time.perf_counter()
+            scores = row.score(pairs)
+            seconds = time.perf_counter() - start
+            print(f"  round {round_ + 1}, {label}: {len(pairs) / seconds:.3f} pairs/s", flush=True)
+            if label not in best or seconds < best[label][0]:
+                best[label] = (seconds, scores)
+    base_s, reference = next(iter(best.values()))
+    print_table(
+        f"OpenVINO {import_openvino().__version__} vs ONNX Runtime — 0.6B shape, {len(pairs)} mixed pairs over 6 "
+        f"queries, {args.threads} threads, prefix sharing on, best of {args.rounds} interleaved rounds; "
+        f"{cpu_description()}",
+        ["runtime", "pairs/s", "× ORT f32", "load + compile s", "max |Δscore| vs ORT f32", "Spearman vs ORT f32"],
+        [
+            [
+                label,
+                len(pairs) / seconds,
+                base_s / seconds,
+                rows[label][1],
+                float(np.abs(scores - reference).max()),
+                float(spearmanr(scores, reference).statistic),
+            ]
+            for label, (seconds, scores) in best.items()
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The bf16 CPU path: OpenVINO runs our f32 graph (grouped K/V attention rewritten) exactly in f32 on any CPU, in bf16
+where the CPU multiplies it; elsewhere dtype bf16 falls back to f32 with one log line."""
+
+import logging
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from rerank_core import Dtype
+from rerank_core.backends.onnx import OnnxQwen3Scorer
+from rerank_core.backends.onnx.openvino_session import OpenVinoSession, cpu_runs_bf16, group_query_attention
+from rerank_core.backends.onnx.session import bf16_runs
+from rerank_core.locate.folder import ModelFolder
+
+pytestmark = pytest.mark.slow
+BF16_CPU = cpu_runs_bf16()
+needs_bf16 = pytest.mark.skipif(not BF16_CPU, reason="this CPU has neither AMX-BF16 nor AVX512-BF16")
+needs_no_bf16 = pytest.mark.skipif(BF16_CPU, reason="this CPU multiplies bf16: the fallback cannot happen here")
+TOL = 1e-4
+BF16_TOL = 3e-2  # bf16 keeps 8 mantissa bits; OpenVINO accumulates in f32
+
+
+def on_openvino(folder, precision: str, **options) -> OnnxQwen3Scorer:
+    """A scorer of `folder`'s f32 graph whose session is OpenVINO at `precision`."""
+    scorer = OnnxQwen3Scorer.open(folder, dtype="f32", **options)
+    scorer.replace_session(OpenVinoSession(scorer.graph_path, precision=precision))
+    return scorer
+
+
+def test_every_grouped_attention_is_rewritten(tiny_export):
+    import openvino
+
+    model = openvino.Core().read_model(str(tiny_export / "model.onnx"))
+    layers = sum(op.get_type_name() == "ScaledDotProductAttention" for op in model.get_ordered_ops())
+    assert layers == 2 and group_query_attention(model) == layers  # 4 query heads over 2 K/V heads in each
+    assert group_query_attention(model) == 0  # what it made is already grouped
+
+
+@pytest.mark.parametrize("share_prefix", [True, False])
+@pytest.mark.parametrize("budget", [48, 100_000])
+def test_openvino_f32_equals_the_official_recipe(tiny_export, official, mixed_pairs, share_prefix, budget):
+    """The rewrite is exact: every batch composition, prefix sharing on and off, long rows in budget-sized pieces."""
+    scorer = on_openvino(tiny_export, "f32", share_prefix=share_prefix, token_budget=budget)
+    assert scorer.session.get_providers() == ["OpenVINO CPU (f32)"]
+    np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=TOL)
+
+
+def test_bf16_on_a_gpu_is_refused():
+    with pytest.raises(ValueError, match="bf16 is the CPU path"):
+        bf16_runs(Dtype.BF16, "cuda")
+
+
+def test_bf16_names_the_f32_graph_it_runs(tiny_export, tmp_path):
+    folder = ModelFolder.read(tiny_export)
+    graph = folder.choose_graph(Dtype.BF16, "cpu", bf16=True)
+    assert graph.dtype is Dtype.BF16 and graph.path.name == "model.onnx"
+    assert folder.choose_graph(None, "cpu", bf16=True).dtype is Dtype.BF16
+    assert folder.choose_graph(None, "cpu", bf16=False).dtype is Dtype.F32
+    int8_only = ModelFolder(**{**folder.__dict__, "graphs": tuple(g for g in folder.graphs if g.dtype is Dtype.INT8)})
+    with pytest.raises(Exception, match="no bf16 graph.*--dtype f32"):
+        int8_only.choose_graph(Dtype.BF16, "cpu", bf16=True)
+
+
+@needs_no_bf16
+def test_bf16_without_bf16_instructions_runs_f32_and_says_why_once(tiny_export, mixed_pairs, caplog):
+    with caplog.at_level(logging.INFO, logger="rerank_core"):
+        scorer = OnnxQwen3Scorer.open(tiny_export, dtype="bfloat16")
+    lines = [r for r in caplog.records if "bf16" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING and "AMX-BF16" in lines[0].getMessage()
+    assert scorer.dtype is Dtype.F32 and scorer.session.get_providers() == ["CPUExecutionProvider"]
+    f32 = OnnxQwen3Scorer.open(tiny_export, dtype="f32").score(mixed_pairs)
+    np.testing.assert_array_equal(scorer.score(mixed_pairs), f32)
+
+
+@needs_no_bf16
+def test_unset_dtype_stays_f32_on_ort_without_bf16_instructions(tiny_export):
+    scorer = OnnxQwen3Scorer.open(tiny_export)
+    assert scorer.dtype is Dtype.F32 and scorer.session.get_providers() == ["CPUExecutionProvider"]
+
+
+@needs_bf16
+def test_unset_dtype_takes_bf16_on_a_bf16_cpu(tiny_export):
+    scorer = OnnxQwen3Scorer.open(tiny_export)
+    assert scorer.dtype is Dtype.BF16 and scorer.session.get_providers() == ["OpenVINO CPU (bf16)"]
+
+
+@needs_bf16
+@pytest.mark.parametrize("budget", [48, 100_000])
+def test_bf16_stays_near_the_official_recipe_and_keeps_its_order(tiny_export, official, mixed_pairs, budget):
+    scorer = OnnxQwen3Scorer.open(tiny_export, dtype="bf16", token_budget=budget)
+    assert scorer.dtype is Dtype.BF16 and scorer.shares_prefix
+    ours, reference = scorer.score(mixed_pairs), official(mixed_pairs)
+    np.testing.assert_allclose(ours, reference, atol=BF16_TOL)
+    assert spearmanr(ours, reference).statistic >= 0.98
