@@ -46,6 +46,17 @@ def test_openvino_f32_equals_the_official_recipe(tiny_export, official, mixed_pa
     np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=TOL)
 
 
+def test_one_openvino_scorer_serves_threads_at_once(tiny_export, mixed_pairs):
+    """Like an ONNX Runtime session, it may be called from several threads (its one infer request takes turns)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    scorer = on_openvino(tiny_export, "f32", token_budget=48)
+    alone = [scorer.score([pair])[0] for pair in mixed_pairs]
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(lambda pair: scorer.score([pair])[0], mixed_pairs))
+    np.testing.assert_allclose(together, alone, atol=1e-6)
+
+
 def test_bf16_on_a_gpu_is_refused():
     with pytest.raises(ValueError, match="bf16 is the CPU path"):
         bf16_runs(Dtype.BF16, "cuda")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -94,6 +95,7 @@ class OpenVinoSession:
         self.compiled = core.compile_model(model, "CPU", config)
         self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self._request = self.compiled.create_infer_request()
+        self._lock = threading.Lock()  # an infer request runs one call at a time; ORT sessions allow concurrent runs
 
     @staticmethod
     def _describe(port) -> SimpleNamespace:
@@ -116,5 +118,6 @@ class OpenVinoSession:
 
     def run(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         """The named outputs for `feed`, as ort.InferenceSession.run returns them (copies, safe to keep)."""
-        results = self._request.infer(feed)
-        return [results[self.compiled.output(name)] for name in names]
+        with self._lock:
+            results = self._request.infer(feed)
+            return [results[self.compiled.output(name)] for name in names]
