@@ -10,7 +10,7 @@ from scipy.stats import spearmanr
 from rerank_core import Dtype
 from rerank_core.backends.onnx import OnnxQwen3Scorer
 from rerank_core.backends.onnx.openvino_session import OpenVinoSession, cpu_runs_bf16, group_query_attention
-from rerank_core.backends.onnx.session import bf16_runs
+from rerank_core.backends.onnx.session import AUTO_BF16_ENV, bf16_runs
 from rerank_core.locate.folder import ModelFolder
 
 pytestmark = pytest.mark.slow
@@ -85,15 +85,20 @@ def test_bf16_without_bf16_instructions_runs_f32_and_says_why_once(tiny_export, 
 
 
 @needs_no_bf16
-def test_unset_dtype_stays_f32_on_ort_without_bf16_instructions(tiny_export):
+def test_unset_dtype_stays_f32_on_ort_without_bf16_instructions(tiny_export, monkeypatch):
+    monkeypatch.setenv(AUTO_BF16_ENV, "auto")
     scorer = OnnxQwen3Scorer.open(tiny_export)
     assert scorer.dtype is Dtype.F32 and scorer.session.get_providers() == ["CPUExecutionProvider"]
 
 
 @needs_bf16
-def test_unset_dtype_takes_bf16_on_a_bf16_cpu(tiny_export):
+def test_unset_dtype_takes_bf16_on_a_bf16_cpu_unless_turned_off(tiny_export, monkeypatch):
+    monkeypatch.setenv(AUTO_BF16_ENV, "auto")
     scorer = OnnxQwen3Scorer.open(tiny_export)
     assert scorer.dtype is Dtype.BF16 and scorer.session.get_providers() == ["OpenVINO CPU (bf16)"]
+    monkeypatch.setenv(AUTO_BF16_ENV, "off")
+    assert OnnxQwen3Scorer.open(tiny_export).dtype is Dtype.F32
+    assert OnnxQwen3Scorer.open(tiny_export, dtype="bf16").dtype is Dtype.BF16  # asked for by name: still bf16
 
 
 @needs_bf16

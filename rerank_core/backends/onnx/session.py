@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from pathlib import Path
 
 from ...dtypes import Dtype
@@ -69,12 +70,21 @@ def open_session(graph: Path, device: str, intra_op_threads: int | None) -> ort.
     return session
 
 
+# Set to "off" to keep exact f32 as the CPU default on CPUs that multiply bf16 (dtype bf16 still runs bf16).
+AUTO_BF16_ENV = "QWEN_RERANK_CPU_BF16"
+
+
+def auto_bf16_allowed() -> bool:
+    """False when $QWEN_RERANK_CPU_BF16 turns the automatic choice of bf16 off ('off', '0', 'false', 'no')."""
+    return os.environ.get(AUTO_BF16_ENV, "auto").strip().lower() not in ("off", "0", "false", "no")
+
+
 def bf16_runs(requested: Dtype | None, device: str) -> bool:
     """Whether this machine computes bf16 for a scorer that asked for `requested` on `device` ('cpu' or 'cuda').
 
     Asked for (dtype bf16): yes on a CPU whose instructions multiply bf16 (OpenVINO must be installed), else one log
     line says why f32 runs instead. Not asked for (dtype None): yes only where OpenVINO is installed and the CPU has
-    them, so a plain install never changes what it computes.
+    them, so a plain install never changes what it computes, and not when $QWEN_RERANK_CPU_BF16 is off.
     """
     if requested is Dtype.BF16:
         if device != "cpu":
@@ -83,7 +93,7 @@ def bf16_runs(requested: Dtype | None, device: str) -> bool:
             return True
         log.warning("dtype bf16: this CPU has neither AMX-BF16 nor AVX512-BF16; running the f32 graph in f32")
         return False
-    return requested is None and device == "cpu" and openvino_installed() and cpu_runs_bf16()
+    return requested is None and device == "cpu" and auto_bf16_allowed() and openvino_installed() and cpu_runs_bf16()
 
 
 def open_graph(graph: GraphFile, device: str, intra_op_threads: int | None):
