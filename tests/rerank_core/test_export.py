@@ -15,6 +15,7 @@ from rerank_core.export.calibration import down_input_maxima
 from rerank_core.export.quantize import quantize_int8, smooth_down_projections
 from rerank_core.locate.manifest import Manifest
 from rerank_core.tiny_model import TINY_MODEL, build_tiny_model, tiny_model_dir
+from tests.conftest import bf16_tolerance
 
 pytestmark = pytest.mark.slow
 
@@ -173,6 +174,13 @@ def test_int8_only_export_keeps_no_f32_graph(tiny_checkpoint, tmp_path, mixed_pa
     assert graphs(out) == {("model_int8.onnx", "int8", "past_kv")}
     assert not (out / "model.onnx").exists()
     assert OnnxQwen3Scorer.open(out, dtype="int8").score(mixed_pairs).shape == (len(mixed_pairs),)
+
+
+def test_a_bf16_export_is_the_f32_graph_bf16_runs(tiny_checkpoint, tmp_path, official, mixed_pairs):
+    out = export_checkpoint(tiny_checkpoint, tmp_path / "bf16", dtypes=["bf16"])
+    assert graphs(out) == {("model.onnx", "f32", "past_kv")}
+    scores = OnnxQwen3Scorer.open(out, dtype="bf16").score(mixed_pairs)  # bf16, or f32 on a CPU without it
+    np.testing.assert_allclose(scores, official(mixed_pairs), atol=max(bf16_tolerance(), 1e-4))
 
 
 def test_gpu_graph_is_right_padded_fused_attention_with_no_mask_to_build(tiny_export):
