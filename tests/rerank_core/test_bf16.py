@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from rerank_core import Dtype
+from rerank_core import ConfigError, Dtype
 from rerank_core.backends.onnx import OnnxQwen3Scorer
 from rerank_core.backends.onnx.openvino_session import OpenVinoSession, cpu_runs_bf16, group_query_attention
 from rerank_core.backends.onnx.session import AUTO_BF16_ENV, bf16_runs
@@ -58,7 +58,7 @@ def test_one_openvino_scorer_serves_threads_at_once(tiny_export, mixed_pairs):
 
 
 def test_bf16_on_a_gpu_is_refused():
-    with pytest.raises(ValueError, match="bf16 is the CPU path"):
+    with pytest.raises(ConfigError, match="bf16 is the CPU path.*device: cpu"):
         bf16_runs(Dtype.BF16, "cuda")
 
 

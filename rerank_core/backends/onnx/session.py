@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from ...dtypes import Dtype
+from ...errors import ConfigError
 from ...locate.folder import GraphFile
 from .openvino_session import OpenVinoSession, cpu_runs_bf16, openvino_installed
 
@@ -88,7 +89,9 @@ def bf16_runs(requested: Dtype | None, device: str) -> bool:
     """
     if requested is Dtype.BF16:
         if device != "cpu":
-            raise ValueError("dtype: bf16 is the CPU path (OpenVINO on AMX-BF16 or AVX512-BF16); on a GPU use f16")
+            raise ConfigError(
+                "dtype: bf16 is the CPU path (OpenVINO on AMX-BF16 or AVX512-BF16): set device: cpu, or f16"
+            )
         if cpu_runs_bf16():
             return True
         log.warning("dtype bf16: this CPU has neither AMX-BF16 nor AVX512-BF16; running the f32 graph in f32")
