@@ -28,7 +28,7 @@ def main() -> None:
     from scipy.stats import spearmanr
 
     from rerank_core.backends.onnx import OnnxQwen3Scorer
-    from rerank_core.backends.onnx.openvino_session import OpenVinoSession, cpu_runs_bf16, import_openvino
+    from rerank_core.backends.onnx.openvino_session import NO_BF16, OpenVinoSession, cpu_runs_bf16, import_openvino
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=24)
@@ -49,7 +49,7 @@ def main() -> None:
     if cpu_runs_bf16():
         rows["OpenVINO bf16 (dtype bf16)"] = scorer("bf16")  # the library's own path: OpenVINO only, no ORT first
     else:
-        print("OpenVINO bf16: left out, this CPU has neither AMX-BF16 nor AVX512-BF16", flush=True)
+        print(f"OpenVINO bf16: left out, {NO_BF16}", flush=True)
     rows["ONNX Runtime int8"] = scorer("int8")
     best: dict[str, tuple[float, np.ndarray]] = {}
     for round_ in range(args.rounds):

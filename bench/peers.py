@@ -135,12 +135,12 @@ def main() -> None:
     peak = cpu_peak_flops(args.threads)
 
     best: dict[str, dict | str] = {}
-    from rerank_core.backends.onnx.openvino_session import cpu_runs_bf16, openvino_installed
+    from rerank_core.backends.onnx.openvino_session import NO_BF16, bf16_available
 
     left_out = set()
-    if not (openvino_installed() and cpu_runs_bf16()):
+    if not bf16_available():
         left_out = {r for r in rows if "bf16" in r}
-        best.update(dict.fromkeys(left_out, "this CPU has neither AMX-BF16 nor AVX512-BF16 (or OpenVINO is missing)"))
+        best.update(dict.fromkeys(left_out, f"{NO_BF16} (or OpenVINO is missing)"))
     for round_ in range(args.rounds):
         for row in (r for r in rows if r not in left_out):
             result = run_row(row, spec)

@@ -160,12 +160,12 @@ def main() -> None:
     longest = [list(pairs[i]) for i in np.argsort(-lengths)[:FIXED_BATCH]]
 
     names = (["official"] if not args.skip_official else []) + ["naive"] + [f"ours-{d}" for d in dtypes.split(",")]
-    from rerank_core.backends.onnx.openvino_session import cpu_runs_bf16, openvino_installed
+    from rerank_core.backends.onnx.openvino_session import NO_BF16, bf16_available
 
-    if openvino_installed() and cpu_runs_bf16():
+    if bf16_available():
         names.append("ours-bf16")
     else:
-        print("  ours bf16: left out, this CPU has neither AMX-BF16 nor AVX512-BF16 (or OpenVINO is missing)")
+        print(f"  ours bf16: left out, {NO_BF16} (or OpenVINO is missing)")
     rows, scores = [], {}
     for name in names:
         score = make_row(name, args.threads, args.token_budget)

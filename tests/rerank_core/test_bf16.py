@@ -9,13 +9,13 @@ from scipy.stats import spearmanr
 
 from rerank_core import ConfigError, Dtype
 from rerank_core.backends.onnx import OnnxQwen3Scorer
-from rerank_core.backends.onnx.openvino_session import OpenVinoSession, cpu_runs_bf16, group_query_attention
-from rerank_core.backends.onnx.session import AUTO_BF16_ENV, bf16_runs
+from rerank_core.backends.onnx.openvino_session import NO_BF16, OpenVinoSession, cpu_runs_bf16, group_query_attention
+from rerank_core.backends.onnx.session import AUTO_BF16_ENV, choose_precision
 from rerank_core.locate.folder import ModelFolder
 
 pytestmark = pytest.mark.slow
 BF16_CPU = cpu_runs_bf16()
-needs_bf16 = pytest.mark.skipif(not BF16_CPU, reason="this CPU has neither AMX-BF16 nor AVX512-BF16")
+needs_bf16 = pytest.mark.skipif(not BF16_CPU, reason=NO_BF16)
 needs_no_bf16 = pytest.mark.skipif(BF16_CPU, reason="this CPU multiplies bf16: the fallback cannot happen here")
 TOL = 1e-4
 BF16_TOL = 3e-2  # bf16 keeps 8 mantissa bits; OpenVINO accumulates in f32
@@ -59,7 +59,7 @@ def test_one_openvino_scorer_serves_threads_at_once(tiny_export, mixed_pairs):
 
 def test_bf16_on_a_gpu_is_refused():
     with pytest.raises(ConfigError, match="bf16 is the CPU path.*device: cpu"):
-        bf16_runs(Dtype.BF16, "cuda")
+        choose_precision(Dtype.BF16, "cuda")
 
 
 def test_bf16_names_the_f32_graph_it_runs(tiny_export, tmp_path):

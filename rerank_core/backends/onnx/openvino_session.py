@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 
 INSTALL_HINT = "pip install 'qwen-rerank[openvino]'"
+NO_BF16 = "this CPU has neither AMX-BF16 nor AVX512-BF16"
 _ONNX_TYPES = {"f32": "tensor(float)", "f16": "tensor(float16)", "i64": "tensor(int64)", "i32": "tensor(int32)"}
 
 
@@ -32,6 +33,11 @@ def import_openvino():
 def cpu_runs_bf16() -> bool:
     """True when OpenVINO's CPU plugin computes bf16 natively on this machine (AMX-BF16 or AVX512-BF16)."""
     return "BF16" in import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def bf16_available() -> bool:
+    """True where dtype bf16 computes bf16: OpenVINO is installed and this CPU multiplies bf16 natively."""
+    return openvino_installed() and cpu_runs_bf16()
 
 
 def group_query_attention(model) -> int:

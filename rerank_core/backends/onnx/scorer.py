@@ -19,7 +19,6 @@ from ...config import (
     LongDocuments,
     LongDocumentsSetting,
 )
-from ...dtypes import Dtype
 from ...formatting import content_head, format_content
 from ...locate.folder import ModelFolder
 from ...planning import budget_batches, plan_prefix_groups
@@ -28,7 +27,7 @@ from ...tokenization import EncodedPairs, PairTokenizer
 from ...windows import aggregate_windows
 from .layouts import GraphLayout, Prefix, open_layout
 from .prefix_cache import PrefixCache
-from .session import bf16_runs, open_graph, resolve_device, session_device
+from .session import choose_precision, open_graph, resolve_device, session_device
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -58,8 +57,7 @@ class OnnxQwen3Scorer(Scorer):
     def __init__(self, folder: ModelFolder, options: LocalOptions | None = None):
         options = options or LocalOptions()
         device = resolve_device(options.device)
-        bf16 = bf16_runs(options.dtype, device)
-        dtype = Dtype.F32 if options.dtype is Dtype.BF16 and not bf16 else options.dtype
+        dtype, bf16 = choose_precision(options.dtype, device)
         self.graph = folder.choose_graph(dtype, device, options.graph_variant, bf16=bf16)
         self.dtype = self.graph.dtype
         self.tokenizer = PairTokenizer(

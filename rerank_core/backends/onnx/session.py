@@ -11,7 +11,7 @@ from pathlib import Path
 from ...dtypes import Dtype
 from ...errors import ConfigError
 from ...locate.folder import GraphFile
-from .openvino_session import OpenVinoSession, cpu_runs_bf16, openvino_installed
+from .openvino_session import NO_BF16, OpenVinoSession, bf16_available, cpu_runs_bf16
 
 try:
     import onnxruntime as ort
@@ -80,12 +80,13 @@ def auto_bf16_allowed() -> bool:
     return os.environ.get(AUTO_BF16_ENV, "auto").strip().lower() not in ("off", "0", "false", "no")
 
 
-def bf16_runs(requested: Dtype | None, device: str) -> bool:
-    """Whether this machine computes bf16 for a scorer that asked for `requested` on `device` ('cpu' or 'cuda').
+def choose_precision(requested: Dtype | None, device: str) -> tuple[Dtype | None, bool]:
+    """For a scorer that asked for `requested` on `device` ('cpu' or 'cuda'): the dtype to choose its graph by, and
+    whether this machine computes bf16 (so the f32 graph may serve as the bf16 one).
 
-    Asked for (dtype bf16): yes on a CPU whose instructions multiply bf16 (OpenVINO must be installed), else one log
-    line says why f32 runs instead. Not asked for (dtype None): yes only where OpenVINO is installed and the CPU has
-    them, so a plain install never changes what it computes, and not when $QWEN_RERANK_CPU_BF16 is off.
+    Asked for (dtype bf16): bf16 on a CPU whose instructions multiply it (OpenVINO must be installed), else f32 after
+    one log line saying why. Not asked for (dtype None): bf16 may be chosen only where OpenVINO is installed and the
+    CPU has them, so a plain install never changes what it computes, and not when $QWEN_RERANK_CPU_BF16 is off.
     """
     if requested is Dtype.BF16:
         if device != "cpu":
@@ -93,10 +94,10 @@ def bf16_runs(requested: Dtype | None, device: str) -> bool:
                 "dtype: bf16 is the CPU path (OpenVINO on AMX-BF16 or AVX512-BF16): set device: cpu, or f16"
             )
         if cpu_runs_bf16():
-            return True
-        log.warning("dtype bf16: this CPU has neither AMX-BF16 nor AVX512-BF16; running the f32 graph in f32")
-        return False
-    return requested is None and device == "cpu" and auto_bf16_allowed() and openvino_installed() and cpu_runs_bf16()
+            return Dtype.BF16, True
+        log.warning("dtype bf16: %s; running the f32 graph in f32", NO_BF16)
+        return Dtype.F32, False
+    return requested, requested is None and device == "cpu" and auto_bf16_allowed() and bf16_available()
 
 
 def open_graph(graph: GraphFile, device: str, intra_op_threads: int | None):
