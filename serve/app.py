@@ -26,7 +26,7 @@ from rerank_core.errors import ConfigError, InvalidInputError, UpstreamError
 
 from . import protocols as p
 from .body_limit import BodyLimit
-from .config import GATEWAY, REPLICA_LOSS_RETRIES, ServeAppConfig
+from .config import GATEWAY, REPLICA_LOSS_RETRIES, RETRY_AFTER_S, ServeAppConfig
 from .metrics import CountRequests, GatewayMetrics
 from .protocols import BATCH_HEADER, CACHED_HEADER, TIMEOUT_HEADER, TRUNCATED_HEADER
 from .replica import Reply, Reranker
@@ -46,14 +46,17 @@ from .schemas import (
 )
 
 log = logging.getLogger("ray.serve")
-RETRY_AFTER_S = 1  # what a 503 tells clients to wait before trying again
 
 app = FastAPI(
     title="qwen-rerank",
     description="Qwen3-Reranker endpoint speaking Cohere/Jina (/v1/rerank, /v2/rerank), DashScope TextReRank (native "
     "and OpenAI-compatible), Text Embeddings Inference and Infinity (/rerank), and vLLM's score API (/score).",
 )
-app.add_middleware(BodyLimit, max_body_bytes=lambda: getattr(app.state, "max_body_bytes", None))
+app.add_middleware(
+    BodyLimit,
+    max_body_bytes=lambda: getattr(app.state, "max_body_bytes", None),
+    max_buffered_bytes=lambda: getattr(app.state, "max_buffered_body_bytes", None),
+)
 app.add_middleware(CountRequests, metrics=lambda: getattr(app.state, "metrics", None))
 
 
@@ -135,6 +138,7 @@ class Gateway:
                 raise ConfigError(f"api_key_env: environment variable {self.cfg.api_key_env} is not set in the gateway")
         self.reranker = reranker
         app.state.max_body_bytes = self.cfg.max_body_bytes
+        app.state.max_buffered_body_bytes = self.cfg.max_buffered_body_bytes
         app.state.metrics = GatewayMetrics()
 
     def _timeout(self, request: Request) -> float | None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rerank_core.config import ModelConfig, StrictModel
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_BUFFERED_BODY_BYTES = 32 * MAX_BODY_BYTES  # bodies one process (the proxy, a gateway) holds at once
+RETRY_AFTER_S = 1  # what a 503 tells clients to wait before trying again
 # A request's work bound by default: ~30 s of a 2-core CPU at the 0.6B shape (int8), well under a second on a GPU.
 MAX_TOKENS_PER_REQUEST = {"cpu": 32_768, "cuda": 262_144, "remote": 262_144}
 # Deployment options the app is declared with and the default config runs; a Serve config file may override each.
@@ -68,6 +70,11 @@ class ServeAppConfig(StrictModel):
     model: ModelConfig
     max_documents: int = Field(default=1000, ge=1, description="documents per request")
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024, description="enforced while the body arrives")
+    max_buffered_body_bytes: int = Field(
+        default=MAX_BUFFERED_BODY_BYTES,
+        ge=1024,
+        description="bytes of request bodies the proxy (and each gateway) holds at once; past it, 503 and retry",
+    )
     max_tokens_per_request: int | None = Field(
         default=None, ge=1, description=f"tokens of all pairs after truncation; None: {MAX_TOKENS_PER_REQUEST}"
     )
@@ -79,6 +86,15 @@ class ServeAppConfig(StrictModel):
     )
     api_key_env: str | None = Field(default=None, description="env var holding the Bearer key; unset = no auth")
     batch: BatchConfig = BatchConfig()
+
+    @model_validator(mode="after")
+    def _one_body_fits_the_buffer(self) -> ServeAppConfig:
+        if self.max_buffered_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_buffered_body_bytes ({self.max_buffered_body_bytes}) must be at least max_body_bytes "
+                f"({self.max_body_bytes}), or a request of the largest allowed body could never be taken"
+            )
+        return self
 
     def max_tokens(self, device: str) -> int:
         """The per-request token limit on a replica whose scorer runs on `device`."""

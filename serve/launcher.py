@@ -76,7 +76,8 @@ def fit_to_cluster(application: dict[str, Any]) -> dict[str, Any]:
 
 def start_ray(config: dict[str, Any]) -> None:
     """Join or start Ray; a Ray started here gets its Serve proxy guarded by the app's body limit."""
-    guard_the_proxy(ServeAppConfig.from_dict(config["applications"][0]["args"]).max_body_bytes)
+    args = ServeAppConfig.from_dict(config["applications"][0]["args"])
+    guard_the_proxy(args.max_body_bytes, args.max_buffered_body_bytes)
     ensure_ray()
 
 

@@ -96,7 +96,8 @@ def ray_cluster():
     ray = pytest.importorskip("ray")
     from serve.body_limit import guard_the_proxy
 
-    guard_the_proxy(1 << 20)  # the Serve proxy refuses bodies past 1 MiB; the demo app (64 KiB) in its replica
+    # The Serve proxy refuses bodies past 1 MiB and holds 8 MiB of them at once; the demo app (64 KiB) in its replica.
+    guard_the_proxy(1 << 20, 8 << 20)
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, _metrics_export_port=METRICS_PORT)
     yield ray
     from ray import serve

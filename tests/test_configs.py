@@ -48,15 +48,23 @@ def test_rayjob_runs_the_offline_config_on_gpu_workers():
     )
 
 
-def test_rayservice_guards_every_proxy_with_the_apps_body_limit():
+def test_rayservice_guards_every_proxy_with_the_apps_body_limits():
     service = yaml.safe_load((CONFIGS / "kuberay/rayservice.yaml").read_text())
-    limit = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"]["max_body_bytes"]
+    args = ServeAppConfig.from_dict(yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"])
     cluster = service["spec"]["rayClusterConfig"]
     groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
     for group in groups:
         env = {e["name"]: e["value"] for e in group["template"]["spec"]["containers"][0]["env"]}
         assert env["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] == "serve.body_limit:proxy_middlewares"
-        assert int(env["QWEN_RERANK_PROXY_MAX_BODY_BYTES"]) == limit
+        assert int(env["QWEN_RERANK_PROXY_MAX_BODY_BYTES"]) == args.max_body_bytes
+        assert int(env["QWEN_RERANK_PROXY_MAX_BUFFERED_BYTES"]) == args.max_buffered_body_bytes
+
+
+def test_a_buffer_budget_below_one_body_is_refused_naming_both_limits():
+    from rerank_core import ConfigError
+
+    with pytest.raises(ConfigError, match="max_buffered_body_bytes .*max_body_bytes"):
+        ServeAppConfig.from_dict({"model": {"model": "m"}, "max_body_bytes": 1 << 20, "max_buffered_body_bytes": 65536})
 
 
 def test_a_model_config_written_for_earlier_versions_still_loads():

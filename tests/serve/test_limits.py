@@ -1,5 +1,6 @@
 """Bounded memory under oversized uploads: chunked or mis-declared bodies are cut off as they arrive, at the proxy and
-in the replica, whose memory stays flat while it keeps serving."""
+in the replica, whose memory stays flat while it keeps serving; and under many large uploads at once, which past the
+proxy's buffer budget get 503 (retry) instead of its memory."""
 
 import socket
 import threading
@@ -117,3 +118,39 @@ def test_oversized_uploads_are_cut_off_and_memory_stays_flat(serve_url, ray_clus
 def test_truncation_is_reported_on_every_answer(serve_url):
     reply = httpx.post(serve_url + "/v1/rerank", json={"query": "q", "documents": ["data " * 700, "short"]}, timeout=60)
     assert reply.status_code == 200 and reply.headers["x-truncated-documents"] == "1"
+
+
+def hold_upload(url: str, path: str, declared: int) -> socket.socket:
+    """A POST that declares `declared` bytes, sends a few, and keeps its connection open (a slow client)."""
+    parts = urlparse(url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+    sock.sendall(head.encode() + b'{"query": "q", ')
+    return sock
+
+
+def test_uploads_past_the_proxy_buffer_budget_get_503_until_it_frees(serve_url):
+    # The session's proxy takes bodies of ≤ 1 MiB and holds ≤ 8 MiB of them at once (tests/conftest.py).
+    ok = {"query": "q", "documents": ["d"]}
+    slow = [hold_upload(serve_url, "/v1/rerank", 1 << 20) for _ in range(8)]  # 8 MiB declared, barely sent
+    try:
+        deadline, reply = time.monotonic() + 30, None
+        while time.monotonic() < deadline:  # the proxy takes the slow uploads' headers in its own time
+            reply = httpx.post(serve_url + "/v1/rerank", json=ok, timeout=60)
+            if reply.status_code == 503:
+                break
+            time.sleep(0.1)
+        assert reply.status_code == 503 and reply.headers["retry-after"] == "1", reply.text
+        assert "max_buffered_body_bytes=8388608" in reply.json()["message"]
+        dashscope = httpx.post(serve_url + "/api/v1/services/rerank/text-rerank/text-rerank", json={}, timeout=60)
+        assert dashscope.status_code == 503 and "max_buffered_body_bytes" in dashscope.json()["message"]
+        status, sent = upload(serve_url, "/v1/rerank", 64 * MIB)  # a chunked body: refused at its first bytes
+        assert status.startswith("HTTP/1.1 503") and sent < 16 * MIB, (status, sent)
+    finally:
+        for sock in slow:
+            sock.close()
+    deadline = time.monotonic() + 30
+    while (reply := httpx.post(serve_url + "/v1/rerank", json=ok, timeout=60)).status_code == 503:
+        assert time.monotonic() < deadline, "the budget was not freed when the slow clients left"
+        time.sleep(0.1)
+    assert reply.status_code == 200
