@@ -2,6 +2,7 @@
 in the replica, whose memory stays flat while it keeps serving; and under many large uploads at once, which past the
 proxy's buffer budget get 503 (retry) instead of its memory."""
 
+import contextlib
 import socket
 import threading
 import time
@@ -120,35 +121,50 @@ def test_truncation_is_reported_on_every_answer(serve_url):
     assert reply.status_code == 200 and reply.headers["x-truncated-documents"] == "1"
 
 
-def hold_upload(url: str, path: str, declared: int) -> socket.socket:
-    """A POST that declares `declared` bytes, sends a few, and keeps its connection open (a slow client)."""
+def hold_upload(url: str, path: str, declared: int, sent: int) -> socket.socket:
+    """A POST that declares `declared` bytes, sends `sent` of them and keeps its connection open (a slow client)."""
     parts = urlparse(url)
     sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
     head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
-    sock.sendall(head.encode() + b'{"query": "q", ')
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError, TimeoutError):  # answered and closed early
+        sock.sendall(head.encode() + b"x" * sent)
     return sock
 
 
-def test_uploads_past_the_proxy_buffer_budget_get_503_until_it_frees(serve_url):
-    # The session's proxy takes bodies of ≤ 1 MiB and holds ≤ 8 MiB of them at once (tests/conftest.py).
-    ok = {"query": "q", "documents": ["d"]}
-    slow = [hold_upload(serve_url, "/v1/rerank", 1 << 20) for _ in range(8)]  # 8 MiB declared, barely sent
+def answer(sock: socket.socket, wait_s: float) -> str:
+    """The status line the server has sent on `sock` within `wait_s` ('' if none)."""
+    sock.settimeout(wait_s)
     try:
-        deadline, reply = time.monotonic() + 30, None
-        while time.monotonic() < deadline:  # the proxy takes the slow uploads' headers in its own time
-            reply = httpx.post(serve_url + "/v1/rerank", json=ok, timeout=60)
-            if reply.status_code == 503:
-                break
-            time.sleep(0.1)
+        return sock.recv(4096).split(b"\r\n", 1)[0].decode()
+    except (TimeoutError, ConnectionResetError):
+        return ""
+
+
+def test_uploads_past_the_proxy_buffer_budget_get_503_and_its_memory_stays_flat(serve_url):
+    # The session's proxy takes bodies of ≤ 1 MiB and holds ≤ 8 MiB of them at once (tests/conftest.py).
+    proxy, ok = actor_pid("ProxyActor"), {"query": "q", "documents": ["d"]}
+    assert httpx.post(serve_url + "/v1/rerank", json=ok, timeout=60).status_code == 200
+    before = peak = rss_mib(proxy)
+    with ThreadPoolExecutor(48) as pool:  # 48 slow clients, each 1 byte short of its declared 1 MiB
+        slow = list(pool.map(lambda _: hold_upload(serve_url, "/v1/rerank", MIB, MIB - 1), range(48)))
+    try:
+        statuses = [answer(sock, 2) for sock in slow]
+        peak = max(peak, rss_mib(proxy))
+        refused = [s for s in statuses if s.startswith("HTTP/1.1 503")]
+        assert len(refused) == 40 and statuses.count("") == 8, statuses  # 8 MiB held, the rest refused at once
+        reply = httpx.post(serve_url + "/v1/rerank", json=ok, timeout=60)
         assert reply.status_code == 503 and reply.headers["retry-after"] == "1", reply.text
         assert "max_buffered_body_bytes=8388608" in reply.json()["message"]
         dashscope = httpx.post(serve_url + "/api/v1/services/rerank/text-rerank/text-rerank", json={}, timeout=60)
         assert dashscope.status_code == 503 and "max_buffered_body_bytes" in dashscope.json()["message"]
         status, sent = upload(serve_url, "/v1/rerank", 64 * MIB)  # a chunked body: refused at its first bytes
         assert status.startswith("HTTP/1.1 503") and sent < 16 * MIB, (status, sent)
+        peak = max(peak, rss_mib(proxy))
     finally:
         for sock in slow:
             sock.close()
+    print(f"\nproxy RSS {before:.0f} → peak {peak:.0f} MiB with 48 slow 1 MiB uploads, 8 MiB budget")
+    assert peak - before < 32  # 48 MiB of bodies were on their way
     deadline = time.monotonic() + 30
     while (reply := httpx.post(serve_url + "/v1/rerank", json=ok, timeout=60)).status_code == 503:
         assert time.monotonic() < deadline, "the budget was not freed when the slow clients left"
