@@ -46,7 +46,7 @@ class BodyLimit:
 
     def __init__(self, app: ASGIApp, max_body_bytes: int | Limit, max_buffered_bytes: int | Limit | None = None):
         self.app = app
-        self._limit, self._budget = _as_limit(max_body_bytes), _as_limit(max_buffered_bytes)
+        self._limit, self.budget = _as_limit(max_body_bytes), _as_limit(max_buffered_bytes)
         self.held = 0  # one event loop runs the middleware: no await between a check and its update
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,7 +98,7 @@ class _Hold:
         """Hold `size` bytes in all, or raise a 503 _Refusal saying why not."""
         if size <= self.size:
             return
-        budget, held = self.owner._budget(), self.owner.held
+        budget, held = self.owner.budget(), self.owner.held
         if budget and held + size - self.size > budget:
             raise _Refusal(
                 503,
