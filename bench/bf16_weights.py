@@ -41,8 +41,9 @@ def main() -> None:
     def timed(name: str) -> tuple[str, float, np.ndarray]:
         started = time.perf_counter()
         scores = recipe.score(pairs, batch_size=8)
-        print(f"{name}: {time.perf_counter() - started:.1f} s", flush=True)
-        return name, time.perf_counter() - started, scores
+        seconds = time.perf_counter() - started
+        print(f"{name}: {seconds:.1f} s", flush=True)
+        return name, seconds, scores
 
     runs = [timed("official recipe, f32")]
     with torch.no_grad():
