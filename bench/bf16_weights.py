@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--no-torch-bf16", action="store_true", help="leave out the (slow without bf16) bf16 row")
     args = parser.parse_args()
     pairs = mixed_pairs(args.pairs, queries=6)
-    recipe = OfficialRecipe(bench_checkpoint(), threads=args.threads)
+    recipe = OfficialRecipe(bench_checkpoint(weights="float32"), threads=args.threads)
 
     def timed(name: str) -> tuple[str, float, np.ndarray]:
         started = time.perf_counter()

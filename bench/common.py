@@ -7,10 +7,15 @@ import random
 from pathlib import Path
 
 BENCH_DIR = Path(os.environ.get("RERANK_BENCH_DIR", Path.home() / ".cache/qwen-rerank/bench"))
-# Qwen3-Reranker-0.6B's shape with Qwen's real vocabulary ("-qv": folders made before it had a tiny one).
-BENCH_MODEL_DIR = BENCH_DIR / "qwen3-0.6b-shape-qv"
-BENCH_CHECKPOINT_DIR = BENCH_DIR / "qwen3-0.6b-shape-qv-hf"
-NAIVE_MODEL_DIR = BENCH_DIR / "qwen3-0.6b-shape-qv-full-logits"
+# Qwen3-Reranker-0.6B's shape with Qwen's real vocabulary and weights stored in bf16 as Qwen's are ("-qv": folders
+# made before it had a tiny vocabulary; "-bf16w": before its weights were bf16, when bf16 and f16 rows paid their
+# rounding, which Qwen's checkpoint does not — bench/bf16_weights.py measures it on a float32-weight twin).
+BENCH_NAME = "qwen3-0.6b-shape-qv-bf16w"
+BENCH_MODEL_DIR = BENCH_DIR / BENCH_NAME
+BENCH_CHECKPOINT_DIR = BENCH_DIR / f"{BENCH_NAME}-hf"
+F32_WEIGHTS_CHECKPOINT_DIR = BENCH_DIR / "qwen3-0.6b-shape-qv-hf"
+NAIVE_MODEL_DIR = BENCH_DIR / f"{BENCH_NAME}-full-logits"
+SEQ_CLS_DIR = BENCH_DIR / f"{BENCH_NAME}-seq-cls"
 WORDS = (
     "retrieval ranking model query document passage relevant search index vector dense sparse token batch latency "
     "throughput cluster replica actor dataset parquet machine learning data science python coffee weather history "
@@ -18,14 +23,16 @@ WORDS = (
 ).split()
 
 
-def bench_checkpoint() -> Path:
-    """The random Hugging Face checkpoint with Qwen3-Reranker-0.6B's exact shape (seed 0); built once and cached."""
-    if not (BENCH_CHECKPOINT_DIR / "config.json").exists():
+def bench_checkpoint(weights: str = "bfloat16") -> Path:
+    """The random Hugging Face checkpoint with Qwen3-Reranker-0.6B's exact shape (seed 0), its weights stored in
+    `weights` (float32: the same random draw before bf16 rounding); built once and cached."""
+    folder = BENCH_CHECKPOINT_DIR if weights == "bfloat16" else F32_WEIGHTS_CHECKPOINT_DIR
+    if not (folder / "config.json").exists():
         from rerank_core.tiny_model import build_checkpoint
 
-        print(f"building the 0.6B-shape random checkpoint into {BENCH_CHECKPOINT_DIR} (once) ...", flush=True)
-        build_checkpoint(BENCH_CHECKPOINT_DIR, full_size=True)
-    return BENCH_CHECKPOINT_DIR
+        print(f"building the 0.6B-shape random checkpoint ({weights}) into {folder} (once) ...", flush=True)
+        build_checkpoint(folder, full_size=True, weights=weights)
+    return folder
 
 
 def bench_model(dtypes: str = "f32,int8") -> Path:

@@ -35,11 +35,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench import gpu_checks  # noqa: E402
-from bench.common import BENCH_DIR, bench_checkpoint, mixed_pairs, print_table, seq_cls_checkpoint  # noqa: E402
+from bench.common import (  # noqa: E402
+    BENCH_DIR,
+    BENCH_NAME,
+    SEQ_CLS_DIR,
+    bench_checkpoint,
+    mixed_pairs,
+    print_table,
+    seq_cls_checkpoint,
+)
 from rerank_core.config import MAX_ROWS_PER_CALL, TOKEN_BUDGET  # noqa: E402
 
-GPU_EXPORT_DIR = BENCH_DIR / "qwen3-0.6b-shape-gpu"
-SEQ_CLS_DIR = BENCH_DIR / "qwen3-0.6b-shape-seq-cls"
+GPU_EXPORT_DIR = BENCH_DIR / f"{BENCH_NAME}-gpu"
 GPU_DEFAULT_CALLS = f"{TOKEN_BUDGET['cuda']:,} tokens, {MAX_ROWS_PER_CALL['cuda']} rows a call"
 SMALL_CALLS = {"token_budget": 16384, "max_rows_per_call": 32}  # the GPU defaults before they were measured
 ROWS = {

@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from bench.common import (  # noqa: E402
     BENCH_DIR,
     BENCH_MODEL_DIR,
+    SEQ_CLS_DIR,
     bench_checkpoint,
     bench_model,
     cpu_description,
@@ -116,7 +117,7 @@ def main() -> None:
     checkpoint = bench_checkpoint()
     spec = {
         "checkpoint": str(checkpoint),
-        "seq_cls": str(seq_cls_checkpoint(checkpoint, BENCH_DIR / "qwen3-0.6b-shape-seq-cls")),
+        "seq_cls": str(seq_cls_checkpoint(checkpoint, SEQ_CLS_DIR)),
         "export": str(bench_model("f32,int8")),
         "threads": args.threads,
         "device": "cpu",

@@ -97,13 +97,15 @@ def build_checkpoint(
     *,
     full_size: bool = False,
     vocabulary: Literal["tiny", "qwen"] | None = None,
+    weights: Literal["float32", "bfloat16"] | None = None,
     seed: int = 0,
 ) -> Path:
     """Write a random-weight Hugging Face Qwen3 checkpoint (config, safetensors, tokenizer) to `out_dir`.
 
     `full_size`: Qwen3-Reranker-0.6B's shape, else 2 small layers. `vocabulary` 'qwen' is Qwen's real one
     (151,669 tokens: real token counts, truncation and prefix boundaries), 'tiny' a 1024-token BPE trained here;
-    None: 'qwen' at full size, else 'tiny'.
+    None: 'qwen' at full size, else 'tiny'. `weights`: the stored dtype; None: bfloat16 at full size (as Qwen
+    publishes Qwen3-Reranker, so bf16 and f16 graphs round no weight), else float32.
     """
     import torch
     from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
@@ -126,7 +128,7 @@ def build_checkpoint(
     )
     torch.manual_seed(seed)
     model = Qwen3ForCausalLM(config).eval()
-    model.save_pretrained(out)
+    model.to(getattr(torch, weights or ("bfloat16" if full_size else "float32"))).save_pretrained(out)
     PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, pad_token="<|endoftext|>", eos_token="<|im_end|>", padding_side="left"
     ).save_pretrained(out)
