@@ -1,9 +1,10 @@
-"""How much of bf16's score error on the bench model comes from rounding its weights, which real checkpoints don't need.
+"""How much of bf16's score error comes from rounding f32 weights, which a checkpoint stored in bf16 never pays.
 
-Qwen publishes Qwen3-Reranker's weights in bf16, so running them in bf16 rounds no weight; the bench model's random
-weights are f32, so on it a bf16 row's error counts their rounding too. The official recipe (transformers, torch) on
-the same pairs, three ways: f32; f32 on the weights rounded to bf16 (the rounding alone); and in bf16 (torch's CPU
-bf16: every activation stored in bf16 too, a harsher scheme than OpenVINO's; slow on a CPU without bf16 instructions,
+Qwen publishes Qwen3-Reranker's weights in bf16, so running them in bf16 rounds no weight; the bench model's weights
+were f32 until 2026-11-27 (now they are the same draw rounded to bf16), so its earlier bf16 rows counted their
+rounding too. On the float32-weight twin of the bench checkpoint, the official recipe (transformers, torch) on the
+same pairs three ways: f32; f32 on the weights rounded to bf16 (the rounding alone); and in bf16 (torch's CPU bf16:
+every activation stored in bf16 too, a harsher scheme than OpenVINO's; slow on a CPU without bf16 instructions,
 `--no-torch-bf16` leaves it out). Max |Δ| and Spearman against the f32 row, and against the f32 row on the rounded
 weights: what bf16 compute alone costs, the error a bf16 checkpoint would see.
 
