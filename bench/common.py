@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
+from typing import Literal
 
 BENCH_DIR = Path(os.environ.get("RERANK_BENCH_DIR", Path.home() / ".cache/qwen-rerank/bench"))
 # Qwen3-Reranker-0.6B's shape with Qwen's real vocabulary and weights stored in bf16 as Qwen's are ("-qv": folders
@@ -23,10 +24,10 @@ WORDS = (
 ).split()
 
 
-def bench_checkpoint(weights: str = "bfloat16") -> Path:
+def bench_checkpoint(weights: Literal["bfloat16", "float32"] = "bfloat16") -> Path:
     """The random Hugging Face checkpoint with Qwen3-Reranker-0.6B's exact shape (seed 0), its weights stored in
     `weights` (float32: the same random draw before bf16 rounding); built once and cached."""
-    folder = BENCH_CHECKPOINT_DIR if weights == "bfloat16" else F32_WEIGHTS_CHECKPOINT_DIR
+    folder = {"bfloat16": BENCH_CHECKPOINT_DIR, "float32": F32_WEIGHTS_CHECKPOINT_DIR}[weights]
     if not (folder / "config.json").exists():
         from rerank_core.tiny_model import build_checkpoint
 
