@@ -25,6 +25,9 @@ FAST_DEATH = {
     "RAY_health_check_failure_threshold": "3",
     "RAY_health_check_initial_delay_ms": "1000",
 }
+# A SIGTERMed node first drains for up to 30 s (Ray 2.60, for KubeRay upgrades); a head never finishes draining, so
+# every test cluster's exit would wait the whole timeout. The tests lose nodes with SIGKILL; their exit needs no drain.
+NO_DRAIN = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
 
 
 def free_ports(n: int, avoid: set[int] = frozenset()) -> list[int]:
@@ -70,11 +73,11 @@ class LocalCluster:
         self.gcs_port = free_ports(1)[0]
         self.taken = {self.gcs_port}  # every port and worker-port range handed to a node: Ray refuses overlaps
         self.address = f"{NODE_IP}:{self.gcs_port}"
-        self.env = {**os.environ, **FAST_DEATH, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": self.address}
+        self.env = {**os.environ, **FAST_DEATH, **NO_DRAIN, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": self.address}
 
     def __enter__(self) -> LocalCluster:
         self._start(self.head_cpus, head=True)
-        self._wait_for_nodes(1)
+        self._wait_for_gcs()
         for cpus in self.worker_cpus:
             self._start(cpus, head=False)
         self._wait_for_nodes(1 + len(self.worker_cpus))
@@ -125,26 +128,44 @@ class LocalCluster:
                 self.taken |= ports
                 return low
 
-    def _alive_nodes(self) -> int:
-        script = "import ray; ray.init(); print(sum(n['Alive'] for n in ray.nodes()))"
-        try:
-            done = subprocess.run(
-                [sys.executable, "-c", script], env=self.env, capture_output=True, text=True, timeout=60
-            )
-        except subprocess.TimeoutExpired:  # the GCS is not answering yet
-            return 0
-        return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else 0
+    def _wait_for_gcs(self, timeout_s: float = 120) -> None:
+        """Until the head's GCS accepts connections: workers can join from then on."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection((NODE_IP, self.gcs_port), timeout=1):
+                return
+            self._check_nodes_run(deadline, "the head's GCS")
+            time.sleep(0.2)
 
     def _wait_for_nodes(self, count: int, timeout_s: float = 180) -> None:
+        """Until `count` nodes are alive, as one driver polling `ray.nodes()` sees them (one Ray start-up, not one
+        per poll)."""
+        script = f"import ray, time\nray.init()\nwhile sum(n['Alive'] for n in ray.nodes()) != {count}: time.sleep(0.2)"
         deadline = time.monotonic() + timeout_s
-        while self._alive_nodes() != count:
-            for node, name in zip(self.nodes, self._names()):
-                if node.poll() is not None:
-                    log = (self.root / f"{name}.log").read_text()[-3000:]
-                    raise RuntimeError(f"Ray node {name} exited with code {node.returncode}:\n{log}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{count} live Ray nodes not reached in {timeout_s} s (logs in {self.root})")
-            time.sleep(1)
+        while True:
+            probe = subprocess.Popen(
+                [sys.executable, "-c", script], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            try:
+                while probe.poll() is None:
+                    self._check_nodes_run(deadline, f"{count} live Ray nodes")
+                    time.sleep(0.2)
+            finally:
+                if probe.poll() is None:
+                    probe.kill()
+                    probe.wait()
+            if probe.returncode == 0:
+                return
+            time.sleep(1)  # the driver could not connect yet: try again
+
+    def _check_nodes_run(self, deadline: float, waiting_for: str) -> None:
+        """Raise with its log if a node has exited, or once `deadline` has passed."""
+        for node, name in zip(self.nodes, self._names()):
+            if node.poll() is not None:
+                log = (self.root / f"{name}.log").read_text()[-3000:]
+                raise RuntimeError(f"Ray node {name} exited with code {node.returncode}:\n{log}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{waiting_for} not reached in time (logs in {self.root})")
 
     def _names(self) -> list[str]:
         return ["head"] + [f"worker{i}" for i in range(1, len(self.nodes))]
