@@ -60,6 +60,23 @@ def test_rayservice_guards_every_proxy_with_the_apps_body_limits():
         assert int(env["QWEN_RERANK_PROXY_MAX_BUFFERED_BYTES"]) == args.max_buffered_body_bytes
 
 
+def test_rayservice_worker_pods_drain_within_their_grace_period():
+    """A removed worker pod's drain must end before Kubernetes SIGKILLs it, and outlast the replicas' graceful shutdown
+    (Serve stops a replica on a draining node at the drain's end minus that, replaced or not)."""
+    from ray.serve._private.constants import DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT_S
+
+    service = yaml.safe_load((CONFIGS / "kuberay/rayservice.yaml").read_text())
+    deployments = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["deployments"]
+    replica_shutdown_s = max(
+        d.get("graceful_shutdown_timeout_s", DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT_S) for d in deployments
+    )
+    for group in service["spec"]["rayClusterConfig"]["workerGroupSpecs"]:
+        spec = group["template"]["spec"]
+        env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+        drain_s = float(env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"])
+        assert replica_shutdown_s < drain_s < spec["terminationGracePeriodSeconds"]
+
+
 def test_a_buffer_budget_below_one_body_is_refused_naming_both_limits():
     from rerank_core import ConfigError
 

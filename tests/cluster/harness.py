@@ -25,9 +25,10 @@ FAST_DEATH = {
     "RAY_health_check_failure_threshold": "3",
     "RAY_health_check_initial_delay_ms": "1000",
 }
-# A SIGTERMed node first drains for up to 30 s (Ray 2.60, for KubeRay upgrades); a head never finishes draining, so
-# every test cluster's exit would wait the whole timeout. The tests lose nodes with SIGKILL; their exit needs no drain.
-NO_DRAIN = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+# A SIGTERMed node first drains, up to 30 s by default (Ray 2.60, for KubeRay upgrades and scale-downs): Serve starts
+# its replicas elsewhere and stops them once replaced, or when the drain ends. A head never finishes draining, so each
+# test cluster's exit would wait the whole time: the head does not drain; workers drain for at most 10 s.
+DRAIN_S = {"head": "0", "worker": "10"}
 
 
 def free_ports(n: int, avoid: set[int] = frozenset()) -> list[int]:
@@ -73,13 +74,13 @@ class LocalCluster:
         self.gcs_port = free_ports(1)[0]
         self.taken = {self.gcs_port}  # every port and worker-port range handed to a node: Ray refuses overlaps
         self.address = f"{NODE_IP}:{self.gcs_port}"
-        self.env = {**os.environ, **FAST_DEATH, **NO_DRAIN, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": self.address}
+        self.env = {**os.environ, **FAST_DEATH, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": self.address}
 
     def __enter__(self) -> LocalCluster:
         self._start(self.head_cpus, head=True)
-        self._wait_for_gcs()
-        for cpus in self.worker_cpus:
-            self._start(cpus, head=False)
+        self._wait_for_port(self.gcs_port, "the head's GCS")  # workers can join from then on
+        for cpus in self.worker_cpus:  # one at a time: two raylets starting at once on two cores can time out
+            self._wait_for_port(self._start(cpus, head=False), "a worker's raylet")
         self._wait_for_nodes(1 + len(self.worker_cpus))
         return self
 
@@ -88,7 +89,8 @@ class LocalCluster:
             self.stop(node)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
-    def _start(self, cpus: int, head: bool) -> None:
+    def _start(self, cpus: int, head: bool) -> int:
+        """Start a node; its raylet's port."""
         low = self._worker_port_range()
         node_manager, object_manager, agent, agent_grpc, runtime_env, metrics, client = free_ports(7, self.taken)
         self.taken.update((node_manager, object_manager, agent, agent_grpc, runtime_env, metrics, client))
@@ -109,9 +111,11 @@ class LocalCluster:
         else:
             command += [f"--address={self.address}"]
         log = open(self.root / f"{name}.log", "w")  # noqa: SIM115 — the node writes to it until it stops
+        env = {**self.env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": DRAIN_S["head" if head else "worker"]}
         self.nodes.append(
-            subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         )
+        return node_manager
 
     def reserve_port(self) -> int:
         """A free port for a server of the test's own (e.g. Serve's proxy), clear of every port the nodes use."""
@@ -128,13 +132,13 @@ class LocalCluster:
                 self.taken |= ports
                 return low
 
-    def _wait_for_gcs(self, timeout_s: float = 120) -> None:
-        """Until the head's GCS accepts connections: workers can join from then on."""
+    def _wait_for_port(self, port: int, what: str, timeout_s: float = 120) -> None:
+        """Until `what` accepts connections on `port`."""
         deadline = time.monotonic() + timeout_s
         while True:
-            with contextlib.suppress(OSError), socket.create_connection((NODE_IP, self.gcs_port), timeout=1):
+            with contextlib.suppress(OSError), socket.create_connection((NODE_IP, port), timeout=1):
                 return
-            self._check_nodes_run(deadline, "the head's GCS")
+            self._check_nodes_run(deadline, what)
             time.sleep(0.2)
 
     def _wait_for_nodes(self, count: int, timeout_s: float = 180) -> None:
@@ -179,6 +183,14 @@ class LocalCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         node.wait(timeout=30)
+
+    def drain(self, node: subprocess.Popen, timeout_s: float = 60) -> float:
+        """Remove a worker node as Kubernetes removes its pod: SIGTERM to the `ray start` process alone (a pod's PID
+        1), which drains the node (Serve moves its replicas away) and then stops it; the seconds until it exited."""
+        start = time.monotonic()
+        node.send_signal(signal.SIGTERM)
+        node.wait(timeout=timeout_s)
+        return time.monotonic() - start
 
     def stop(self, node: subprocess.Popen) -> None:
         """Stop a node: SIGTERM its process group, SIGKILL what is left after 20 s."""

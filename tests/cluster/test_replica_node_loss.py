@@ -1,6 +1,7 @@
-"""A worker node lost without grace under load, on a real two-node Ray cluster on this machine: Reranker replicas on
-both nodes behind the head's proxy and gateway; every request is answered (none hangs, no connection is dropped),
-requests whose replica died are answered by a live one, and replacement replicas serve again."""
+"""Worker nodes removed under load, on a real three-node Ray cluster on this machine — one drained as Kubernetes removes
+a pod, one lost without grace — with Reranker replicas on every node behind the head's proxy and gateway: every
+request is answered (none hangs, no connection is dropped), requests whose replica died are answered by a live one,
+and replacement replicas serve again."""
 
 import subprocess
 import sys
@@ -77,24 +78,25 @@ def _replica_pids(node) -> list[int]:
     return found
 
 
-def test_a_worker_node_lost_under_load_drops_no_request(tmp_path):
-    with LocalCluster(tmp_path, head_cpus=2, worker_cpus=[2]) as cluster:
+def test_worker_nodes_drained_or_lost_under_load_drop_no_request(tmp_path):
+    """Under load, one worker node is drained (removed as Kubernetes removes a pod), then the other is lost."""
+    with LocalCluster(tmp_path, head_cpus=2, worker_cpus=[2, 2]) as cluster:
         port = cluster.reserve_port()  # not in a node's worker-port range, where a Ray worker might take it
         _serve_config(tmp_path / "serve.yaml", port)
         url = f"http://127.0.0.1:{port}"
-        head, worker = cluster.nodes
+        head, drained, lost = cluster.nodes
         server_log = open(tmp_path / "serve.log", "w")  # noqa: SIM115
         command = [sys.executable, "-m", "rerank_core.cli", "serve", "--config", str(tmp_path / "serve.yaml")]
         server = subprocess.Popen(command, env=cluster.env, stdout=server_log, stderr=subprocess.STDOUT, cwd=REPO)
         watcher = None
         try:
             deadline = time.monotonic() + 240
-            while len(_replica_pids(head)) + len(_replica_pids(worker)) < REPLICAS or not _answers(url):
+            while sum(len(_replica_pids(node)) for node in cluster.nodes) < REPLICAS or not _answers(url):
                 assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
                 assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
                 time.sleep(0.5)
-            on_worker = _replica_pids(worker)
-            assert on_worker, "Serve placed no replica on the worker node"  # its default strategy spreads them
+            on_drained = _replica_pids(drained)
+            assert on_drained, "Serve placed no replica on the first worker node"  # its default strategy spreads them
             watcher = subprocess.Popen(
                 [sys.executable, "-c", WATCH], env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
             )
@@ -102,10 +104,16 @@ def test_a_worker_node_lost_under_load_drops_no_request(tmp_path):
                 pass
             outcomes, stop, clients = _load(url)
             time.sleep(3)
-            killed_at = time.time()
-            cluster.kill(worker)  # its raylet and the replicas on it, no grace
-            back_at = _capacity_back(watcher, killed_at, timeout_s=120)
+            drained_at = time.time()
+            drain_s = cluster.drain(drained)  # SIGTERM to its `ray start` alone: Serve moves its replicas first
+            drained_back_at = _capacity_back(watcher, drained_at, timeout_s=120)
             time.sleep(2)  # the replacements answer under load
+            on_lost = _replica_pids(lost)
+            assert on_lost, "no replica on the second worker node to lose"
+            killed_at = time.time()
+            cluster.kill(lost)  # its raylet and the replicas on it, no grace
+            back_at = _capacity_back(watcher, killed_at, timeout_s=120)
+            time.sleep(2)
             stop.set()
             for thread in clients:
                 thread.join(timeout=ANSWER_BOUND_S + 5)
@@ -120,16 +128,20 @@ def test_a_worker_node_lost_under_load_drops_no_request(tmp_path):
             server.wait(timeout=60)
             server_log.close()
     statuses = [status for status, _, _ in outcomes]
+    while_drained = [status for status, _, sent in outcomes if drained_at <= sent < killed_at]
     after_kill = [o for o in outcomes if o[2] >= killed_at]
     counts = {s: statuses.count(s) for s in set(statuses)}
     print(
-        f"\nreplica node loss: {len(on_worker)} of {REPLICAS} replicas on the lost node; {len(outcomes)} requests "
-        f"({len(after_kill)} after the kill): {counts}, {retried} asked again of a live replica; "
-        f"slowest answer {max(t for _, t, _ in outcomes):.2f} s; "
-        f"{REPLICAS} replicas running again {back_at - killed_at:.1f} s after the kill"
+        f"\nreplicas {REPLICAS}; drained node: {len(on_drained)} replicas, exited {drain_s:.1f} s after SIGTERM, "
+        f"{REPLICAS} running again {drained_back_at - drained_at:.1f} s after it, {len(while_drained)} requests "
+        f"sent from the drain to the kill; lost node: {len(on_lost)} replicas, {REPLICAS} running again "
+        f"{back_at - killed_at:.1f} s after the kill, {len(after_kill)} requests sent after it; {len(outcomes)} "
+        f"requests in all: {counts}, {retried} asked again of a live replica; slowest answer "
+        f"{max(t for _, t, _ in outcomes):.2f} s"
     )
     assert all(isinstance(s, int) for s in statuses), counts  # an HTTP answer every time: no drop, no hang
     assert all(took < ANSWER_BOUND_S for _, took, _ in outcomes)
+    assert set(while_drained) == {200}, counts  # a drained node's replicas leave only once nobody needs them
     assert set(statuses) <= {200, 503}, counts  # 503 (Retry-After) only if every retry met a lost replica
     assert statuses.count(200) >= 0.99 * len(statuses), counts
     assert sum(1 for s, _, _ in after_kill if s == 200) > 0
