@@ -1,6 +1,7 @@
 """A real multi-node Ray cluster on the loopback interface for fault tests: a head and worker nodes (`ray start
---block`), each with its own CPUs, temp dir and ports, each in its own process group so a node is stopped — or lost
-without grace, its raylet and workers SIGKILLed — by PID, never by name; node death is detected within seconds."""
+--block`), each with its own CPUs, temp dir and ports, each in its own process group so a node is stopped, drained as
+Kubernetes removes a pod, or lost without grace (its raylet and workers SIGKILLed) by PID, never by name; node death
+is detected within seconds."""
 
 from __future__ import annotations
 
