@@ -78,11 +78,15 @@ class LocalCluster:
         self.env = {**os.environ, **FAST_DEATH, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": self.address}
 
     def __enter__(self) -> LocalCluster:
-        self._start(self.head_cpus, head=True)
-        self._wait_for_port(self.gcs_port, "the head's GCS")  # workers can join from then on
-        for cpus in self.worker_cpus:  # one at a time: two raylets starting at once on two cores can time out
-            self._wait_for_port(self._start(cpus, head=False), "a worker's raylet")
-        self._wait_for_nodes(1 + len(self.worker_cpus))
+        try:
+            self._start(self.head_cpus, head=True)
+            self._wait_for_port(self.gcs_port, "the head's GCS")  # workers can join from then on
+            for cpus in self.worker_cpus:  # one at a time: two raylets starting at once on two cores can time out
+                self._wait_for_port(self._start(cpus, head=False), "a worker's raylet")
+            self._wait_for_nodes(1 + len(self.worker_cpus))
+        except BaseException:  # no __exit__ follows a failed __enter__: stop the nodes already started here
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
