@@ -78,28 +78,25 @@ def scale_run(input_dir: Path, output: Path, store_mib: int, all_to_all: bool) -
     try:
         started = time.monotonic()
         setup = actor_setup(cfg)
-        scored, rows = streaming_plan(cfg, setup)
+        plan = streaming_plan(cfg, setup)
         if all_to_all:  # the plan the job had before: an all-to-all re-block in front of the actors
             from pipelines.scoring import BatchScorer
 
-            scored = (
-                ray.data.read_parquet(cfg.input)
-                .repartition(4)
-                .map_batches(  # Ray Data's default 128 MiB blocks
-                    BatchScorer,
-                    fn_constructor_kwargs=setup.scorer_kwargs,
-                    batch_format="pyarrow",
-                    batch_size=cfg.compute.batch_size,
-                    **setup.options,
-                )
-            )
-        scored.write_parquet(str(output))
+            ray.data.read_parquet(cfg.input).repartition(4).map_batches(  # Ray Data's default 128 MiB blocks
+                BatchScorer,
+                fn_constructor_kwargs=setup.scorer_kwargs,
+                batch_format="pyarrow",
+                batch_size=cfg.compute.batch_size,
+                **setup.options,
+            ).write_parquet(str(output))
+        else:
+            plan.write(str(output), cfg.compute.max_block_mib)  # as the job writes
         seconds = time.monotonic() - started
         spilled, restored = _object_store_traffic()
     finally:
         ray.shutdown()
-    assert pq.ParquetDataset(output).read(columns=["id"]).num_rows == rows
-    return [rows, seconds, rows / seconds, spilled, restored]
+    assert pq.ParquetDataset(output).read(columns=["id"]).num_rows == plan.rows
+    return [plan.rows, seconds, plan.rows / seconds, spilled, restored]
 
 
 def scale_table(sizes: list[int], store_mib: int) -> None:

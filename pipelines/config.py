@@ -37,7 +37,10 @@ class ComputeConfig(StrictModel):
         description="a small input is re-blocked (streaming) into at least concurrency × this many blocks",
     )
     max_block_mib: int = Field(
-        default=16, ge=1, description="largest block read into the object store (MiB): bounds the in-flight window"
+        default=16,
+        ge=1,
+        description="largest block read into the object store (MiB): bounds the in-flight window; output files are "
+        "about this size (a small input's batches gathered)",
     )
     rows_per_part: int = Field(default=50_000, ge=1, description="resume: true: rows per output file (unit of restart)")
 

@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -119,8 +120,23 @@ def input_bytes(uri: str) -> int:
     return total
 
 
-def streaming_plan(cfg: OfflineConfig, setup: ActorSetup):
-    """read_parquet (blocks ≤ max_block_mib) → map_batches(BatchScorer), and the input's row count.
+@dataclass(frozen=True)
+class StreamingPlan:
+    """The scored dataset, not run yet; the input's row count; whether a small input was re-blocked."""
+
+    scored: Any  # ray.data.Dataset
+    rows: int
+    reblocked: bool
+
+    def write(self, output: str, file_mib: int) -> None:
+        """Run it into Parquet files of at most about `file_mib`: a large input's files are its read blocks; a
+        re-blocked one's batches (each an output block) are gathered, or every batch of rows would be a file."""
+        gather = {"min_bytes_per_file": file_mib << 20} if self.reblocked else {}
+        self.scored.write_parquet(output, **gather)
+
+
+def streaming_plan(cfg: OfflineConfig, setup: ActorSetup) -> StreamingPlan:
+    """read_parquet (blocks ≤ max_block_mib) → map_batches(BatchScorer), with the input's row count.
 
     Nothing all-to-all stands between reading and scoring, so scoring starts while reading goes on and the object
     store holds a bounded window of small blocks whatever the input's size. An input too small to make
@@ -137,7 +153,8 @@ def streaming_plan(cfg: OfflineConfig, setup: ActorSetup):
     size = input_bytes(cfg.input)
     wanted_blocks = setup.concurrency * compute.blocks_per_actor
     log.info("%d input rows (%.1f MiB) from %s", rows_in, size / 2**20, cfg.input)
-    if size < wanted_blocks * (compute.max_block_mib << 20):
+    reblocked = size < wanted_blocks * (compute.max_block_mib << 20)
+    if reblocked:
         rows_per_block = max(1, min(compute.batch_size, math.ceil(rows_in / wanted_blocks)))
         dataset = dataset.repartition(target_num_rows_per_block=rows_per_block)
     scored = dataset.map_batches(
@@ -147,14 +164,14 @@ def streaming_plan(cfg: OfflineConfig, setup: ActorSetup):
         batch_size=compute.batch_size,
         **setup.options,
     )
-    return scored, rows_in
+    return StreamingPlan(scored, rows_in, reblocked)
 
 
 def _run_stream(cfg: OfflineConfig, setup: ActorSetup) -> int:
     """The streaming plan written to Parquet; returns the input row count."""
-    scored, rows_in = streaming_plan(cfg, setup)
-    scored.write_parquet(cfg.output)
-    return rows_in
+    plan = streaming_plan(cfg, setup)
+    plan.write(cfg.output, cfg.compute.max_block_mib)
+    return plan.rows
 
 
 def _run_parts(cfg: OfflineConfig, setup: ActorSetup) -> int:

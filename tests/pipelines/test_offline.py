@@ -297,13 +297,15 @@ def test_the_job_streams_with_no_all_to_all_operator_between_read_and_score(tmp_
     cfg = OfflineConfig.from_dict(
         {"model": MODEL, "input": str(tmp_path / "in.parquet"), "output": str(tmp_path / "out"), "compute": COMPUTE}
     )
-    scored, rows = streaming_plan(cfg, actor_setup(cfg))
-    assert rows == n and all_to_all_operators(scored) == []
+    plan = streaming_plan(cfg, actor_setup(cfg))
+    scored = plan.scored
+    assert plan.rows == n and plan.reblocked and all_to_all_operators(scored) == []
     assert all_to_all_operators(scored.repartition(4)) == ["Repartition"]  # what the job used to do
     blocks = [len(b) for b in scored.iter_batches(batch_size=None, batch_format="pyarrow")]
     assert sum(blocks) == n and len(blocks) >= COMPUTE["concurrency"] * 4 and max(blocks) <= COMPUTE["batch_size"]
     summary = run_job(cfg)
     assert summary.rows == n and pq.read_table(tmp_path / "out").num_rows == n
+    assert len(list((tmp_path / "out").glob("*.parquet"))) == 1  # its batches gathered: one file, not 13
 
 
 def test_a_large_input_streams_in_bounded_blocks_without_any_re_blocking(tmp_path):
@@ -330,12 +332,13 @@ def test_a_large_input_streams_in_bounded_blocks_without_any_re_blocking(tmp_pat
             "compute": {**COMPUTE, "max_block_mib": 1},
         }
     )
-    scored, rows = streaming_plan(cfg, actor_setup(cfg))
+    plan = streaming_plan(cfg, actor_setup(cfg))
+    scored, rows = plan.scored, plan.rows
     operators, stack = [], [scored._logical_plan.dag]
     while stack:
         operators.append(stack[-1].name)
         stack.extend(stack.pop().input_dependencies)
-    assert rows == n and not [name for name in operators if "Repartition" in name], operators
+    assert rows == n and not plan.reblocked and not [name for name in operators if "Repartition" in name], operators
     assert scored.context.target_max_block_size == 2**20
     ids = [i for batch in scored.iter_batches(batch_format="pyarrow") for i in batch.column("id").to_pylist()]
     assert sorted(ids) == list(range(n))
