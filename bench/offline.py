@@ -90,7 +90,7 @@ def scale_run(input_dir: Path, output: Path, store_mib: int, all_to_all: bool) -
                 **setup.options,
             ).write_parquet(str(output))
         else:
-            plan.write(str(output), cfg.compute.max_block_mib)  # as the job writes
+            plan.write(str(output))  # as the job writes
         seconds = time.monotonic() - started
         spilled, restored = _object_store_traffic()
     finally:

@@ -122,16 +122,17 @@ def input_bytes(uri: str) -> int:
 
 @dataclass(frozen=True)
 class StreamingPlan:
-    """The scored dataset, not run yet; the input's row count; whether a small input was re-blocked."""
+    """The scored dataset, not run yet; the input's row count; whether a small input was re-blocked; its block bound."""
 
     scored: Any  # ray.data.Dataset
     rows: int
     reblocked: bool
+    max_block_mib: int
 
-    def write(self, output: str, file_mib: int) -> None:
-        """Run it into Parquet files of at most about `file_mib`: a large input's files are its read blocks; a
+    def write(self, output: str) -> None:
+        """Run it into Parquet files of about `max_block_mib` at most: a large input's files are its read blocks; a
         re-blocked one's batches (each an output block) are gathered, or every batch of rows would be a file."""
-        gather = {"min_bytes_per_file": file_mib << 20} if self.reblocked else {}
+        gather = {"min_bytes_per_file": self.max_block_mib << 20} if self.reblocked else {}
         self.scored.write_parquet(output, **gather)
 
 
@@ -164,13 +165,13 @@ def streaming_plan(cfg: OfflineConfig, setup: ActorSetup) -> StreamingPlan:
         batch_size=compute.batch_size,
         **setup.options,
     )
-    return StreamingPlan(scored, rows_in, reblocked)
+    return StreamingPlan(scored, rows_in, reblocked, compute.max_block_mib)
 
 
 def _run_stream(cfg: OfflineConfig, setup: ActorSetup) -> int:
     """The streaming plan written to Parquet; returns the input row count."""
     plan = streaming_plan(cfg, setup)
-    plan.write(cfg.output, cfg.compute.max_block_mib)
+    plan.write(cfg.output)
     return plan.rows
 
 

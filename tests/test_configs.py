@@ -48,13 +48,18 @@ def test_rayjob_runs_the_offline_config_on_gpu_workers():
     )
 
 
+def _container_env(group: dict) -> dict[str, str]:
+    """The environment of a KubeRay group's first container, by name."""
+    return {e["name"]: e["value"] for e in group["template"]["spec"]["containers"][0]["env"]}
+
+
 def test_rayservice_guards_every_proxy_with_the_apps_body_limits():
     service = yaml.safe_load((CONFIGS / "kuberay/rayservice.yaml").read_text())
     args = ServeAppConfig.from_dict(yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"])
     cluster = service["spec"]["rayClusterConfig"]
     groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
     for group in groups:
-        env = {e["name"]: e["value"] for e in group["template"]["spec"]["containers"][0]["env"]}
+        env = _container_env(group)
         assert env["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] == "serve.body_limit:proxy_middlewares"
         assert int(env["QWEN_RERANK_PROXY_MAX_BODY_BYTES"]) == args.max_body_bytes
         assert int(env["QWEN_RERANK_PROXY_MAX_BUFFERED_BYTES"]) == args.max_buffered_body_bytes
@@ -71,10 +76,8 @@ def test_rayservice_worker_pods_drain_within_their_grace_period():
         d.get("graceful_shutdown_timeout_s", DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT_S) for d in deployments
     )
     for group in service["spec"]["rayClusterConfig"]["workerGroupSpecs"]:
-        spec = group["template"]["spec"]
-        env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
-        drain_s = float(env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"])
-        assert replica_shutdown_s < drain_s < spec["terminationGracePeriodSeconds"]
+        drain_s = float(_container_env(group)["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"])
+        assert replica_shutdown_s < drain_s < group["template"]["spec"]["terminationGracePeriodSeconds"]
 
 
 def test_a_buffer_budget_below_one_body_is_refused_naming_both_limits():
