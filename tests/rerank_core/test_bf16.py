@@ -2,6 +2,7 @@
 where the CPU multiplies it; elsewhere dtype bf16 falls back to f32 with one log line."""
 
 import logging
+import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ from scipy.stats import spearmanr
 
 from rerank_core import ConfigError, Dtype
 from rerank_core.backends.onnx import OnnxQwen3Scorer
-from rerank_core.backends.onnx.openvino_session import NO_BF16, OpenVinoSession, cpu_runs_bf16, group_query_attention
+from rerank_core.backends.onnx.openvino_ir import IR_NAME, cached_ir, group_query_attention
+from rerank_core.backends.onnx.openvino_session import NO_BF16, OpenVinoSession, cpu_runs_bf16
 from rerank_core.backends.onnx.session import AUTO_BF16_ENV, choose_precision
 from rerank_core.locate.folder import ModelFolder
 
@@ -24,7 +26,7 @@ BF16_TOL = 3e-2  # bf16 keeps 8 mantissa bits; OpenVINO accumulates in f32
 def on_openvino(folder, precision: str, **options) -> OnnxQwen3Scorer:
     """A scorer of `folder`'s f32 graph whose session is OpenVINO at `precision`."""
     scorer = OnnxQwen3Scorer.open(folder, dtype="f32", **options)
-    scorer.replace_session(OpenVinoSession(scorer.graph_path, precision=precision))
+    scorer.replace_session(OpenVinoSession.open(scorer.graph_path, precision=precision))
     return scorer
 
 
@@ -35,6 +37,43 @@ def test_every_grouped_attention_is_rewritten(tiny_export):
     layers = sum(op.get_type_name() == "ScaledDotProductAttention" for op in model.get_ordered_ops())
     assert layers == 2 and group_query_attention(model) == layers  # 4 query heads over 2 K/V heads in each
     assert group_query_attention(model) == 0  # what it made is already grouped
+
+
+def marked_adds(xml) -> set[str]:
+    """Names of the IR's layers marked to keep their precision, each checked to be an Add."""
+    marked = {
+        layer.get("name"): layer.get("type")
+        for layer in ElementTree.parse(xml).getroot().iter("layer")
+        if layer.find("rt_info/attribute[@name='DisablePrecisionConversion']") is not None
+    }
+    assert set(marked.values()) == {"Add"}
+    return set(marked)
+
+
+def test_the_ir_is_written_once_with_the_residual_sums_marked(tiny_export, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="rerank_core"):
+        xml = cached_ir(tiny_export / "model.onnx", tmp_path)
+        written = xml.stat().st_mtime_ns
+        assert cached_ir(tiny_export / "model.onnx", tmp_path) == xml and xml.stat().st_mtime_ns == written
+    assert sum("written once" in r.getMessage() for r in caplog.records) == 1
+    assert xml.name == IR_NAME and xml.parent.parent == tmp_path / "openvino"
+    assert len(marked_adds(xml)) >= 4  # two residual sums in each of the 2 layers, at least
+
+
+@needs_bf16
+def test_in_bf16_the_matmuls_run_bf16_and_the_residual_sums_f32(tiny_export):
+    """What the marks are for: the compiled graph computes matmuls in bf16 but sums the residual stream in f32."""
+    session = OpenVinoSession.open(tiny_export / "model.onnx", precision="bf16")
+    marked = marked_adds(cached_ir(tiny_export / "model.onnx"))
+    precisions: dict[str, set[str]] = {}
+    for op in session.compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        kind, precision = info["layerType"].astype(str), info["runtimePrecision"].astype(str)
+        precisions.setdefault(kind, set()).add(precision)
+        if marked & set(info["originalLayersNames"].astype(str).split(",")) and kind == "Eltwise":
+            assert precision == "f32", op.get_friendly_name()
+    assert precisions["FullyConnected"] == {"bf16"}
+    assert "f32" in precisions["Eltwise"]
 
 
 @pytest.mark.parametrize("share_prefix", [True, False])

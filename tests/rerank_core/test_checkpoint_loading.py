@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from rerank_core import Dtype, ModelFormatError, ModelNotFoundError, Reranker
-from rerank_core.export.cache import CACHE_ENV, export_key, source_identity
+from rerank_core.cache_dir import CACHE_ENV, source_identity
+from rerank_core.export.cache import export_key
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

@@ -1,14 +1,18 @@
-"""OpenVINO sessions over our f32 ONNX graphs: the bf16 path for CPUs that multiply bf16 (AMX-BF16, AVX512-BF16)."""
+"""OpenVINO sessions over our f32 ONNX graphs (read from their cached IR): the bf16 path for CPUs that multiply bf16
+(AMX-BF16, AVX512-BF16)."""
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+
+from .openvino_ir import cached_ir
 
 INSTALL_HINT = "pip install 'qwen-rerank[openvino]'"
 NO_BF16 = "this CPU has neither AMX-BF16 nor AVX512-BF16"
@@ -40,68 +44,32 @@ def bf16_available() -> bool:
     return openvino_installed() and cpu_runs_bf16()
 
 
-def group_query_attention(model) -> int:
-    """Rewrite each grouped-K/V attention of an OpenVINO model read from ONNX so it computes what ONNX means; returns
-    how many were rewritten.
-
-    The ONNX frontend turns `Attention` into `ScaledDotProductAttention`, whose heads broadcast like numpy's: query
-    heads 16 against K/V heads 8 neither broadcast nor repeat, and the output takes the K/V heads' width. Splitting
-    the query heads into [K/V heads, group] and giving K/V a group axis of 1 lets them broadcast, so each K/V head
-    serves its group of query heads (the order Qwen3's repeat_kv uses) without copying K/V per query head.
-    """
-    from openvino import opset13 as ops
-
-    def const(*values: int):
-        return ops.constant(np.array(values, np.int64))
-
-    rewritten = 0
-    for op in model.get_ordered_ops():
-        if op.get_type_name() != "ScaledDotProductAttention":
-            continue
-        query, key, value, *rest = (port.get_source_output() for port in op.inputs())
-        kv_heads = key.get_partial_shape()[1]
-        query_heads = query.get_partial_shape()[1]
-        if not kv_heads.is_static or (query_heads.is_static and query_heads == kv_heads):
-            continue
-        query_shape = ops.shape_of(query, output_type="i64")
-        grouped_shape = ops.concat(  # [batch, K/V heads, group, tokens, head size]
-            [
-                ops.gather(query_shape, const(0), 0),
-                const(kv_heads.get_length(), -1),
-                ops.gather(query_shape, const(2, 3), 0),
-            ],
-            0,
-        )
-        grouped = ops.scaled_dot_product_attention(
-            ops.reshape(query, grouped_shape, special_zero=False),
-            ops.unsqueeze(key, const(2)),
-            ops.unsqueeze(value, const(2)),
-            *rest,
-            causal=op.get_attributes().get("causal", False),
-        )
-        op.output(0).replace(ops.reshape(grouped, query_shape, special_zero=False).output(0))
-        rewritten += 1
-    if rewritten:
-        model.validate_nodes_and_infer_types()
-    return rewritten
-
-
 class OpenVinoSession:
     """An ONNX graph compiled by OpenVINO for the CPU, behind the part of ort.InferenceSession the layouts use
     (get_inputs, get_outputs, run, get_providers)."""
 
-    def __init__(self, graph: Path, *, precision: str = "bf16", threads: int | None = None):
-        openvino = import_openvino()
-        core = openvino.Core()
-        model = core.read_model(str(graph))
-        group_query_attention(model)
+    def __init__(self, compiled):
+        self.compiled = compiled  # an OpenVINO CompiledModel of one of our graphs
+        self.precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self._request = compiled.create_infer_request()
+        self._lock = threading.Lock()  # an infer request runs one call at a time; ORT sessions allow concurrent runs
+
+    @classmethod
+    def open(
+        cls,
+        graph: Path,
+        *,
+        precision: str = "bf16",
+        threads: int | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> OpenVinoSession:
+        """ONNX `graph` compiled for the CPU at `precision`, read from its cached IR (written on first use)."""
+        core = import_openvino().Core()
+        model = core.read_model(str(cached_ir(graph, cache_dir)))  # weights mapped from the cached file
         config = {"INFERENCE_PRECISION_HINT": precision}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = core.compile_model(model, "CPU", config)
-        self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        self._request = self.compiled.create_infer_request()
-        self._lock = threading.Lock()  # an infer request runs one call at a time; ORT sessions allow concurrent runs
+        return cls(core.compile_model(model, "CPU", config))
 
     @staticmethod
     def _describe(port) -> SimpleNamespace:

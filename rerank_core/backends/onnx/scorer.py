@@ -68,7 +68,7 @@ class OnnxQwen3Scorer(Scorer):
             max_length=options.max_length or folder.max_length,
         )
         self.yes_id, self.no_id = folder.yes_id, folder.no_id
-        session = open_graph(self.graph, options.device, options.intra_op_threads)
+        session = open_graph(self.graph, options.device, options.intra_op_threads, options.export_cache_dir)
         self.device = session_device(session)
         self.max_rows_per_call = options.max_rows_per_call or MAX_ROWS_PER_CALL[self.device]
         self._budget = options.token_budget or TOKEN_BUDGET[self.device]

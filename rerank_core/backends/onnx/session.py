@@ -100,11 +100,12 @@ def choose_precision(requested: Dtype | None, device: str) -> tuple[Dtype | None
     return requested, requested is None and device == "cpu" and auto_bf16_allowed() and bf16_available()
 
 
-def open_graph(graph: GraphFile, device: str, intra_op_threads: int | None):
-    """A session running `graph`: OpenVINO computing in bf16 for dtype bf16, else ONNX Runtime on `device`."""
+def open_graph(graph: GraphFile, device: str, intra_op_threads: int | None, cache_dir: str | None = None):
+    """A session running `graph`: OpenVINO computing in bf16 for dtype bf16 (its IR cached under `cache_dir`), else
+    ONNX Runtime on `device`."""
     if graph.dtype is Dtype.BF16:
         log.info("%s: bf16 on OpenVINO (this CPU multiplies bf16)", graph.path.name)
-        return OpenVinoSession(graph.path, precision="bf16", threads=intra_op_threads)
+        return OpenVinoSession.open(graph.path, precision="bf16", threads=intra_op_threads, cache_dir=cache_dir)
     return open_session(graph.path, device, intra_op_threads)
 
 
