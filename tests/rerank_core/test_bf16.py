@@ -60,6 +60,62 @@ def test_the_ir_is_written_once_with_the_residual_sums_marked(tiny_export, tmp_p
     assert len(marked_adds(xml)) >= 4  # two residual sums in each of the 2 layers, at least
 
 
+@pytest.fixture(scope="module")
+def bf16_weight_export(tmp_path_factory):
+    """The tiny model built with its weights in bf16, as Qwen publishes its checkpoints, exported f32."""
+    from rerank_core.export import export_checkpoint
+    from rerank_core.tiny_model import build_checkpoint
+
+    folder = tmp_path_factory.mktemp("bf16-weights")
+    return export_checkpoint(
+        build_checkpoint(folder / "checkpoint", weights="bfloat16"), folder / "export", dtypes=["f32"]
+    )
+
+
+def bf16_consts(xml) -> int:
+    """How many of an IR's constants are stored in bf16."""
+    layers = ElementTree.parse(xml).getroot().iter("layer")
+    return sum(layer.get("type") == "Const" and layer.find("data").get("element_type") == "bf16" for layer in layers)
+
+
+def test_a_bf16_checkpoints_weights_are_stored_bf16_and_an_f32_checkpoints_are_not(
+    bf16_weight_export, tiny_export, tmp_path
+):
+    import openvino
+
+    f32_xml, bf16_xml = (cached_ir(bf16_weight_export / "model.onnx", tmp_path, w) for w in ("f32", "bf16"))
+    assert f32_xml != bf16_xml
+    assert bf16_xml.with_suffix(".bin").stat().st_size < 0.6 * f32_xml.with_suffix(".bin").stat().st_size
+    layers = list(ElementTree.parse(bf16_xml).getroot().iter("layer"))
+    unpacked = [
+        layer
+        for layer in layers
+        if layer.get("type") == "Convert" and layer.find("rt_info/attribute[@name='decompression']") is not None
+    ]
+    ops = openvino.Core().read_model(str(f32_xml)).get_ordered_ops()
+    weighted = sum(
+        op.get_type_name() == "MatMul" and op.input_value(1).get_node().get_type_name() == "Constant" for op in ops
+    )
+    head_row, embedding = 1, 1  # the yes−no head row is a difference, no bf16 value: it stays f32
+    assert bf16_consts(bf16_xml) == len(unpacked) == weighted - head_row + embedding
+    assert bf16_consts(f32_xml) == 0
+    assert bf16_consts(cached_ir(tiny_export / "model.onnx", tmp_path)) == 0  # f32 weights: nothing bf16 holds
+
+
+@needs_bf16
+def test_stored_bf16_weights_move_no_score(bf16_weight_export, mixed_pairs, tmp_path):
+    """Against the same graph with f32 weights computed in bf16, not one score moves."""
+    import openvino
+
+    core = openvino.Core()
+    f32_weights = core.read_model(str(cached_ir(bf16_weight_export / "model.onnx", tmp_path, "f32")))
+    scorer = OnnxQwen3Scorer.open(bf16_weight_export, dtype="bf16", export_cache_dir=str(tmp_path))
+    stored = scorer.score(mixed_pairs)
+    compiled = core.compile_model(f32_weights, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+    scorer.replace_session(OpenVinoSession(compiled))
+    np.testing.assert_array_equal(scorer.score(mixed_pairs), stored)
+
+
 @needs_bf16
 def test_in_bf16_the_matmuls_run_bf16_and_the_residual_sums_f32(tiny_export):
     """What the marks are for: the compiled graph computes matmuls in bf16 but sums the residual stream in f32."""

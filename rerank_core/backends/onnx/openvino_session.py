@@ -63,9 +63,11 @@ class OpenVinoSession:
         threads: int | None = None,
         cache_dir: str | os.PathLike | None = None,
     ) -> OpenVinoSession:
-        """ONNX `graph` compiled for the CPU at `precision`, read from its cached IR (written on first use)."""
+        """ONNX `graph` compiled for the CPU at `precision`, read from its cached IR (written on first use; its weights
+        stored in bf16 for bf16)."""
         core = import_openvino().Core()
-        model = core.read_model(str(cached_ir(graph, cache_dir)))  # weights mapped from the cached file
+        weights = "bf16" if precision == "bf16" else "f32"
+        model = core.read_model(str(cached_ir(graph, cache_dir, weights)))  # weights mapped from the cached file
         config = {"INFERENCE_PRECISION_HINT": precision}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
