@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -69,6 +70,11 @@ def source_identity(folder: Path, memo_dir: Path | None = None) -> str:
         staged.write_text(identity)
         os.replace(staged, memo)
     return identity
+
+
+def entry_label(name: str, limit: int) -> str:
+    """A readable start for an entry's folder name: `name` (a repo id, a folder) with path-unsafe runs as `--`."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", name)[:limit]
 
 
 def cache_key(**fields: str) -> str:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from pathlib import Path
 
-from ..cache_dir import CACHE_ENV, build_once, cache_key, cache_root, hub_snapshot, source_identity
+from ..cache_dir import CACHE_ENV, build_once, cache_key, cache_root, entry_label, hub_snapshot, source_identity
 from ..dtypes import Dtype
 from ..locate.manifest import MANIFEST_NAME
 from .graph import CUDA_GRAPH_NAMES, EXPORTER_VERSION, export_checkpoint
@@ -35,8 +34,7 @@ def cached_export(
     version = EXPORTER_VERSION + ("+cuda" if cuda_dtypes else "")
     key = export_key(source_identity(src_dir, memo_dir=root), dtype, version)
     snapshot = hub_snapshot(src_dir)
-    label = re.sub(r"[^A-Za-z0-9._-]+", "--", snapshot[0] if snapshot else src_dir.name)[:80]
-    final = root / f"{label}-{dtype.value}-{key}"
+    final = root / f"{entry_label(snapshot[0] if snapshot else src_dir.name, 80)}-{dtype.value}-{key}"
 
     def export(out: Path) -> None:
         try:

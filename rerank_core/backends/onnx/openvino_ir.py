@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 import time
 import xml.etree.ElementTree as ElementTree
@@ -15,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from ...cache_dir import build_once, cache_key, cache_root, source_identity
+from ...cache_dir import build_once, cache_key, cache_root, entry_label, source_identity
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +106,9 @@ def store_weights_bf16(model) -> int:
     return stored
 
 
-def mark_ir(xml: Path) -> tuple[int, int]:
+def mark_ir(xml: Path) -> int:
     """Mark an IR file's f32 Adds to stay f32 under bf16 inference, and the Converts of bf16 weights as decompression
-    (else the plugin folds them into f32 copies); returns how many of each were marked.
+    (else the plugin folds them into f32 copies); returns how many Adds were marked.
 
     OpenVINO's CPU plugin runs every f32 node in bf16 when asked to, so the residual stream, summed by the Adds
     between layers, would be rounded to 8 mantissa bits after every layer (where the official recipe keeps it in
@@ -118,13 +117,13 @@ def mark_ir(xml: Path) -> tuple[int, int]:
     matmuls still take bf16 inputs and sum in f32; norms, RoPE and attention are fused nodes the marks do not reach.
     """
     tree = ElementTree.parse(xml)
-    adds = converts = 0
+    adds = 0
     for layer in tree.getroot().iter("layer"):
         outputs = [port.get("precision") for port in layer.iterfind("output/port")]
         if layer.get("type") == "Add" and outputs and all(p == "FP32" for p in outputs):
             attribute, adds = _KEEP_F32, adds + 1
         elif layer.get("type") == "Convert" and layer.get("name", "").endswith(_BF16_WEIGHT):
-            attribute, converts = _DECOMPRESSION, converts + 1
+            attribute = _DECOMPRESSION
         else:
             continue
         rt_info = layer.find("rt_info")
@@ -133,7 +132,7 @@ def mark_ir(xml: Path) -> tuple[int, int]:
             layer.insert(0, rt_info)
         ElementTree.SubElement(rt_info, "attribute", attribute)
     tree.write(xml, encoding="utf-8", xml_declaration=True)
-    return adds, converts
+    return adds
 
 
 def write_ir(graph: Path, out: Path, weights: Weights) -> None:
@@ -146,7 +145,7 @@ def write_ir(graph: Path, out: Path, weights: Weights) -> None:
     stored = store_weights_bf16(model) if weights == "bf16" else 0
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     openvino.save_model(model, staging / IR_NAME, compress_to_fp16=False)  # f32 stays f32
-    adds, _ = mark_ir(staging / IR_NAME)
+    adds = mark_ir(staging / IR_NAME)
     os.replace(staging, out)
     log.info(
         "%s as OpenVINO IR: %d grouped attentions rewritten, %d f32 Adds marked (residual sums), %d weights bf16",
@@ -170,8 +169,7 @@ def cached_ir(graph: Path, cache_dir: str | os.PathLike | None = None, weights: 
     root = cache_root(cache_dir)
     identity = source_identity(graph.parent, memo_dir=root)
     key = cache_key(source=identity, graph=graph.name, weights=weights, openvino=openvino.__version__, recipe=IR_RECIPE)
-    label = re.sub(r"[^A-Za-z0-9._-]+", "--", graph.parent.name)[:60]
-    final = root / "openvino" / f"{label}-{graph.stem}-{weights}-{key}"
+    final = root / "openvino" / f"{entry_label(graph.parent.name, 60)}-{graph.stem}-{weights}-{key}"
     started = time.monotonic()
     if build_once(final, IR_NAME, lambda out: write_ir(graph, out, weights)):
         log.info("%s: OpenVINO graph written once into %s in %.1f s", graph.name, final, time.monotonic() - started)
