@@ -39,14 +39,17 @@ def sentence_transformers_row(
     return score
 
 
-def vllm_row(checkpoint: str, prefix_caching: bool, prefix: str, suffix: str, instruction: str, max_len: int):
-    """vLLM's pooling runner with the Qwen3-Reranker overrides and templates its docs give, f32."""
+def vllm_row(
+    checkpoint: str, dtype: str, prefix_caching: bool, prefix: str, suffix: str, instruction: str, max_len: int
+):
+    """vLLM's pooling runner with the Qwen3-Reranker overrides and templates its docs give, in `dtype` (float32,
+    bfloat16)."""
     from vllm import LLM
 
     llm = LLM(
         model=checkpoint,
         runner="pooling",
-        dtype="float32",
+        dtype=dtype,
         hf_overrides={
             "architectures": ["Qwen3ForSequenceClassification"],
             "classifier_from_token": ["no", "yes"],
@@ -74,16 +77,22 @@ def make_row(spec: dict):
 
         recipe = OfficialRecipe(spec["checkpoint"], threads=spec["threads"])
         return lambda pairs: recipe.score(pairs, batch_size=8)
-    if row == "sentence-transformers":
+    if row.startswith("sentence-transformers"):
         import torch
 
         torch.set_num_threads(spec["threads"])
         return sentence_transformers_row(
-            spec["seq_cls"], "f32", spec["device"], spec["prefix"], spec["suffix"], spec["instruction"]
+            spec["seq_cls"],
+            "bf16" if row.endswith("bf16") else "f32",
+            spec["device"],
+            spec["prefix"],
+            spec["suffix"],
+            spec["instruction"],
         )
     if row.startswith("vllm"):
         return vllm_row(
             spec["checkpoint"],
+            "bfloat16" if "-bf16" in row else "float32",
             row.endswith("prefix-cache"),
             spec["prefix"],
             spec["suffix"],
@@ -92,7 +101,7 @@ def make_row(spec: dict):
         )
     from rerank_core.backends.onnx import OnnxQwen3Scorer
 
-    _, dtype, *shared = row.split("-")  # ours-f32, ours-int8, ours-f32-shared
+    _, dtype, *shared = row.split("-")  # ours-f32, ours-int8, ours-bf16-shared
     scorer = OnnxQwen3Scorer.open(
         spec["export"], dtype=dtype, intra_op_threads=spec["threads"], share_prefix=bool(shared)
     )

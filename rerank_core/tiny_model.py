@@ -98,6 +98,7 @@ def build_checkpoint(
     full_size: bool = False,
     vocabulary: Literal["tiny", "qwen"] | None = None,
     weights: Literal["float32", "bfloat16"] | None = None,
+    shape: dict | None = None,
     seed: int = 0,
 ) -> Path:
     """Write a random-weight Hugging Face Qwen3 checkpoint (config, safetensors, tokenizer) to `out_dir`.
@@ -105,7 +106,8 @@ def build_checkpoint(
     `full_size`: Qwen3-Reranker-0.6B's shape, else 2 small layers. `vocabulary` 'qwen' is Qwen's real one
     (151,669 tokens: real token counts, truncation and prefix boundaries), 'tiny' a 1024-token BPE trained here;
     None: 'qwen' at full size, else 'tiny'. `weights`: the stored dtype; None: bfloat16 at full size (as Qwen
-    publishes Qwen3-Reranker, so bf16 and f16 graphs round no weight), else float32.
+    publishes Qwen3-Reranker, so bf16 and f16 graphs round no weight), else float32. `shape`: Qwen3Config fields
+    that replace the chosen shape's (e.g. the 0.6B's 16 query heads of 128 on a small model).
     """
     import torch
     from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
@@ -115,7 +117,8 @@ def build_checkpoint(
     out = Path(out_dir)
     vocabulary = vocabulary or ("qwen" if full_size else "tiny")
     tokenizer = qwen_tokenizer() if vocabulary == "qwen" else build_tokenizer(seed)
-    shape = dict(FULL_SIZE_SHAPE) if full_size else dict(TINY_SHAPE, vocab_size=tokenizer.get_vocab_size())
+    base = dict(FULL_SIZE_SHAPE) if full_size else dict(TINY_SHAPE, vocab_size=tokenizer.get_vocab_size())
+    shape = {**base, **(shape or {})}
     pad_id, eos_id = tokenizer.token_to_id("<|endoftext|>"), tokenizer.token_to_id("<|im_end|>")
     config = Qwen3Config(
         **shape,

@@ -16,9 +16,6 @@ from rerank_core.tiny_model import TINY_MODEL
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the suite may reach for the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Exact f32 stays the default even on a CPU that multiplies bf16 (the suite checks f32 scores to 1e-5); bf16 is
-# tested where asked for by name. Ray's workers inherit it.
-os.environ.setdefault("QWEN_RERANK_CPU_BF16", "off")
 # Files derived at load (OpenVINO graphs) go to a folder of this session, not the user's cache; tests of the export
 # cache name their own.
 _SESSION_CACHE = tempfile.mkdtemp(prefix="qwen-rerank-test-cache-")

@@ -3,6 +3,7 @@ where the CPU multiplies it; elsewhere dtype bf16 falls back to f32 with one log
 
 import logging
 import xml.etree.ElementTree as ElementTree
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,9 +12,10 @@ from scipy.stats import spearmanr
 from rerank_core import ConfigError, Dtype
 from rerank_core.backends.onnx import OnnxQwen3Scorer
 from rerank_core.backends.onnx.openvino_ir import IR_NAME, cached_ir, group_query_attention
-from rerank_core.backends.onnx.openvino_session import NO_BF16, OpenVinoSession, cpu_runs_bf16
-from rerank_core.backends.onnx.session import AUTO_BF16_ENV, choose_precision
+from rerank_core.backends.onnx.openvino_session import NO_BF16, OpenVinoSession, bf16_available, cpu_runs_bf16
+from rerank_core.backends.onnx.session import choose_precision
 from rerank_core.locate.folder import ModelFolder
+from rerank_core.scorer import Prepared
 
 pytestmark = pytest.mark.slow
 BF16_CPU = cpu_runs_bf16()
@@ -161,8 +163,7 @@ def test_bf16_names_the_f32_graph_it_runs(tiny_export, tmp_path):
     folder = ModelFolder.read(tiny_export)
     graph = folder.choose_graph(Dtype.BF16, "cpu", bf16=True)
     assert graph.dtype is Dtype.BF16 and graph.path.name == "model.onnx"
-    assert folder.choose_graph(None, "cpu", bf16=True).dtype is Dtype.BF16
-    assert folder.choose_graph(None, "cpu", bf16=False).dtype is Dtype.F32
+    assert folder.choose_graph(None, "cpu", bf16=True).dtype is Dtype.F32  # never chosen unless named
     int8_only = ModelFolder(**{**folder.__dict__, "graphs": tuple(g for g in folder.graphs if g.dtype is Dtype.INT8)})
     with pytest.raises(Exception, match="no bf16 graph.*--dtype f32"):
         int8_only.choose_graph(Dtype.BF16, "cpu", bf16=True)
@@ -179,21 +180,20 @@ def test_bf16_without_bf16_instructions_runs_f32_and_says_why_once(tiny_export, 
     np.testing.assert_array_equal(scorer.score(mixed_pairs), f32)
 
 
-@needs_no_bf16
-def test_unset_dtype_stays_f32_on_ort_without_bf16_instructions(tiny_export, monkeypatch):
-    monkeypatch.setenv(AUTO_BF16_ENV, "auto")
-    scorer = OnnxQwen3Scorer.open(tiny_export)
+def test_unset_dtype_is_exact_f32_on_every_cpu_and_one_line_says_what_runs_faster(
+    tiny_export, official, mixed_pairs, caplog
+):
+    with caplog.at_level(logging.INFO, logger="rerank_core"):
+        scorer = OnnxQwen3Scorer.open(tiny_export)
     assert scorer.dtype is Dtype.F32 and scorer.session.get_providers() == ["CPUExecutionProvider"]
-
-
-@needs_bf16
-def test_unset_dtype_takes_bf16_on_a_bf16_cpu_unless_turned_off(tiny_export, monkeypatch):
-    monkeypatch.setenv(AUTO_BF16_ENV, "auto")
-    scorer = OnnxQwen3Scorer.open(tiny_export)
-    assert scorer.dtype is Dtype.BF16 and scorer.session.get_providers() == ["OpenVINO CPU (bf16)"]
-    monkeypatch.setenv(AUTO_BF16_ENV, "off")
-    assert OnnxQwen3Scorer.open(tiny_export).dtype is Dtype.F32
-    assert OnnxQwen3Scorer.open(tiny_export, dtype="bf16").dtype is Dtype.BF16  # asked for by name: still bf16
+    np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=TOL)
+    hints = [r.getMessage() for r in caplog.records if "faster here" in r.getMessage()]
+    assert len(hints) == 1 and "dtype='int8' measured" in hints[0]  # the folder has an int8 graph
+    assert ("dtype='bf16' measured" in hints[0]) == bf16_available()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="rerank_core"):
+        assert OnnxQwen3Scorer.open(tiny_export, dtype="f32").dtype is Dtype.F32  # chosen by name: nothing to say
+    assert not [r for r in caplog.records if "faster here" in r.getMessage()]
 
 
 @needs_bf16
@@ -204,3 +204,74 @@ def test_bf16_stays_near_the_official_recipe_and_keeps_its_order(tiny_export, of
     ours, reference = scorer.score(mixed_pairs), official(mixed_pairs)
     np.testing.assert_allclose(ours, reference, atol=BF16_TOL)
     assert spearmanr(ours, reference).statistic >= 0.98
+
+
+# Qwen3-Reranker-0.6B's attention (16 query heads over 8 K/V heads of 128) on 2 small layers: enough for OpenVINO's bf16
+# attention to show how far a call was padded (4e-4 with calls not padded to whole key blocks); the tiny model's 4
+# heads of 16 never showed it.
+WIDE_ATTENTION = dict(
+    num_attention_heads=16, num_key_value_heads=8, head_dim=128, hidden_size=128, initializer_range=0.1
+)
+
+
+@pytest.fixture(scope="module")
+def wide_attention_export(tmp_path_factory):
+    """A small model with the 0.6B's attention shape, exported f32."""
+    from rerank_core.export import export_checkpoint
+    from rerank_core.tiny_model import build_checkpoint
+
+    folder = tmp_path_factory.mktemp("wide-attention")
+    return export_checkpoint(
+        build_checkpoint(folder / "checkpoint", shape=WIDE_ATTENTION), folder / "x", dtypes=["f32"]
+    )
+
+
+@needs_bf16
+def test_a_bf16_score_does_not_depend_on_what_shares_its_call(wide_attention_export, mixed_pairs):
+    """Padding, call-mates, call size and prefix sharing move no bf16 score beyond 1e-4: each pair scored alone, with
+    every other pair in one call, in reverse order, in 48-token calls, with its query's prompt run once or per row."""
+    whole = OnnxQwen3Scorer.open(wide_attention_export, dtype="bf16", share_prefix=False, token_budget=100_000)
+    alone = np.array([whole.score([pair])[0] for pair in mixed_pairs])
+    for share_prefix in (True, False):
+        for budget in (48, 100_000):
+            scorer = OnnxQwen3Scorer.open(
+                wide_attention_export, dtype="bf16", share_prefix=share_prefix, token_budget=budget
+            )
+            np.testing.assert_allclose(scorer.score(mixed_pairs), alone, atol=TOL)
+            np.testing.assert_allclose(scorer.score(mixed_pairs[::-1])[::-1], alone, atol=TOL)
+    spread = OnnxQwen3Scorer.open(wide_attention_export, dtype="f32").score(mixed_pairs)
+    assert np.abs(alone - spread).max() > TOL  # it did run bf16
+
+
+@needs_bf16
+@pytest.mark.parametrize("aggregate", ["max", "mean"])
+def test_a_bf16_chunked_score_is_the_aggregate_of_its_windows_scored_alone(wide_attention_export, aggregate):
+    long = " ".join(f"passage {i} about cats, dogs and the weather in Paris." for i in range(40))
+    pairs = [("what do cats like?", long), ("weather in Paris?", long[:500]), ("what do cats like?", "cats nap")]
+    scorer = OnnxQwen3Scorer.open(wide_attention_export, dtype="bf16", max_length=256, token_budget=512)
+    spec = {"mode": "chunk", "window_tokens": 40, "overlap_tokens": 8, "aggregate": aggregate}
+    chunked = scorer.prepare(pairs, long_documents=spec)
+    scores = scorer.score_prepared([chunked])[0].scores
+    windows = replace(chunked.payload, row_starts=None, spans=None)  # every window a pair of its own
+    rows = len(windows.ids)
+    one_per_window = Prepared([pairs[0]] * rows, None, windows.lengths, windows.truncated, windows)
+    alone = np.array([scorer.score_prepared([one_per_window.select([r])])[0].scores[0] for r in range(rows)])
+    starts = chunked.payload.row_starts
+    assert np.diff(starts).tolist()[0] > 8  # the long document spans many windows
+    for i in range(len(pairs)):
+        window = alone[starts[i] : starts[i + 1]]
+        assert abs(scores[i] - {"max": np.max, "mean": np.mean}[aggregate](window)) <= TOL, i
+
+
+def test_a_cached_score_is_never_served_to_another_dtype(tiny_export, mixed_pairs):
+    """The score cache's keys name the graph and the dtype: a pair scored in bf16 (or int8) is another entry."""
+    keys = {}
+    for dtype in ("f32", "bf16", "int8"):
+        scorer = OnnxQwen3Scorer.open(tiny_export, dtype=dtype)
+        keys[scorer.dtype] = scorer.cache_keys(scorer.prepare(mixed_pairs))
+    again = OnnxQwen3Scorer.open(tiny_export, dtype="f32")
+    assert again.cache_keys(again.prepare(mixed_pairs)) == keys[Dtype.F32]
+    assert len(keys) == 3 or not BF16_CPU  # bf16 falls back to f32 where the CPU lacks it
+    for a in keys.values():
+        for b in keys.values():
+            assert a is b or not set(a) & set(b)

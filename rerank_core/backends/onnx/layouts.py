@@ -96,6 +96,7 @@ class PastKvLayout(GraphLayout):
         if not past:
             raise ModelFormatError(f"{self.name} graph without past_key_i/past_value_i inputs")
         self._present_names = [name.removeprefix("past_") for name in self._past_names]
+        self._key_block = getattr(session, "key_block", 1)  # an ONNX Runtime session needs none
         _, heads, _, head_dim = past[0].shape
         self._empty = Prefix(tuple(np.zeros((1, heads, 0, head_dim), _TYPES[past[0].type]) for _ in past), 0)
 
@@ -111,17 +112,25 @@ class PastKvLayout(GraphLayout):
         tensors, length = list(prefix.tensors), prefix.length
         for start in range(0, len(ids), max(chunk, 1)):
             part = ids[start : start + chunk][None, :]
+            width = part.shape[1]
             new = self.session.run(
-                self._present_names, self._feed(part, np.array([part.shape[1] - 1]), Prefix(tuple(tensors), length))
+                self._present_names,
+                self._feed(self._whole_blocks(part, length), np.array([width - 1]), Prefix(tuple(tensors), length)),
             )
             for layer, add in enumerate(new):  # one layer at a time: a long row never holds two copies of its K/V
-                tensors[layer] = np.concatenate([tensors[layer], add], axis=2)
-            length += part.shape[1]
+                tensors[layer] = np.concatenate([tensors[layer], add[:, :, :width]], axis=2)
+            length += width
         return Prefix(tuple(tensors), length)
 
     def run(self, batch: Batch, prefix: Prefix) -> np.ndarray:
-        feed = self._feed(batch.input_ids, batch.last_index, prefix)
+        feed = self._feed(self._whole_blocks(batch.input_ids, prefix.length), batch.last_index, prefix)
         return self.session.run([self.output], feed)[0].astype(np.float32)
+
+    def _whole_blocks(self, input_ids: np.ndarray, past: int) -> np.ndarray:
+        """`input_ids` padded on the right until past + new keys fill whole blocks of the session's `key_block`
+        (OpenVINO bf16: see BF16_KEY_BLOCK); a causal graph's real tokens never see the added ones."""
+        extra = -(past + input_ids.shape[1]) % self._key_block
+        return np.pad(input_ids, ((0, 0), (0, extra))) if extra else input_ids
 
     def _feed(self, input_ids: np.ndarray, last_index: np.ndarray, prefix: Prefix) -> dict:
         return {"input_ids": input_ids, "last_index": last_index, **dict(zip(self._past_names, prefix.tensors))}

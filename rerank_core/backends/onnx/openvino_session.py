@@ -16,6 +16,11 @@ from .openvino_ir import cached_ir
 
 INSTALL_HINT = "pip install 'qwen-rerank[openvino]'"
 NO_BF16 = "this CPU has neither AMX-BF16 nor AVX512-BF16"
+# OpenVINO's CPU attention sums its keys a vector (16 f32) at a time and the remainder apart, so in bf16 a pair's
+# score moved with how far its call was padded (by up to 2.5e-3 on the 0.6B shape, AVX512-BF16): a call whose keys
+# (past + new) fill whole blocks of 16 scores each pair bit-identically whatever shares it (32 measured the same,
+# ~5% slower). Padding a call to whole blocks costs 7.5 tokens a row on average.
+BF16_KEY_BLOCK = 16
 _ONNX_TYPES = {"f32": "tensor(float)", "f16": "tensor(float16)", "i64": "tensor(int64)", "i32": "tensor(int32)"}
 
 
@@ -51,6 +56,7 @@ class OpenVinoSession:
     def __init__(self, compiled):
         self.compiled = compiled  # an OpenVINO CompiledModel of one of our graphs
         self.precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.key_block = BF16_KEY_BLOCK if self.precision == "bf16" else 1  # calls' keys come in multiples of this
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()  # an infer request runs one call at a time; ORT sessions allow concurrent runs
 

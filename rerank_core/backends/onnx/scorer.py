@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from ...config import (
     LongDocuments,
     LongDocumentsSetting,
 )
+from ...dtypes import Dtype
 from ...formatting import content_head, format_content
 from ...locate.folder import ModelFolder
 from ...planning import budget_batches, plan_prefix_groups
@@ -27,7 +29,17 @@ from ...tokenization import EncodedPairs, PairTokenizer
 from ...windows import aggregate_windows
 from .layouts import GraphLayout, Prefix, open_layout
 from .prefix_cache import PrefixCache
-from .session import choose_precision, open_graph, resolve_device, session_device
+from .session import choose_precision, faster_dtypes, open_graph, resolve_device, session_device
+
+log = logging.getLogger(__name__)
+
+
+def _say_faster_dtypes(folder: ModelFolder) -> None:
+    """One info line when a model loads in f32 by default where a faster dtype could run: which, by how much, how."""
+    faster = faster_dtypes({g.dtype for g in folder.graphs if not g.for_gpu})
+    if faster:
+        choices = "; ".join(f"dtype='{dtype.value}' measured {gain}" for dtype, gain in faster.items())
+        log.info("%s: exact f32 (the default); faster here, chosen by name: %s", folder.name, choices)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -60,6 +72,8 @@ class OnnxQwen3Scorer(Scorer):
         dtype, bf16 = choose_precision(options.dtype, device)
         self.graph = folder.choose_graph(dtype, device, options.graph_variant, bf16=bf16)
         self.dtype = self.graph.dtype
+        if options.dtype is None and device == "cpu" and self.dtype is Dtype.F32:
+            _say_faster_dtypes(folder)
         self.tokenizer = PairTokenizer(
             folder.tokenizer,
             pad_id=folder.pad_id,
@@ -129,12 +143,12 @@ class OnnxQwen3Scorer(Scorer):
         return Prepared(pairs, instruction, per_pair(lengths), per_pair(encoded.truncated), encoded, per_pair(costs))
 
     def cache_keys(self, prepared: Prepared) -> list[bytes]:
-        """A pair's token ids say all its score depends on: template, instruction, query, document after truncation
-        (in chunk mode: every window's ids and how they aggregate)."""
+        """A pair's token ids and the dtype that computes it say all its score depends on: template, instruction,
+        query, document after truncation (in chunk mode: every window's ids and how they aggregate), precision."""
         encoded: EncodedPairs = prepared.payload
         starts, keys = encoded.starts, []
         for i in range(len(prepared)):
-            digest = hashlib.blake2b(digest_size=16)
+            digest = hashlib.blake2b(self.graph.path.name.encode() + b"\0" + self.dtype.value.encode(), digest_size=16)
             if encoded.row_starts is not None:
                 digest.update(encoded.aggregate.encode())
             for row in encoded.ids[starts[i] : starts[i + 1]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from pathlib import Path
 
 from ...dtypes import Dtype
@@ -71,33 +70,38 @@ def open_session(graph: Path, device: str, intra_op_threads: int | None) -> ort.
     return session
 
 
-# Set to "off" to keep exact f32 as the CPU default on CPUs that multiply bf16 (dtype bf16 still runs bf16).
-AUTO_BF16_ENV = "QWEN_RERANK_CPU_BF16"
-
-
-def auto_bf16_allowed() -> bool:
-    """False when $QWEN_RERANK_CPU_BF16 turns the automatic choice of bf16 off ('off', '0', 'false', 'no')."""
-    return os.environ.get(AUTO_BF16_ENV, "auto").strip().lower() not in ("off", "0", "false", "no")
+# What the faster CPU dtypes measured against our f32 on the 0.6B shape, 2 threads, 48 mixed pairs (docs/benchmarks.md:
+# AMD Zen 4 with AVX512-BF16, an Intel Xeon with AMX): said when a model loads in f32 where one of them is available.
+FASTER_ON_CPU = {
+    Dtype.BF16: "2.5-2.8x the pairs/s at Spearman 0.998-0.999 against f32 (scores move by up to ~0.004)",
+    Dtype.INT8: "2.0-2.8x the pairs/s at Spearman 0.987-0.996 against f32 (scores move by up to ~0.025)",
+}
 
 
 def choose_precision(requested: Dtype | None, device: str) -> tuple[Dtype | None, bool]:
     """For a scorer that asked for `requested` on `device` ('cpu' or 'cuda'): the dtype to choose its graph by, and
-    whether this machine computes bf16 (so the f32 graph may serve as the bf16 one).
+    whether the f32 graph serves as the bf16 one (bf16 asked for, and this machine computes it).
 
-    Asked for (dtype bf16): bf16 on a CPU whose instructions multiply it (OpenVINO must be installed), else f32 after
-    one log line saying why. Not asked for (dtype None): bf16 may be chosen only where OpenVINO is installed and the
-    CPU has them, so a plain install never changes what it computes, and not when $QWEN_RERANK_CPU_BF16 is off.
+    Not asked for (dtype None): the device's exact default, f32 on every CPU. Asked for bf16: bf16 on a CPU whose
+    instructions multiply it (OpenVINO must be installed), else f32 after one log line saying why.
     """
-    if requested is Dtype.BF16:
-        if device != "cpu":
-            raise ConfigError(
-                "dtype: bf16 is the CPU path (OpenVINO on AMX-BF16 or AVX512-BF16): set device: cpu, or f16"
-            )
-        if cpu_runs_bf16():
-            return Dtype.BF16, True
-        log.warning("dtype bf16: %s; running the f32 graph in f32", NO_BF16)
-        return Dtype.F32, False
-    return requested, requested is None and device == "cpu" and auto_bf16_allowed() and bf16_available()
+    if requested is not Dtype.BF16:
+        return requested, False
+    if device != "cpu":
+        raise ConfigError("dtype: bf16 is the CPU path (OpenVINO on AMX-BF16 or AVX512-BF16): set device: cpu, or f16")
+    if cpu_runs_bf16():
+        return Dtype.BF16, True
+    log.warning("dtype bf16: %s; running the f32 graph in f32", NO_BF16)
+    return Dtype.F32, False
+
+
+def faster_dtypes(graph_dtypes: set[Dtype]) -> dict[Dtype, str]:
+    """The dtypes faster than f32 that a CPU scorer could load here (bf16 where this CPU multiplies it and OpenVINO
+    is installed, int8 where the folder has that graph), each with what it measured."""
+    available = {Dtype.INT8} & graph_dtypes
+    if Dtype.F32 in graph_dtypes and bf16_available():
+        available.add(Dtype.BF16)
+    return {dtype: FASTER_ON_CPU[dtype] for dtype in FASTER_ON_CPU if dtype in available}
 
 
 def open_graph(graph: GraphFile, device: str, intra_op_threads: int | None, cache_dir: str | None = None):
