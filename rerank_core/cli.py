@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", required=True)
     p.add_argument("--documents", default="-", help="file with one document per line, or - for stdin")
     p.add_argument("--top-k", type=int)
-    p.add_argument("--dtype", default=None, help="f32, f16, int8 or bf16 (default: what suits the device)")
+    p.add_argument("--dtype", default=None, help="f32, f16, int8 or bf16 (default: exact f32 on a CPU, f16 on a GPU)")
     p.add_argument("--instruction")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_score)
