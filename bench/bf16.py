@@ -9,8 +9,8 @@ row is the library's `dtype: bf16`; the row "every node bf16" compiles the rewri
 each. Δ and Spearman are against ONNX Runtime f32, which matches the official recipe to 1e-5
 (tests/rerank_core/test_parity.py). The last column is each row's stability: how far its first `--alone` pairs
 scored one per call stray from their scores in the shared calls (0 for dtype bf16 since its calls fill whole key
-blocks; the unmarked row's calls are padded only to their longest row, as before, and may stray). On a CPU without AMX-BF16 or
-AVX512-BF16 OpenVINO computes f32 whatever the hint, so the bf16 rows are left out and say so.
+blocks; the unmarked row's calls are padded only to their longest row, as before, and may stray). On a CPU
+without AMX-BF16 or AVX512-BF16 OpenVINO computes f32 whatever the hint, so the bf16 rows are left out and say so.
 
 Run: python bench/bf16.py [--pairs 24] [--rounds 2] [--threads 2] [--alone 12]
 """
