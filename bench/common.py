@@ -112,12 +112,12 @@ CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "am
 
 def cpu_description() -> str:
     """This machine's CPU for a table's title: model name, logical cores and the features that matter here (Linux)."""
+    from rerank_core.cpu import cpu_flags
+
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    flags = set(fields.get("flags", "").split())
-    has = [f for f in CPU_FEATURES if f in flags]
-    return f"CPU: {fields.get('model name', 'unknown')}, {os.cpu_count()} logical cores, {' '.join(has) or 'no AVX2'}"
+    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
+    has = [f for f in CPU_FEATURES if f in cpu_flags()]
+    return f"CPU: {names[0] if names else 'unknown'}, {os.cpu_count()} logical cores, {' '.join(has) or 'no AVX2'}"
 
 
 def reset_peak_rss() -> None:

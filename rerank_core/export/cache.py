@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..cache_dir import CACHE_ENV, build_once, cache_key, cache_root, entry_label, hub_snapshot, source_identity
+from ..cpu import int8_weight_bits
 from ..dtypes import Dtype
 from ..locate.manifest import MANIFEST_NAME
 from .graph import CUDA_GRAPH_NAMES, EXPORTER_VERSION, export_checkpoint
@@ -18,6 +19,13 @@ log = logging.getLogger(__name__)
 def export_key(identity: str, dtype: Dtype, exporter_version: str) -> str:
     """A short stable key for (source, dtype, exporter version)."""
     return cache_key(source=identity, dtype=dtype.value, exporter=exporter_version)
+
+
+def export_version(dtype: Dtype, *, gpu_graph: bool) -> str:
+    """What made an export of `dtype`, for its cache key: the exporter, the GPU graph, and an int8 graph's weight bits
+    (they follow the CPU, and CPUs of both kinds may share one cache)."""
+    version = EXPORTER_VERSION + ("+cuda" if gpu_graph else "")
+    return version + (f"+w{int8_weight_bits()}" if dtype is Dtype.INT8 else "")
 
 
 def cached_export(
@@ -31,8 +39,7 @@ def cached_export(
     """
     root = cache_root(cache_dir)
     cuda_dtypes = [dtype] if gpu_graph and dtype in CUDA_GRAPH_NAMES else []
-    version = EXPORTER_VERSION + ("+cuda" if cuda_dtypes else "")
-    key = export_key(source_identity(src_dir, memo_dir=root), dtype, version)
+    key = export_key(source_identity(src_dir, memo_dir=root), dtype, export_version(dtype, gpu_graph=bool(cuda_dtypes)))
     snapshot = hub_snapshot(src_dir)
     final = root / f"{entry_label(snapshot[0] if snapshot else src_dir.name, 80)}-{dtype.value}-{key}"
 

@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..cpu import int8_weight_bits
 from ..dtypes import Dtype, graph_dtype
 from ..errors import ModelFormatError
 from ..locate.folder import CHECKPOINT_PATTERNS
@@ -195,15 +196,18 @@ def _export_cpu_graphs(
     for dtype in dtypes:
         log.info("exporting %s graph of %s", dtype.value, src_dir)
         target = staging / GRAPH_NAMES[dtype]
+        weight_bits = None
         if dtype is Dtype.INT8:
             f32 = staging / GRAPH_NAMES[Dtype.F32]
             if not f32.exists():
                 _export_graph(src_dir, f32, Dtype.F32, yes_id, no_id, layout)
             config = json.loads((src_dir / "config.json").read_text())
-            quantize_int8(f32, target, config["num_hidden_layers"], down_input_max=down_input_maxima(src_dir))
+            weight_bits = int8_weight_bits()
+            layers = config["num_hidden_layers"]
+            quantize_int8(f32, target, layers, down_input_max=down_input_maxima(src_dir), weight_bits=weight_bits)
         else:
             _export_graph(src_dir, target, dtype, yes_id, no_id, layout)
-        entries.append(GraphEntry(file=target.name, dtype=dtype, layout=layout))
+        entries.append(GraphEntry(file=target.name, dtype=dtype, layout=layout, weight_bits=weight_bits))
     if Dtype.F32 not in dtypes:  # f32 was only the input of quantization
         for f in staging.glob(GRAPH_NAMES[Dtype.F32] + "*"):  # model.onnx, model.onnx.data
             f.unlink()

@@ -7,16 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cpu import int8_weight_bits
+
 # One scale per token (not per tensor) keeps a token's int8 values independent of its batch-mates and padding, and
 # keeps one large token (the SwiGLU product is heavy-tailed) from flattening every other token to a few levels.
 # Activations become uint8 with zero point 128 (x / scale + 128, scale = max|x| / 127): u8 × s8 is the fast
 # integer GEMM on x86 (VNNI, AMX).
 ZERO_POINT = 128
 LEVELS = 127.0
-# Weights use 7 bits (±63) by default: CPUs without VNNI (AVX2, e.g. AMD Zen 3) multiply u8 × s8 with VPMADDUBSW,
-# which saturates each pair sum at int16; 2 × 255 × 63 = 32130 fits, 2 × 255 × 127 does not (it moved tiny-model
-# scores by 0.21 on a Zen 3). s8 activations keep 8-bit weights exact but ran 5× slower there (bench/int8.py).
-WEIGHT_BITS = 7
+# Weights use 8 bits where the exporting CPU sums u8 × s8 exactly (VNNI, AMX: half the score error of 7 bits on the
+# 0.6B shape, same speed) and 7 bits (±63) elsewhere: CPUs without VNNI (AVX2, e.g. AMD Zen 3) multiply u8 × s8 with
+# VPMADDUBSW, which saturates each pair sum at int16; 2 × 255 × 63 = 32130 fits, 2 × 255 × 127 does not (it moved
+# tiny-model scores by 0.21 on a Zen 3). s8 activations keep 8-bit weights exact but ran 5× slower there.
 EPS = 1e-12
 
 
@@ -89,13 +91,14 @@ def quantize_int8(
     *,
     down_input_max: np.ndarray | None = None,
     smoothing_alpha: float = 0.5,
-    weight_bits: int = WEIGHT_BITS,
+    weight_bits: int | None = None,
     signed_activations: bool = False,
 ) -> None:
     """Write `out_file`: `f32_graph` with each linear MatMul in int8 but the 1-D yes−no head and those of the decoder
     layers in `f32_layers` (None: `default_f32_layers`). Runs on ONNX Runtime (com.microsoft MatMulIntegerToFloat).
     `down_input_max` ([layers, intermediate], from calibration) smooths the down projections first.
-    `weight_bits` (≤ 8) and `signed_activations` (int8 instead of uint8) exist to compare recipes (bench/int8.py)."""
+    `weight_bits`: ≤ 8, None for this CPU's (`cpu.int8_weight_bits`); `signed_activations` (int8 instead of uint8)
+    exists to compare recipes (bench/int8.py)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -137,7 +140,7 @@ def quantize_int8(
             token_scaled[x] = (prefix + "q", prefix + "scale")
         quantized, scale = token_scaled[x]
         weight = arrays[w] if w in arrays else numpy_helper.to_array(weights[w])
-        w_int8, w_scale = _quantize_weight(weight, weight_bits)
+        w_int8, w_scale = _quantize_weight(weight, weight_bits or int8_weight_bits())
         replaced.add(w)
         graph.initializer.extend(
             [numpy_helper.from_array(w_int8, w + "_int8"), numpy_helper.from_array(w_scale, w + "_scale")]

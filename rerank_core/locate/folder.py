@@ -26,6 +26,7 @@ class GraphFile:
     path: Path
     dtype: Dtype
     layout: str | None
+    weight_bits: int | None = None  # int8 graphs: 8 or 7 (manifest.GraphEntry)
 
     @property
     def for_gpu(self) -> bool:
@@ -118,7 +119,9 @@ def _graphs(folder: Path, manifest: Manifest | None) -> tuple[GraphFile, ...]:
     """The graphs `folder` holds: the manifest's, else the file names third-party exports use."""
     if manifest is not None:
         return tuple(
-            GraphFile(folder / g.file, g.dtype, g.layout) for g in manifest.graphs if (folder / g.file).is_file()
+            GraphFile(folder / g.file, g.dtype, g.layout, g.weight_bits)
+            for g in manifest.graphs
+            if (folder / g.file).is_file()
         )
     found = []
     for dtype, names in GRAPH_CANDIDATES.items():

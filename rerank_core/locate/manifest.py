@@ -34,6 +34,7 @@ class GraphEntry(BaseModel):
     file: str
     dtype: Dtype
     layout: Layout
+    weight_bits: int | None = None  # int8 graphs since 0.5: 8 (exact on VNNI/AMX CPUs) or 7 (safe on any CPU)
 
 
 class Manifest(BaseModel):

@@ -1,16 +1,21 @@
 """The exporter writes the lean graph of DESIGN.md, and the packaged tiny model is what the builder makes."""
 
 import json
+import logging
 import shutil
 
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
+from onnx import TensorProto, numpy_helper
 
-from rerank_core import ModelFormatError
+from rerank_core import ModelFormatError, cpu
 from rerank_core.backends.onnx import OnnxQwen3Scorer, cuda_available
-from rerank_core.export import export_checkpoint, kv_names
+from rerank_core.backends.onnx import session as session_module
+from rerank_core.cpu import int8_weight_bits, multiplies_int8_exactly
+from rerank_core.dtypes import Dtype
+from rerank_core.export import EXPORTER_VERSION, export_checkpoint, kv_names
+from rerank_core.export.cache import export_version
 from rerank_core.export.calibration import down_input_maxima
 from rerank_core.export.quantize import quantize_int8, smooth_down_projections
 from rerank_core.locate.manifest import Manifest
@@ -87,15 +92,48 @@ def test_int8_graph_runs_every_linear_in_int8_but_the_head(tiny_export):
     assert integer == 7 * config["num_hidden_layers"]
 
 
-def test_int8_weights_leave_the_int16_headroom_of_cpus_without_vnni(tiny_export):
-    """u8 × s8 pair sums must fit int16 (VPMADDUBSW saturates there): weights stay within ±63."""
+def _int8_weight_range(graph_file) -> int:
+    """The largest |weight| among a graph's int8 initializers."""
     weights = [
         numpy_helper.to_array(t)
-        for t in onnx.load(str(tiny_export / "model_int8.onnx")).graph.initializer
-        if t.data_type == onnx.TensorProto.INT8
+        for t in onnx.load(str(graph_file)).graph.initializer
+        if t.data_type == TensorProto.INT8
     ]
-    assert weights and max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 63
-    assert max(int(np.abs(w.astype(np.int16)).max()) for w in weights) > 32  # 7 bits used, not fewer
+    return max(int(np.abs(w.astype(np.int16)).max()) for w in weights)
+
+
+def test_int8_weights_take_8_bits_where_the_cpu_sums_them_exactly_and_7_elsewhere(tiny_export):
+    """The manifest records the bits; 7-bit weights leave u8 × s8 pair sums within int16 (VPMADDUBSW saturates)."""
+    entry = next(g for g in Manifest.read(tiny_export).graphs if g.dtype == "int8")
+    assert entry.weight_bits == (8 if multiplies_int8_exactly() else 7) == int8_weight_bits()
+    largest = _int8_weight_range(tiny_export / "model_int8.onnx")
+    assert largest == 127 if entry.weight_bits == 8 else 32 < largest <= 63
+
+
+def test_a_cpu_without_vnni_quantizes_to_7_bits_and_keeps_its_own_cache_entry(tiny_export, tmp_path, monkeypatch):
+    """The export cache keys int8 by weight bits, so a CPU of the other kind never reads a graph made for this one."""
+    monkeypatch.setattr(cpu, "multiplies_int8_exactly", lambda: False)
+    quantize_int8(tiny_export / "model.onnx", tmp_path / "model_int8.onnx", 2)
+    assert 32 < _int8_weight_range(tmp_path / "model_int8.onnx") <= 63
+    without_vnni = export_version(Dtype.INT8, gpu_graph=False)
+    monkeypatch.setattr(cpu, "multiplies_int8_exactly", lambda: True)
+    assert export_version(Dtype.INT8, gpu_graph=False) != without_vnni
+    assert export_version(Dtype.F32, gpu_graph=False) == EXPORTER_VERSION  # other dtypes keep their entries
+
+
+def test_an_8_bit_graph_on_a_cpu_without_vnni_warns_how_to_export_one_for_it(
+    tiny_export, tmp_path, monkeypatch, caplog
+):
+    folder = shutil.copytree(tiny_export, tmp_path / "tiny")
+    manifest = Manifest.read(folder)
+    manifest.graphs = [g.model_copy(update={"weight_bits": 8}) if g.dtype == "int8" else g for g in manifest.graphs]
+    manifest.write(folder)
+    monkeypatch.setattr(session_module, "multiplies_int8_exactly", lambda: False)
+    with caplog.at_level(logging.WARNING, logger=session_module.__name__):
+        OnnxQwen3Scorer.open(folder, dtype="int8")
+        OnnxQwen3Scorer.open(folder)  # f32: nothing to say
+    warned = [r.getMessage() for r in caplog.records if "8-bit weights" in r.getMessage()]
+    assert len(warned) == 1 and "--dtype int8" in warned[0]
 
 
 def test_smoothing_the_down_projections_leaves_the_f32_function_unchanged(tiny_export, tmp_path, mixed_pairs):

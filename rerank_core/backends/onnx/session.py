@@ -7,6 +7,7 @@ import functools
 import logging
 from pathlib import Path
 
+from ...cpu import EXACT_INT8_WEIGHT_BITS, multiplies_int8_exactly
 from ...dtypes import Dtype
 from ...errors import ConfigError
 from ...locate.folder import GraphFile
@@ -110,6 +111,13 @@ def open_graph(graph: GraphFile, device: str, intra_op_threads: int | None, cach
     if graph.dtype is Dtype.BF16:
         log.info("%s: bf16 on OpenVINO (this CPU multiplies bf16)", graph.path.name)
         return OpenVinoSession.open(graph.path, precision="bf16", threads=intra_op_threads, cache_dir=cache_dir)
+    if graph.weight_bits == EXACT_INT8_WEIGHT_BITS and not multiplies_int8_exactly():
+        log.warning(
+            "%s holds 8-bit weights (exported on a CPU with VNNI or AMX); this CPU has neither, and its int8 products "
+            "saturate, which can move scores by ~0.2: export int8 on this machine (rerank export SRC --out DIR "
+            "--dtype int8 writes 7-bit weights here)",
+            graph.path.name,
+        )
     return open_session(graph.path, device, intra_op_threads)
 
 
