@@ -9,7 +9,7 @@ UV_VERSION := 0.13.9
 PIP_LINKS := $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
 export UV_FIND_LINKS ?= $(PIP_LINKS)
 
-.PHONY: demo test lint format lock bench clean tiny-model
+.PHONY: demo test lint format lock bench clean tiny-model gpu-bundle
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ format: $(STAMP)
 # Benchmarks (not tests): each prints a Markdown table; the first run builds the 0.6B-shape model (~10 min).
 bench: $(STAMP)
 	for b in scorer peers int8 session_options serve offline load first_load; do $(BIN)/python bench/$$b.py || exit 1; done
+
+# The GPU box's offline bundle (onnxruntime-gpu, Ray Serve/Data, the web stack) for its Python 3.12, in pieces of at
+# most 60 MB under gpu-bundle/part-NN/: carry each, then run bench/gpu_run.sh there (docs/gpu.md).
+gpu-bundle: $(STAMP)
+	$(BIN)/python bench/gpu_bundle.py --out gpu-bundle
 
 tiny-model: $(STAMP)
 	$(BIN)/rerank tiny-model rerank_core/assets/tiny-qwen3-reranker --overwrite
