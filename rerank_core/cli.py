@@ -16,6 +16,7 @@ from .errors import RerankError
 from .tokenization import DEFAULT_MAX_LENGTH
 
 log = logging.getLogger("rerank")
+OUR_LOGGERS = ("rerank", "rerank_core", "serve", "pipelines")
 
 
 def _read_documents(source: str) -> list[str]:
@@ -150,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rerank` console script."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for ours in OUR_LOGGERS:  # our progress at INFO; other libraries' INFO lines are their internals
+        logging.getLogger(ours).setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -112,6 +112,7 @@ def build_checkpoint(
     import torch
     from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
+    from .export.quiet import quiet_export
     from .qwen_tokenizer import qwen_tokenizer
 
     out = Path(out_dir)
@@ -131,7 +132,8 @@ def build_checkpoint(
     )
     torch.manual_seed(seed)
     model = Qwen3ForCausalLM(config).eval()
-    model.to(getattr(torch, weights or ("bfloat16" if full_size else "float32"))).save_pretrained(out)
+    with quiet_export():  # no progress bar for a model this size
+        model.to(getattr(torch, weights or ("bfloat16" if full_size else "float32"))).save_pretrained(out)
     PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, pad_token="<|endoftext|>", eos_token="<|im_end|>", padding_side="left"
     ).save_pretrained(out)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..formatting import PREFIX, SUFFIX, format_content
+from .quiet import quiet_export
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def down_input_maxima(checkpoint: str | Path, pairs=CALIBRATION_PAIRS) -> np.nda
 
     log.info("calibrating the int8 graph's down projections on %d pairs", len(pairs))
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    with quiet_export():
+        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
     layers = model.model.layers
     maxima = [torch.zeros(layer.mlp.down_proj.in_features) for layer in layers]
 

@@ -18,6 +18,7 @@ from ..locate.manifest import GraphEntry, Manifest
 from ..tokenization import DEFAULT_MAX_LENGTH
 from .calibration import down_input_maxima
 from .quantize import quantize_int8
+from .quiet import quiet_export
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,12 @@ def kv_names(num_layers: int, prefix: str = "past_") -> list[str]:
 
 def _export_graph(src_dir: Path, out_file: Path, dtype: Dtype, yes_id: int, no_id: int, layout: str) -> None:
     """Export one graph of `layout` (see backends/onnx/layouts.py): past_kv, causal, plain or full_logits."""
+    with quiet_export():
+        _export_quietly(src_dir, out_file, dtype, yes_id, no_id, layout)
+
+
+def _export_quietly(src_dir: Path, out_file: Path, dtype: Dtype, yes_id: int, no_id: int, layout: str) -> None:
+    """_export_graph's work, under quiet_export."""
     torch, model = _load(src_dir, dtype)
     from .heads import HEADS
 

@@ -31,3 +31,14 @@ def test_cli_error_is_one_line_and_exit_2():
         text=True,
     )
     assert proc.returncode == 2 and proc.stderr.startswith("error: ")
+
+
+def test_building_and_exporting_a_model_prints_our_progress_and_no_third_party_noise(tmp_path):
+    """The exporter stack's notes (torchvision missing, deprecations, optimizer INFO lines, progress bars) stay out."""
+    proc = subprocess.run(
+        [RERANK, "tiny-model", str(tmp_path / "tiny")], capture_output=True, text=True, check=True, timeout=300
+    )
+    said = proc.stdout + proc.stderr
+    assert "INFO rerank_core.export.graph: exporting f32 graph" in said and "tiny model written to" in said
+    noise = ["torchvision", "Warning", "onnxscript", "onnx_ir", "Loading weights", "Writing model shards"]
+    assert [n for n in noise if n in said] == [], said
