@@ -4,6 +4,7 @@ from .api import DocumentRank, Reranker, RerankerResult
 from .dtypes import Dtype
 from .errors import (
     ConfigError,
+    DeviceMemoryError,
     InvalidInputError,
     ModelFormatError,
     ModelNotFoundError,
@@ -15,6 +16,7 @@ from .scorer import ScoreOutput, Scorer
 
 __all__ = [
     "ConfigError",
+    "DeviceMemoryError",
     "DocumentRank",
     "Dtype",
     "InvalidInputError",

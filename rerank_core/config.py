@@ -122,6 +122,12 @@ class LocalOptions(StrictModel):
         description="K/V of recent queries' shared prefixes kept across calls (with share_prefix); 0: off",
     )
     intra_op_threads: int | None = Field(default=None, ge=1, description="ONNX Runtime threads; None: its default")
+    memory_limit_mib: int | None = Field(
+        default=None,
+        ge=1,
+        description="cap on ONNX Runtime's memory arena for a model call (CUDA: gpu_mem_limit, e.g. per replica "
+        "sharing a GPU; CPU: one arena per process); a call that does not fit is split; None: no cap",
+    )
     max_length: int | None = Field(default=None, ge=64, description="tokens per pair; None: the model's (8192)")
     token_budget: int | None = Field(
         default=None, ge=1, description=f"rows × longest per model call; None: {TOKEN_BUDGET} by device"

@@ -32,6 +32,10 @@ class ConfigError(RerankError, ValueError):
     """A configuration file or value failed validation; the message carries the key path."""
 
 
+class DeviceMemoryError(RerankError, MemoryError):
+    """A model call did not fit the device's free memory even one row at a time; retryable once memory frees up."""
+
+
 class UpstreamError(RerankError):
     """A remote reranking service answered with an error after retries; never carries the API key."""
 

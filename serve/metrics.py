@@ -72,6 +72,14 @@ class ReplicaMetrics:
             description="queued pairs never scored: their request was cancelled or passed its deadline",
             tag_keys=("reason",),
         )
+        self.calls_split = Counter(
+            "rerank_model_calls_split",
+            description="model calls split in halves because the device's memory refused them whole",
+        )
+        self.device_memory_errors = Counter(
+            "rerank_device_memory_errors",
+            description="requests answered 503 because a call did not fit the device's memory even one row at a time",
+        )
         self.cache_hits = Counter("rerank_score_cache_hits", description="pairs answered from the score cache")
         self.cache_misses = Counter("rerank_score_cache_misses", description="pairs the score cache did not hold")
 

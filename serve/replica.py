@@ -12,6 +12,7 @@ import numpy as np
 from ray import serve
 
 from rerank_core.config import load_reranker
+from rerank_core.errors import DeviceMemoryError
 from rerank_core.scorer import top_indices
 
 from . import protocols as p
@@ -96,6 +97,9 @@ class Reranker:
             scored = await self.scheduler.score(prepared, timeout_s)
         except DeadlineExceeded as exc:
             raise p.ApiError(504, p.TIMEOUT_HEADER, str(exc)) from None
+        except DeviceMemoryError as exc:  # retryable: the replica goes on serving
+            self.metrics.device_memory_errors.inc()
+            raise p.ApiError(503, None, str(exc)) from None
         out = scored.output
         self.metrics.pairs.inc(len(call.pairs))
         self.metrics.tokens.inc(out.total_tokens)

@@ -177,6 +177,7 @@ class Scheduler:
         self.stats = {"calls": 0, "pairs_scored": 0, "pairs_dropped": 0, "cache_hits": 0, "cache_misses": 0}
         self._jobs: list[Job] = []
         self._tokens_per_s = 0.0  # cost tokens scored per second, recent calls weighted most
+        self._splits_seen = 0  # the scorer's memory_splits already counted
         self._small_seen = -float("inf")  # when the last request that fits one call arrived
         self._lock = threading.Condition()
         threading.Thread(target=self._work, name="rerank-scheduler", daemon=True).start()
@@ -292,10 +293,12 @@ class Scheduler:
                 outputs = self.scorer.score_prepared([part for _, part in scored])
             except Exception as exc:  # the call failed for every request in it; the others go on
                 log.exception("a model call failed for %d requests", len(step))
+                self._count_splits()
                 with self._lock:
                     for take in step:
                         self._finish(take.job, exc)
                 continue
+            self._count_splits()
             seconds = time.perf_counter() - started
             tokens = sum(int(part.costs.sum()) for part in parts) + sum(take.cut[1] for take in step if take.cut)
             rate = tokens / max(seconds, 1e-6)
@@ -310,6 +313,13 @@ class Scheduler:
                         take.job.advanced(*take.cut, state, now)
                 for (take, _), out in zip(scored, outputs):
                     self._deliver(take.job, take.rows, out)
+
+    def _count_splits(self) -> None:
+        """Count the calls the scorer split since the last look because the device's memory refused them whole."""
+        splits = getattr(self.scorer, "memory_splits", 0)
+        if splits > self._splits_seen:
+            self._observe("calls_split", splits - self._splits_seen)
+            self._splits_seen = splits
 
     def _prefill(self, take: Take) -> Any:
         """Compute a cut pair's tokens ahead, continuing its state when it is the job's partial pair."""

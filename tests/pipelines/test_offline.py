@@ -73,6 +73,21 @@ def test_pairs_layout_scores_every_row_exactly_and_keeps_bad_ones(tmp_path, tiny
     assert out.schema.field("score").type == pa.float32()
 
 
+def test_batches_over_the_device_memory_are_split_and_a_row_that_never_fits_is_flagged(tmp_path, tiny_reranker):
+    """Actors with a capped arena (memory_limit_mib: real allocation failures, as a GPU out of memory gives): every
+    row out exactly once, each that fits scored as uncapped, the one too big alone flagged DeviceMemoryError."""
+    documents = [f"document {i}: " + "some words about things " * 40 for i in range(31)] + ["word " * 3000]
+    n = len(documents)
+    table = pa.table({"id": [f"r{i}" for i in range(n)], "query": ["what is it about?"] * n, "document": documents})
+    model = {**MODEL, "memory_limit_mib": 64, "token_budget": 8192, "max_rows_per_call": 32}
+    summary, out = job(tmp_path, table, model=model, compute={**COMPUTE, "batch_size": 32})
+    rows = by_id(out)
+    assert out.num_rows == n and sorted(rows) == sorted(table.column("id").to_pylist()) and summary.failed_rows == 1
+    assert "DeviceMemoryError" in rows[f"r{n - 1}"]["error"] and rows[f"r{n - 1}"]["score"] is None
+    expected = tiny_reranker.score_pairs([("what is it about?", d) for d in documents[:-1]])
+    assert [rows[f"r{i}"]["score"] for i in range(n - 1)] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
 def test_non_string_document_column_fails_rows_not_the_job(tmp_path):
     table = pa.table({"id": ["a", "b"], "query": ["q", "q"], "document": [1, 2]})
     summary, out = job(tmp_path, table)

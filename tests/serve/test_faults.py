@@ -9,6 +9,7 @@ import httpx
 import pytest
 from ray import serve
 
+from rerank_core import Reranker
 from serve.app import build_app
 from serve.launcher import wait_healthy
 from serve.protocols import DASHSCOPE_ROUTE
@@ -158,3 +159,43 @@ def test_failing_dashscope_upstream_gives_clear_errors_and_the_replica_survives(
         assert _replicas(ray_cluster, "upstream") == {replica}  # the same replica, alive
     finally:
         serve.delete("upstream")
+
+
+def test_a_call_over_the_device_memory_is_split_and_a_row_that_never_fits_is_a_retryable_503(serve_url, ray_cluster):
+    """The replica's arena capped (memory_limit_mib; a real allocation failure, as a GPU out of memory is): a bulk
+    request's calls are split until they fit and score as uncapped; a document too big alone is answered 503 with
+    retry-after in the dialect's shape; the same replica then goes on serving; both are counted in metrics."""
+    from tests.serve.test_metrics import scrape
+
+    calls = {"token_budget": 8192, "max_rows_per_call": 32, "intra_op_threads": 1}
+    model = {"model": "builtin:tiny-qwen3-reranker", "device": "cpu", "memory_limit_mib": 64, **calls}
+    _deploy("memory", model)
+    url = f"{serve_url}/memory"
+    documents = [f"document {i}: " + "some words about things " * 40 for i in range(32)]
+    body = {"query": "what is it about?", "documents": documents}
+    try:
+        wait_healthy(url, timeout_s=120)
+        (replica,) = _replicas(ray_cluster, "memory")
+        bulk = httpx.post(f"{url}/v1/rerank", json=body, timeout=TIMEOUT_S)
+        too_big = httpx.post(f"{url}/v1/rerank", json={"query": "q", "documents": ["word " * 3000]}, timeout=TIMEOUT_S)
+        after = httpx.post(f"{url}/v1/rerank", json=BODY, timeout=TIMEOUT_S)
+        assert _replicas(ray_cluster, "memory") == {replica}  # the same replica, alive
+        deadline, counted = time.monotonic() + 40, {}
+        while time.monotonic() < deadline:  # Ray exports metrics every few seconds
+            counted = scrape("memory")
+            if counted.get("ray_rerank_device_memory_errors_total{}", 0) >= 1:
+                break
+            time.sleep(2)
+    finally:
+        serve.delete("memory")
+    assert bulk.status_code == 200, bulk.text
+    expected = Reranker.from_pretrained("builtin:tiny-qwen3-reranker", device="cpu", **calls).score_pairs(
+        [(body["query"], d) for d in documents]
+    )
+    got = {r["index"]: r["relevance_score"] for r in bulk.json()["results"]}
+    assert [got[i] for i in range(len(documents))] == pytest.approx(expected.tolist(), abs=1e-6)
+    assert too_big.status_code == 503 and too_big.headers["retry-after"]
+    assert "did not fit the device's free memory" in too_big.json()["message"]
+    assert after.status_code == 200
+    assert counted.get("ray_rerank_model_calls_split_total{}", 0) > 0
+    assert counted.get("ray_rerank_device_memory_errors_total{}", 0) == 1

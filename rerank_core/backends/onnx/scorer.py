@@ -23,11 +23,12 @@ from ...config import (
 from ...dtypes import Dtype
 from ...formatting import content_head, format_content
 from ...locate.folder import ModelFolder
-from ...planning import budget_batches, plan_prefix_groups
+from ...planning import Batch, budget_batches, plan_prefix_groups
 from ...scorer import Pair, Prepared, ScoreOutput, Scorer, Truncation, validate_pairs
 from ...tokenization import EncodedPairs, PairTokenizer
 from ...windows import aggregate_windows
 from .layouts import GraphLayout, Prefix, open_layout
+from .memory import device_memory_errors, is_allocation_failure
 from .prefix_cache import PrefixCache
 from .session import choose_precision, faster_dtypes, open_graph, resolve_device, session_device
 
@@ -82,12 +83,15 @@ class OnnxQwen3Scorer(Scorer):
             max_length=options.max_length or folder.max_length,
         )
         self.yes_id, self.no_id = folder.yes_id, folder.no_id
-        session = open_graph(self.graph, options.device, options.intra_op_threads, options.export_cache_dir)
+        session = open_graph(
+            self.graph, options.device, options.intra_op_threads, options.export_cache_dir, options.memory_limit_mib
+        )
         self.device = session_device(session)
         self.max_rows_per_call = options.max_rows_per_call or MAX_ROWS_PER_CALL[self.device]
         self._budget = options.token_budget or TOKEN_BUDGET[self.device]
         self._share_prefix = options.share_prefix
         self._prefix_cache_bytes = options.prefix_cache_bytes
+        self.memory_splits = 0  # calls split because the device's memory refused them whole
         self.replace_session(session)
         self.model_name = folder.name
         self.instruction = options.instruction
@@ -161,6 +165,10 @@ class OnnxQwen3Scorer(Scorer):
         """`tokens` more of a pair computed ahead, continuing `state` (None: from its shared head): its rows
         (windows) in order, each finished row's logit kept, the next one's K/V grown; the pair's last token is left
         for the call that scores it."""
+        with device_memory_errors():
+            return self._prefill(item, pair, state, tokens)
+
+    def _prefill(self, item: Prepared, pair: int, state: Progress | None, tokens: int) -> Progress:
         encoded: EncodedPairs = item.payload
         first, end = int(encoded.starts[pair]), int(encoded.starts[pair + 1])
         done, kv = list(state.done) if state else [], state.kv if state else None
@@ -188,7 +196,8 @@ class OnnxQwen3Scorer(Scorer):
                 known.update((first + k, logit) for k, logit in enumerate(progress.done))
                 if progress.kv is not None:
                     prefilled[first + len(progress.done)] = progress.kv
-        logits = self._logits(encoded, batch_size or self.max_rows_per_call, prefilled, known)
+        with device_memory_errors():
+            logits = self._logits(encoded, batch_size or self.max_rows_per_call, prefilled, known)
         return [self._output(item, logits[a:b]) for item, a, b in zip(items, offsets[:-1], offsets[1:])]
 
     @staticmethod
@@ -238,9 +247,26 @@ class OnnxQwen3Scorer(Scorer):
             rows = np.asarray(whole, dtype=np.int64)
             rest = [encoded.ids[r][group.length :] for r in rows]
             for batch in budget_batches(rest, self.token_budget, max_rows, **self._padding):
-                logits[rows[batch.indices]] = self.layout.run(batch, prefix)
+                logits[rows[batch.indices]] = self._run_fitting(batch, rest, prefix)
         for row, state in ahead.items():
             logits[row] = self._continue(encoded.ids[row], state)
+        return logits
+
+    def _run_fitting(self, batch: Batch, rows: list[np.ndarray], prefix: Prefix) -> np.ndarray:
+        """The logits of `batch` (its indices point into `rows`) continuing `prefix`; a call the device's memory
+        refuses is split in halves, each run on its own (counted in `memory_splits`), down to a single row."""
+        try:
+            return self.layout.run(batch, prefix)
+        except Exception as exc:
+            if len(batch.indices) == 1 or not is_allocation_failure(exc):
+                raise
+        self.memory_splits += 1
+        log.warning("a call of %d rows × %d tokens did not fit the device's memory; split", *batch.input_ids.shape)
+        logits = np.empty(len(batch.indices), dtype=np.float32)
+        for half in np.array_split(np.arange(len(batch.indices)), 2):
+            part = [rows[i] for i in batch.indices[half]]
+            for sub in budget_batches(part, self.token_budget, len(part), **self._padding):
+                logits[half[sub.indices]] = self._run_fitting(sub, part, prefix)
         return logits
 
     def _continue(self, ids: np.ndarray, state: Prefix) -> float:

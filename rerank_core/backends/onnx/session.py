@@ -11,6 +11,7 @@ from ...cpu import EXACT_INT8_WEIGHT_BITS, multiplies_int8_exactly
 from ...dtypes import Dtype
 from ...errors import ConfigError
 from ...locate.folder import GraphFile
+from .memory import cuda_memory_options, use_cpu_arena
 from .openvino_session import NO_BF16, OpenVinoSession, bf16_available, cpu_runs_bf16
 
 try:
@@ -37,11 +38,12 @@ def resolve_device(device: str) -> str:
 CUDA_OPTIONS = {"use_tf32": "0"}
 
 
-def select_providers(device: str) -> list:
-    """ONNX Runtime providers for `device` ('auto', 'cpu' or 'cuda'); CUDA only where this install has it."""
+def select_providers(device: str, memory_limit_mib: int | None = None) -> list:
+    """ONNX Runtime providers for `device` ('auto', 'cpu' or 'cuda'); CUDA only where this install has it, its arena
+    capped at `memory_limit_mib`."""
     if resolve_device(device) == "cuda":
         _load_cuda_libraries()
-        return [("CUDAExecutionProvider", CUDA_OPTIONS), "CPUExecutionProvider"]
+        return [("CUDAExecutionProvider", CUDA_OPTIONS | cuda_memory_options(memory_limit_mib)), "CPUExecutionProvider"]
     if device == "cuda":
         log.warning("device=cuda but this onnxruntime has no CUDA provider (install onnxruntime-gpu); using CPU")
     return ["CPUExecutionProvider"]
@@ -55,10 +57,15 @@ def _load_cuda_libraries() -> None:
         preload()
 
 
-def open_session(graph: Path, device: str, intra_op_threads: int | None) -> ort.InferenceSession:
-    """A session over `graph` on `device`, every optimisation on, idle threads yielding instead of spinning."""
-    providers = select_providers(device)
+def open_session(
+    graph: Path, device: str, intra_op_threads: int | None, memory_limit_mib: int | None = None
+) -> ort.InferenceSession:
+    """A session over `graph` on `device`, every optimisation on, idle threads yielding instead of spinning, its
+    memory arena capped at `memory_limit_mib` where given."""
+    providers = select_providers(device, memory_limit_mib)
     options = ort.SessionOptions()
+    if memory_limit_mib is not None and providers[0] == "CPUExecutionProvider":
+        use_cpu_arena(options, memory_limit_mib)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if intra_op_threads:
         options.intra_op_num_threads = intra_op_threads
@@ -105,11 +112,19 @@ def faster_dtypes(graph_dtypes: set[Dtype]) -> dict[Dtype, str]:
     return {dtype: FASTER_ON_CPU[dtype] for dtype in FASTER_ON_CPU if dtype in available}
 
 
-def open_graph(graph: GraphFile, device: str, intra_op_threads: int | None, cache_dir: str | None = None):
+def open_graph(
+    graph: GraphFile,
+    device: str,
+    intra_op_threads: int | None,
+    cache_dir: str | None = None,
+    memory_limit_mib: int | None = None,
+):
     """A session running `graph`: OpenVINO computing in bf16 for dtype bf16 (its IR cached under `cache_dir`), else
-    ONNX Runtime on `device`."""
+    ONNX Runtime on `device` with its arena capped at `memory_limit_mib`."""
     if graph.dtype is Dtype.BF16:
         log.info("%s: bf16 on OpenVINO (this CPU multiplies bf16)", graph.path.name)
+        if memory_limit_mib is not None:
+            log.warning("memory_limit_mib caps ONNX Runtime's arena; bf16 runs on OpenVINO, which it does not cap")
         return OpenVinoSession.open(graph.path, precision="bf16", threads=intra_op_threads, cache_dir=cache_dir)
     if graph.weight_bits == EXACT_INT8_WEIGHT_BITS and not multiplies_int8_exactly():
         log.warning(
@@ -118,7 +133,7 @@ def open_graph(graph: GraphFile, device: str, intra_op_threads: int | None, cach
             "--dtype int8 writes 7-bit weights here)",
             graph.path.name,
         )
-    return open_session(graph.path, device, intra_op_threads)
+    return open_session(graph.path, device, intra_op_threads, memory_limit_mib)
 
 
 def session_device(session: ort.InferenceSession) -> str:
