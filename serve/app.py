@@ -255,12 +255,15 @@ def build_app(
     args: dict[str, Any],
     deployment_options: dict[str, Any] | None = None,
     gateway_options: dict[str, Any] | None = None,
+    *,
+    replica: serve.Deployment = Reranker,
 ) -> serve.Application:
     """The Serve application for `args` (ServeAppConfig): the gateway in front of the Reranker deployment; the
     import_path target of configs/serve.yaml. The gateway runs in the Reranker's runtime_env (where api_key_env is
-    set) unless `gateway_options` give it one."""
+    set) unless `gateway_options` give it one. `replica` replaces the model deployment from code only (the host-path
+    bench's stand-in); a config cannot name it."""
     ServeAppConfig.from_dict(args, source="serve application args")  # fail here, not inside a replica
-    reranker = Reranker.options(**deployment_options) if deployment_options else Reranker
+    reranker = replica.options(**deployment_options) if deployment_options else replica
     gateway = {**GATEWAY, **(gateway_options or {})}
     actor = dict(gateway["ray_actor_options"])
     runtime_env = ((deployment_options or {}).get("ray_actor_options") or {}).get("runtime_env")

@@ -1,0 +1,221 @@
+"""The host path's ceiling, measured without a GPU: the real Serve app (proxy, gateway, model replica with its
+scheduler and tokenization) under bounded loopback load, with the model call replaced by a STAND-IN that waits what
+the GPU took per token and returns logits of 0. The stand-in lives only here (the app takes it from code; no config
+can name it), and every table says so: its scores mean nothing, its rates say what the host sustains.
+
+The wait: seconds per real token of our f16 GPU graph on an H200 (~300-token pairs, 65,536 tokens and 256 rows a
+call: 855 pairs/s, docs/gpu.md), or `--seconds-per-token 0` (a model that takes no time: the host alone). Requests:
+bulk (200 documents of ~300 tokens, Qwen's real vocabulary) from closed-loop clients, and small ones (8–20
+documents) alone and beside the bulk load. The model replica runs the GPU graph's layout and GPU call sizes.
+
+Run: python bench/host_path.py [--seconds-per-token 3.98e-6,0] [--bulk-requests 24] [--clients 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import WORDS, cpu_description, print_table
+
+GPU_SECONDS_PER_TOKEN = 1 / (855 * 294)  # H200, f16 GPU graph: 855 pairs/s of 294-token pairs (docs/gpu.md)
+PORT = 8797
+
+
+class StandInSession:
+    """Stands in for the GPU graph's session: waits `seconds_per_token` × the call's real tokens, returns logits of 0.
+    Inputs and outputs are the real graph's, so the layout, scheduler and tokenization run unchanged."""
+
+    def __init__(self, real, seconds_per_token: float):
+        self.real, self.seconds_per_token = real, seconds_per_token
+
+    def get_inputs(self):
+        """The real graph's inputs."""
+        return self.real.get_inputs()
+
+    def get_outputs(self):
+        """The real graph's outputs."""
+        return self.real.get_outputs()
+
+    def get_providers(self) -> list[str]:
+        """Says what it is wherever a provider is shown."""
+        return ["STAND-IN (waits, scores nothing)"]
+
+    def run(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Wait the GPU's time for the call's real tokens; the logit of every row is 0."""
+        time.sleep(float((feed["last_index"] + 1).sum()) * self.seconds_per_token)
+        return [np.zeros(len(feed["input_ids"]), np.float32)]
+
+
+def stand_in_replica(seconds_per_token: float):
+    """The model deployment with its session replaced by the stand-in (defined here so Ray ships it by value)."""
+    from ray import serve
+
+    from serve.replica import Reranker
+
+    class StandInReranker(Reranker.func_or_class):
+        """A model replica whose model calls are a stand-in wait."""
+
+        def __init__(self, args):
+            super().__init__(args)
+            self.scorer.replace_session(StandInSession(self.scorer.session, seconds_per_token))
+
+    return serve.deployment(StandInReranker, name="Reranker")
+
+
+def documents(n: int, words: int, rng: random.Random) -> list[str]:
+    """`n` documents of `words` words each (≈1.3 Qwen tokens a word), each different."""
+    return [f"{rng.randint(0, 10**9)} " + " ".join(rng.choice(WORDS) for _ in range(words)) for _ in range(n)]
+
+
+def closed_loop(url: str, bodies: list[dict], clients: int) -> dict:
+    """`clients` threads each send the next body as soon as the last is answered; latencies and pairs/s."""
+    import httpx
+
+    latencies, pairs, errors, lock, queue = [], [0], [0], threading.Lock(), list(reversed(bodies))
+
+    def client() -> None:
+        with httpx.Client(timeout=600) as http:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    body = queue.pop()
+                started = time.monotonic()
+                status = http.post(f"{url}/v1/rerank", json=body).status_code
+                with lock:
+                    if status == 200:
+                        latencies.append(time.monotonic() - started)
+                        pairs[0] += len(body["documents"])
+                    else:
+                        errors[0] += 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"pairs_s": pairs[0] / (time.monotonic() - started), "latencies": sorted(latencies), "errors": errors[0]}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile of sorted `values` (nearest rank)."""
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def deploy(model: Path, seconds_per_token: float, port: int) -> str:
+    """The app with the stand-in replica, GPU layout and call sizes, on local Serve; its URL once healthy."""
+    from ray import serve
+
+    from serve.app import build_app
+    from serve.launcher import wait_healthy
+
+    args = {
+        "model": {
+            "model": str(model),
+            "dtype": "f32",
+            "device": "cpu",
+            "graph_variant": "cuda",  # the GPU graph's layout (right padding, no K/V), run by the stand-in
+            "token_budget": 65536,
+            "max_rows_per_call": 256,
+            "intra_op_threads": 1,
+        },
+        "max_documents": 1000,
+        "max_tokens_per_request": 1_000_000,
+    }
+    options = {"num_replicas": 1, "max_ongoing_requests": 64, "max_queued_requests": 512}
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(args, options, replica=stand_in_replica(seconds_per_token)), name="host", route_prefix="/")
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, timeout_s=300)
+    return url
+
+
+def measure(url: str, args, rng: random.Random) -> list[list]:
+    """Rows: bulk alone, small alone, small beside bulk."""
+    query = "what do these documents say about the weather and the market?"
+    bulk = [{"query": query, "documents": documents(200, args.words, rng)} for _ in range(args.bulk_requests)]
+    small = [
+        {"query": query, "documents": documents(rng.randint(8, 20), args.words, rng)}
+        for _ in range(args.small_requests)
+    ]
+    closed_loop(url, bulk[:2], 2)  # warm-up: connections, first calls
+    rows = []
+    alone = closed_loop(url, bulk, args.clients)
+    rows.append(["bulk (200 docs) alone", args.clients, alone])
+    small_alone = closed_loop(url, small, 1)
+    rows.append(["small (8–20 docs) alone", 1, small_alone])
+    beside: dict = {}
+    more_bulk = [{"query": query, "documents": documents(200, args.words, rng)} for _ in range(args.bulk_requests)]
+    load = threading.Thread(target=lambda: beside.update(closed_loop(url, more_bulk, args.clients)))
+    load.start()
+    time.sleep(0.5)  # the bulk load is running
+    small_beside = closed_loop(url, small, 1)
+    load.join()
+    rows.append(["bulk beside small", args.clients, beside])
+    rows.append(["small beside bulk", 1, small_beside])
+    return rows
+
+
+def main() -> None:
+    """Deploy per stand-in wait, load it, print one table."""
+    import ray
+    from ray import serve
+
+    from bench.gpu_checks import parity_model
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds-per-token", default=f"{GPU_SECONDS_PER_TOKEN:.3g},0")
+    parser.add_argument("--bulk-requests", type=int, default=24, help="bulk requests per row (200 documents each)")
+    parser.add_argument("--small-requests", type=int, default=40)
+    parser.add_argument("--clients", type=int, default=4, help="closed-loop bulk clients")
+    parser.add_argument("--words", type=int, default=220, help="words per document (~300 tokens with the template)")
+    args = parser.parse_args()
+
+    _, model = parity_model(smoke=False)  # Qwen's real vocabulary, with the GPU graph
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    table = []
+    try:
+        for wait in (float(w) for w in args.seconds_per_token.split(",")):
+            url = deploy(model, wait, PORT)
+            for label, clients, result in measure(url, args, random.Random(0)):
+                lat = result["latencies"]
+                table.append(
+                    [
+                        f"{wait * 1e6:.2f} µs" if wait else "0 (host only)",
+                        label,
+                        clients,
+                        result["pairs_s"],
+                        result["pairs_s"] / os.cpu_count(),
+                        statistics.median(lat) if lat else float("nan"),
+                        percentile(lat, 0.95),
+                        percentile(lat, 0.99),
+                        result["errors"],
+                    ]
+                )
+                print(f"  {table[-1][0]}, {label}: {result['pairs_s']:.0f} pairs/s", flush=True)
+            serve.delete("host")
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    print_table(
+        f"Host path with a STAND-IN model call (waits the GPU's seconds per token, scores nothing) — ~300-token pairs, "
+        f"one model replica, GPU call sizes; {cpu_description()}",
+        ["stand-in wait per token", "load", "clients", "pairs/s", "pairs/s per host core", "p50 s", "p95 s", "p99 s"]
+        + ["errors"],
+        table,
+    )
+
+
+if __name__ == "__main__":
+    main()
