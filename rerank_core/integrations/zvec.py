@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api import Reranker
+from .source import reranker_for
 
 try:
     from zvec import Doc, Query
@@ -38,14 +39,7 @@ class QwenReRanker(RerankFunction):
             raise ValueError("Query is required for QwenReRanker")
         if not rerank_field:
             raise ValueError("rerank_field is required for QwenReRanker")
-        if (model is None) == (endpoint is None):
-            raise ValueError("give exactly one of model= (local model or Reranker) or endpoint= (qwen-rerank URL)")
-        if isinstance(model, Reranker):
-            self._reranker = model
-        elif model is not None:
-            self._reranker = Reranker.from_pretrained(model, **options)
-        else:
-            self._reranker = Reranker.from_endpoint(endpoint, api_key=api_key, **options)
+        self._reranker = reranker_for(model, endpoint, api_key, **options)
         self._query, self._rerank_field, self.topn, self.instruction = query, rerank_field, topn, instruction
 
     @property
