@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import WORDS, cpu_description, print_table
+from bench.serve import closed_loop
 
 GPU_SECONDS_PER_TOKEN = 1 / (855 * 294)  # H200, f16 GPU graph: 855 pairs/s of 294-token pairs (docs/gpu.md)
 PORT = 8797
@@ -75,37 +76,6 @@ def stand_in_replica(seconds_per_token: float):
 def documents(n: int, words: int, rng: random.Random) -> list[str]:
     """`n` documents of `words` words each (≈1.3 Qwen tokens a word), each different."""
     return [f"{rng.randint(0, 10**9)} " + " ".join(rng.choice(WORDS) for _ in range(words)) for _ in range(n)]
-
-
-def closed_loop(url: str, bodies: list[dict], clients: int) -> dict:
-    """`clients` threads each send the next body as soon as the last is answered; latencies and pairs/s."""
-    import httpx
-
-    latencies, pairs, errors, lock, queue = [], [0], [0], threading.Lock(), list(reversed(bodies))
-
-    def client() -> None:
-        with httpx.Client(timeout=600) as http:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    body = queue.pop()
-                started = time.monotonic()
-                status = http.post(f"{url}/v1/rerank", json=body).status_code
-                with lock:
-                    if status == 200:
-                        latencies.append(time.monotonic() - started)
-                        pairs[0] += len(body["documents"])
-                    else:
-                        errors[0] += 1
-
-    started = time.monotonic()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return {"pairs_s": pairs[0] / (time.monotonic() - started), "latencies": sorted(latencies), "errors": errors[0]}
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -56,6 +56,7 @@ def closed_loop(url: str, requests: list[dict], concurrency: int) -> dict:
         "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan"),
         "requests": len(lat),
         "errors": errors[0],
+        "latencies": lat,
     }
 
 
