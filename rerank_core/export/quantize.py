@@ -129,6 +129,7 @@ def quantize_int8(
     )
     token_scaled: dict[str, tuple[str, str]] = {}  # activation → (its quantized tensor, its per-token scale)
     nodes, replaced = [], set()
+    bits = weight_bits or int8_weight_bits()
     for node in graph.node:
         if node.name not in chosen:
             nodes.append(node)
@@ -140,7 +141,7 @@ def quantize_int8(
             token_scaled[x] = (prefix + "q", prefix + "scale")
         quantized, scale = token_scaled[x]
         weight = arrays[w] if w in arrays else numpy_helper.to_array(weights[w])
-        w_int8, w_scale = _quantize_weight(weight, weight_bits or int8_weight_bits())
+        w_int8, w_scale = _quantize_weight(weight, bits)
         replaced.add(w)
         graph.initializer.extend(
             [numpy_helper.from_array(w_int8, w + "_int8"), numpy_helper.from_array(w_scale, w + "_scale")]
