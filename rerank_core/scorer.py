@@ -102,11 +102,14 @@ class Scorer(ABC):
         instruction: str | None = None,
         truncation: Truncation = "right",
         long_documents: LongDocumentsSetting = None,
+        max_tokens_per_doc: int | None = None,
     ) -> Prepared:
         """Validate `pairs`; a remote service tokenizes on its side, so tokens are estimated."""
         spec = LongDocuments.of(long_documents)
         if spec is not None and spec.mode == "chunk":
             raise InvalidInputError("long_documents", f"chunk mode needs a local model, not {type(self).__name__}")
+        if max_tokens_per_doc is not None:
+            raise InvalidInputError("max_tokens_per_doc", f"needs a local model's tokenizer, not {type(self).__name__}")
         pairs = validate_pairs(pairs)
         tokens = np.fromiter((estimate_tokens(q) + estimate_tokens(d) for q, d in pairs), np.int64, len(pairs))
         return Prepared(

@@ -123,6 +123,14 @@ class PairTokenizer:
         """Token ids of plain text, without the template."""
         return np.asarray(self._tokenizer.encode(text, add_special_tokens=False).ids, dtype=np.int64)
 
+    def cut_texts(self, texts: Sequence[str], max_tokens: int) -> list[str]:
+        """Each text cut after its first `max_tokens` tokens (as the tokenizer splits it alone); shorter ones whole."""
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [
+            text if len(enc.ids) <= max_tokens else text[: enc.offsets[max_tokens - 1][1]]
+            for text, enc in zip(texts, encodings)
+        ]
+
     def encode(
         self, contents: Sequence[str], heads: Sequence[str] | None = None, keep_heads: bool = False
     ) -> EncodedPairs:

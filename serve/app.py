@@ -27,9 +27,20 @@ from rerank_core.errors import ConfigError, InvalidInputError, UpstreamError
 from . import protocols as p
 from .body_limit import BodyLimit
 from .config import GATEWAY, REPLICA_LOSS_RETRIES, RETRY_AFTER_S, ServeAppConfig
+from .errors import ApiError, detail_error, error_style, openai_error
 from .metrics import CountRequests, GatewayMetrics
 from .protocols import BATCH_HEADER, CACHED_HEADER, TIMEOUT_HEADER, TRUNCATED_HEADER
 from .replica import Reply, Reranker
+from .routes import (
+    COHERE_ROUTES,
+    COMPATIBLE_ROUTE,
+    DASHSCOPE_ROUTE,
+    MIXEDBREAD_ROUTE,
+    MODELS_ROUTE,
+    NIM_ROUTE,
+    SCORE_ROUTES,
+    TEI_ROUTE,
+)
 from .schemas import (
     CompatibleRerankRequest,
     CompatibleRerankResponse,
@@ -37,20 +48,29 @@ from .schemas import (
     DashScopeResponse,
     InfinityRerankRequest,
     InfinityRerankResponse,
+    MixedbreadRerankRequest,
+    MixedbreadRerankResponse,
+    ModelCard,
+    ModelList,
+    NimRankingRequest,
+    NimRankingResponse,
     RerankRequest,
     RerankResponse,
     TeiRank,
     TeiRerankRequest,
     VllmScoreRequest,
     VllmScoreResponse,
+    VoyageRerankRequest,
+    VoyageRerankResponse,
 )
 
 log = logging.getLogger("ray.serve")
 
 app = FastAPI(
     title="qwen-rerank",
-    description="Qwen3-Reranker endpoint speaking Cohere/Jina (/v1/rerank, /v2/rerank), DashScope TextReRank (native "
-    "and OpenAI-compatible), Text Embeddings Inference and Infinity (/rerank), and vLLM's score API (/score).",
+    description="Qwen3-Reranker endpoint speaking Cohere/Jina and Voyage (/v1/rerank, /v2/rerank), DashScope "
+    "TextReRank (native and OpenAI-compatible), Text Embeddings Inference and Infinity (/rerank), vLLM's score API "
+    "(/score), NVIDIA NIM (/v1/ranking) and Mixedbread (/v1/reranking).",
 )
 app.add_middleware(
     BodyLimit,
@@ -60,8 +80,8 @@ app.add_middleware(
 app.add_middleware(CountRequests, metrics=lambda: getattr(app.state, "metrics", None))
 
 
-def _error_response(request: Request, error: p.ApiError) -> JSONResponse:
-    style = getattr(request.state, "error_style", None) or p.error_style(request.url.path)
+def _error_response(request: Request, error: ApiError) -> JSONResponse:
+    style = getattr(request.state, "error_style", None) or error_style(request.url.path)
     status, body = style(error.status, error.field, error.message)
     headers = {"retry-after": str(RETRY_AFTER_S)} if status == 503 else None
     return JSONResponse(status_code=status, content=body, headers=headers)
@@ -74,16 +94,16 @@ def _location(loc: tuple) -> str:
     return out or "body"
 
 
-def _first_error(errors: list[dict]) -> p.ApiError:
+def _first_error(errors: list[dict]) -> ApiError:
     first = errors[0]
     if first.get("type") == "json_invalid":  # loc is a byte position here, not a field
-        return p.ApiError(400, "body", f"not valid JSON ({first.get('ctx', {}).get('error', '')})")
+        return ApiError(400, "body", f"not valid JSON ({first.get('ctx', {}).get('error', '')})")
     message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    return p.ApiError(400, _location(tuple(first.get("loc", ()))), message)
+    return ApiError(400, _location(tuple(first.get("loc", ()))), message)
 
 
-@app.exception_handler(p.ApiError)
-async def _api_error(request: Request, exc: p.ApiError) -> JSONResponse:
+@app.exception_handler(ApiError)
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
     return _error_response(request, exc)
 
 
@@ -96,19 +116,19 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     # FastAPI answers an unreadable body (invalid UTF-8, nesting too deep for the JSON parser) this way.
     field = "body" if exc.status_code == 400 else None
-    return _error_response(request, p.ApiError(exc.status_code, field, str(exc.detail)))
+    return _error_response(request, ApiError(exc.status_code, field, str(exc.detail)))
 
 
 @app.exception_handler(InvalidInputError)
 async def _invalid_input(request: Request, exc: InvalidInputError) -> JSONResponse:
-    return _error_response(request, p.ApiError(400, exc.field, str(exc).removeprefix(f"{exc.field}: ")))
+    return _error_response(request, ApiError(400, exc.field, str(exc).removeprefix(f"{exc.field}: ")))
 
 
 @app.exception_handler(UpstreamError)
 async def _upstream_error(request: Request, exc: UpstreamError) -> JSONResponse:
     # A remote backend (DashScope) failed after its retries: say so, keep its status where it means overload.
     status = exc.status if exc.status in (429, 503) else 502
-    return _error_response(request, p.ApiError(status, None, f"upstream reranker failed: {exc.code}: {exc.message}"))
+    return _error_response(request, ApiError(status, None, f"upstream reranker failed: {exc.code}: {exc.message}"))
 
 
 def _parse(model: type[BaseModel], data: Any) -> Any:
@@ -119,8 +139,17 @@ def _parse(model: type[BaseModel], data: Any) -> Any:
         raise _first_error(exc.errors()) from None
 
 
-def _tei_or_infinity_schema() -> dict:
-    schemas = [TeiRerankRequest.model_json_schema(), InfinityRerankRequest.model_json_schema()]
+async def _json(request: Request) -> Any:
+    """The request body read as JSON; a 400 when it is not."""
+    try:
+        return json.loads(await request.body())
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, or nesting too deep to parse
+        raise ApiError(400, "body", f"not valid JSON ({exc})") from None
+
+
+def _one_of(*models: type[BaseModel]) -> dict:
+    """OpenAPI's request body of a route that takes any of `models`, told apart by their fields."""
+    schemas = [m.model_json_schema() for m in models]
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": schemas}}}}}
 
 
@@ -140,6 +169,7 @@ class Gateway:
         app.state.max_body_bytes = self.cfg.max_body_bytes
         app.state.max_buffered_body_bytes = self.cfg.max_buffered_body_bytes
         app.state.metrics = GatewayMetrics()
+        self._started = int(time.time())
 
     def _timeout(self, request: Request) -> float | None:
         """The request's deadline in seconds: the config's, shortened by an `x-request-timeout` header."""
@@ -151,7 +181,7 @@ class Gateway:
             except ValueError:
                 seconds = float("nan")
             if not 0 < seconds < float("inf"):
-                raise p.ApiError(400, TIMEOUT_HEADER, f"must be a positive number of seconds, got {header[:40]!r}")
+                raise ApiError(400, TIMEOUT_HEADER, f"must be a positive number of seconds, got {header[:40]!r}")
             limits.append(seconds)
         return min(limits) if limits else None
 
@@ -161,14 +191,14 @@ class Gateway:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._api_key.encode()):
-            raise p.ApiError(401, "authorization", "missing or invalid API key (Authorization: Bearer <key>)")
+            raise ApiError(401, "authorization", "missing or invalid API key (Authorization: Bearer <key>)")
 
     async def _rank(self, call: p.RankCall, request: Request, response: Response) -> Reply:
         """Every dialect's way to the model: authorization, the document limit (before anything is sent to a replica),
         the deadline, a replica's ranking, the headers."""
         self._authorize(request)
         if len(call.pairs) > self.cfg.max_documents:
-            raise p.ApiError(
+            raise ApiError(
                 400, "documents", f"{len(call.pairs)} documents exceeds max_documents={self.cfg.max_documents}"
             )
         reply = await self._ask_replica(call, self._timeout(request))
@@ -184,53 +214,66 @@ class Gateway:
         for attempt in range(1, REPLICA_LOSS_RETRIES + 2):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise p.ApiError(504, TIMEOUT_HEADER, f"not scored within {timeout_s:.3g} s (a replica was lost)")
+                raise ApiError(504, TIMEOUT_HEADER, f"not scored within {timeout_s:.3g} s (a replica was lost)")
             try:
                 return await self.reranker.rank.remote(call, left)
             except RayTaskError as exc:  # the replica answered with an error of its own: the client's to read
                 raise exc.cause from None
             except BackPressureError:
-                raise p.ApiError(503, None, "every replica's queue is full (max_queued_requests); retry") from None
+                raise ApiError(503, None, "every replica's queue is full (max_queued_requests); retry") from None
             except RayActorError as exc:  # the replica died before answering: its node was lost, or it was killed
                 log.warning("a replica was lost while scoring a request (attempt %d): %s", attempt, type(exc).__name__)
                 await asyncio.sleep(0.1 * attempt)  # the router drops a dead replica within moments
-        raise p.ApiError(
-            503, None, f"the replica scoring this request was lost {REPLICA_LOSS_RETRIES + 1} times; retry"
-        )
+        raise ApiError(503, None, f"the replica scoring this request was lost {REPLICA_LOSS_RETRIES + 1} times; retry")
 
-    @app.post("/v1/rerank", response_model=RerankResponse, response_model_exclude_none=True)
-    @app.post("/v2/rerank", response_model=RerankResponse, response_model_exclude_none=True)
-    async def rerank(self, body: RerankRequest, request: Request, response: Response) -> RerankResponse:
-        """Cohere / Jina / vLLM rerank: results sorted by relevance, best first."""
+    @app.post(
+        COHERE_ROUTES[0],
+        response_model=RerankResponse | VoyageRerankResponse,
+        response_model_exclude_none=True,
+        openapi_extra=_one_of(RerankRequest, VoyageRerankRequest),
+    )
+    @app.post(
+        COHERE_ROUTES[1],
+        response_model=RerankResponse | VoyageRerankResponse,
+        response_model_exclude_none=True,
+        openapi_extra=_one_of(RerankRequest, VoyageRerankRequest),
+    )
+    async def rerank(self, request: Request, response: Response):
+        """Cohere / Jina / vLLM rerank, results best first; Voyage's when the body has `top_k` or `truncation` and
+        no `top_n`."""
+        data = await _json(request)
+        if p.is_voyage(data):
+            request.state.error_style = detail_error
+            voyage = _parse(VoyageRerankRequest, data)
+            reply = await self._rank(p.voyage_call(voyage), request, response)
+            return p.voyage_answer(voyage, reply.ranked, reply.model)
+        body = _parse(RerankRequest, data)
         reply = await self._rank(p.cohere_call(body), request, response)
         return p.cohere_answer(body, reply.ranked, reply.model)
 
-    @app.post(p.DASHSCOPE_ROUTE, response_model=DashScopeResponse, response_model_exclude_none=True)
+    @app.post(DASHSCOPE_ROUTE, response_model=DashScopeResponse, response_model_exclude_none=True)
     async def dashscope(self, body: DashScopeRequest, request: Request, response: Response) -> DashScopeResponse:
         """DashScope TextReRank protocol, so the dashscope SDK and zvec's QwenReRanker work unchanged."""
         reply = await self._rank(p.dashscope_call(body), request, response)
-        return p.dashscope_answer(body, reply.ranked)
+        return p.dashscope_answer(body, reply.ranked, reply.model)
 
-    @app.post(p.COMPATIBLE_ROUTE, response_model=CompatibleRerankResponse, response_model_exclude_none=True)
+    @app.post(COMPATIBLE_ROUTE, response_model=CompatibleRerankResponse, response_model_exclude_none=True)
     async def compatible(self, body: CompatibleRerankRequest, request: Request, response: Response):
         """DashScope's OpenAI-compatible rerank (`/compatible-api/v1/reranks`)."""
         reply = await self._rank(p.compatible_call(body), request, response)
         return p.compatible_answer(body, reply.ranked, reply.model)
 
     @app.post(
-        p.TEI_ROUTE,
+        TEI_ROUTE,
         response_model=list[TeiRank] | InfinityRerankResponse,
         response_model_exclude_none=True,
-        openapi_extra=_tei_or_infinity_schema(),
+        openapi_extra=_one_of(TeiRerankRequest, InfinityRerankRequest),
     )
     async def rerank_tei_or_infinity(self, request: Request, response: Response):
         """Text Embeddings Inference's rerank when the body has `texts`, Infinity's when it has `documents`."""
-        try:
-            data = json.loads(await request.body())
-        except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, or nesting too deep to parse
-            raise p.ApiError(400, "body", f"not valid JSON ({exc})") from None
+        data = await _json(request)
         if isinstance(data, dict) and "documents" in data and "texts" not in data:
-            request.state.error_style = p.openai_error
+            request.state.error_style = openai_error
             body = _parse(InfinityRerankRequest, data)
             reply = await self._rank(p.infinity_call(body), request, response)
             return p.infinity_answer(body, reply.ranked, reply.model)
@@ -238,8 +281,27 @@ class Gateway:
         reply = await self._rank(p.tei_call(body), request, response)
         return p.tei_answer(body, reply.ranked)
 
-    @app.post("/score", response_model=VllmScoreResponse, response_model_exclude_none=True)
-    @app.post("/v1/score", response_model=VllmScoreResponse, response_model_exclude_none=True)
+    @app.post(NIM_ROUTE, response_model=NimRankingResponse)
+    async def nim(self, body: NimRankingRequest, request: Request, response: Response) -> NimRankingResponse:
+        """NVIDIA NIM's reranking API: passages best first with their logits."""
+        reply = await self._rank(p.nim_call(body), request, response)
+        return p.nim_answer(reply.ranked, reply.model)
+
+    @app.post(MIXEDBREAD_ROUTE, response_model=MixedbreadRerankResponse)
+    async def mixedbread(self, body: MixedbreadRerankRequest, request: Request, response: Response):
+        """Mixedbread's rerank: texts or objects (ranked on `rank_fields`), best first."""
+        reply = await self._rank(p.mixedbread_call(body), request, response)
+        return p.mixedbread_answer(body, reply.ranked, reply.model)
+
+    @app.get(MODELS_ROUTE, response_model=ModelList)
+    async def models(self, request: Request) -> ModelList:
+        """The model this endpoint serves, as OpenAI lists models (NIM clients look here for the name to send)."""
+        self._authorize(request)
+        model = (await self.reranker.info.remote())["model"]
+        return ModelList(data=[ModelCard(id=model, created=self._started, root=model)])
+
+    @app.post(SCORE_ROUTES[0], response_model=VllmScoreResponse, response_model_exclude_none=True)
+    @app.post(SCORE_ROUTES[1], response_model=VllmScoreResponse, response_model_exclude_none=True)
     async def score(self, body: VllmScoreRequest, request: Request, response: Response) -> VllmScoreResponse:
         """vLLM's score API: text_1 against text_2 (1:1, 1:N or N:N), scores in input order."""
         reply = await self._rank(p.vllm_call(body), request, response)

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import MAX_BODY_BYTES, MAX_BUFFERED_BODY_BYTES, RETRY_AFTER_S
-from .protocols import error_style
+from .errors import error_style
 
 PROXY_LIMIT_ENV = "QWEN_RERANK_PROXY_MAX_BODY_BYTES"
 PROXY_BUFFERED_ENV = "QWEN_RERANK_PROXY_MAX_BUFFERED_BYTES"

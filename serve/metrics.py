@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .protocols import COHERE_ROUTES, COMPATIBLE_ROUTE, DASHSCOPE_ROUTE, SCORE_ROUTES, TEI_ROUTE
+from .routes import MODELS_ROUTE, RANK_ROUTES
 
-ROUTES = (*COHERE_ROUTES, DASHSCOPE_ROUTE, COMPATIBLE_ROUTE, TEI_ROUTE, *SCORE_ROUTES, "/health")
+ROUTES = (*RANK_ROUTES, MODELS_ROUTE, "/health")
 REQUESTS_PER_CALL_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128]
 SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 SIZES = (8, 64, 512)  # request sizes (pairs) the time to the last score is told apart by

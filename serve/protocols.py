@@ -1,17 +1,19 @@
-"""The rerank dialects as thin adapters: each maps its request to one RankCall and the ranking back to its answer,
-and renders errors in its own shape. The scoring itself is the deployment's, the same for all of them."""
+"""The rerank dialects as thin adapters: each maps its request to one RankCall and the ranking back to its answer
+(errors in each one's shape: serve/errors.py). The scoring itself is the deployment's, the same for all of them."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from rerank_core.config import LongDocuments
 
+from .documents import document_texts
+from .errors import ApiError
 from .schemas import (
     CompatibleRerankRequest,
     CompatibleRerankResponse,
@@ -21,25 +23,27 @@ from .schemas import (
     InfinityRerankRequest,
     InfinityRerankResponse,
     InfinityRerankResult,
+    MixedbreadRerankRequest,
+    MixedbreadRerankResponse,
+    MixedbreadResult,
+    NimRanking,
+    NimRankingRequest,
+    NimRankingResponse,
+    RankOptions,
     RerankRequest,
     RerankResponse,
     RerankResult,
     TeiRank,
     TeiRerankRequest,
-    TextDocument,
     TokenUsage,
     Usage,
     VllmScoreData,
     VllmScoreRequest,
     VllmScoreResponse,
+    VoyageRerankRequest,
+    VoyageRerankResponse,
+    VoyageResult,
 )
-
-COHERE_ROUTES = ("/v1/rerank", "/v2/rerank")
-DASHSCOPE_ROUTE = "/api/v1/services/rerank/text-rerank/text-rerank"
-COMPATIBLE_ROUTE = "/compatible-api/v1/reranks"
-TEI_ROUTE = "/rerank"  # Infinity's dialect too, told apart by the body
-SCORE_ROUTES = ("/score", "/v1/score")
-
 
 BATCH_HEADER = "x-batch-requests"  # how many requests (this one included) had pairs in this request's model calls
 TRUNCATED_HEADER = "x-truncated-documents"  # how many of this request's documents were cut to max_length
@@ -47,15 +51,14 @@ CACHED_HEADER = "x-cached-documents"  # how many of this request's documents wer
 TIMEOUT_HEADER = "x-request-timeout"  # request header: seconds after which to answer 504 and drop the rest
 
 
-class ApiError(Exception):
-    """An error answered to the client: HTTP status, the field at fault, and a message naming the limit."""
+@dataclass(frozen=True)
+class Refusal:
+    """How a dialect refuses documents over the model's window instead of cutting them (TEI without `truncate`,
+    NIM's `truncate: NONE`, Voyage's `truncation: false`)."""
 
-    def __init__(self, status: int, field: str | None, message: str):
-        super().__init__(message)
-        self.status, self.field, self.message = status, field, message
-
-    def __reduce__(self):  # pickled with its arguments: a model replica's error reaches the gateway as it was raised
-        return type(self), (self.status, self.field, self.message)
+    status: int
+    field: str  # the documents' field, indexed in the error
+    hint: str  # what to send to have them cut instead
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,12 @@ class RankCall:
     instruction: str | None = None
     top_n: int | None = None
     sort: bool = True  # best first; vLLM's score API keeps input order
-    truncation: str = "right"  # "right", "left", or "error": refuse over-long pairs (TEI without `truncate`)
+    truncation: str = "right"  # which end of a document over the window is cut: "right" or "left"
+    refuse_long: Refusal | None = None  # refuse documents over the window instead of cutting them
     long_documents: LongDocuments | None = None  # None: the model's
+    score_threshold: float | None = None  # results below it are dropped, after top_n
+    threshold_on_logits: bool = False  # the answer carries logits: the threshold is one
+    max_tokens_per_doc: int | None = None  # each document cut after this many of its tokens first
 
 
 @dataclass(frozen=True)
@@ -80,116 +87,73 @@ class Ranked:
     tokens: int
 
 
-# ---- errors, one shape per dialect ----
+def _call(body: RankOptions, pairs: list[tuple[str, str]], **options: Any) -> RankCall:
+    """A RankCall with the options every dialect takes (instruction, score_threshold, max_tokens_per_doc)."""
+    return RankCall(
+        pairs,
+        instruction=body.instruction,
+        score_threshold=body.score_threshold,
+        max_tokens_per_doc=body.max_tokens_per_doc,
+        **options,
+    )
 
 
-def _text(field: str | None, message: str) -> str:
-    return f"{field}: {message}" if field else message
-
-
-_DASHSCOPE_CODES = {
-    400: "InvalidParameter",
-    401: "InvalidApiKey",
-    404: "NotFound",
-    405: "MethodNotAllowed",
-    413: "InvalidParameter",
-    429: "Throttling",
-    502: "BadGateway",
-    503: "ServiceUnavailable",
-    504: "RequestTimeOut",
-}
-_OPENAI_TYPES = {
-    400: "BadRequestError",
-    401: "AuthenticationError",
-    404: "NotFoundError",
-    413: "BadRequestError",
-    429: "RateLimitError",
-    502: "InternalServerError",
-    503: "ServiceUnavailableError",
-    504: "TimeoutError",
-}
-_COMPATIBLE_CODES = {
-    400: "invalid_parameter_error",
-    401: "invalid_api_key",
-    413: "invalid_parameter_error",
-    429: "throttling",
-    503: "service_unavailable",
-    504: "request_timeout",
-}
-_TEI_TYPES = {401: "unauthorized", 413: "validation", 422: "validation", 429: "overloaded", 503: "overloaded"}
-
-
-def cohere_error(status: int, field: str | None, message: str) -> tuple[int, dict]:
-    """Cohere/Jina style: {message, field}."""
-    return status, {"message": _text(field, message), "field": field}
-
-
-def dashscope_error(status: int, field: str | None, message: str) -> tuple[int, dict]:
-    """DashScope's native style: {code, message, request_id}."""
-    code = _DASHSCOPE_CODES.get(status, "InternalError")
-    return status, {"code": code, "message": _text(field, message), "request_id": uuid.uuid4().hex}
-
-
-def openai_error(status: int, field: str | None, message: str) -> tuple[int, dict]:
-    """vLLM's and Infinity's style: {error: {message, type, param, code}}."""
-    kind = _OPENAI_TYPES.get(status, "InternalServerError")
-    return status, {"error": {"message": _text(field, message), "type": kind, "param": field, "code": status}}
-
-
-def compatible_error(status: int, field: str | None, message: str) -> tuple[int, dict]:
-    """DashScope's OpenAI-compatible style: {error: {message, type, param, code}, request_id}."""
-    error = {
-        "message": _text(field, message),
-        "type": "invalid_request_error",
-        "param": field,
-        "code": _COMPATIBLE_CODES.get(status, "internal_error"),
-    }
-    return status, {"error": error, "request_id": uuid.uuid4().hex}
-
-
-def tei_error(status: int, field: str | None, message: str) -> tuple[int, dict]:
-    """Text Embeddings Inference's style: {error, error_type}; input it cannot take is a 422."""
-    status = 422 if status == 400 else status
-    return status, {"error": _text(field, message), "error_type": _TEI_TYPES.get(status, "backend")}
-
-
-ErrorStyle = Callable[[int, "str | None", str], "tuple[int, dict]"]
-_ROUTE_STYLES: dict[str, ErrorStyle] = {
-    **dict.fromkeys(COHERE_ROUTES, cohere_error),
-    DASHSCOPE_ROUTE: dashscope_error,
-    COMPATIBLE_ROUTE: compatible_error,
-    TEI_ROUTE: tei_error,
-    **dict.fromkeys(SCORE_ROUTES, openai_error),
-}
-
-
-def error_style(path: str) -> ErrorStyle:
-    """The error shape of the route `path` ends with (longest match; Cohere's for unknown paths)."""
-    for route in sorted(_ROUTE_STYLES, key=len, reverse=True):
-        if path.endswith(route):
-            return _ROUTE_STYLES[route]
-    return cohere_error
+def _pairs(query: str, documents: list[str]) -> list[tuple[str, str]]:
+    return [(query, d) for d in documents]
 
 
 # ---- Cohere / Jina / vLLM's rerank: POST /v1/rerank, /v2/rerank ----
 
+COHERE_RANK_FIELDS = ("text",)  # what Cohere ranks an object document on when rank_fields is not given
+
+
+def is_voyage(data: object) -> bool:
+    """Whether a body sent to /v1/rerank is Voyage's: it has `top_k` or `truncation` (fields Cohere's lacks) and no
+    `top_n`."""
+    return isinstance(data, dict) and ("top_k" in data or "truncation" in data) and "top_n" not in data
+
+
+def cohere_texts(body: RerankRequest) -> list[str]:
+    """The documents' texts: objects on rank_fields (default `text`)."""
+    return document_texts(body.documents, body.rank_fields or COHERE_RANK_FIELDS, "documents")
+
 
 def cohere_call(body: RerankRequest) -> RankCall:
     """The RankCall of a Cohere-style request."""
-    return RankCall(
-        [(body.query, d) for d in body.texts()], body.instruction, body.top_n, long_documents=body.long_documents
-    )
+    return _call(body, _pairs(body.query, cohere_texts(body)), top_n=body.top_n, long_documents=body.long_documents)
 
 
 def cohere_answer(body: RerankRequest, ranked: Ranked, model: str) -> RerankResponse:
-    """Cohere's answer: results best first, documents as {text} objects when asked for."""
-    texts = body.texts()
-    return RerankResponse(
-        id=uuid.uuid4().hex,
-        model=model,
-        results=_results(ranked, texts, body.return_documents),
-        usage=Usage(total_tokens=ranked.tokens),
-    )
+    """Cohere's answer: results best first, documents when asked for ({text}, or the object as it was sent)."""
+    documents = [{"text": d} if isinstance(d, str) else d for d in body.documents]
+    results = [
+        RerankResult(
+            index=int(i),
+            relevance_score=float(ranked.scores[i]),
+            document=documents[i] if body.return_documents else None,
+        )
+        for i in ranked.order
+    ]
+    return RerankResponse(id=uuid.uuid4().hex, model=model, results=results, usage=Usage(total_tokens=ranked.tokens))
+
+
+def voyage_call(body: VoyageRerankRequest) -> RankCall:
+    """The RankCall of a Voyage request: `truncation: false` refuses documents over the window."""
+    refusal = None if body.truncation else Refusal(400, "documents", "send truncation: true to cut them")
+    return _call(body, _pairs(body.query, body.documents), top_n=body.top_k, refuse_long=refusal)
+
+
+def voyage_answer(body: VoyageRerankRequest, ranked: Ranked, model: str) -> VoyageRerankResponse:
+    """Voyage's answer: {object: list, data: [{index, relevance_score, document?}], model, usage} best first."""
+    data = [
+        VoyageResult(
+            index=int(i),
+            relevance_score=float(ranked.scores[i]),
+            document=body.documents[i] if body.return_documents else None,
+        )
+        for i in ranked.order
+    ]
+    return VoyageRerankResponse(data=data, model=model, usage=Usage(total_tokens=ranked.tokens))
 
 
 def _results(ranked: Ranked, texts: list[str], with_documents: bool) -> list[RerankResult]:
@@ -197,7 +161,7 @@ def _results(ranked: Ranked, texts: list[str], with_documents: bool) -> list[Rer
         RerankResult(
             index=int(i),
             relevance_score=float(ranked.scores[i]),
-            document=TextDocument(text=texts[i]) if with_documents else None,
+            document={"text": texts[i]} if with_documents else None,
         )
         for i in ranked.order
     ]
@@ -207,22 +171,25 @@ def _results(ranked: Ranked, texts: list[str], with_documents: bool) -> list[Rer
 
 
 def dashscope_call(body: DashScopeRequest) -> RankCall:
-    """The RankCall of a native DashScope request."""
+    """The RankCall of a native DashScope request (our options sit in `parameters`, beside `instruct`)."""
     params = body.parameters
-    return RankCall([(body.input.query, d) for d in body.input.documents], params.instruct, params.top_n)
+    return _call(params, _pairs(body.input.query, body.input.documents), top_n=params.top_n)
 
 
-def dashscope_answer(body: DashScopeRequest, ranked: Ranked) -> DashScopeResponse:
-    """DashScope's native answer: {output: {results}, usage, request_id}."""
+def dashscope_answer(body: DashScopeRequest, ranked: Ranked, model: str) -> DashScopeResponse:
+    """DashScope's native answer: {output: {results}, usage, request_id, model}."""
     results = _results(ranked, body.input.documents, body.parameters.return_documents)
     return DashScopeResponse(
-        output=DashScopeOutput(results=results), usage=Usage(total_tokens=ranked.tokens), request_id=uuid.uuid4().hex
+        output=DashScopeOutput(results=results),
+        usage=Usage(total_tokens=ranked.tokens),
+        request_id=uuid.uuid4().hex,
+        model=model,
     )
 
 
 def compatible_call(body: CompatibleRerankRequest) -> RankCall:
     """The RankCall of a DashScope OpenAI-compatible request."""
-    return RankCall([(body.query, d) for d in body.documents], body.instruct, body.top_n)
+    return _call(body, _pairs(body.query, body.documents), top_n=body.top_n)
 
 
 def compatible_answer(body: CompatibleRerankRequest, ranked: Ranked, model: str) -> CompatibleRerankResponse:
@@ -239,10 +206,17 @@ def compatible_answer(body: CompatibleRerankRequest, ranked: Ranked, model: str)
 
 
 def tei_call(body: TeiRerankRequest) -> RankCall:
-    """The RankCall of a TEI request: without `truncate`, over-long pairs are refused, as TEI does; TEI's truncation
-    semantics hold whatever the model's long_documents mode."""
-    truncation = body.truncation_direction.lower() if body.truncate else "error"
-    return RankCall([(body.query, t) for t in body.texts], truncation=truncation, long_documents=LongDocuments())
+    """The RankCall of a TEI request: without `truncate`, over-long pairs are refused (413), as TEI does; TEI's
+    truncation semantics hold whatever the model's long_documents mode."""
+    refusal = None if body.truncate else Refusal(413, "texts", "send truncate: true to cut them")
+    return _call(
+        body,
+        _pairs(body.query, body.texts),
+        truncation=body.truncation_direction.lower(),
+        refuse_long=refusal,
+        long_documents=LongDocuments(),
+        threshold_on_logits=body.raw_scores,
+    )
 
 
 def tei_answer(body: TeiRerankRequest, ranked: Ranked) -> list[TeiRank]:
@@ -256,7 +230,7 @@ def tei_answer(body: TeiRerankRequest, ranked: Ranked) -> list[TeiRank]:
 
 def infinity_call(body: InfinityRerankRequest) -> RankCall:
     """The RankCall of an Infinity request."""
-    return RankCall([(body.query, d) for d in body.documents], top_n=body.top_n)
+    return _call(body, _pairs(body.query, body.documents), top_n=body.top_n, threshold_on_logits=body.raw_scores)
 
 
 def infinity_answer(body: InfinityRerankRequest, ranked: Ranked, model: str) -> InfinityRerankResponse:
@@ -293,7 +267,7 @@ def vllm_call(body: VllmScoreRequest) -> RankCall:
     for i, text in enumerate(first):
         if not text.strip():
             raise ApiError(400, f"text_1[{i}]" if isinstance(body.text_1, list) else "text_1", "must not be empty")
-    return RankCall(list(zip(first, second)), sort=False)
+    return _call(body, list(zip(first, second)), sort=False)
 
 
 def vllm_answer(ranked: Ranked, model: str) -> VllmScoreResponse:
@@ -302,4 +276,46 @@ def vllm_answer(ranked: Ranked, model: str) -> VllmScoreResponse:
     usage = TokenUsage(prompt_tokens=ranked.tokens, total_tokens=ranked.tokens, completion_tokens=0)
     return VllmScoreResponse(
         id=f"score-{uuid.uuid4().hex}", created=int(time.time()), model=model, data=data, usage=usage
+    )
+
+
+# ---- NVIDIA NIM: POST /v1/ranking ----
+
+
+def nim_call(body: NimRankingRequest) -> RankCall:
+    """The RankCall of a NIM request: `truncate: NONE` (NIM's default) refuses passages over the window."""
+    refusal = Refusal(400, "passages", "send truncate: END to cut them") if body.truncate == "NONE" else None
+    pairs = _pairs(body.query.text, [p.text for p in body.passages])
+    return _call(body, pairs, refuse_long=refusal, threshold_on_logits=True)
+
+
+def nim_answer(ranked: Ranked, model: str) -> NimRankingResponse:
+    """NIM's answer: {rankings: [{index, logit}]} best first, the logit l_yes − l_no."""
+    rankings = [NimRanking(index=int(i), logit=float(ranked.logits[i])) for i in ranked.order]
+    return NimRankingResponse(rankings=rankings, model=model, usage=Usage(total_tokens=ranked.tokens))
+
+
+# ---- Mixedbread: POST /v1/reranking ----
+
+
+def mixedbread_call(body: MixedbreadRerankRequest) -> RankCall:
+    """The RankCall of a Mixedbread request: objects ranked on rank_fields (default: every field)."""
+    texts = document_texts(body.input, body.rank_fields, "input")
+    return _call(body, _pairs(body.query, texts), top_n=body.top_k)
+
+
+def mixedbread_answer(body: MixedbreadRerankRequest, ranked: Ranked, model: str) -> MixedbreadRerankResponse:
+    """Mixedbread's answer: {data: [{index, score, input?}], model, usage, top_k, return_input} best first."""
+    data = [
+        MixedbreadResult(
+            index=int(i), score=float(ranked.scores[i]), input=body.input[i] if body.return_input else None
+        )
+        for i in ranked.order
+    ]
+    return MixedbreadRerankResponse(
+        usage=TokenUsage(prompt_tokens=ranked.tokens, total_tokens=ranked.tokens, completion_tokens=0),
+        model=model,
+        data=data,
+        top_k=body.top_k or len(body.input),
+        return_input=body.return_input,
     )

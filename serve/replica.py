@@ -13,10 +13,11 @@ from ray import serve
 
 from rerank_core.config import load_reranker
 from rerank_core.errors import DeviceMemoryError
-from rerank_core.scorer import top_indices
+from rerank_core.scorer import Prepared, top_indices
 
 from . import protocols as p
 from .config import DEPLOYMENT, BatchConfig, ServeAppConfig
+from .errors import ApiError
 from .metrics import ReplicaMetrics
 from .scheduler import DeadlineExceeded, Scheduler
 
@@ -69,25 +70,19 @@ class Reranker:
 
     async def rank(self, call: p.RankCall, timeout_s: float | None) -> Reply:
         """The one scoring path of every dialect: token limits, tokenization, the scheduler, ranking, metrics."""
-        truncation = "right" if call.truncation == "error" else call.truncation
         prepared = await asyncio.to_thread(
             self.scorer.prepare,
             call.pairs,
             instruction=call.instruction,
-            truncation=truncation,
+            truncation=call.truncation,
             long_documents=call.long_documents,
+            max_tokens_per_doc=call.max_tokens_per_doc,
         )
         cut = int(np.count_nonzero(prepared.truncated))
-        if call.truncation == "error" and cut:
-            limit = getattr(getattr(self.scorer, "tokenizer", None), "max_length", "max_length")
-            raise p.ApiError(
-                413,
-                "texts",
-                f"{cut} texts are longer than the model's {limit} tokens and truncate is "
-                "false; send truncate: true to cut them",
-            )
+        if call.refuse_long is not None and cut:
+            raise self._refusal(call.refuse_long, prepared, cut)
         if prepared.total_tokens > self.max_tokens:
-            raise p.ApiError(
+            raise ApiError(
                 400,
                 "documents",
                 f"the request has {prepared.total_tokens} tokens after truncation, "
@@ -96,15 +91,30 @@ class Reranker:
         try:
             scored = await self.scheduler.score(prepared, timeout_s)
         except DeadlineExceeded as exc:
-            raise p.ApiError(504, p.TIMEOUT_HEADER, str(exc)) from None
+            raise ApiError(504, p.TIMEOUT_HEADER, str(exc)) from None
         except DeviceMemoryError as exc:  # retryable: the replica goes on serving
             self.metrics.device_memory_errors.inc()
-            raise p.ApiError(503, None, str(exc)) from None
+            raise ApiError(503, None, str(exc)) from None
         out = scored.output
         self.metrics.pairs.inc(len(call.pairs))
         self.metrics.tokens.inc(out.total_tokens)
         if cut:
             self.metrics.truncated.inc(cut)
         order = top_indices(out.scores, call.top_n) if call.sort else np.arange(len(call.pairs))
+        if call.score_threshold is not None:
+            values = out.logits if call.threshold_on_logits else out.scores
+            order = order[values[order] >= call.score_threshold]
         ranked = p.Ranked(order=order, scores=out.scores, logits=out.logits, tokens=out.total_tokens)
         return Reply(ranked, self.model_name, scored.shared_with, scored.cached, cut)
+
+    def _refusal(self, refusal: p.Refusal, prepared: Prepared, cut: int) -> ApiError:
+        """The error naming the first document over the window, its tokens and the limit."""
+        first = int(np.flatnonzero(prepared.truncated)[0])
+        tokens = int(prepared.tokens[first] + prepared.truncated[first])
+        limit = getattr(getattr(self.scorer, "tokenizer", None), "max_length", "max_length")
+        return ApiError(
+            refusal.status,
+            f"{refusal.field}[{first}]",
+            f"{tokens} tokens with the query and prompt, over the model's {limit}"
+            f" ({cut} of the request's documents are); {refusal.hint}",
+        )

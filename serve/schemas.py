@@ -1,11 +1,22 @@
-"""HTTP request/response models of every rerank dialect the endpoint speaks: Cohere/Jina, DashScope (native and
-OpenAI-compatible), Text Embeddings Inference, Infinity and vLLM's score API."""
+"""HTTP request/response models of every rerank dialect the endpoint speaks: Cohere/Jina (and Voyage's shape on the
+same route), DashScope (native and OpenAI-compatible), Text Embeddings Inference, Infinity, vLLM's score API, NVIDIA
+NIM and Mixedbread."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 
 from rerank_core.config import LongDocuments
 
@@ -21,46 +32,52 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class TextDocument(_Model):
-    """A document given as an object, as Cohere and Jina allow."""
+class RankOptions(_Model):
+    """Options every dialect takes beside its own (our extensions where the dialect has no such field)."""
 
-    text: StrictStr
+    # llama.cpp names it `instruction`, SGLang and DashScope `instruct`: either is taken.
+    instruction: StrictStr | None = Field(default=None, validation_alias=AliasChoices("instruction", "instruct"))
+    # Results scoring below it are dropped (after top_n), compared with the value the answer carries: the relevance
+    # in 0..1, or the logit where the dialect answers logits (NIM, raw_scores).
+    score_threshold: StrictFloat | StrictInt | None = None
+    # Each document is cut after this many of its own tokens before it is scored (Cohere v2's field).
+    max_tokens_per_doc: StrictInt | None = Field(default=None, ge=1)
 
 
-class RerankRequest(_Model):
-    """POST /v1/rerank (Cohere, Jina, vLLM shape)."""
+Document = StrictStr | dict[str, Any]  # a text, or an object ranked on named fields (serve/documents.py)
+RankFields = Annotated[list[StrictStr], Field(min_length=1)]
+
+
+def _texts_or_objects(value: object) -> object:
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if not isinstance(item, str | dict):
+                raise ValueError(f"item {i} must be a string or an object")
+    return value
+
+
+class RerankRequest(RankOptions):
+    """POST /v1/rerank (Cohere, Jina, vLLM shape); documents may be objects ranked on `rank_fields` (Cohere v1)."""
 
     model: StrictStr | None = None
     query: StrictStr
-    documents: Annotated[list[StrictStr | TextDocument], Field(min_length=1)]
+    documents: Annotated[list[Document], Field(min_length=1)]
     top_n: StrictInt | None = Field(default=None, ge=1)
     return_documents: StrictBool = False
-    instruction: StrictStr | None = None
+    rank_fields: RankFields | None = None
     # Our extension: how documents longer than the window are scored, for this request (default: the model's).
     long_documents: LongDocuments | None = None
 
     _query_not_blank = field_validator("query")(_non_blank)
-
-    @field_validator("documents", mode="before")
-    @classmethod
-    def _documents_are_texts(cls, value: object) -> object:
-        if isinstance(value, list):
-            for i, item in enumerate(value):
-                if not isinstance(item, str) and not (isinstance(item, dict) and isinstance(item.get("text"), str)):
-                    raise ValueError(f'item {i} must be a string or an object {{"text": string}}')
-        return value
-
-    def texts(self) -> list[str]:
-        """The documents as plain strings."""
-        return [d if isinstance(d, str) else d.text for d in self.documents]
+    _documents_are_texts_or_objects = field_validator("documents", mode="before")(_texts_or_objects)
 
 
 class RerankResult(_Model):
-    """One scored document of a /v1/rerank answer."""
+    """One scored document of a /v1/rerank answer; an object document comes back as it was sent."""
 
     index: int
     relevance_score: float
-    document: TextDocument | None = None
+    document: dict[str, Any] | None = None  # {text} for a text
 
 
 class Usage(_Model):
@@ -87,12 +104,11 @@ class DashScopeInput(_Model):
     _query_not_blank = field_validator("query")(_non_blank)
 
 
-class DashScopeParameters(_Model):
+class DashScopeParameters(RankOptions):
     """`parameters` of a DashScope TextReRank request."""
 
     top_n: StrictInt | None = Field(default=None, ge=1)
     return_documents: StrictBool = False
-    instruct: StrictStr | None = None
 
 
 class DashScopeRequest(_Model):
@@ -110,11 +126,12 @@ class DashScopeOutput(_Model):
 
 
 class DashScopeResponse(_Model):
-    """A DashScope TextReRank answer."""
+    """A DashScope TextReRank answer (with the model that made it, which DashScope's leaves out)."""
 
     output: DashScopeOutput
     usage: Usage
     request_id: str
+    model: str
 
 
 class DashScopeError(_Model):
@@ -125,7 +142,7 @@ class DashScopeError(_Model):
     request_id: str
 
 
-class TeiRerankRequest(_Model):
+class TeiRerankRequest(RankOptions):
     """POST /rerank with `texts`: Text Embeddings Inference's rerank request."""
 
     query: StrictStr
@@ -153,7 +170,7 @@ class TeiError(_Model):
     error_type: str
 
 
-class InfinityRerankRequest(_Model):
+class InfinityRerankRequest(RankOptions):
     """POST /rerank with `documents`: Infinity's (Cohere-like) rerank request."""
 
     query: StrictStr
@@ -193,7 +210,7 @@ class InfinityRerankResponse(_Model):
     created: int
 
 
-class VllmScoreRequest(_Model):
+class VllmScoreRequest(RankOptions):
     """POST /score and /v1/score: vLLM's score API; text_1 against text_2 as 1:1, 1:N or N:N."""
 
     model: StrictStr | None = None
@@ -220,7 +237,7 @@ class VllmScoreResponse(_Model):
     usage: TokenUsage
 
 
-class CompatibleRerankRequest(_Model):
+class CompatibleRerankRequest(RankOptions):
     """POST /compatible-api/v1/reranks: DashScope's OpenAI-compatible rerank request."""
 
     model: StrictStr
@@ -228,7 +245,6 @@ class CompatibleRerankRequest(_Model):
     documents: Annotated[list[StrictStr], Field(min_length=1)]
     top_n: StrictInt | None = Field(default=None, ge=1)
     return_documents: StrictBool = False
-    instruct: StrictStr | None = None
 
     _query_not_blank = field_validator("query")(_non_blank)
 
@@ -241,6 +257,125 @@ class CompatibleRerankResponse(_Model):
     model: str
     results: list[RerankResult]
     usage: Usage
+
+
+class VoyageRerankRequest(RankOptions):
+    """Voyage's rerank request (POST /v1/rerank with `top_k` or `truncation`, as the voyageai SDK sends it)."""
+
+    model: StrictStr | None = None
+    query: StrictStr
+    documents: Annotated[list[StrictStr], Field(min_length=1)]
+    top_k: StrictInt | None = Field(default=None, ge=1)
+    truncation: StrictBool = True  # false: refuse documents over the window instead of cutting them
+    return_documents: StrictBool = False
+
+    _query_not_blank = field_validator("query")(_non_blank)
+
+
+class VoyageResult(_Model):
+    """One scored document of Voyage's answer; the document is a plain string."""
+
+    index: int
+    relevance_score: float
+    document: str | None = None
+
+
+class VoyageRerankResponse(_Model):
+    """Voyage's rerank answer, best first."""
+
+    object: Literal["list"] = "list"
+    data: list[VoyageResult]
+    model: str
+    usage: Usage
+
+
+class NimText(_Model):
+    """A text as NIM wraps it: {text}."""
+
+    text: StrictStr
+
+
+class NimRankingRequest(RankOptions):
+    """POST /v1/ranking: NVIDIA NIM's reranking request (NVIDIARerank in LangChain and LlamaIndex, Haystack's
+    NvidiaRanker)."""
+
+    model: StrictStr | None = None
+    query: NimText
+    passages: Annotated[list[NimText], Field(min_length=1)]
+    truncate: Literal["NONE", "END"] = "NONE"  # NIM's default: refuse passages over the window
+
+    @field_validator("query")
+    @classmethod
+    def _query_not_blank(cls, value: NimText) -> NimText:
+        _non_blank(value.text)
+        return value
+
+
+class NimRanking(_Model):
+    """One passage of NIM's answer: its index and logit, best first."""
+
+    index: int
+    logit: float
+
+
+class NimRankingResponse(_Model):
+    """NIM's ranking answer (with the model and usage, which NIM's leaves out)."""
+
+    rankings: list[NimRanking]
+    model: str
+    usage: Usage
+
+
+class MixedbreadRerankRequest(RankOptions):
+    """POST /v1/reranking: Mixedbread's rerank request; inputs are texts or objects ranked on `rank_fields`."""
+
+    model: StrictStr | None = None
+    query: StrictStr
+    input: Annotated[list[Document], Field(min_length=1)]
+    rank_fields: RankFields | None = None
+    top_k: StrictInt | None = Field(default=None, ge=1)
+    return_input: StrictBool = False
+    rewrite_query: StrictBool = False  # taken and ignored: the query is scored as sent
+
+    _query_not_blank = field_validator("query")(_non_blank)
+    _input_is_texts_or_objects = field_validator("input", mode="before")(_texts_or_objects)
+
+
+class MixedbreadResult(_Model):
+    """One scored input of Mixedbread's answer, as it was sent when asked for."""
+
+    index: int
+    score: float
+    input: Any = None
+    object: Literal["rank_result"] = "rank_result"
+
+
+class MixedbreadRerankResponse(_Model):
+    """Mixedbread's rerank answer, best first."""
+
+    usage: TokenUsage
+    model: str
+    data: list[MixedbreadResult]
+    object: Literal["list"] = "list"
+    top_k: int
+    return_input: bool
+
+
+class ModelCard(_Model):
+    """One model of the OpenAI model list."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "qwen-rerank"
+    root: str
+
+
+class ModelList(_Model):
+    """GET /v1/models: the model this endpoint serves, as OpenAI lists models (NIM clients read it)."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
 
 
 class OpenAIErrorInfo(_Model):

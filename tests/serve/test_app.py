@@ -8,7 +8,7 @@ import pytest
 from ray import serve
 
 from serve.app import BATCH_HEADER
-from serve.protocols import DASHSCOPE_ROUTE
+from serve.routes import DASHSCOPE_ROUTE
 from tests.conftest import bf16_tolerance, session_app_args
 
 pytestmark = pytest.mark.slow
@@ -103,7 +103,7 @@ def test_health_and_docs(serve_url):
         ({"query": QUERY}, "documents"),
         ({"query": QUERY, "documents": []}, "documents"),
         ({"query": QUERY, "documents": ["ok", 3]}, "documents"),
-        ({"query": QUERY, "documents": [{"title": "no text"}]}, "documents"),
+        ({"query": QUERY, "documents": [{"title": "no text"}]}, "documents[0]"),
         ({"query": QUERY, "documents": DOCS, "top_n": 0}, "top_n"),
         ({"query": QUERY, "documents": DOCS, "top_n": "2"}, "top_n"),
         ({"query": 5, "documents": DOCS}, "query"),

@@ -7,7 +7,7 @@ import httpx
 import numpy as np
 import pytest
 
-from serve.protocols import COMPATIBLE_ROUTE, DASHSCOPE_ROUTE
+from serve.routes import COMPATIBLE_ROUTE, DASHSCOPE_ROUTE, MIXEDBREAD_ROUTE, MODELS_ROUTE, NIM_ROUTE, RANK_ROUTES
 
 pytestmark = pytest.mark.slow
 QUERY = "What is machine learning?"
@@ -221,6 +221,8 @@ ROUTE_BODIES = {
     COMPATIBLE_ROUTE: lambda docs: {"model": "m", "query": QUERY, "documents": docs},
     "/rerank": lambda docs: {"query": QUERY, "texts": docs},
     "/score": lambda docs: {"text_1": QUERY, "text_2": docs},
+    NIM_ROUTE: lambda docs: {"query": {"text": QUERY}, "passages": [{"text": d} for d in docs], "truncate": "END"},
+    MIXEDBREAD_ROUTE: lambda docs: {"query": QUERY, "input": docs},
 }
 MESSAGE = {
     "/v1/rerank": lambda b: b["message"],
@@ -228,6 +230,8 @@ MESSAGE = {
     COMPATIBLE_ROUTE: lambda b: b["error"]["message"],
     "/rerank": lambda b: b["error"],
     "/score": lambda b: b["error"]["message"],
+    NIM_ROUTE: lambda b: b["detail"],
+    MIXEDBREAD_ROUTE: lambda b: b["detail"],
 }
 
 
@@ -244,8 +248,8 @@ def test_every_route_enforces_documents_tokens_and_body_limits(serve_url, route)
 
 def test_docs_list_every_route(serve_url):
     paths = httpx.get(serve_url + "/openapi.json", timeout=10).json()["paths"]
-    assert {"/v1/rerank", "/v2/rerank", DASHSCOPE_ROUTE, COMPATIBLE_ROUTE, "/rerank", "/score", "/v1/score"} <= set(
-        paths
-    )
+    assert set(RANK_ROUTES) | {MODELS_ROUTE} <= set(paths)
     schema = paths["/rerank"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {s["title"] for s in schema["oneOf"]} == {"TeiRerankRequest", "InfinityRerankRequest"}
+    schema = paths["/v1/rerank"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert {s["title"] for s in schema["oneOf"]} == {"RerankRequest", "VoyageRerankRequest"}

@@ -12,7 +12,7 @@ from ray import serve
 from rerank_core import Reranker
 from serve.app import build_app
 from serve.launcher import wait_healthy
-from serve.protocols import DASHSCOPE_ROUTE
+from serve.routes import DASHSCOPE_ROUTE
 from tests.fake_dashscope import API_KEY, overlap_score
 
 pytestmark = pytest.mark.slow

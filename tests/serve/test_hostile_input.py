@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from serve.protocols import DASHSCOPE_ROUTE
+from serve.routes import DASHSCOPE_ROUTE
 
 pytestmark = pytest.mark.slow
 ROUTES = ["/v1/rerank", "/v2/rerank", DASHSCOPE_ROUTE]

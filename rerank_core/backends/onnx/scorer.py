@@ -21,6 +21,7 @@ from ...config import (
     LongDocumentsSetting,
 )
 from ...dtypes import Dtype
+from ...errors import InvalidInputError
 from ...formatting import content_head, format_content
 from ...locate.folder import ModelFolder
 from ...planning import Batch, budget_batches, plan_prefix_groups
@@ -129,10 +130,18 @@ class OnnxQwen3Scorer(Scorer):
         instruction: str | None = None,
         truncation: Truncation = "right",
         long_documents: LongDocumentsSetting = None,
+        max_tokens_per_doc: int | None = None,
     ) -> Prepared:
         """Validate and tokenize pairs: a document over the window is cut (from the right, or from its start), or
-        with `long_documents` mode `chunk` scored in overlapping windows (default: the model's `long_documents`)."""
+        with `long_documents` mode `chunk` scored in overlapping windows (default: the model's `long_documents`).
+        `max_tokens_per_doc` first cuts each document after that many of its own tokens (not counted as truncated:
+        it was asked for)."""
         pairs = validate_pairs(pairs)
+        if max_tokens_per_doc is not None:
+            if max_tokens_per_doc < 1:
+                raise InvalidInputError("max_tokens_per_doc", f"must be at least 1, got {max_tokens_per_doc}")
+            documents = self.tokenizer.cut_texts([d for _, d in pairs], max_tokens_per_doc)
+            pairs = [(q, d) for (q, _), d in zip(pairs, documents)]
         spec = LongDocuments.of(long_documents) or self.long_documents
         instruction = self.instruction if instruction is None else instruction
         contents = [format_content(q, d, instruction) for q, d in pairs]
