@@ -22,13 +22,13 @@ from .schemas import (
     DashScopeResponse,
     InfinityRerankRequest,
     InfinityRerankResponse,
-    InfinityRerankResult,
     MixedbreadRerankRequest,
     MixedbreadRerankResponse,
     MixedbreadResult,
     NimRanking,
     NimRankingRequest,
     NimRankingResponse,
+    PlainResult,
     RankOptions,
     RerankRequest,
     RerankResponse,
@@ -42,7 +42,6 @@ from .schemas import (
     VllmScoreResponse,
     VoyageRerankRequest,
     VoyageRerankResponse,
-    VoyageResult,
 )
 
 BATCH_HEADER = "x-batch-requests"  # how many requests (this one included) had pairs in this request's model calls
@@ -146,7 +145,7 @@ def voyage_call(body: VoyageRerankRequest) -> RankCall:
 def voyage_answer(body: VoyageRerankRequest, ranked: Ranked, model: str) -> VoyageRerankResponse:
     """Voyage's answer: {object: list, data: [{index, relevance_score, document?}], model, usage} best first."""
     data = [
-        VoyageResult(
+        PlainResult(
             index=int(i),
             relevance_score=float(ranked.scores[i]),
             document=body.documents[i] if body.return_documents else None,
@@ -237,7 +236,7 @@ def infinity_answer(body: InfinityRerankRequest, ranked: Ranked, model: str) -> 
     """Infinity's answer: results best first, documents as plain strings; raw_scores gives the logit."""
     values = ranked.logits if body.raw_scores else ranked.scores
     results = [
-        InfinityRerankResult(
+        PlainResult(
             relevance_score=float(values[i]),
             index=int(i),
             document=body.documents[i] if body.return_documents else None,

@@ -183,8 +183,8 @@ class InfinityRerankRequest(RankOptions):
     _query_not_blank = field_validator("query")(_non_blank)
 
 
-class InfinityRerankResult(_Model):
-    """One scored document of Infinity's answer; the document is a plain string."""
+class PlainResult(_Model):
+    """One scored document of Infinity's and Voyage's answers; the document is a plain string."""
 
     relevance_score: float
     index: int
@@ -203,7 +203,7 @@ class InfinityRerankResponse(_Model):
     """Infinity's rerank answer, best first."""
 
     object: Literal["rerank"] = "rerank"
-    results: list[InfinityRerankResult]
+    results: list[PlainResult]
     model: str
     usage: TokenUsage
     id: str
@@ -272,19 +272,11 @@ class VoyageRerankRequest(RankOptions):
     _query_not_blank = field_validator("query")(_non_blank)
 
 
-class VoyageResult(_Model):
-    """One scored document of Voyage's answer; the document is a plain string."""
-
-    index: int
-    relevance_score: float
-    document: str | None = None
-
-
 class VoyageRerankResponse(_Model):
     """Voyage's rerank answer, best first."""
 
     object: Literal["list"] = "list"
-    data: list[VoyageResult]
+    data: list[PlainResult]
     model: str
     usage: Usage
 

@@ -9,15 +9,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, Te
 
 from rerank_core.integrations.llamaindex import QwenRerank
 from rerank_core.tiny_model import TINY_MODEL
-
-QUERY = "What is machine learning?"
-TEXTS = [
-    "Machine learning is a subset of artificial intelligence.",
-    "Pizza is a popular food in Italy.",
-    "Neural networks learn representations from data.",
-    "The weather in Paris is mild in spring.",
-    "Gradient descent minimises a loss function.",
-]
+from tests.rerank_core.test_langchain import QUERY, TEXTS
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,9 @@ from serve.routes import NIM_ROUTE
 
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # Haystack would otherwise post usage to its server
 
+from tests.serve.test_dialects import DOCS, LONG, QUERY
+
 pytestmark = pytest.mark.slow
-QUERY = "What is machine learning?"
-DOCS = ["Machine learning is a subset of AI.", "The weather is sunny today.", "ML learns from data.", "Pizza."]
-LONG = "data " * 700  # over the session app's max_length of 512 tokens
 
 
 @pytest.fixture(scope="module")
