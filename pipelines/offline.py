@@ -17,6 +17,7 @@ from rerank_core.integrations.ray import check_gpus, ensure_ray, fit_actor
 
 from .config import OfflineConfig
 from .parts import PartScorer, filesystem, plan_parts, prepare_resumable_output
+from .quiet import without_actor_argument_notice
 from .scoring import ERROR, BatchScorer
 
 log = logging.getLogger(__name__)
@@ -110,14 +111,14 @@ def run_job(cfg: OfflineConfig) -> JobSummary:
     return JobSummary(rows=rows_out, failed_rows=failed, seconds=time.monotonic() - started, output=cfg.output)
 
 
-def input_bytes(uri: str) -> int:
-    """Uncompressed bytes of a Parquet input, from its footers (nothing else is read)."""
-    dataset = pads.dataset(uri, format="parquet")
-    total = 0
-    for fragment in dataset.get_fragments():
+def input_size(uri: str) -> tuple[int, int]:
+    """Rows and uncompressed bytes of a Parquet input, from its footers (nothing else is read, no Ray job runs)."""
+    rows = size = 0
+    for fragment in pads.dataset(uri, format="parquet").get_fragments():
         metadata = fragment.metadata
-        total += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
-    return total
+        rows += metadata.num_rows
+        size += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    return rows, size
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,8 @@ class StreamingPlan:
         """Run it into Parquet files of about `max_block_mib` at most: a large input's files are its read blocks; a
         re-blocked one's batches (each an output block) are gathered, or every batch of rows would be a file."""
         gather = {"min_bytes_per_file": self.max_block_mib << 20} if self.reblocked else {}
-        self.scored.write_parquet(output, **gather)
+        with without_actor_argument_notice():
+            self.scored.write_parquet(output, **gather)
 
 
 def streaming_plan(cfg: OfflineConfig, setup: ActorSetup) -> StreamingPlan:
@@ -150,8 +152,7 @@ def streaming_plan(cfg: OfflineConfig, setup: ActorSetup) -> StreamingPlan:
     compute = cfg.compute
     dataset = ray.data.read_parquet(cfg.input)
     dataset.context.target_max_block_size = compute.max_block_mib << 20
-    rows_in = dataset.count()  # from the Parquet footers: nothing is read yet
-    size = input_bytes(cfg.input)
+    rows_in, size = input_size(cfg.input)
     wanted_blocks = setup.concurrency * compute.blocks_per_actor
     log.info("%d input rows (%.1f MiB) from %s", rows_in, size / 2**20, cfg.input)
     reblocked = size < wanted_blocks * (compute.max_block_mib << 20)
@@ -185,7 +186,7 @@ def _run_parts(cfg: OfflineConfig, setup: ActorSetup) -> int:
     log.info("%d parts planned, %d already done, %d to score", len(parts), len(parts) - len(todo), len(todo))
     if todo:
         items = [{"name": p.name, "file": p.file, "first": p.first, "rows": p.rows} for p in todo]
-        ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        scored = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             PartScorer,
             fn_constructor_kwargs={
                 "scorer_kwargs": setup.scorer_kwargs,
@@ -195,7 +196,9 @@ def _run_parts(cfg: OfflineConfig, setup: ActorSetup) -> int:
             },
             batch_size=1,
             **setup.options,
-        ).materialize()
+        )
+        with without_actor_argument_notice():
+            scored.materialize()
     return sum(p.rows for p in parts)
 
 

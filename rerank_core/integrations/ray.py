@@ -15,14 +15,23 @@ log = logging.getLogger(__name__)
 
 
 def ensure_ray(**init_kwargs) -> None:
-    """Connect to RAY_ADDRESS if set, else start a local Ray with this machine's CPUs; no-op if already up."""
+    """Connect to RAY_ADDRESS if set (`auto`: a cluster `ray start` began here), else start a local Ray; no-op if up."""
     import ray
 
     if ray.is_initialized():
         return
-    address = os.environ.get("RAY_ADDRESS")
-    log.info("connecting to Ray at %s", address if address else "a new local instance")
-    ray.init(address=address, **init_kwargs)
+    address = os.environ.get("RAY_ADDRESS") or "local"
+    log.info("connecting to Ray at %s", "a new local instance" if address == "local" else address)
+    # A new local instance turns token authentication on when RAY_AUTH_MODE is unset, and warns that it did: a
+    # warning about the secure default, which a newcomer reads as something gone wrong. Ray's other lines stay.
+    auth_notes = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = auth_notes.level
+    if address == "local":
+        auth_notes.setLevel(logging.ERROR)
+    try:
+        ray.init(address=address, **init_kwargs)
+    finally:
+        auth_notes.setLevel(level)
 
 
 def check_gpus(gpus_per_actor: float, actors: int, what: str) -> None:

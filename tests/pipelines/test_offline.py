@@ -264,14 +264,15 @@ def test_resume_refuses_an_output_of_another_job(tmp_path):
 
 
 def test_offline_without_a_config_fits_a_machine_without_gpus(tmp_path):
-    """`rerank offline --model --input --output`: no config, its own local Ray (no GPU), CPU actors."""
+    """`rerank offline --model --input --output`: no config, its own local Ray (no GPU), CPU actors, quietly."""
     import os
     import subprocess
     import sys
 
     from tests.conftest import REPO
 
-    env = {**os.environ, "RAY_ADDRESS": "local"}
+    # RAY_AUTH_MODE unset, as on a newcomer's machine (this session's ray.init sets it): Ray's default applies.
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}, "RAY_ADDRESS": "local"}
     proc = subprocess.run(
         [
             sys.executable,
@@ -293,6 +294,9 @@ def test_offline_without_a_config_fits_a_machine_without_gpus(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "CPU only, 2 ONNX Runtime threads" in proc.stderr and "num_cpus=1," in proc.stderr
     assert pq.read_table(tmp_path / "out").num_rows == 300
+    # Quiet: no third-party warnings, and not Ray's error-looking line about actor arguments (pipelines/quiet.py).
+    noise = ["WARNING", "Warning", "core_worker", "object store and max_restarts"]
+    assert [n for n in noise if n in proc.stdout + proc.stderr] == [], proc.stderr[-3000:]
 
 
 def test_offline_without_a_config_names_what_is_missing():
