@@ -6,8 +6,9 @@ a fresh process (so peak GPU memory is its own): the official transformers recip
 f16) · sentence-transformers CrossEncoder on the sequence-classification form of the reranker (the yes−no row of the
 LM head as its one-label head: how TEI, Infinity and sentence-transformers serve Qwen3 rerankers; f16 and bf16,
 SDPA, or FlashAttention-2 where `flash_attn` is installed) · ours through the production path
-`Reranker.from_pretrained(…, device="cuda")`: the f16 GPU graph (right padding, fused Attention) and the f16
-past-K/V graph (prefix sharing) on CUDA, each with the default call size and with smaller calls. Length mixes:
+`Reranker.from_pretrained(…, device="cuda")`: the f16 GPU graph (right padding, fused Attention), the f16 fused GPU
+graph (ONNX Runtime's GroupQueryAttention and fused norms, concatenated projections) and the f16 past-K/V graph
+(prefix sharing) on CUDA, each with the default call size and with smaller calls. Length mixes:
 ~30-token, ~300-token and mixed 20–500-token documents. Columns: pairs/s, tokens/s, useful TFLOP/s (the model's
 matmul and causal-attention FLOPs on real tokens, no padding) and its share of the GPU's dense f16/bf16 peak, peak
 GPU memory (nvidia-smi, sampled), max |Δscore| and Spearman against official f32.
@@ -57,6 +58,8 @@ ROWS = {
     "st-f16-b128": "sentence-transformers CrossEncoder, f16, batch 128",
     "ours-gpu-f16": f"ours, f16 GPU graph (defaults: {GPU_DEFAULT_CALLS})",
     "ours-gpu-f16-small": "ours, f16 GPU graph, 16,384 tokens, 32 rows a call",
+    "ours-fused-f16": f"ours, f16 fused GPU graph (ONNX Runtime's fused operators; {GPU_DEFAULT_CALLS})",
+    "ours-fused-f16-small": "ours, f16 fused GPU graph, 16,384 tokens, 32 rows a call",
     "ours-shared-f16": "ours, f16 past-K/V graph, prefix sharing (defaults)",
     "ours-shared-f16-small": "ours, f16 past-K/V graph, prefix sharing, 16,384 tokens, 32 rows a call",
 }
@@ -101,7 +104,7 @@ def make_row(row: str, checkpoint: Path, export: Path, device: str):
         return sentence_transformers_row(str(seq_cls), dtype, device, PREFIX, SUFFIX, DEFAULT_INSTRUCTION, batch)
     from rerank_core import Reranker
 
-    variant = "cuda" if row.startswith("ours-gpu") else "cpu"
+    variant = {"ours-gpu": "cuda", "ours-fused": "fused"}.get(row.rsplit("-f16", 1)[0], "cpu")
     calls = SMALL_CALLS if row.endswith("-small") else {}
     reranker = Reranker.from_pretrained(str(export), device=device, dtype="f16", graph_variant=variant, **calls)
     if reranker.scorer.device != device:  # the CUDA provider did not start: a CPU timing would pass for a GPU one
@@ -128,7 +131,7 @@ def child(row: str, n: int, smoke: bool) -> None:
 
 
 def _models(smoke: bool) -> tuple[Path, Path, str]:
-    """(checkpoint, our export with the f16 GPU and past-K/V graphs, device); built and exported once."""
+    """(checkpoint, our export with the f16 GPU graphs and past-K/V graph, device); built and exported once."""
     from rerank_core.export import export_checkpoint
     from rerank_core.locate.manifest import Manifest
 
@@ -144,9 +147,9 @@ def _models(smoke: bool) -> tuple[Path, Path, str]:
         checkpoint, export, device = bench_checkpoint(), GPU_EXPORT_DIR, "cuda"
     manifest = Manifest.read(export) if export.is_dir() else None
     have = {(g.dtype.value, g.layout) for g in manifest.graphs} if manifest else set()
-    if not {("f16", "past_kv"), ("f16", "causal")} <= have:
+    if not {("f16", "past_kv"), ("f16", "causal"), ("f16", "fused")} <= have:
         print(f"exporting the f16 past-K/V and GPU graphs into {export} (once) ...", flush=True)
-        export_checkpoint(checkpoint, export, dtypes=["f16"], cuda_dtypes=["f16"], overwrite=True)
+        export_checkpoint(checkpoint, export, dtypes=["f16"], cuda_dtypes=["f16"], fused_dtypes=["f16"], overwrite=True)
     return checkpoint, export, device
 
 

@@ -23,6 +23,11 @@ from bench.common import BENCH_DIR, mixed_pairs, print_table  # noqa: E402
 
 PARITY_DIR = BENCH_DIR / "gpu-parity-qwen-vocab"
 TOLERANCE = {"f32": 1e-4, "f16": 1e-2}
+GRAPH_VARIANTS = (
+    ("cuda", "GPU graph"),
+    ("fused", "fused GPU graph (ONNX Runtime's fused operators)"),
+    ("cpu", "past-K/V graph, prefix sharing"),
+)
 PLACED = re.compile(r"placed on \[(\w+)\]\. Number of nodes: (\d+)")
 NODE_LINE = re.compile(r"VerifyEachNodeIsAssignedToAnEp\]\s+(\w+) \([^)]*\)$")
 KERNEL_WORDS = re.compile(r"flash|efficient|unfused|cudnn.*attention|attention.*kernel", re.IGNORECASE)
@@ -63,7 +68,7 @@ def placement_child(graph: str, device: str, strict: bool) -> None:
     from rerank_core.backends.onnx.session import CUDA_OPTIONS, select_providers
 
     path = Path(graph)
-    variant = "cuda" if "cuda" in path.name else "cpu"
+    variant = "cuda" if "cuda" in path.name else "fused" if "fused" in path.name else "cpu"
     dtype = "f16" if "f16" in path.name else "f32"
     scorer = OnnxQwen3Scorer.open(path.parent, dtype=dtype, graph_variant=variant, device="cpu")
     ort.set_default_logger_severity(0)  # from here on: the session whose placement is checked
@@ -125,15 +130,17 @@ def _cpu_nodes(log: str) -> list[str]:
 def parity_model(smoke: bool) -> tuple[Path, Path]:
     """(checkpoint, export) of the parity model: Qwen's real vocabulary (the tiny one in a smoke run); built once."""
     from rerank_core.export import export_checkpoint
-    from rerank_core.locate.manifest import MANIFEST_NAME
+    from rerank_core.locate.manifest import Manifest
     from rerank_core.tiny_model import build_checkpoint
 
     root = PARITY_DIR.with_name(PARITY_DIR.name + ("-smoke" if smoke else ""))
     checkpoint, export = root / "ckpt", root / "export"
     if not (checkpoint / "config.json").exists():
         build_checkpoint(checkpoint, vocabulary="tiny" if smoke else "qwen")
-    if not (export / MANIFEST_NAME).exists():
-        export_checkpoint(checkpoint, export, dtypes=["f32", "f16"], cuda_dtypes=["f32", "f16"], overwrite=True)
+    manifest = Manifest.read(export) if export.is_dir() else None
+    if manifest is None or "fused" not in {g.layout for g in manifest.graphs}:  # none yet, or from before `fused`
+        both = ["f32", "f16"]
+        export_checkpoint(checkpoint, export, dtypes=both, cuda_dtypes=both, fused_dtypes=both, overwrite=True)
     return checkpoint, export
 
 
@@ -159,7 +166,7 @@ def parity(device: str, smoke: bool) -> None:
     }
     rows = []
     for dtype in ("f32", "f16"):
-        for variant, label in (("cuda", "GPU graph"), ("cpu", "past-K/V graph, prefix sharing")):
+        for variant, label in GRAPH_VARIANTS:
             for budget in (None, 300):
                 reranker = Reranker.from_pretrained(
                     str(export), device=device, dtype=dtype, graph_variant=variant, token_budget=budget

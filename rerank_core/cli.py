@@ -33,6 +33,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         args.out,
         dtypes=args.dtype.split(","),
         cuda_dtypes=args.cuda_dtype.split(",") if args.cuda_dtype else (),
+        fused_dtypes=args.fused_dtype.split(",") if args.fused_dtype else (),
         revision=args.revision,
         max_length=args.max_length,
         overwrite=args.overwrite,
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", default="f32", help="comma-separated: f32, f16, int8 (default f32; bf16 runs f32's)")
     p.add_argument("--cuda-dtype", help="also the GPU graphs (right padding, fused attention): f16, f32")
+    p.add_argument(
+        "--fused-dtype", help="also GPU graphs on ONNX Runtime's fused operators (graph_variant: fused): f16, f32"
+    )
     p.add_argument("--revision")
     p.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH)
     p.add_argument(

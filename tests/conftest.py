@@ -44,7 +44,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_export(tiny_checkpoint, tmp_path_factory) -> Path:
-    """The checkpoint exported by our exporter, f32, int8 and f16, plus the f32 and f16 GPU graphs."""
+    """The checkpoint exported by our exporter, f32, int8 and f16, plus the f32 and f16 GPU graphs of both layouts."""
     from rerank_core.export import export_checkpoint
 
     return export_checkpoint(
@@ -52,6 +52,7 @@ def tiny_export(tiny_checkpoint, tmp_path_factory) -> Path:
         tmp_path_factory.mktemp("x") / "tiny",
         dtypes=["f32", "int8", "f16"],
         cuda_dtypes=["f32", "f16"],
+        fused_dtypes=["f32", "f16"],
     )
 
 

@@ -27,6 +27,8 @@ EXPORTER_VERSION = "7"
 GRAPH_NAMES = {Dtype.F32: "model.onnx", Dtype.F16: "model_f16.onnx", Dtype.INT8: "model_int8.onnx"}
 # The GPU graphs (right padding, fused causal attention); f32 exists to check them on a CPU.
 CUDA_GRAPH_NAMES = {Dtype.F32: "model_cuda.onnx", Dtype.F16: "model_cuda_f16.onnx"}
+# The same on ONNX Runtime's fused operators (layout `fused`, export/heads.py); they run on its CPU provider too.
+FUSED_GRAPH_NAMES = {Dtype.F32: "model_fused.onnx", Dtype.F16: "model_fused_f16.onnx"}
 # ONNX protobufs cannot exceed 2 GiB; above this many weight bytes the tensors go to an external file.
 EXTERNAL_DATA_BYTES = 1_500_000_000
 OPSET = 18
@@ -56,7 +58,7 @@ def _load(src_dir: Path, dtype: Dtype):
 
 def _sample_inputs(torch, model, layout: str) -> dict:
     ids = torch.randint(0, min(model.config.vocab_size, 1000), (2, 16), generator=torch.Generator().manual_seed(0))
-    if layout in ("causal", "past_kv"):
+    if layout in ("causal", "past_kv", "fused"):
         inputs = {"input_ids": ids, "last_index": torch.tensor([15, 9])}  # right padding: row 1 has 10 real tokens
         if layout == "past_kv":
             cfg = model.config
@@ -83,9 +85,23 @@ def kv_names(num_layers: int, prefix: str = "past_") -> list[str]:
 
 
 def _export_graph(src_dir: Path, out_file: Path, dtype: Dtype, yes_id: int, no_id: int, layout: str) -> None:
-    """Export one graph of `layout` (see backends/onnx/layouts.py): past_kv, causal, plain or full_logits."""
+    """Export one graph of `layout` (see backends/onnx/layouts.py): past_kv, causal, fused, plain or full_logits."""
     with quiet_export():
         _export_quietly(src_dir, out_file, dtype, yes_id, no_id, layout)
+    if layout == "fused":
+        _drop_statistics(out_file)
+
+
+def _drop_statistics(graph_file: Path) -> None:
+    """Leave the mean and inverse-deviation outputs of each SkipSimplifiedLayerNormalization unnamed: nothing reads
+    them, and an unnamed optional output is one the kernel neither computes nor (on CUDA) has to support."""
+    import onnx
+
+    model = onnx.load(str(graph_file), load_external_data=False)  # weights stay where they are, referenced
+    for node in model.graph.node:
+        if node.op_type == "SkipSimplifiedLayerNormalization":
+            node.output[1] = node.output[2] = ""
+    onnx.save(model, str(graph_file))
 
 
 def _export_quietly(src_dir: Path, out_file: Path, dtype: Dtype, yes_id: int, no_id: int, layout: str) -> None:
@@ -116,7 +132,7 @@ def _export_quietly(src_dir: Path, out_file: Path, dtype: Dtype, yes_id: int, no
             input_names=input_names,
             output_names=output_names,
             dynamic_shapes=shapes,
-            opset_version=CUDA_OPSET if layout in ("causal", "past_kv") else OPSET,
+            opset_version=CUDA_OPSET if layout in ("causal", "past_kv", "fused") else OPSET,
             dynamo=True,
             external_data=weight_bytes > EXTERNAL_DATA_BYTES,
             verbose=False,
@@ -134,21 +150,31 @@ def export_checkpoint(
     full_logits: bool = False,
     source_name: str | None = None,
     cuda_dtypes: Iterable[Dtype | str] = (),
+    fused_dtypes: Iterable[Dtype | str] = (),
     past_kv: bool = True,
 ) -> Path:
     """Export checkpoint `src` (folder or Hub id) to `out_dir`: one graph per dtype, tokenizer, config, manifest.
 
     `cuda_dtypes` (f16, f32) adds the GPU graphs: right padding and ONNX's fused Attention, which `device: cuda`
-    loads in place of the CPU graph of the same dtype.
+    loads in place of the CPU graph of the same dtype. `fused_dtypes` (f16, f32) adds the same on ONNX Runtime's
+    fused operators (layout `fused`: one GEMM for q, k, v and one for gate + up, GroupQueryAttention with RoPE
+    inside, residual adds fused with the norms), which `graph_variant: fused` loads on any provider.
     `past_kv` (default) makes the graphs take the K/V of a shared prefix, so each query's prompt runs once per call
     (prefix sharing); `past_kv=False` writes plain graphs (input_ids, attention_mask → logit) for other runtimes.
     `full_logits=True` writes instead the naive [batch, seq, vocab] graph laid out like third-party exports
     (no manifest); it exists for tests and benchmarks. `source_name` replaces `src` as the recorded source.
     """
     wanted = list(dict.fromkeys(graph_dtype(Dtype.parse(d)) for d in dtypes))  # bf16: the f32 graph
-    wanted_cuda = list(dict.fromkeys(Dtype.parse(d) for d in cuda_dtypes))
-    if unsupported := [d.value for d in wanted_cuda if d not in CUDA_GRAPH_NAMES]:
-        raise ValueError(f"cuda_dtypes: no GPU graph for {unsupported}; choose from f16, f32")
+    gpu_graphs = {
+        layout: (names, list(dict.fromkeys(Dtype.parse(d) for d in asked)))
+        for layout, names, asked in (
+            ("causal", CUDA_GRAPH_NAMES, cuda_dtypes),
+            ("fused", FUSED_GRAPH_NAMES, fused_dtypes),
+        )
+    }
+    for option, (names, asked) in zip(("cuda_dtypes", "fused_dtypes"), gpu_graphs.values()):
+        if unsupported := [d.value for d in asked if d not in names]:
+            raise ValueError(f"{option}: no GPU graph for {unsupported}; choose from f16, f32")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace it")
@@ -172,10 +198,11 @@ def export_checkpoint(
         else:
             ids = {"yes_id": yes_id, "no_id": no_id}
             graphs = _export_cpu_graphs(src_dir, staging, wanted, "past_kv" if past_kv else "plain", **ids)
-            for dtype in wanted_cuda:
-                log.info("exporting %s GPU graph of %s", dtype.value, src)
-                _export_graph(src_dir, staging / CUDA_GRAPH_NAMES[dtype], dtype, yes_id, no_id, "causal")
-                graphs.append(GraphEntry(file=CUDA_GRAPH_NAMES[dtype], dtype=dtype, layout="causal"))
+            for layout, (names, asked) in gpu_graphs.items():
+                for dtype in asked:
+                    log.info("exporting %s GPU graph (%s) of %s", dtype.value, layout, src)
+                    _export_graph(src_dir, staging / names[dtype], dtype, yes_id, no_id, layout)
+                    graphs.append(GraphEntry(file=names[dtype], dtype=dtype, layout=layout))
             Manifest(
                 graphs=graphs,
                 **ids,

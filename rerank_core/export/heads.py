@@ -99,6 +99,92 @@ class PrefixLastTokenLogit(RightPaddedHead):
         return (_logit_at(self.body, hidden, last_index, self.direction), *present)
 
 
+class FusedLastTokenLogit(RightPaddedHead):
+    """input_ids (right-padded), last_index → l_yes − l_no, on ONNX Runtime's fused operators (layout `fused`).
+
+    What `causal` computes, with fewer and larger kernels: q, k and v projected by one GEMM and gate + up by one
+    (weights concatenated here); each residual add fused with the RMSNorm after it (`SkipSimplifiedLayerNormalization`);
+    attention is `GroupQueryAttention` — grouped K/V heads read as they are, RoPE applied inside (`do_rotary`, from
+    cos/sin tables of every position), causal, each row's keys ending at its `last_index` (`seqlens_k`). Qwen3's
+    per-head q/k RMSNorm runs before it as ONNX's `RMSNormalization`, which every provider has. The final norm and the
+    yes−no direction run on each row's last real token only. Traced for export: its forward is not runnable eagerly.
+    """
+
+    def __init__(self, causal_lm, yes_id: int, no_id: int):
+        super().__init__(causal_lm, yes_id, no_id)
+        config = causal_lm.config
+        for layer in self.body.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            attn.qkv_weight = torch.nn.Parameter(
+                torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]).detach(), requires_grad=False
+            )
+            mlp.gate_up_weight = torch.nn.Parameter(
+                torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach(), requires_grad=False
+            )
+            del attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj
+        self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", config.hidden_size // config.num_attention_heads)
+        self.eps = config.rms_norm_eps
+        weight = self.direction
+        positions = torch.arange(config.max_position_embeddings).unsqueeze(0)
+        cos, sin = self.body.rotary_emb(weight.new_zeros(1, 1, 1), positions)  # [1, P, head_dim], halves repeated
+        self.register_buffer("cos_cache", cos[0, :, : self.head_dim // 2].to(weight.dtype).contiguous())
+        self.register_buffer("sin_cache", sin[0, :, : self.head_dim // 2].to(weight.dtype).contiguous())
+
+    def forward(self, input_ids, last_index):
+        """[batch] float32 logits l_yes − l_no at position last_index of each row."""
+        seqlens_k = last_index.to(torch.int32)
+        total = torch.full((), input_ids.shape[1], dtype=torch.int32)
+        residual = self.body.embed_tokens(input_ids)
+        delta = None
+        for layer in self.body.layers:
+            if delta is None:
+                normed = layer.input_layernorm(residual)
+            else:
+                normed, residual = self._add_norm(delta, residual, layer.input_layernorm.weight)
+            delta = self._attend(layer.self_attn, normed, seqlens_k, total)
+            normed, residual = self._add_norm(delta, residual, layer.post_attention_layernorm.weight)
+            gate, up = (normed @ layer.mlp.gate_up_weight.T).chunk(2, dim=-1)
+            delta = layer.mlp.down_proj(torch.nn.functional.silu(gate) * up)
+        index = last_index.view(-1, 1, 1).expand(-1, 1, residual.shape[-1])
+        last = torch.gather(residual, 1, index).squeeze(1) + torch.gather(delta, 1, index).squeeze(1)
+        return (self.body.norm(last) @ self.direction).float()
+
+    def _add_norm(self, delta, residual, weight):
+        """(RMSNorm(residual + delta) · weight, residual + delta) in one fused kernel."""
+        normed, _, _, summed = torch.onnx.ops.symbolic_multi_out(
+            "com.microsoft::SkipSimplifiedLayerNormalization",
+            (delta, residual, weight),
+            {"epsilon": self.eps},
+            dtypes=(delta.dtype, torch.float32, torch.float32, delta.dtype),
+            shapes=(delta.shape, (*delta.shape[:-1], 1), (*delta.shape[:-1], 1), delta.shape),
+            version=1,
+        )
+        return normed, summed
+
+    def _attend(self, attn, x, seqlens_k, total):
+        """The attention block: fused QKV projection, per-head q/k norms, GroupQueryAttention, output projection."""
+        q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        q, k, v = (x @ attn.qkv_weight.T).split([q_size, kv_size, kv_size], dim=-1)
+        q = attn.q_norm(q.unflatten(-1, (self.heads, self.head_dim))).flatten(-2)
+        k = attn.k_norm(k.unflatten(-1, (self.kv_heads, self.head_dim))).flatten(-2)
+        out = torch.onnx.ops.symbolic(
+            "com.microsoft::GroupQueryAttention",
+            (q, k, v, None, None, seqlens_k, total, self.cos_cache, self.sin_cache),
+            {
+                "num_heads": self.heads,
+                "kv_num_heads": self.kv_heads,
+                "scale": float(attn.scaling),
+                "do_rotary": 1,
+                "rotary_interleaved": 0,
+            },
+            dtype=q.dtype,
+            shape=q.shape,
+            version=1,
+        )
+        return attn.o_proj(out)
+
+
 def _embed(body, input_ids, start):
     """Token embeddings and the rotary cos/sin of positions start..start+S-1, one row of them per batch row."""
     hidden = body.embed_tokens(input_ids)
@@ -142,4 +228,5 @@ HEADS = {
     "full_logits": FullLogits,
     "causal": CausalLastTokenLogit,
     "past_kv": PrefixLastTokenLogit,
+    "fused": FusedLastTokenLogit,
 }

@@ -14,6 +14,10 @@ from ..formatting import PREFIX, SUFFIX
 from ..tokenization import DEFAULT_MAX_LENGTH
 from .manifest import Manifest
 
+# graph_variant → the GPU graph layout it loads, and the `rerank export` flag that writes that layout.
+GPU_LAYOUTS = {"cuda": "causal", "fused": "fused"}
+EXPORT_FLAGS = {"causal": "--cuda-dtype", "fused": "--fused-dtype"}
+
 # What the exporter reads from a Hugging Face checkpoint (and all a Hub download of one needs to fetch).
 CHECKPOINT_PATTERNS = ("*.json", "*.safetensors", "*.txt", "tokenizer*")
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
@@ -30,8 +34,8 @@ class GraphFile:
 
     @property
     def for_gpu(self) -> bool:
-        """True for the GPU graphs (right padding, fused causal attention, no K/V)."""
-        return self.layout == "causal"
+        """True for the GPU graphs (right padding, fused causal attention, no K/V): layouts causal and fused."""
+        return self.layout in GPU_LAYOUTS.values()
 
 
 @dataclass(frozen=True)
@@ -91,26 +95,29 @@ class ModelFolder:
         )
 
     def choose_graph(self, dtype: Dtype | None, device: str, variant: str = "auto", *, bf16: bool = False) -> GraphFile:
-        """The graph to run on `device` ('cpu' or 'cuda'): `variant` 'auto' takes a GPU graph on CUDA where the
-        folder has one of the dtype, 'cuda' a GPU graph anywhere, 'cpu' never; `dtype` None: the device's favourite.
-        `bf16`: this machine computes bf16, so the f32 CPU graph also serves as the bf16 one."""
-        if variant not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"graph_variant: expected 'auto', 'cpu' or 'cuda', got {variant!r}")
-        gpu = {g.dtype: g for g in self.graphs if g.for_gpu}
+        """The graph to run on `device` ('cpu' or 'cuda'): `variant` 'auto' takes a `causal` GPU graph on CUDA where
+        the folder has one of the dtype, 'cuda' one anywhere, 'fused' a `fused` GPU graph anywhere, 'cpu' never;
+        `dtype` None: the device's favourite. `bf16`: this machine computes bf16, so the f32 CPU graph also serves
+        as the bf16 one."""
+        if variant not in ("auto", "cpu", "cuda", "fused"):
+            raise ValueError(f"graph_variant: expected 'auto', 'cpu', 'cuda' or 'fused', got {variant!r}")
+        gpu_layout = GPU_LAYOUTS["fused" if variant == "fused" else "cuda"]
+        gpu = {g.dtype: g for g in self.graphs if g.layout == gpu_layout}
         cpu = {g.dtype: g for g in self.graphs if not g.for_gpu}
         if bf16 and Dtype.F32 in cpu:
             cpu[Dtype.BF16] = replace(cpu[Dtype.F32], dtype=Dtype.BF16)
-        use_gpu = variant == "cuda" or (variant == "auto" and device == "cuda" and bool(gpu))
+        use_gpu = variant in GPU_LAYOUTS or (variant == "auto" and device == "cuda" and bool(gpu))
         candidates = gpu if use_gpu else cpu
         dtype = choose_dtype(candidates or cpu, device) if dtype is None else Dtype.parse(dtype)
         if variant == "auto" and use_gpu and dtype not in gpu:
             candidates, use_gpu = cpu, False  # no GPU graph of this dtype: the CPU-layout graph runs on CUDA too
         if dtype not in candidates:
             wanted = graph_dtype(dtype).value
-            kind, flag = ("GPU ", f"--cuda-dtype {wanted}") if use_gpu else ("", f"--dtype {wanted}")
+            flag = EXPORT_FLAGS[gpu_layout] if use_gpu else "--dtype"
+            kind = f"{gpu_layout} GPU " if use_gpu else ""
             raise ModelFormatError(
                 f"{self.path} has no {dtype.value} {kind}graph; it has {sorted(d.value for d in candidates)} "
-                f"(export one with: rerank export SRC --out DIR {flag})"
+                f"(export one with: rerank export SRC --out DIR {flag} {wanted})"
             )
         return candidates[dtype]
 

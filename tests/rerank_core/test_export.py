@@ -3,6 +3,7 @@
 import json
 import logging
 import shutil
+from collections import Counter
 
 import numpy as np
 import onnx
@@ -48,6 +49,8 @@ def test_export_folder_contents_and_manifest(tiny_export, tiny_checkpoint):
         ("model_f16.onnx", "f16", "past_kv"),
         ("model_cuda.onnx", "f32", "causal"),
         ("model_cuda_f16.onnx", "f16", "causal"),
+        ("model_fused.onnx", "f32", "fused"),
+        ("model_fused_f16.onnx", "f16", "fused"),
     }
     tokenizer = json.loads((tiny_export / "tokenizer.json").read_text())["model"]["vocab"]
     assert tokenizer["yes"] == manifest.yes_id and tokenizer["no"] == manifest.no_id
@@ -56,7 +59,10 @@ def test_export_folder_contents_and_manifest(tiny_export, tiny_checkpoint):
 
 def test_graph_signature_and_no_vocab_sized_logits(tiny_export):
     """model*.onnx: ids, last_index and per-layer past K/V of a shared prefix in; logit and the new K/V out."""
-    assert {layout for name, _, layout in graphs(tiny_export) if "cuda" not in name} == {"past_kv"}
+    cpu_graphs = [
+        layout for name, _, layout in graphs(tiny_export) if not name.startswith(("model_cuda", "model_fused"))
+    ]
+    assert set(cpu_graphs) == {"past_kv"}
     layers = json.loads((tiny_export / "config.json").read_text())["num_hidden_layers"]
     for name in ("model_f16.onnx", "model_int8.onnx"):
         graph = onnx.load(str(tiny_export / name)).graph
@@ -240,14 +246,38 @@ def test_gpu_graph_is_right_padded_fused_attention_with_no_mask_to_build(tiny_ex
         assert "RMSNormalization" in ops
 
 
+def test_fused_graph_runs_onnx_runtimes_fused_operators_with_concatenated_projections(tiny_export):
+    """Layout `fused`: per layer one GroupQueryAttention (grouped K/V, RoPE inside) and four MatMuls (q+k+v, o,
+    gate+up, down); residual adds fused with the next norm; no mask, no unfused attention, no standalone RoPE."""
+    config = json.loads((tiny_export / "config.json").read_text())
+    layers, heads, kv_heads = (config[k] for k in ("num_hidden_layers", "num_attention_heads", "num_key_value_heads"))
+    for name in ("model_fused.onnx", "model_fused_f16.onnx"):
+        graph = onnx.load(str(tiny_export / name)).graph
+        assert [i.name for i in graph.input] == ["input_ids", "last_index"] and [o.name for o in graph.output] == [
+            "logit"
+        ]
+        count = Counter(n.op_type for n in graph.node)
+        gqa = [n for n in graph.node if n.op_type == "GroupQueryAttention"]
+        assert len(gqa) == layers and count["MatMul"] == 4 * layers + 1  # and the yes−no direction, on last tokens
+        attrs = {a.name: a.i for a in gqa[0].attribute if a.type == onnx.AttributeProto.INT}
+        assert attrs == {"num_heads": heads, "kv_num_heads": kv_heads, "do_rotary": 1, "rotary_interleaved": 0}
+        skips = [n for n in graph.node if n.op_type == "SkipSimplifiedLayerNormalization"]
+        assert len(skips) == 2 * layers - 1 and all(list(n.output[1:3]) == ["", ""] for n in skips)
+        assert not count.keys() & {"Attention", "Softmax", "Trilu", "Where", "CumSum", "Cos", "Sin", "Neg"}, count
+
+
 def test_the_past_kv_graph_is_the_default_off_cuda(tiny_export):
     scorer = OnnxQwen3Scorer.open(tiny_export)
     assert scorer.graph_path.name == "model.onnx" and scorer.shares_prefix
     assert OnnxQwen3Scorer.open(tiny_export, device="cuda").graph_path.name == "model.onnx"  # no CUDA here: CPU graph
     scorer = OnnxQwen3Scorer.open(tiny_export, graph_variant="cuda")
     assert scorer.layout.right_padded and scorer.graph_path.name == "model_cuda.onnx" and not scorer.shares_prefix
-    with pytest.raises(ModelFormatError, match="no int8 GPU graph"):
+    with pytest.raises(ModelFormatError, match="no int8 causal GPU graph.*--cuda-dtype int8"):
         OnnxQwen3Scorer.open(tiny_export, graph_variant="cuda", dtype="int8")
+    scorer = OnnxQwen3Scorer.open(tiny_export, graph_variant="fused", dtype="f16")
+    assert scorer.layout.name == "fused" and scorer.graph_path.name == "model_fused_f16.onnx"
+    with pytest.raises(ModelFormatError, match="no int8 fused GPU graph.*--fused-dtype int8"):
+        OnnxQwen3Scorer.open(tiny_export, graph_variant="fused", dtype="int8")
 
 
 @pytest.mark.gpu
@@ -261,4 +291,6 @@ def test_on_cuda_auto_loads_the_f16_gpu_graph_and_matches_official(tiny_export, 
 def test_an_int8_gpu_graph_is_refused_before_any_work(tiny_checkpoint, tmp_path):
     with pytest.raises(ValueError, match=r"cuda_dtypes: no GPU graph for \['int8'\]; choose from f16, f32"):
         export_checkpoint(tiny_checkpoint, tmp_path / "x", cuda_dtypes=["int8"])
+    with pytest.raises(ValueError, match=r"fused_dtypes: no GPU graph for \['bf16'\]; choose from f16, f32"):
+        export_checkpoint(tiny_checkpoint, tmp_path / "x", fused_dtypes=["bf16"])
     assert not (tmp_path / "x").exists()

@@ -40,7 +40,9 @@ def qwen_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def qwen_export(qwen_checkpoint, tmp_path_factory):
-    return export_checkpoint(qwen_checkpoint, tmp_path_factory.mktemp("x") / "qv", dtypes=["f32"], cuda_dtypes=["f32"])
+    return export_checkpoint(
+        qwen_checkpoint, tmp_path_factory.mktemp("x") / "qv", dtypes=["f32"], cuda_dtypes=["f32"], fused_dtypes=["f32"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +82,7 @@ def test_our_token_ids_are_the_official_recipes(qwen_export, official_qwen):
         {},
         {"share_prefix": False},
         {"graph_variant": "cuda"},
+        {"graph_variant": "fused"},
         {"token_budget": 64, "max_rows_per_call": 3},
         {"max_length": 80},
     ],

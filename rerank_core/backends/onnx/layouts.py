@@ -3,6 +3,7 @@
 - `past_kv` (our CPU graphs): right-padded ids, `last_index`, the past K/V of a prefix every row continues → `logit`
   and the new tokens' K/V. The only layout that shares prefixes.
 - `causal` (our GPU graphs): right-padded ids and `last_index` → `logit`; fused causal attention, no mask, no K/V.
+- `fused` (our GPU graphs on ONNX Runtime's fused operators): what `causal` takes and returns (export/heads.py).
 - `plain` (exports made with --no-past-kv, exporter ≤ 2): left-padded ids and `attention_mask` → `logit`.
 - `full_logits` (third-party exports): left-padded ids, `attention_mask` (and `position_ids`) → `logits` [B, L, V].
 """
@@ -147,6 +148,12 @@ class CausalLayout(GraphLayout):
         return self.session.run([self.output], feed)[0].astype(np.float32)
 
 
+class FusedLayout(CausalLayout):
+    """`causal`'s inputs and output, computed by ONNX Runtime's fused operators (GroupQueryAttention and co.)."""
+
+    name = "fused"
+
+
 class PlainLayout(GraphLayout):
     """A last-token graph with an attention mask: left padding, so every row's last token is the last position."""
 
@@ -187,7 +194,7 @@ class FullLogitsLayout(PlainLayout):
 
 
 LAYOUTS: dict[str, type[GraphLayout]] = {
-    layout.name: layout for layout in (PastKvLayout, CausalLayout, PlainLayout, FullLogitsLayout)
+    layout.name: layout for layout in (PastKvLayout, CausalLayout, FusedLayout, PlainLayout, FullLogitsLayout)
 }
 
 
