@@ -1,0 +1,32 @@
+"""The fused layout at Qwen3-Reranker-4B's and 8B's layer shapes (two layers each, random weights): exported, its
+weights in an external file where they pass 1.5 GB (the 8B's two layers do), and exact against the official recipe."""
+
+import numpy as np
+import pytest
+
+from rerank_core.backends.onnx import OnnxQwen3Scorer
+from rerank_core.export import export_checkpoint
+from rerank_core.tiny_model import build_checkpoint
+
+pytestmark = pytest.mark.slow
+# The layer shapes of Qwen3-4B and Qwen3-8B (their config.json), on two layers.
+SHAPES = {
+    "4B": dict(hidden_size=2560, intermediate_size=9728, num_attention_heads=32, num_key_value_heads=8),
+    "8B": dict(hidden_size=4096, intermediate_size=12288, num_attention_heads=32, num_key_value_heads=8),
+}
+PAIRS = [("What is machine learning?", "ML algorithms can learn from data."), ("capital of France", "Paris")] + [
+    ("weather today", "sunny " * n) for n in (1, 40, 150)
+]
+
+
+@pytest.mark.parametrize("model", sorted(SHAPES))
+def test_fused_graph_at_bigger_layer_shapes_matches_official(model, tmp_path):
+    from tests.oracle import OfficialRecipe
+
+    shape = dict(SHAPES[model], head_dim=128, num_hidden_layers=2, initializer_range=0.02)
+    checkpoint = build_checkpoint(tmp_path / "ckpt", shape=shape)
+    folder = export_checkpoint(checkpoint, tmp_path / "export", dtypes=[], fused_dtypes=["f32"])
+    data = sorted(p.name for p in folder.glob("model_fused.onnx*"))
+    assert data == (["model_fused.onnx", "model_fused.onnx.data"] if model == "8B" else ["model_fused.onnx"])
+    scores = OnnxQwen3Scorer.open(folder, graph_variant="fused").score(PAIRS)
+    np.testing.assert_allclose(scores, OfficialRecipe(checkpoint).score(PAIRS), atol=1e-4)
