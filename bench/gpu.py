@@ -200,6 +200,29 @@ def run_row(row: str, n: int, smoke: bool) -> tuple[dict[str, dict], float, str]
     return {r["mix"]: r for r in results}, memory.peak, why
 
 
+def call_padding(lengths: np.ndarray) -> dict[str, float]:
+    """The share of pad tokens in the GPU graphs' calls for these pair lengths at the GPU defaults: as planned (calls
+    re-cut where padding costs more than a call) and as every call filled would be."""
+    from rerank_core.backends.onnx.layouts import GPU_CALL_OVERHEAD_TOKENS
+    from rerank_core.planning import budget_batches
+
+    rows = [np.zeros(int(n), dtype=np.int64) for n in lengths]
+    shares = {}
+    for label, overhead in (("planned", GPU_CALL_OVERHEAD_TOKENS), ("calls filled", None)):
+        calls = list(
+            budget_batches(
+                rows,
+                TOKEN_BUDGET["cuda"],
+                MAX_ROWS_PER_CALL["cuda"],
+                pad_id=0,
+                right_padding=True,
+                call_overhead_tokens=overhead,
+            )
+        )
+        shares[label] = 1 - int(lengths.sum()) / sum(call.input_ids.size for call in calls)
+    return shares
+
+
 def flops_per_pair(config: dict, tokens: int) -> float:
     """Useful FLOPs of one pair of `tokens` tokens: 2 × matmul weights × tokens + causal attention (QKᵀ and AV)."""
     hidden, heads, kv, head = (
@@ -263,6 +286,7 @@ def rows_table(checkpoint: Path, export: Path, n: int, smoke: bool, which: str) 
         print(f"  {label}: {rates or 'not run'} pairs/s {runs[row][2]}", flush=True)
     for mix in mixes:
         tokens = int(lengths[mix].sum())
+        padding = "; ".join(f"{label} {100 * share:.1f}%" for label, share in call_padding(lengths[mix]).items())
         flops = sum(flops_per_pair(config, int(t)) for t in lengths[mix])
         reference = runs["official-f32"][0].get(mix, {}).get("scores")
         table = []
@@ -279,7 +303,8 @@ def rows_table(checkpoint: Path, export: Path, n: int, smoke: bool, which: str) 
             gpu_mib = f"{memory:.0f}" if memory else "-"
             table.append([label, n / seconds, tokens / seconds, tflops, share, gpu_mib, delta, rho, ""])
         print_table(
-            f"{mix}: {n} pairs, {tokens / n:.0f} tokens per pair with the template — {which}",
+            f"{mix}: {n} pairs, {tokens / n:.0f} tokens per pair with the template, padding of the GPU graphs' "
+            f"calls: {padding} — {which}",
             [
                 "path",
                 "pairs/s",

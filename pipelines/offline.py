@@ -74,6 +74,13 @@ class ActorSetup:
     options: dict  # map_batches' compute strategy and per-actor resources
     concurrency: int
 
+    def options_for(self, inputs: int) -> dict:
+        """map_batches' options for `inputs` blocks of work: no more actors than blocks (an idle actor holds a
+        model, and Ray Data warns of it)."""
+        import ray
+
+        return {**self.options, "compute": ray.data.ActorPoolStrategy(size=max(1, min(self.concurrency, inputs)))}
+
 
 def actor_setup(cfg: OfflineConfig) -> ActorSetup:
     """The actor pool for `cfg` on the connected cluster: unset resources fitted, GPUs checked, threads set."""
@@ -164,7 +171,7 @@ def streaming_plan(cfg: OfflineConfig, setup: ActorSetup) -> StreamingPlan:
         fn_constructor_kwargs=setup.scorer_kwargs,
         batch_format="pyarrow",
         batch_size=compute.batch_size,
-        **setup.options,
+        **setup.options_for(rows_in),
     )
     return StreamingPlan(scored, rows_in, reblocked, compute.max_block_mib)
 
@@ -195,7 +202,7 @@ def _run_parts(cfg: OfflineConfig, setup: ActorSetup) -> int:
                 "batch_size": cfg.compute.batch_size,
             },
             batch_size=1,
-            **setup.options,
+            **setup.options_for(len(items)),
         )
         with without_actor_argument_notice():
             scored.materialize()

@@ -10,6 +10,10 @@ import numpy as np
 
 from .tokenization import common_prefix_length
 
+# A plan with at most this share of pad tokens is kept as it is (the GPU layouts' bound, issue #40); above it, calls
+# are re-cut where that costs least (budget_batches' `call_overhead_tokens`).
+MAX_PADDING_SHARE = 0.05
+
 
 @dataclass(frozen=True)
 class PrefixGroup:
@@ -71,18 +75,67 @@ class Batch:
 
 
 def budget_batches(
-    rows: Sequence[np.ndarray], token_budget: int, max_rows: int, *, pad_id: int, right_padding: bool
+    rows: Sequence[np.ndarray],
+    token_budget: int,
+    max_rows: int,
+    *,
+    pad_id: int,
+    right_padding: bool,
+    call_overhead_tokens: int | None = None,
 ) -> Iterator[Batch]:
-    """Yield padded batches of similar length with rows × longest ≤ token_budget (a longer row goes alone)."""
+    """Yield padded batches of similar length with rows × longest ≤ token_budget (a longer row goes alone).
+
+    Rows go longest first, each call taking as many as fit. With `call_overhead_tokens`, a plan whose padding passes
+    MAX_PADDING_SHARE of its tokens is replaced by the one that costs least in all — padded tokens plus that many
+    tokens' worth of time per call — so calls of mixed lengths are split where padding costs more than a call does.
+    """
     lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
     order = np.argsort(-lengths, kind="stable")
+    ordered = lengths[order]
+    sizes = _fullest_calls(ordered, token_budget, max_rows)
+    if call_overhead_tokens is not None and _padding_share(ordered, sizes) > MAX_PADDING_SHARE:
+        sizes = _cheapest_calls(ordered, token_budget, max_rows, call_overhead_tokens)
     start = 0
-    while start < len(order):
-        longest = int(lengths[order[start]])
-        fits = max(1, min(max_rows, token_budget // max(longest, 1)))
-        chosen = order[start : start + fits]
-        yield _pad([rows[i] for i in chosen], chosen, longest, pad_id, right_padding)
-        start += len(chosen)
+    for size in sizes:
+        chosen = order[start : start + size]
+        yield _pad([rows[i] for i in chosen], chosen, int(ordered[start]), pad_id, right_padding)
+        start += size
+
+
+def _padding_share(lengths: np.ndarray, sizes: list[int]) -> float:
+    """The share of pad tokens in the calls `sizes` make of `lengths` (longest first)."""
+    starts = np.cumsum([0, *sizes[:-1]])
+    padded = int((lengths[starts] * np.asarray(sizes)).sum())
+    return 1.0 - int(lengths.sum()) / padded if padded else 0.0
+
+
+def _fullest_calls(lengths: np.ndarray, token_budget: int, max_rows: int) -> list[int]:
+    """Rows per call, longest first, each call as full as the budget and `max_rows` allow."""
+    sizes, start = [], 0
+    while start < len(lengths):
+        sizes.append(max(1, min(max_rows, token_budget // max(int(lengths[start]), 1), len(lengths) - start)))
+        start += sizes[-1]
+    return sizes
+
+
+def _cheapest_calls(lengths: np.ndarray, token_budget: int, max_rows: int, overhead: int) -> list[int]:
+    """Rows per call minimising padded tokens + `overhead` per call over `lengths` (longest first): the exact
+    optimum over contiguous calls, each within the budget and `max_rows` (a row over the budget alone)."""
+    n = len(lengths)
+    cost = np.zeros(n + 1)
+    start_of = np.zeros(n + 1, dtype=np.int64)
+    for end in range(1, n + 1):
+        starts = np.arange(max(0, end - max_rows), end)
+        width = end - starts
+        padded = lengths[starts] * width  # a call's rows are padded to its first (longest) row
+        total = np.where((padded <= token_budget) | (width == 1), cost[starts] + overhead + padded, np.inf)
+        best = int(np.argmin(total))
+        cost[end], start_of[end] = total[best], starts[best]
+    sizes, end = [], n
+    while end > 0:
+        sizes.append(end - int(start_of[end]))
+        end = int(start_of[end])
+    return sizes[::-1]
 
 
 def _pad(rows: list[np.ndarray], indices: np.ndarray, width: int, pad_id: int, right: bool) -> Batch:

@@ -63,3 +63,57 @@ def test_length_bucketing_wastes_less_padding_than_fixed_batches():
     fixed = sum(8 * enc.lengths[i : i + 8].max() for i in range(0, 64, 8))
     assert ours < fixed
     assert (ours - real) / real < 0.10
+
+
+def _plan(lengths, budget, max_rows, overhead=None):
+    rows = [np.ones(n, dtype=np.int64) for n in lengths]
+    return list(budget_batches(rows, budget, max_rows, pad_id=0, right_padding=True, call_overhead_tokens=overhead))
+
+
+def _cost(batches, overhead):
+    return sum(overhead + b.input_ids.size for b in batches)
+
+
+def _cheapest_by_search(lengths, budget, max_rows, overhead):
+    """Every way of cutting the longest-first rows into contiguous calls, tried."""
+    ordered = sorted(lengths, reverse=True)
+
+    def best(start):
+        if start == len(ordered):
+            return 0
+        options = []
+        for end in range(start + 1, min(start + max_rows, len(ordered)) + 1):
+            padded = ordered[start] * (end - start)
+            if padded <= budget or end == start + 1:
+                options.append(overhead + padded + best(end))
+        return min(options)
+
+    return best(0)
+
+
+def test_gpu_calls_of_mixed_lengths_are_cut_where_they_cost_least():
+    """With a per-call cost, a plan with more than 5% padding is re-cut to the cheapest one (checked against every
+    contiguous cut of small sets); every row comes once, each call within the budget and the row cap."""
+    rng = np.random.default_rng(4)
+    for _ in range(40):
+        lengths = rng.integers(5, 200, size=int(rng.integers(1, 11))).tolist()
+        budget, max_rows, overhead = int(rng.integers(200, 900)), int(rng.integers(1, 6)), int(rng.integers(0, 300))
+        batches = _plan(lengths, budget, max_rows, overhead)
+        assert sorted(i for b in batches for i in b.indices.tolist()) == list(range(len(lengths)))
+        assert all(len(b.indices) <= max_rows and (len(b.indices) == 1 or b.input_ids.size <= budget) for b in batches)
+        greedy = _plan(lengths, budget, max_rows)
+        padding = 1 - sum(lengths) / sum(b.input_ids.size for b in greedy)
+        if padding > 0.05:
+            assert _cost(batches, overhead) == _cheapest_by_search(lengths, budget, max_rows, overhead)
+        else:
+            assert [b.indices.tolist() for b in batches] == [b.indices.tolist() for b in greedy]
+
+
+def test_a_gpu_request_of_mixed_lengths_pays_less_padding():
+    """128 rows of 20–500 tokens under the GPU defaults: one call padded 40%+ becomes a few, padded far less, and
+    cheaper in all at a call's cost of 1,400 tokens (the H200's, backends/onnx/layouts.py)."""
+    lengths = np.random.default_rng(5).integers(20, 500, size=128).tolist()
+    greedy, cut = _plan(lengths, 65536, 256), _plan(lengths, 65536, 256, 1400)
+    share = lambda batches: 1 - sum(lengths) / sum(b.input_ids.size for b in batches)
+    assert len(greedy) == 1 and share(greedy) > 0.4
+    assert share(cut) < 0.2 and _cost(cut, 1400) < 0.85 * _cost(greedy, 1400)

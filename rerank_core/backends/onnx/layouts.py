@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 _TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 # A full-logits graph materialises [batch, seq, vocab] float32: keep one call's logits under this many bytes.
 FULL_LOGITS_BYTES = 1 << 30
+# What one more model call costs a GPU graph, in tokens' worth of time: on an H200 (f16 GPU graph, ~300-token pairs)
+# calls of 65,536 tokens scored 1.12× the pairs/s of 32-row calls (docs/gpu.md), which a per-call time of 5.3 ms
+# and 3.9 µs per token explain. The planner splits a call of mixed lengths where its padding costs more.
+GPU_CALL_OVERHEAD_TOKENS = 1_400
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class GraphLayout(ABC):
     output: ClassVar[str] = "logit"
     required: ClassVar[frozenset[str]]
     optional: ClassVar[frozenset[str]] = frozenset()
+    call_overhead_tokens: ClassVar[int | None] = None  # None: each call as full as it may be (planning.py)
 
     def __init__(self, session: ort.InferenceSession, yes_id: int, no_id: int):
         self.session, self.yes_id, self.no_id = session, yes_id, no_id
@@ -142,6 +147,7 @@ class CausalLayout(GraphLayout):
 
     name, right_padded = "causal", True
     required = frozenset({"input_ids", "last_index"})
+    call_overhead_tokens = GPU_CALL_OVERHEAD_TOKENS
 
     def run(self, batch: Batch, prefix: Prefix) -> np.ndarray:
         feed = {"input_ids": batch.input_ids, "last_index": batch.last_index}

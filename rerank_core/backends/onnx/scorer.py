@@ -255,7 +255,7 @@ class OnnxQwen3Scorer(Scorer):
                     whole.append(row)
             rows = np.asarray(whole, dtype=np.int64)
             rest = [encoded.ids[r][group.length :] for r in rows]
-            for batch in budget_batches(rest, self.token_budget, max_rows, **self._padding):
+            for batch in budget_batches(rest, self.token_budget, max_rows, **self._batching):
                 logits[rows[batch.indices]] = self._run_fitting(batch, rest, prefix)
         for row, state in ahead.items():
             logits[row] = self._continue(encoded.ids[row], state)
@@ -274,7 +274,7 @@ class OnnxQwen3Scorer(Scorer):
         logits = np.empty(len(batch.indices), dtype=np.float32)
         for half in np.array_split(np.arange(len(batch.indices)), 2):
             part = [rows[i] for i in batch.indices[half]]
-            for sub in budget_batches(part, self.token_budget, len(part), **self._padding):
+            for sub in budget_batches(part, self.token_budget, len(part), **self._batching):
                 logits[half[sub.indices]] = self._run_fitting(sub, part, prefix)
         return logits
 
@@ -283,12 +283,16 @@ class OnnxQwen3Scorer(Scorer):
         last piece (1..budget tokens) scored."""
         last = (len(ids) - state.length - 1) % self.token_budget + 1
         state = self.layout.extend(state, ids[state.length : len(ids) - last], self.token_budget)
-        (batch,) = budget_batches([ids[state.length :]], self.token_budget, 1, **self._padding)
+        (batch,) = budget_batches([ids[state.length :]], self.token_budget, 1, **self._batching)
         return self.layout.run(batch, state)[0]
 
     @property
-    def _padding(self) -> dict:
-        return {"pad_id": self.tokenizer.pad_id, "right_padding": self.layout.right_padded}
+    def _batching(self) -> dict:
+        return {
+            "pad_id": self.tokenizer.pad_id,
+            "right_padding": self.layout.right_padded,
+            "call_overhead_tokens": self.layout.call_overhead_tokens,
+        }
 
     def _prefix(self, ids: np.ndarray) -> Prefix:
         """The K/V of `ids` (which start with the system prompt): from the prefix cache, or computed (and kept)."""
