@@ -27,7 +27,6 @@ import argparse
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from bench.common import (  # noqa: E402
     print_table,
     seq_cls_checkpoint,
 )
+from bench.usage import Usage  # noqa: E402
 from rerank_core.config import MAX_ROWS_PER_CALL, TOKEN_BUDGET  # noqa: E402
 
 GPU_EXPORT_DIR = BENCH_DIR / f"{BENCH_NAME}-gpu"
@@ -114,7 +114,7 @@ def make_row(row: str, checkpoint: Path, export: Path, device: str):
 
 def child(row: str, n: int, smoke: bool) -> None:
     """Run one row on every mix in this (fresh) process; print a JSON line per mix with the timing and the scores."""
-    checkpoint, export, device = _models(smoke)
+    checkpoint, export, device = bench_models(smoke)
     if device == "cuda":
         import torch  # before any ONNX Runtime session: loads CUDA's libraries
 
@@ -130,7 +130,7 @@ def child(row: str, n: int, smoke: bool) -> None:
         print("RESULT " + json.dumps(result), flush=True)
 
 
-def _models(smoke: bool) -> tuple[Path, Path, str]:
+def bench_models(smoke: bool) -> tuple[Path, Path, str]:
     """(checkpoint, our export with the f16 GPU graphs and past-K/V graph, device); built and exported once."""
     from rerank_core.export import export_checkpoint
     from rerank_core.locate.manifest import Manifest
@@ -155,49 +155,20 @@ def _models(smoke: bool) -> tuple[Path, Path, str]:
 
 def prepare(smoke: bool) -> None:
     """Build and export every model the run needs (no GPU needed): bench model, its seq-cls form, parity model."""
-    checkpoint, _, _ = _models(smoke)
+    checkpoint, _, _ = bench_models(smoke)
     seq_cls_checkpoint(checkpoint, SEQ_CLS_DIR if not smoke else checkpoint.parent / "seq-cls")
     gpu_checks.parity_model(smoke)
     print("prepared", flush=True)
 
 
-class GpuMemorySampler:
-    """Peak `nvidia-smi` memory.used (MiB) of GPU 0 while a block runs, sampled every 50 ms."""
-
-    def __init__(self, enabled: bool):
-        self.enabled, self.peak, self._stop = enabled, 0.0, threading.Event()
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
-                capture_output=True,
-                text=True,
-            ).stdout
-            if out.strip():
-                self.peak = max(self.peak, float(out.split()[0]))
-            self._stop.wait(0.05)
-
-    def __enter__(self):
-        if self.enabled:
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self._stop.set()
-            self._thread.join()
-
-
 def run_row(row: str, n: int, smoke: bool) -> tuple[dict[str, dict], float, str]:
     """({mix: result}, peak GPU MiB, why it failed) of one row in a fresh process."""
     command = [sys.executable, __file__, "--child", row, "--pairs", str(n)] + (["--smoke"] if smoke else [])
-    with GpuMemorySampler(enabled=not smoke) as memory:
+    with Usage(gpu=not smoke, interval_s=0.05) as usage:
         proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     results = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     why = "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["no output"])[-1][:160]
-    return {r["mix"]: r for r in results}, memory.peak, why
+    return {r["mix"]: r for r in results}, usage.peak_memory_mib, why
 
 
 def call_padding(lengths: np.ndarray) -> dict[str, float]:
@@ -259,7 +230,7 @@ def main() -> None:
     n = 8 if args.smoke else args.pairs
     device = "cpu" if args.smoke else "cuda"
     which = "smoke run: CPU, tiny model, nothing measured" if args.smoke else which
-    checkpoint, export, _ = _models(args.smoke)  # exported once, before any row is timed
+    checkpoint, export, _ = bench_models(args.smoke)  # exported once, before any row is timed
     gpu_checks.environment(device)
     _, parity_export = gpu_checks.parity_model(args.smoke)  # the bench model's ops, few layers: opens in seconds
     gpu_checks.placement(sorted(parity_export.glob("*.onnx")), device)

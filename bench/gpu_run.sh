@@ -3,9 +3,11 @@
 # (`make gpu-bundle`, carried as gpu-bundle/part-NN/) into a folder put first on PYTHONPATH, then run each section in
 # order under its own time limit, saying what ran, what failed and what was skipped and why.
 #
-# Run: bench/gpu_run.sh [--smoke] [--pairs N] [--only SECTION,...]
+# Run: bench/gpu_run.sh [--smoke] [--pairs N] [--offline-rows N] [--only SECTION,...]
 #   --smoke   on the CPU with tiny models (the test suite runs it): checks this script, measures nothing
-#   sections: prepare (build and export the bench models), gpu (bench/gpu.py: placement, parity, speed tables)
+#   sections: prepare (build and export the bench models), gpu (bench/gpu.py: placement, parity, speed tables),
+#             serve (bench/gpu_serve.py: rerank serve, two replicas on the GPU, mixed load),
+#             offline (bench/gpu_offline.py: rerank offline, two actors on the GPU, vs the scorer alone)
 # Environment: GPU_BUNDLE (default: gpu-bundle), GPU_SITE (default: ~/.cache/qwen-rerank/gpu-site),
 #   GPU_SECTION_LIMIT_S (each section's time limit, default 900; smoke: 300).
 set -uo pipefail
@@ -16,11 +18,13 @@ SITE="${GPU_SITE:-$HOME/.cache/qwen-rerank/gpu-site}"
 PYTHON="${PYTHON:-python3}"
 SMOKE=""
 PAIRS=1024
-ONLY="prepare,gpu"
+OFFLINE_ROWS=200000
+ONLY="prepare,gpu,serve,offline"
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE="--smoke"; PAIRS=8 ;;
     --pairs) PAIRS="$2"; shift ;;
+    --offline-rows) OFFLINE_ROWS="$2"; shift ;;
     --only) ONLY="$2"; shift ;;
     *) echo "gpu_run.sh: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
   esac
@@ -89,8 +93,8 @@ EOF
 
 section prepare "$PYTHON" bench/gpu.py --prepare $SMOKE
 section gpu "$PYTHON" bench/gpu.py --pairs "$PAIRS" $SMOKE
-SUMMARY+=("serve on one GPU (issue #39 item 2): skipped, no GPU Serve bench yet")
-SUMMARY+=("offline on one GPU (issue #39 item 3): skipped, no GPU Ray Data bench yet")
+section serve "$PYTHON" bench/gpu_serve.py $SMOKE
+section offline "$PYTHON" bench/gpu_offline.py --rows "$OFFLINE_ROWS" $SMOKE
 
 echo; echo "== summary$([ -n "$SMOKE" ] && echo ' (smoke: CPU, tiny models, nothing measured)') =="
 printf '%s\n' "${SUMMARY[@]}"

@@ -44,9 +44,11 @@ def test_smoke_run_unpacks_the_bundle_first_on_the_path_and_runs_every_section(t
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert f"bundle: {len(pieces)} pieces joined, checked and unpacked into {tmp_path / 'site'}" in proc.stdout
     summary = proc.stdout.split("== summary")[1]
-    assert "prepare: ok" in summary and "gpu: ok" in summary
-    assert "serve on one GPU (issue #39 item 2): skipped" in summary  # says what it skipped, and why
+    assert all(f"{section}: ok" in summary for section in ("prepare", "gpu", "serve", "offline")), summary
     assert "| f16 GPU graph | all at once, default budget |" in proc.stdout  # bench/gpu.py's parity table printed
+    assert "| f16 fused GPU graph (ONNX Runtime's fused operators) | all at once, default budget |" in proc.stdout
+    assert "| interactive alone | 8–20 docs |" in proc.stdout and "interactive p95 mixed / alone" in proc.stdout
+    assert "| the scorer alone (one process, the whole device) |" in proc.stdout
     probe = subprocess.run(
         [sys.executable, "-c", "import bundle_probe; print(bundle_probe.WHERE)"],
         env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
@@ -56,6 +58,7 @@ def test_smoke_run_unpacks_the_bundle_first_on_the_path_and_runs_every_section(t
     assert probe.stdout.strip() == "the bundle"
     again = run(tmp_path, bundle_dir, "--smoke", "--only", "none")
     assert again.returncode == 0 and f"bundle: {len(pieces)} pieces already unpacked" in again.stdout
+    assert "serve: skipped (not in --only none)" in again.stdout  # says what it skipped, and why
 
 
 def test_a_missing_or_damaged_piece_is_named_and_fails_the_run(tmp_path, bundle):
