@@ -3,10 +3,11 @@
 # (`make gpu-bundle`, carried as gpu-bundle/part-NN/) into a folder put first on PYTHONPATH, then run each section in
 # order under its own time limit, saying what ran, what failed and what was skipped and why.
 #
-# Run: bench/gpu_run.sh [--smoke] [--pairs N] [--offline-rows N] [--only SECTION,...]
+# Run: bench/gpu_run.sh [--smoke] [--pairs N] [--offline-rows N] [--serve-variants V] [--only SECTION,...]
 #   --smoke   on the CPU with tiny models (the test suite runs it): checks this script, measures nothing
 #   sections: prepare (build and export the bench models), gpu (bench/gpu.py: placement, parity, speed tables),
-#             serve (bench/gpu_serve.py: rerank serve, two replicas on the GPU, mixed load),
+#             serve (bench/gpu_serve.py: rerank serve, two replicas on the GPU, mixed load, per --serve-variants:
+#             default "default;graph_variant=fused"; see that script for the settings a variant may change),
 #             offline (bench/gpu_offline.py: rerank offline, two actors on the GPU, vs the scorer alone)
 # Environment: GPU_BUNDLE (default: gpu-bundle), GPU_SITE (default: ~/.cache/qwen-rerank/gpu-site),
 #   GPU_SECTION_LIMIT_S (each section's time limit, default 900; smoke: 300).
@@ -19,17 +20,20 @@ PYTHON="${PYTHON:-python3}"
 SMOKE=""
 PAIRS=1024
 OFFLINE_ROWS=200000
+SERVE_VARIANTS=""
 ONLY="prepare,gpu,serve,offline"
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE="--smoke"; PAIRS=8 ;;
     --pairs) PAIRS="$2"; shift ;;
     --offline-rows) OFFLINE_ROWS="$2"; shift ;;
+    --serve-variants) SERVE_VARIANTS="$2"; shift ;;
     --only) ONLY="$2"; shift ;;
     *) echo "gpu_run.sh: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
   esac
   shift
 done
+[ -n "$SERVE_VARIANTS" ] || SERVE_VARIANTS="$([ -n "$SMOKE" ] && echo default || echo 'default;graph_variant=fused')"
 LIMIT="${GPU_SECTION_LIMIT_S:-$([ -n "$SMOKE" ] && echo 300 || echo 900)}"
 SUMMARY=()
 
@@ -93,7 +97,7 @@ EOF
 
 section prepare "$PYTHON" bench/gpu.py --prepare $SMOKE
 section gpu "$PYTHON" bench/gpu.py --pairs "$PAIRS" $SMOKE
-section serve "$PYTHON" bench/gpu_serve.py $SMOKE
+section serve "$PYTHON" bench/gpu_serve.py --variants "$SERVE_VARIANTS" $SMOKE
 section offline "$PYTHON" bench/gpu_offline.py --rows "$OFFLINE_ROWS" $SMOKE
 
 echo; echo "== summary$([ -n "$SMOKE" ] && echo ' (smoke: CPU, tiny models, nothing measured)') =="

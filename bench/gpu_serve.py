@@ -7,7 +7,10 @@ The config is configs/serve.yaml with the bench model (random weights, Qwen3-Rer
 fixed replicas instead of autoscaling, and the GPU call sizes of `--token-budget`/`--max-rows` when given.
 `--smoke` runs it all on the CPU with the tiny model and small counts, to check the script (measures nothing).
 
-Run: python bench/gpu_serve.py [--bulk 12] [--interactive 120] [--graph-variant auto] [--gateways 1] [--smoke]
+`--variants` compares settings, one endpoint each (call sizes, replicas, gateways, layout, the scheduler's call
+target and interactive window), and ends with one line per variant side by side: the tuning the issue asks for.
+
+Run: python bench/gpu_serve.py [--bulk 12] [--interactive 120] [--variants 'default;token_budget=16384'] [--smoke]
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ def serve_config(export: Path, device: str, args) -> dict:
         reranker["ray_actor_options"] = {"num_cpus": 0.5, "num_gpus": 0}
         model["intra_op_threads"] = 1
     gateway["num_replicas"] = args.gateways
+    for key in ("call_target_s", "interactive_window_s"):  # the scheduler's, where a variant sets them
+        if getattr(args, key, None) is not None:
+            reranker["user_config"][key] = getattr(args, key)
     config["http_options"] = {"host": "127.0.0.1", "port": args.port}
     return config
 
@@ -156,33 +162,41 @@ def stop_endpoint(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def main() -> None:
-    """Start the endpoint, run the loads, print the table."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bulk", type=int, default=12, help="bulk requests (200–1,000 documents)")
-    parser.add_argument("--interactive", type=int, default=120, help="interactive requests (8–20 documents)")
-    parser.add_argument("--bulk-clients", type=int, default=2)
-    parser.add_argument("--interactive-clients", type=int, default=2)
-    parser.add_argument("--replicas", type=int, default=2, help="model replicas sharing the GPU")
-    parser.add_argument("--gateways", type=int, default=1)
-    parser.add_argument("--graph-variant", default="auto", help="auto (causal GPU graph), fused, cpu (past K/V)")
-    parser.add_argument("--token-budget", type=int, help="GPU tokens per model call (unset: the default)")
-    parser.add_argument("--max-rows", type=int, help="rows per model call (unset: the default)")
-    parser.add_argument("--port", type=int, default=PORT)
-    parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, small counts: check the script")
-    args = parser.parse_args()
-    usable, which = gpu_status()
-    if not usable and not args.smoke:
-        print(f"bench/gpu_serve.py: no GPU to measure on ({which}); nothing measured. `--smoke` checks the script.")
-        return
-    if args.smoke:
-        args.bulk, args.interactive, which = 2, 6, "smoke run: CPU, tiny model, nothing measured"
-    device = "cpu" if args.smoke else "cuda"
-    bulk_sizes = (20, 40) if args.smoke else (200, 1000)
-    _, export, _ = bench_models(args.smoke)
-    rng = random.Random(0)
+# What a variant may set (`--variants`): the app's call sizes and layout, the deployments, the scheduler's user_config.
+SETTINGS = {
+    "token_budget": int,
+    "max_rows": int,
+    "graph_variant": str,
+    "replicas": int,
+    "gateways": int,
+    "call_target_s": float,
+    "interactive_window_s": float,
+}
+
+
+def parse_variants(text: str) -> list[dict]:
+    """`a=1,b=2;c=3` → [{a: 1, b: 2}, {c: 3}]; `default` (or an empty part) is no change."""
+    variants = []
+    for part in text.split(";"):
+        settings = {}
+        for item in filter(None, part.strip().split(",")):
+            if item == "default":
+                continue
+            key, _, value = item.partition("=")
+            if key not in SETTINGS:
+                raise SystemExit(f"--variants: unknown setting {key!r}; choose from {', '.join(SETTINGS)}")
+            settings[key] = SETTINGS[key](value)
+        variants.append(settings)
+    return variants
+
+
+def measure(args, settings: dict, export: Path, device: str, bulk_sizes: tuple[int, int]) -> tuple[list, Usage, float]:
+    """Start the endpoint with `settings` over `args`, run the loads alone and mixed, stop it: (rows, what the mixed
+    load used, its pairs/s in all)."""
+    run = argparse.Namespace(**{**vars(args), **settings})
+    rng = random.Random(0)  # every variant gets the same requests
     with tempfile.TemporaryDirectory(prefix="gpu-serve-") as tmp:
-        proc = start_endpoint(serve_config(export, device, args), Path(tmp), args.port, 120 if args.smoke else 900)
+        proc = start_endpoint(serve_config(export, device, run), Path(tmp), args.port, 120 if args.smoke else 900)
         url = f"http://127.0.0.1:{args.port}"
         try:
             model = httpx.get(f"{url}/v1/models", timeout=30).json()["data"][0]["id"]
@@ -199,25 +213,76 @@ def main() -> None:
                 load.join()
         finally:
             stop_endpoint(proc)
-    table = [
+    rows = [
         row("interactive alone", "8–20 docs", args.interactive_clients, alone),
         row("mixed", "8–20 docs", args.interactive_clients, mixed_small),
         row("mixed", f"{bulk_sizes[0]}–{bulk_sizes[1]} docs", args.bulk_clients, mixed_bulk),
     ]
     seconds = max(mixed_bulk["seconds"], mixed_small["seconds"])
-    total = (mixed_bulk["pairs"] + mixed_small["pairs"]) / seconds
-    p95_ratio = table[1][6] / table[0][6]
-    print_table(
-        f"rerank serve, {args.replicas} model replicas on one GPU ({which}), {args.gateways} gateway(s), graph "
-        f"{args.graph_variant}; host {cpu_description()}",
-        ["phase", "requests", "clients", "answered", "pairs/s", "p50 s", "p95 s", "p99 s", "errors"],
-        table,
+    return rows, usage, (mixed_bulk["pairs"] + mixed_small["pairs"]) / seconds
+
+
+def main() -> None:
+    """Per variant: start the endpoint, run the loads, print its table; then one line per variant side by side."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bulk", type=int, default=12, help="bulk requests (200–1,000 documents)")
+    parser.add_argument("--interactive", type=int, default=120, help="interactive requests (8–20 documents)")
+    parser.add_argument("--bulk-clients", type=int, default=2)
+    parser.add_argument("--interactive-clients", type=int, default=2)
+    parser.add_argument("--replicas", type=int, default=2, help="model replicas sharing the GPU")
+    parser.add_argument("--gateways", type=int, default=1)
+    parser.add_argument("--graph-variant", default="auto", help="auto (causal GPU graph), fused, cpu (past K/V)")
+    parser.add_argument("--token-budget", type=int, help="GPU tokens per model call (unset: the default)")
+    parser.add_argument("--max-rows", type=int, help="rows per model call (unset: the default)")
+    parser.add_argument(
+        "--variants",
+        default="default",
+        help="settings to compare, one endpoint each: 'default;token_budget=16384,max_rows=64;gateways=2;"
+        "call_target_s=0.03;graph_variant=fused' (keys: " + ", ".join(SETTINGS) + ")",
     )
-    print(
-        f"mixed load: {total:.0f} pairs/s in all; GPU busy {100 * usage.gpu_busy_share:.0f}% (nvidia-smi, "
-        f"{len(usage.busy)} samples), peak GPU memory {usage.peak_memory_mib:.0f} MiB; host CPUs busy "
-        f"{usage.host_cores_busy:.1f} of {os.cpu_count()}; interactive p95 mixed / alone {p95_ratio:.2f}×",
-        flush=True,
+    parser.add_argument("--port", type=int, default=PORT)
+    parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, small counts: check the script")
+    args = parser.parse_args()
+    variants = parse_variants(args.variants)
+    usable, which = gpu_status()
+    if not usable and not args.smoke:
+        print(f"bench/gpu_serve.py: no GPU to measure on ({which}); nothing measured. `--smoke` checks the script.")
+        return
+    if args.smoke:
+        args.bulk, args.interactive, which = 2, 6, "smoke run: CPU, tiny model, nothing measured"
+    device = "cpu" if args.smoke else "cuda"
+    bulk_sizes = (20, 40) if args.smoke else (200, 1000)
+    _, export, _ = bench_models(args.smoke)
+    side_by_side = []
+    for settings in variants:
+        label = ", ".join(f"{k}={v}" for k, v in settings.items()) or "default"
+        rows, usage, total = measure(args, settings, export, device, bulk_sizes)
+        run = {**vars(args), **settings}
+        print_table(
+            f"rerank serve ({label}): {run['replicas']} model replicas on one GPU ({which}), {run['gateways']} "
+            f"gateway(s), graph {run['graph_variant']}; host {cpu_description()}",
+            ["phase", "requests", "clients", "answered", "pairs/s", "p50 s", "p95 s", "p99 s", "errors"],
+            rows,
+        )
+        side_by_side.append(
+            [
+                label,
+                total,
+                rows[0][6],
+                rows[1][6],
+                rows[1][6] / rows[0][6],
+                rows[2][6],
+                f"{100 * usage.gpu_busy_share:.0f}%",
+                usage.peak_memory_mib or "-",
+                f"{usage.host_cores_busy:.1f} of {os.cpu_count()}",
+                sum(r[8] for r in rows),
+            ]
+        )
+    print_table(
+        f"rerank serve, variants side by side — {which}",
+        ["variant", "mixed pairs/s", "interactive p95 alone", "mixed", "interactive p95 mixed / alone"]
+        + ["bulk p95", "GPU busy", "peak GPU MiB", "host CPUs busy", "errors"],
+        side_by_side,
     )
 
 
