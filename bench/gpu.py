@@ -78,6 +78,18 @@ def gpu_status() -> tuple[bool, str]:
     return True, torch.cuda.get_device_name(0)
 
 
+def device_or_none(script: str, smoke: bool) -> tuple[str, str] | None:
+    """(device, what it is) a GPU bench runs on: the GPU, or the CPU in a smoke run; None (and says why) when a real
+    run finds no GPU."""
+    if smoke:
+        return "cpu", "smoke run: CPU, tiny model, nothing measured"
+    usable, which = gpu_status()
+    if not usable:
+        print(f"{script}: no GPU to measure on ({which}); nothing measured. `--smoke` checks the script on CPU.")
+        return None
+    return "cuda", which
+
+
 def length_mixes(n: int) -> dict[str, list[tuple[str, str]]]:
     """The pair sets: short documents, ~300-token documents, and a mix."""
     return {
@@ -223,13 +235,11 @@ def main() -> None:
     if args.prepare:
         prepare(args.smoke)
         return
-    usable, which = gpu_status()
-    if not usable and not args.smoke:
-        print(f"bench/gpu.py: no GPU to measure on ({which}); nothing measured. `--smoke` checks the script on CPU.")
+    found = device_or_none("bench/gpu.py", args.smoke)
+    if found is None:
         return
+    device, which = found
     n = 8 if args.smoke else args.pairs
-    device = "cpu" if args.smoke else "cuda"
-    which = "smoke run: CPU, tiny model, nothing measured" if args.smoke else which
     checkpoint, export, _ = bench_models(args.smoke)  # exported once, before any row is timed
     gpu_checks.environment(device)
     _, parity_export = gpu_checks.parity_model(args.smoke)  # the bench model's ops, few layers: opens in seconds

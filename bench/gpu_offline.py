@@ -30,7 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench.common import BENCH_DIR, WORDS, cpu_description, print_table  # noqa: E402
-from bench.gpu import bench_models, gpu_status  # noqa: E402
+from bench.gpu import bench_models, device_or_none  # noqa: E402
 from bench.usage import Usage  # noqa: E402
 
 
@@ -102,13 +102,12 @@ def main() -> None:
     parser.add_argument("--actors", type=int, default=2, help="model actors sharing the GPU")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, 1,000 rows: check the script")
     args = parser.parse_args()
-    usable, which = gpu_status()
-    if not usable and not args.smoke:
-        print(f"bench/gpu_offline.py: no GPU to measure on ({which}); nothing measured. `--smoke` checks the script.")
+    found = device_or_none("bench/gpu_offline.py", args.smoke)
+    if found is None:
         return
+    device, which = found
     if args.smoke:
-        args.rows, args.scorer_rows, which = 1000, 200, "smoke run: CPU, tiny model, nothing measured"
-    device = "cpu" if args.smoke else "cuda"
+        args.rows, args.scorer_rows = 1000, 200
     _, export, _ = bench_models(args.smoke)
     source = input_set(args.rows)
     with tempfile.TemporaryDirectory(prefix="gpu-offline-") as tmp:

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -33,7 +32,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench.common import WORDS, cpu_description, print_table  # noqa: E402
-from bench.gpu import bench_models, gpu_status  # noqa: E402
+from bench.gpu import bench_models, device_or_none  # noqa: E402
+from bench.serve import closed_loop  # noqa: E402
 from bench.usage import Usage  # noqa: E402
 
 PORT = 8791
@@ -87,38 +87,6 @@ def workload(count: int, sizes: tuple[int, int], model: str, rng: random.Random)
         route, body = request(DIALECTS[i % len(DIALECTS)], f"query {i}: what do these say?", docs, model)
         out.append((route, body, len(docs)))
     return out
-
-
-def closed_loop(url: str, work: list[tuple[str, dict, int]], clients: int, results: dict) -> None:
-    """`clients` threads each send the next request as soon as the last answered; latencies and pairs into
-    `results` (keys: latencies, pairs, errors, seconds)."""
-    queue, lock = list(reversed(work)), threading.Lock()
-    results.update(latencies=[], pairs=0, errors=0)
-
-    def client() -> None:
-        with httpx.Client(timeout=600) as http:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    route, body, n = queue.pop()
-                start = time.perf_counter()
-                reply = http.post(url + route, json=body)
-                took = time.perf_counter() - start
-                with lock:
-                    if reply.status_code == 200:
-                        results["latencies"].append(took)
-                        results["pairs"] += n
-                    else:
-                        results["errors"] += 1
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    results["seconds"] = time.perf_counter() - started
 
 
 def row(phase: str, label: str, clients: int, result: dict) -> list:
@@ -202,14 +170,13 @@ def measure(args, settings: dict, export: Path, device: str, bulk_sizes: tuple[i
             model = httpx.get(f"{url}/v1/models", timeout=30).json()["data"][0]["id"]
             interactive = workload(args.interactive, (8, 20), model, rng)
             bulk = workload(args.bulk, bulk_sizes, model, rng)
-            closed_loop(url, workload(4, (8, 20), model, rng), 2, {})  # warm-up: connections, first calls
-            alone: dict = {}
-            closed_loop(url, interactive[: max(2, len(interactive) // 3)], args.interactive_clients, alone)
-            mixed_bulk, mixed_small = {}, {}
+            closed_loop(url, workload(4, (8, 20), model, rng), 2)  # warm-up: connections, first calls
+            alone = closed_loop(url, interactive[: max(2, len(interactive) // 3)], args.interactive_clients)
+            mixed_bulk: dict = {}
             with Usage(gpu=not args.smoke) as usage:
-                load = threading.Thread(target=closed_loop, args=(url, bulk, args.bulk_clients, mixed_bulk))
+                load = threading.Thread(target=lambda: mixed_bulk.update(closed_loop(url, bulk, args.bulk_clients)))
                 load.start()
-                closed_loop(url, interactive, args.interactive_clients, mixed_small)
+                mixed_small = closed_loop(url, interactive, args.interactive_clients)
                 load.join()
         finally:
             stop_endpoint(proc)
@@ -244,13 +211,12 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, small counts: check the script")
     args = parser.parse_args()
     variants = parse_variants(args.variants)
-    usable, which = gpu_status()
-    if not usable and not args.smoke:
-        print(f"bench/gpu_serve.py: no GPU to measure on ({which}); nothing measured. `--smoke` checks the script.")
+    found = device_or_none("bench/gpu_serve.py", args.smoke)
+    if found is None:
         return
+    device, which = found
     if args.smoke:
-        args.bulk, args.interactive, which = 2, 6, "smoke run: CPU, tiny model, nothing measured"
-    device = "cpu" if args.smoke else "cuda"
+        args.bulk, args.interactive = 2, 6
     bulk_sizes = (20, 40) if args.smoke else (200, 1000)
     _, export, _ = bench_models(args.smoke)
     side_by_side = []

@@ -18,8 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import bench_model, mixed_pairs, print_table
 
 
-def closed_loop(url: str, requests: list[dict], concurrency: int) -> dict:
-    """`concurrency` clients each send the next request as soon as the last answered, until all are sent."""
+def closed_loop(url: str, requests: list[dict | tuple[str, dict, int]], concurrency: int) -> dict:
+    """`concurrency` clients each send the next request as soon as the last answered, until all are sent. A request
+    is a Cohere body for /v1/rerank, or (route, body, documents) in any dialect."""
     latencies, pairs_done, errors = [], [0], [0]
     lock = threading.Lock()
     queue = list(reversed(requests))
@@ -31,14 +32,15 @@ def closed_loop(url: str, requests: list[dict], concurrency: int) -> dict:
                 with lock:
                     if not queue:
                         return
-                    body = queue.pop()
+                    item = queue.pop()
+                route, body, n = item if isinstance(item, tuple) else ("/v1/rerank", item, len(item["documents"]))
                 start = time.monotonic()
-                reply = http.post(f"{url}/v1/rerank", json=body)
+                reply = http.post(url + route, json=body)
                 took = time.monotonic() - start
                 with lock:
                     if reply.status_code == 200:
                         latencies.append(took)
-                        pairs_done[0] += len(body["documents"])
+                        pairs_done[0] += n
                     else:
                         errors[0] += 1
 
@@ -52,6 +54,8 @@ def closed_loop(url: str, requests: list[dict], concurrency: int) -> dict:
     lat = sorted(latencies)
     return {
         "pairs_s": pairs_done[0] / elapsed,
+        "pairs": pairs_done[0],
+        "seconds": elapsed,
         "p50": statistics.median(lat) if lat else float("nan"),
         "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan"),
         "requests": len(lat),
