@@ -7,7 +7,7 @@
 #   --smoke   on the CPU with tiny models (the test suite runs it): checks this script, measures nothing
 #   sections: prepare (build and export the bench models), gpu (bench/gpu.py: placement, parity, speed tables),
 #             serve (bench/gpu_serve.py: rerank serve, two replicas on the GPU, mixed load, per --serve-variants:
-#             default "default;graph_variant=fused"; see that script for the settings a variant may change),
+#             default "default;interactive_window_s=0;graph_variant=fused"; see that script for the settings a variant may change),
 #             offline (bench/gpu_offline.py: rerank offline, two actors on the GPU, vs the scorer alone)
 # Environment: GPU_BUNDLE (default: gpu-bundle), GPU_SITE (default: ~/.cache/qwen-rerank/gpu-site),
 #   GPU_SECTION_LIMIT_S (each section's time limit, default 900; smoke: 300).
@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ -n "$SERVE_VARIANTS" ] || SERVE_VARIANTS="$([ -n "$SMOKE" ] && echo default || echo 'default;graph_variant=fused')"
+[ -n "$SERVE_VARIANTS" ] || SERVE_VARIANTS="$([ -n "$SMOKE" ] && echo default || echo 'default;interactive_window_s=0;graph_variant=fused')"
 LIMIT="${GPU_SECTION_LIMIT_S:-$([ -n "$SMOKE" ] && echo 300 || echo 900)}"
 SUMMARY=()
 

@@ -3,12 +3,14 @@ scheduler and tokenization) under bounded loopback load, with the model call rep
 the GPU took per token and returns logits of 0. The stand-in lives only here (the app takes it from code; no config
 can name it), and every table says so: its scores mean nothing, its rates say what the host sustains.
 
-The wait: seconds per real token of our f16 GPU graph on an H200 (~300-token pairs, 65,536 tokens and 256 rows a
-call: 855 pairs/s, docs/gpu.md), or `--seconds-per-token 0` (a model that takes no time: the host alone). Requests:
-bulk (200 documents of ~300 tokens, Qwen's real vocabulary) from closed-loop clients, and small ones (8–20
-documents) alone and beside the bulk load. The model replica runs the GPU graph's layout and GPU call sizes.
+The wait: what our f16 GPU graph took on an H200, 5.3 ms a call and 3.9 µs per token of the padded batch (the two
+explain its 65,536-token and 16,384-token rows in docs/gpu.md: 855 pairs/s of ~300-token pairs at the first), or
+`--seconds-per-token 0 --seconds-per-call 0` (a model that takes no time: the host alone). Requests: bulk (200
+documents of ~300 tokens, Qwen's real vocabulary) from closed-loop clients, and small ones (8–20 documents) alone and
+beside the bulk load — different documents each time, so the score cache answers none of them. The model replica
+runs the GPU graph's layout and GPU call sizes.
 
-Run: python bench/host_path.py [--seconds-per-token 3.98e-6,0] [--bulk-requests 24] [--clients 4]
+Run: python bench/host_path.py [--seconds-per-token 3.9e-6,0] [--seconds-per-call 5.3e-3,0] [--bulk-requests 24]
 """
 
 from __future__ import annotations
@@ -28,16 +30,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import WORDS, cpu_description, print_table
 from bench.serve import closed_loop
 
-GPU_SECONDS_PER_TOKEN = 1 / (855 * 294)  # H200, f16 GPU graph: 855 pairs/s of 294-token pairs (docs/gpu.md)
+GPU_SECONDS_PER_TOKEN = 3.9e-6  # H200, f16 GPU graph, per token of the padded batch (layouts.GPU_CALL_OVERHEAD_TOKENS)
+GPU_SECONDS_PER_CALL = 5.3e-3
 PORT = 8797
 
 
 class StandInSession:
-    """Stands in for the GPU graph's session: waits `seconds_per_token` × the call's real tokens, returns logits of 0.
-    Inputs and outputs are the real graph's, so the layout, scheduler and tokenization run unchanged."""
+    """Stands in for the GPU graph's session: waits `seconds_per_call` + `seconds_per_token` × the padded batch's
+    tokens, returns logits of 0. Inputs and outputs are the real graph's, so the layout, scheduler and tokenization
+    run unchanged."""
 
-    def __init__(self, real, seconds_per_token: float):
-        self.real, self.seconds_per_token = real, seconds_per_token
+    def __init__(self, real, seconds_per_token: float, seconds_per_call: float):
+        self.real, self.seconds_per_token, self.seconds_per_call = real, seconds_per_token, seconds_per_call
 
     def get_inputs(self):
         """The real graph's inputs."""
@@ -52,12 +56,12 @@ class StandInSession:
         return ["STAND-IN (waits, scores nothing)"]
 
     def run(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Wait the GPU's time for the call's real tokens; the logit of every row is 0."""
-        time.sleep(float((feed["last_index"] + 1).sum()) * self.seconds_per_token)
+        """Wait the GPU's time for the call's padded batch; the logit of every row is 0."""
+        time.sleep(self.seconds_per_call + feed["input_ids"].size * self.seconds_per_token)
         return [np.zeros(len(feed["input_ids"]), np.float32)]
 
 
-def stand_in_replica(seconds_per_token: float):
+def stand_in_replica(seconds_per_token: float, seconds_per_call: float):
     """The model deployment with its session replaced by the stand-in (defined here so Ray ships it by value)."""
     from ray import serve
 
@@ -68,7 +72,7 @@ def stand_in_replica(seconds_per_token: float):
 
         def __init__(self, args):
             super().__init__(args)
-            self.scorer.replace_session(StandInSession(self.scorer.session, seconds_per_token))
+            self.scorer.replace_session(StandInSession(self.scorer.session, seconds_per_token, seconds_per_call))
 
     return serve.deployment(StandInReranker, name="Reranker")
 
@@ -83,7 +87,7 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
-def deploy(model: Path, seconds_per_token: float, port: int) -> str:
+def deploy(model: Path, seconds_per_token: float, seconds_per_call: float, call_target_s: float, port: int) -> str:
     """The app with the stand-in replica, GPU layout and call sizes, on local Serve; its URL once healthy."""
     from ray import serve
 
@@ -102,10 +106,15 @@ def deploy(model: Path, seconds_per_token: float, port: int) -> str:
         },
         "max_documents": 1000,
         "max_tokens_per_request": 1_000_000,
+        "batch": {"call_target_s": call_target_s},
     }
     options = {"num_replicas": 1, "max_ongoing_requests": 64, "max_queued_requests": 512}
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(args, options, replica=stand_in_replica(seconds_per_token)), name="host", route_prefix="/")
+    serve.run(
+        build_app(args, options, replica=stand_in_replica(seconds_per_token, seconds_per_call)),
+        name="host",
+        route_prefix="/",
+    )
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, timeout_s=300)
     return url
@@ -115,22 +124,26 @@ def measure(url: str, args, rng: random.Random) -> list[list]:
     """Rows: bulk alone, small alone, small beside bulk."""
     query = "what do these documents say about the weather and the market?"
     bulk = [{"query": query, "documents": documents(200, args.words, rng)} for _ in range(args.bulk_requests)]
-    small = [
-        {"query": query, "documents": documents(rng.randint(8, 20), args.words, rng)}
-        for _ in range(args.small_requests)
-    ]
-    closed_loop(url, bulk[:2], 2)  # warm-up: connections, first calls
+
+    def small_requests() -> list[dict]:
+        return [
+            {"query": query, "documents": documents(rng.randint(8, 20), args.words, rng)}
+            for _ in range(args.small_requests)
+        ]
+
+    warm_up = [{"query": query, "documents": documents(200, args.words, rng)} for _ in range(2)]
+    closed_loop(url, warm_up, 2)  # connections, first calls
     rows = []
     alone = closed_loop(url, bulk, args.clients)
     rows.append(["bulk (200 docs) alone", args.clients, alone])
-    small_alone = closed_loop(url, small, 1)
+    small_alone = closed_loop(url, small_requests(), 1)
     rows.append(["small (8–20 docs) alone", 1, small_alone])
     beside: dict = {}
     more_bulk = [{"query": query, "documents": documents(200, args.words, rng)} for _ in range(args.bulk_requests)]
     load = threading.Thread(target=lambda: beside.update(closed_loop(url, more_bulk, args.clients)))
     load.start()
     time.sleep(0.5)  # the bulk load is running
-    small_beside = closed_loop(url, small, 1)
+    small_beside = closed_loop(url, small_requests(), 1)
     load.join()
     rows.append(["bulk beside small", args.clients, beside])
     rows.append(["small beside bulk", 1, small_beside])
@@ -143,11 +156,14 @@ def main() -> None:
     from ray import serve
 
     from bench.gpu_checks import parity_model
+    from serve.config import BatchConfig
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds-per-token", default=f"{GPU_SECONDS_PER_TOKEN:.3g},0")
+    parser.add_argument("--seconds-per-token", default=f"{GPU_SECONDS_PER_TOKEN:.3g},0", help="one run each")
+    parser.add_argument("--seconds-per-call", default=f"{GPU_SECONDS_PER_CALL:.3g},0", help="one per run")
     parser.add_argument("--bulk-requests", type=int, default=24, help="bulk requests per row (200 documents each)")
-    parser.add_argument("--small-requests", type=int, default=40)
+    parser.add_argument("--small-requests", type=int, default=60)
+    parser.add_argument("--call-target-s", type=float, default=BatchConfig().call_target_s, help="the scheduler's")
     parser.add_argument("--clients", type=int, default=4, help="closed-loop bulk clients")
     parser.add_argument("--words", type=int, default=220, help="words per document (~300 tokens with the template)")
     args = parser.parse_args()
@@ -156,13 +172,14 @@ def main() -> None:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     table = []
     try:
-        for wait in (float(w) for w in args.seconds_per_token.split(",")):
-            url = deploy(model, wait, PORT)
+        per_call = [float(w) for w in args.seconds_per_call.split(",")]
+        for wait, call in zip((float(w) for w in args.seconds_per_token.split(",")), per_call, strict=True):
+            url = deploy(model, wait, call, args.call_target_s, PORT)
             for label, clients, result in measure(url, args, random.Random(0)):
                 lat = result["latencies"]
                 table.append(
                     [
-                        f"{wait * 1e6:.2f} µs" if wait else "0 (host only)",
+                        f"{call * 1e3:.1f} ms + {wait * 1e6:.2f} µs/token" if wait or call else "0 (host only)",
                         label,
                         clients,
                         result["pairs_s"],
@@ -179,9 +196,10 @@ def main() -> None:
         serve.shutdown()
         ray.shutdown()
     print_table(
-        f"Host path with a STAND-IN model call (waits the GPU's seconds per token, scores nothing) — ~300-token pairs, "
+        f"Host path with a STAND-IN model call (waits the GPU's time per call and token, scores nothing) — ~300-token "
+        f"pairs, call_target_s {args.call_target_s:g}, "
         f"one model replica, GPU call sizes; {cpu_description()}",
-        ["stand-in wait per token", "load", "clients", "pairs/s", "pairs/s per host core", "p50 s", "p95 s", "p99 s"]
+        ["stand-in wait", "load", "clients", "pairs/s", "pairs/s per host core", "p50 s", "p95 s", "p99 s"]
         + ["errors"],
         table,
     )

@@ -45,16 +45,18 @@ class BatchConfig(StrictModel):
         default=0.005, ge=0, le=10, description="wait for more requests before the first call after an idle spell"
     )
     call_target_s: float = Field(
-        default=0.01,
+        default=0.03,
         ge=0,
-        description="a fast model's call holds more pairs than its token budget, up to about this long: the wait "
-        "of a request arriving mid-call",
+        description="a fast model's call holds more pairs than its token budget, up to about this long; a short "
+        "call (see interactive_window_s) about this long: the wait of a request arriving mid-call",
     )
     interactive_window_s: float = Field(
         default=10.0,
         ge=0,
-        description="for this long after a small request (one that fits a call) arrives, a slow model's bulk work "
-        "goes in short calls (long pairs computed ahead in pieces), so the next one waits little; 0: never",
+        description="for this long after a small request arrives, a model slower than call_target_s per call "
+        "puts bulk work in short calls (long pairs computed ahead in pieces, or on a GPU graph calls of whole pairs "
+        "that take about call_target_s, no bigger request beside a small one), so the next one waits little; "
+        "0: never",
     )
     aging_s: float = Field(
         default=10.0,

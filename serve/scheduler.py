@@ -105,6 +105,7 @@ class Limits:
     whole: int | None
     step: int | None
     chunk: int | None = None
+    small_apart: bool = False  # a call that takes a small request (≤ 2 × whole) holds no bigger request's pairs
 
 
 @dataclass
@@ -139,6 +140,8 @@ def plan_step(jobs: Sequence[Job], now: float, limits: Limits, max_requests: int
     for job in ready[len(step) :]:
         if len(step) == max_requests or (limits.step is not None and used >= limits.step):
             break
+        if step and limits.small_apart and job.pending_cost > 2 * limits.whole:
+            break  # the rest cost more still: `ready` goes by cost (aging aside)
         take = Take(job, [])
         cheapest = int(job.prepared.costs[job.pending[-1]])  # after the partial pair, pending is costliest first
         for row in job.pending:
@@ -230,8 +233,7 @@ class Scheduler:
             self._observe("cache_hits", cached)
             self._observe("cache_misses", len(pending))
         cost = int(prepared.costs[pending].sum())
-        budget = self.scorer.call_tokens
-        if budget is not None and cost <= 2 * budget:
+        if pending and self._is_small(cost):
             self._small_seen = now
         return Job(prepared, keys, future, now, scores, logits, pending, cost, len(pending), now, cached)
 
@@ -270,17 +272,42 @@ class Scheduler:
     def _limits(self) -> Limits:
         """The next call's size: the scorer's budget, or what it scores in `call_target_s` if that is more. While
         small requests arrive (`interactive_window_s`), a model slower than that keeps bulk calls to `call_target_s`
-        of work, at least its `chunk_tokens`, computing longer pairs ahead in pieces."""
+        of work: computing longer pairs ahead in pieces of at least its `chunk_tokens`, or, on a scorer that scores
+        pairs whole (a GPU graph), in calls of whole pairs, a bulk request no longer taken whole."""
         budget, chunk = self.scorer.call_tokens, self.scorer.chunk_tokens
         if budget is None:
             return Limits(None, None)
-        target = int(self._tokens_per_s * self.config.call_target_s)
+        target = self._target_tokens()
         interactive = time.perf_counter() - self._small_seen < self.config.interactive_window_s
-        if not interactive or chunk is None:
+        if not interactive:
             return Limits(max(budget, target), max(budget, target))
+        if chunk is None:
+            short = self._whole_tokens()
+            return Limits(short, short, small_apart=True)
         if target >= budget:
             return Limits(target, target, chunk)
         return Limits(budget, max(target, chunk), chunk)
+
+    def _target_tokens(self) -> int:
+        """Tokens the model scores in `call_target_s` at its recent rate (0 before its first call)."""
+        return int(self._tokens_per_s * self.config.call_target_s)
+
+    def _whole_tokens(self) -> int | None:
+        """While small requests arrive, a request costing at most twice this goes in one call: the scorer's budget,
+        or on one that scores pairs whole, the short call's size — `call_target_s` of work (the measured rate counts
+        each call's fixed cost, so calls settle at about `call_target_s` long), the budget until the rate is known."""
+        budget = self.scorer.call_tokens
+        if budget is None or self.scorer.chunk_tokens is not None or not self._tokens_per_s:
+            return budget
+        return max(self._target_tokens(), 1)
+
+    def _is_small(self, cost: int) -> bool:
+        """Whether a request of this cost is small: it fits one short call (not known on a scorer that scores pairs
+        whole before its first call has measured the model's rate)."""
+        whole = self._whole_tokens()
+        if whole is None or (self.scorer.chunk_tokens is None and not self._tokens_per_s):
+            return False
+        return cost <= 2 * whole
 
     def _work(self) -> None:
         """The scheduler thread: forever plan a call, score it, hand out the scores."""
