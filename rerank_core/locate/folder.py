@@ -94,21 +94,22 @@ class ModelFolder:
             manifest.max_length,
         )
 
-    def choose_graph(self, dtype: Dtype | None, device: str, variant: str = "auto", *, bf16: bool = False) -> GraphFile:
+    def choose_graph(self, dtype: Dtype | None, device: str, variant: str = "auto") -> GraphFile:
         """The graph to run on `device` ('cpu' or 'cuda'): `variant` 'auto' takes a `causal` GPU graph on CUDA where
         the folder has one of the dtype, 'cuda' one anywhere, 'fused' a `fused` GPU graph anywhere, 'cpu' never;
-        `dtype` None: the device's favourite. `bf16`: this machine computes bf16, so the f32 CPU graph also serves
-        as the bf16 one."""
+        `dtype` None: the device's favourite (never bf16); bf16 (where the caller found this machine computes it):
+        the f32 CPU graph, run in bf16."""
         if variant not in ("auto", "cpu", "cuda", "fused"):
             raise ValueError(f"graph_variant: expected 'auto', 'cpu', 'cuda' or 'fused', got {variant!r}")
+        dtype = None if dtype is None else Dtype.parse(dtype)
         gpu_layout = GPU_LAYOUTS["fused" if variant == "fused" else "cuda"]
         gpu = {g.dtype: g for g in self.graphs if g.layout == gpu_layout}
         cpu = {g.dtype: g for g in self.graphs if not g.for_gpu}
-        if bf16 and Dtype.F32 in cpu:
+        if dtype is Dtype.BF16 and Dtype.F32 in cpu:
             cpu[Dtype.BF16] = replace(cpu[Dtype.F32], dtype=Dtype.BF16)
         use_gpu = variant in GPU_LAYOUTS or (variant == "auto" and device == "cuda" and bool(gpu))
         candidates = gpu if use_gpu else cpu
-        dtype = choose_dtype(candidates or cpu, device) if dtype is None else Dtype.parse(dtype)
+        dtype = choose_dtype(candidates or cpu, device) if dtype is None else dtype
         if variant == "auto" and use_gpu and dtype not in gpu:
             candidates, use_gpu = cpu, False  # no GPU graph of this dtype: the CPU-layout graph runs on CUDA too
         if dtype not in candidates:

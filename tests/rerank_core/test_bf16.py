@@ -161,12 +161,12 @@ def test_bf16_on_a_gpu_is_refused():
 
 def test_bf16_names_the_f32_graph_it_runs(tiny_export, tmp_path):
     folder = ModelFolder.read(tiny_export)
-    graph = folder.choose_graph(Dtype.BF16, "cpu", bf16=True)
+    graph = folder.choose_graph(Dtype.BF16, "cpu")
     assert graph.dtype is Dtype.BF16 and graph.path.name == "model.onnx"
-    assert folder.choose_graph(None, "cpu", bf16=True).dtype is Dtype.F32  # never chosen unless named
+    assert folder.choose_graph(None, "cpu").dtype is Dtype.F32  # never chosen unless named
     int8_only = ModelFolder(**{**folder.__dict__, "graphs": tuple(g for g in folder.graphs if g.dtype is Dtype.INT8)})
     with pytest.raises(Exception, match="no bf16 graph.*--dtype f32"):
-        int8_only.choose_graph(Dtype.BF16, "cpu", bf16=True)
+        int8_only.choose_graph(Dtype.BF16, "cpu")
 
 
 @needs_no_bf16

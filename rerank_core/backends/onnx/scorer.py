@@ -71,8 +71,7 @@ class OnnxQwen3Scorer(Scorer):
     def __init__(self, folder: ModelFolder, options: LocalOptions | None = None):
         options = options or LocalOptions()
         device = resolve_device(options.device)
-        dtype, bf16 = choose_precision(options.dtype, device)
-        self.graph = folder.choose_graph(dtype, device, options.graph_variant, bf16=bf16)
+        self.graph = folder.choose_graph(choose_precision(options.dtype, device), device, options.graph_variant)
         self.dtype = self.graph.dtype
         if options.dtype is None and device == "cpu" and self.dtype is Dtype.F32:
             _say_faster_dtypes(folder)

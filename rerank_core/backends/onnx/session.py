@@ -86,21 +86,21 @@ FASTER_ON_CPU = {
 }
 
 
-def choose_precision(requested: Dtype | None, device: str) -> tuple[Dtype | None, bool]:
-    """For a scorer that asked for `requested` on `device` ('cpu' or 'cuda'): the dtype to choose its graph by, and
-    whether the f32 graph serves as the bf16 one (bf16 asked for, and this machine computes it).
+def choose_precision(requested: Dtype | None, device: str) -> Dtype | None:
+    """For a scorer that asked for `requested` on `device` ('cpu' or 'cuda'): the dtype to choose its graph by.
 
     Not asked for (dtype None): the device's exact default, f32 on every CPU. Asked for bf16: bf16 on a CPU whose
-    instructions multiply it (OpenVINO must be installed), else f32 after one log line saying why.
+    instructions multiply it (OpenVINO must be installed; the f32 graph serves as the bf16 one), else f32 after one
+    log line saying why.
     """
     if requested is not Dtype.BF16:
-        return requested, False
+        return requested
     if device != "cpu":
         raise ConfigError("dtype: bf16 is the CPU path (OpenVINO on AMX-BF16 or AVX512-BF16): set device: cpu, or f16")
     if cpu_runs_bf16():
-        return Dtype.BF16, True
+        return Dtype.BF16
     log.warning("dtype bf16: %s; running the f32 graph in f32", NO_BF16)
-    return Dtype.F32, False
+    return Dtype.F32
 
 
 def faster_dtypes(graph_dtypes: set[Dtype]) -> dict[Dtype, str]:
