@@ -132,6 +132,10 @@ def build_checkpoint(
     )
     torch.manual_seed(seed)
     model = Qwen3ForCausalLM(config).eval()
+    with torch.no_grad():  # norm weights start at 1; distinct ones make a swapped or skipped norm change scores
+        for name, weight in model.named_parameters():
+            if name.endswith("norm.weight"):
+                weight.uniform_(0.5, 1.5)
     with quiet_export():  # no progress bar for a model this size
         model.to(getattr(torch, weights or ("bfloat16" if full_size else "float32"))).save_pretrained(out)
     PreTrainedTokenizerFast(

@@ -23,7 +23,7 @@ from .quiet import quiet_export
 log = logging.getLogger(__name__)
 
 # Bump when the graphs change: cached exports (export/cache.py) are keyed by it.
-EXPORTER_VERSION = "7"
+EXPORTER_VERSION = "8"
 GRAPH_NAMES = {Dtype.F32: "model.onnx", Dtype.F16: "model_f16.onnx", Dtype.INT8: "model_int8.onnx"}
 # The GPU graphs (right padding, fused causal attention); f32 exists to check them on a CPU.
 CUDA_GRAPH_NAMES = {Dtype.F32: "model_cuda.onnx", Dtype.F16: "model_cuda_f16.onnx"}

@@ -104,10 +104,10 @@ class FusedLastTokenLogit(RightPaddedHead):
 
     What `causal` computes, with fewer and larger kernels: q, k and v projected by one GEMM and gate + up by one
     (weights concatenated here); each residual add fused with the RMSNorm after it (`SkipSimplifiedLayerNormalization`);
-    attention is `GroupQueryAttention` — grouped K/V heads read as they are, RoPE applied inside (`do_rotary`, from
-    cos/sin tables of every position), causal, each row's keys ending at its `last_index` (`seqlens_k`). Qwen3's
-    per-head q/k RMSNorm runs before it as ONNX's `RMSNormalization`, which every provider has. The final norm and the
-    yes−no direction run on each row's last real token only. Traced for export: its forward is not runnable eagerly.
+    attention is `GroupQueryAttention` on the packed QKV — grouped K/V heads read as they are, Qwen3's per-head q/k
+    RMSNorm and RoPE applied inside (`q_norm_weight`, `k_norm_weight`, `do_rotary` from cos/sin tables of every
+    position), causal, each row's keys ending at its `last_index` (`seqlens_k`). The final norm and the yes−no
+    direction run on each row's last real token only. Traced for export: its forward is not runnable eagerly.
     """
 
     def __init__(self, causal_lm, yes_id: int, no_id: int):
@@ -163,23 +163,25 @@ class FusedLastTokenLogit(RightPaddedHead):
         return normed, summed
 
     def _attend(self, attn, x, seqlens_k, total):
-        """The attention block: fused QKV projection, per-head q/k norms, GroupQueryAttention, output projection."""
-        q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        q, k, v = (x @ attn.qkv_weight.T).split([q_size, kv_size, kv_size], dim=-1)
-        q = attn.q_norm(q.unflatten(-1, (self.heads, self.head_dim))).flatten(-2)
-        k = attn.k_norm(k.unflatten(-1, (self.kv_heads, self.head_dim))).flatten(-2)
+        """The attention block: one QKV projection, then GroupQueryAttention on the packed QKV with Qwen3's per-head
+        q/k RMSNorm and RoPE inside (its `q_norm_weight` and `k_norm_weight`: CUDA only; other providers run the
+        same graph with those norms split out, `backends/onnx/cuda_only.py`), then the output projection."""
+        qkv = x @ attn.qkv_weight.T
         out = torch.onnx.ops.symbolic(
             "com.microsoft::GroupQueryAttention",
-            (q, k, v, None, None, seqlens_k, total, self.cos_cache, self.sin_cache),
+            (qkv, None, None, None, None, seqlens_k, total, self.cos_cache, self.sin_cache)
+            + (None,) * 5  # position_ids, attention_bias, head_sink, k_scale, v_scale
+            + (attn.q_norm.weight, attn.k_norm.weight),
             {
                 "num_heads": self.heads,
                 "kv_num_heads": self.kv_heads,
                 "scale": float(attn.scaling),
                 "do_rotary": 1,
                 "rotary_interleaved": 0,
+                "qk_norm_epsilon": float(attn.q_norm.variance_epsilon),
             },
-            dtype=q.dtype,
-            shape=q.shape,
+            dtype=qkv.dtype,
+            shape=(*qkv.shape[:-1], self.heads * self.head_dim),
             version=1,
         )
         return attn.o_proj(out)

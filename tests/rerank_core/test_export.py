@@ -247,8 +247,9 @@ def test_gpu_graph_is_right_padded_fused_attention_with_no_mask_to_build(tiny_ex
 
 
 def test_fused_graph_runs_onnx_runtimes_fused_operators_with_concatenated_projections(tiny_export):
-    """Layout `fused`: per layer one GroupQueryAttention (grouped K/V, RoPE inside) and four MatMuls (q+k+v, o,
-    gate+up, down); residual adds fused with the next norm; no mask, no unfused attention, no standalone RoPE."""
+    """Layout `fused`: per layer one GroupQueryAttention (on the packed QKV: grouped K/V, q/k norms and RoPE inside)
+    and four MatMuls (q+k+v, o, gate+up, down); residual adds fused with the next norm; no mask, no unfused
+    attention, no standalone RoPE or q/k norm."""
     config = json.loads((tiny_export / "config.json").read_text())
     layers, heads, kv_heads = (config[k] for k in ("num_hidden_layers", "num_attention_heads", "num_key_value_heads"))
     for name in ("model_fused.onnx", "model_fused_f16.onnx"):
@@ -261,9 +262,38 @@ def test_fused_graph_runs_onnx_runtimes_fused_operators_with_concatenated_projec
         assert len(gqa) == layers and count["MatMul"] == 4 * layers + 1  # and the yes−no direction, on last tokens
         attrs = {a.name: a.i for a in gqa[0].attribute if a.type == onnx.AttributeProto.INT}
         assert attrs == {"num_heads": heads, "kv_num_heads": kv_heads, "do_rotary": 1, "rotary_interleaved": 0}
+        producer = {out: node for node in graph.node for out in node.output}
+        for layer, node in enumerate(gqa):
+            assert producer[node.input[0]].op_type == "MatMul" and not any(node.input[1:5])  # packed QKV, no past
+            norms = [name.removeprefix(f"body.layers.{layer}.self_attn.") for name in node.input[14:16]]
+            assert norms == ["q_norm.weight", "k_norm.weight"]
+        assert count["RMSNormalization"] == 2  # the first layer's input norm and the final one: none for q/k
+        assert count["Split"] == layers  # gate + up halves; the QKV is never split
         skips = [n for n in graph.node if n.op_type == "SkipSimplifiedLayerNormalization"]
         assert len(skips) == 2 * layers - 1 and all(list(n.output[1:3]) == ["", ""] for n in skips)
         assert not count.keys() & {"Attention", "Softmax", "Trilu", "Where", "CumSum", "Cos", "Sin", "Neg"}, count
+
+
+def test_off_cuda_a_fused_graph_runs_its_q_k_norms_as_standard_nodes(tiny_export):
+    """ONNX Runtime's CPU provider refuses GroupQueryAttention's fused q/k norms (CUDA runs them); the scorer runs
+    the same graph there with those norms as RMSNormalization nodes before the attention."""
+    import onnxruntime as ort
+
+    from rerank_core.backends.onnx.cuda_only import standard_equivalent
+
+    native = str(tiny_export / "model_fused.onnx")
+    session = ort.InferenceSession(native, providers=["CPUExecutionProvider"])
+    feed = {"input_ids": np.ones((1, 4), np.int64), "last_index": np.array([3])}
+    with pytest.raises(Exception, match="q_norm_weight|k_norm_weight"):
+        session.run(None, feed)
+    layers = json.loads((tiny_export / "config.json").read_text())["num_hidden_layers"]
+    before = Counter(n.op_type for n in onnx.load(native).graph.node)
+    after = Counter(n.op_type for n in standard_equivalent(tiny_export / "model_fused.onnx").graph.node)
+    assert after - before == Counter({"RMSNormalization": 2 * layers, "Reshape": 4 * layers, "Split": layers})
+    model = standard_equivalent(tiny_export / "model_fused.onnx")
+    assert all(len(n.input) <= 9 for n in model.graph.node if n.op_type == "GroupQueryAttention")
+    scorer = OnnxQwen3Scorer.open(tiny_export, graph_variant="fused")
+    assert np.isfinite(scorer.score([("q", "d")])).all()
 
 
 def test_the_past_kv_graph_is_the_default_off_cuda(tiny_export):

@@ -58,10 +58,15 @@ def _load_cuda_libraries() -> None:
 
 
 def open_session(
-    graph: Path, device: str, intra_op_threads: int | None, memory_limit_mib: int | None = None
+    graph: Path,
+    device: str,
+    intra_op_threads: int | None,
+    memory_limit_mib: int | None = None,
+    model=None,
 ) -> ort.InferenceSession:
-    """A session over `graph` on `device`, every optimisation on, idle threads yielding instead of spinning, its
-    memory arena capped at `memory_limit_mib` where given."""
+    """A session over `graph` (or `model`, that graph's ModelProto rewritten, its weights in the graph's folder) on
+    `device`, every optimisation on, idle threads yielding instead of spinning, its memory arena capped at
+    `memory_limit_mib` where given."""
     providers = select_providers(device, memory_limit_mib)
     options = ort.SessionOptions()
     if memory_limit_mib is not None and providers[0] == "CPUExecutionProvider":
@@ -72,7 +77,10 @@ def open_session(
     # Idle threads yield instead of spinning: no slower here (bench/session_options.py), and the CPU goes to Ray's
     # proxy and raylet instead of a busy-wait.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(graph), sess_options=options, providers=providers)
+    if model is not None:
+        options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(graph.parent))
+    source = str(graph) if model is None else model.SerializeToString()
+    session = ort.InferenceSession(source, sess_options=options, providers=providers)
     if providers[0] != "CPUExecutionProvider" and session_device(session) != "cuda":
         log.warning("the CUDA provider could not start (no GPU or driver?); running on CPU")
     return session
@@ -133,7 +141,22 @@ def open_graph(
             "--dtype int8 writes 7-bit weights here)",
             graph.path.name,
         )
+    if graph.layout == "fused":
+        return _open_fused(graph, device, intra_op_threads, memory_limit_mib)
     return open_session(graph.path, device, intra_op_threads, memory_limit_mib)
+
+
+def _open_fused(graph: GraphFile, device: str, intra_op_threads: int | None, memory_limit_mib: int | None):
+    """A `fused` graph runs as written where every GroupQueryAttention lands on CUDA (f16 there); elsewhere — CPU,
+    or f32, which CUDA's GroupQueryAttention does not take — its CUDA-only q/k norms run as standard nodes."""
+    args = (graph.path, device, intra_op_threads, memory_limit_mib)
+    if graph.dtype is Dtype.F16 and resolve_device(device) == "cuda":
+        session = open_session(*args)
+        if session_device(session) == "cuda":
+            return session
+    from .cuda_only import standard_equivalent  # needs the onnx package, as only this path does
+
+    return open_session(*args, model=standard_equivalent(graph.path))
 
 
 def session_device(session: ort.InferenceSession) -> str:
