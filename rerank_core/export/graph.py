@@ -89,18 +89,23 @@ def _export_graph(src_dir: Path, out_file: Path, dtype: Dtype, yes_id: int, no_i
     with quiet_export():
         _export_quietly(src_dir, out_file, dtype, yes_id, no_id, layout)
     if layout == "fused":
-        _drop_statistics(out_file)
+        _finish_fused(out_file)
 
 
-def _drop_statistics(graph_file: Path) -> None:
-    """Leave the mean and inverse-deviation outputs of each SkipSimplifiedLayerNormalization unnamed: nothing reads
-    them, and an unnamed optional output is one the kernel neither computes nor (on CUDA) has to support."""
+def _finish_fused(graph_file: Path) -> None:
+    """Leave the mean and inverse-deviation outputs of each SkipSimplifiedLayerNormalization unnamed (nothing reads
+    them, and an unnamed optional output is one the kernel neither computes nor, on CUDA, has to support), and name
+    the nodes torch.onnx.ops.symbolic wrote by op and layer, so ONNX Runtime's messages say which one."""
     import onnx
 
     model = onnx.load(str(graph_file), load_external_data=False)  # weights stay where they are, referenced
+    seen: dict[str, int] = {}
     for node in model.graph.node:
         if node.op_type == "SkipSimplifiedLayerNormalization":
             node.output[1] = node.output[2] = ""
+        if node.domain == "com.microsoft":
+            node.name = f"{node.op_type}_{seen.setdefault(node.op_type, 0)}"
+            seen[node.op_type] += 1
     onnx.save(model, str(graph_file))
 
 

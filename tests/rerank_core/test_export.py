@@ -269,6 +269,7 @@ def test_fused_graph_runs_onnx_runtimes_fused_operators_with_concatenated_projec
             assert norms == ["q_norm.weight", "k_norm.weight"]
         assert count["RMSNormalization"] == 2  # the first layer's input norm and the final one: none for q/k
         assert count["Split"] == layers  # gate + up halves; the QKV is never split
+        assert [n.name for n in gqa] == [f"GroupQueryAttention_{i}" for i in range(layers)]  # named in messages
         skips = [n for n in graph.node if n.op_type == "SkipSimplifiedLayerNormalization"]
         assert len(skips) == 2 * layers - 1 and all(list(n.output[1:3]) == ["", ""] for n in skips)
         assert not count.keys() & {"Attention", "Softmax", "Trilu", "Where", "CumSum", "Cos", "Sin", "Neg"}, count
