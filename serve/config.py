@@ -55,8 +55,7 @@ class BatchConfig(StrictModel):
         ge=0,
         description="for this long after a small request arrives, a model slower than call_target_s per call "
         "puts bulk work in short calls (long pairs computed ahead in pieces, or on a GPU graph calls of whole pairs "
-        "that take about call_target_s, no bigger request beside a small one), so the next one waits little; "
-        "0: never",
+        "that take about call_target_s), so the next one waits little; 0: never",
     )
     aging_s: float = Field(
         default=10.0,

@@ -105,7 +105,6 @@ class Limits:
     whole: int | None
     step: int | None
     chunk: int | None = None
-    small_apart: bool = False  # a call that takes a small request (≤ 2 × whole) holds no bigger request's pairs
 
 
 @dataclass
@@ -140,8 +139,6 @@ def plan_step(jobs: Sequence[Job], now: float, limits: Limits, max_requests: int
     for job in ready[len(step) :]:
         if len(step) == max_requests or (limits.step is not None and used >= limits.step):
             break
-        if step and limits.small_apart and job.pending_cost > 2 * limits.whole:
-            break  # the rest cost more still: `ready` goes by cost (aging aside)
         take = Take(job, [])
         cheapest = int(job.prepared.costs[job.pending[-1]])  # after the partial pair, pending is costliest first
         for row in job.pending:
@@ -283,7 +280,7 @@ class Scheduler:
             return Limits(max(budget, target), max(budget, target))
         if chunk is None:
             short = self._whole_tokens()
-            return Limits(short, short, small_apart=True)
+            return Limits(short, short)
         if target >= budget:
             return Limits(target, target, chunk)
         return Limits(budget, max(target, chunk), chunk)

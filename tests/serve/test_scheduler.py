@@ -145,19 +145,6 @@ def test_long_pairs_are_computed_ahead_in_short_calls_while_small_requests_arriv
     assert stats["calls"] <= 2 + 3 + 1  # never cut: the long pairs whole, one a call
 
 
-def test_a_call_with_a_small_request_holds_no_bigger_request_when_small_ones_go_apart(scorer):
-    bulk = job(scorer, pairs("bulk query", 50), admitted=0.0)
-    small, other_small = job(scorer, pairs("small", 2), admitted=0.5), job(scorer, pairs("other", 3), admitted=0.5)
-    apart = Limits(whole=400, step=400, small_apart=True)
-    assert small.pending_cost + other_small.pending_cost < 400 < 2 * 400 < bulk.pending_cost
-    step = plan_step([bulk, small, other_small], now=1.0, limits=apart, max_requests=8, aging_s=1000.0)
-    assert [take.job for take in step] == [small, other_small]  # small requests together, no bulk pairs
-    step = plan_step([bulk], now=1.0, limits=apart, max_requests=8, aging_s=1000.0)
-    assert step[0].job is bulk and sum(int(bulk.prepared.costs[r]) for r in step[0].rows) <= 400
-    mixed = plan_step([bulk, small], now=1.0, limits=budget(400), max_requests=8, aging_s=1000.0)
-    assert [take.job for take in mixed] == [small, bulk]  # without it the bulk request fills the call
-
-
 def test_a_scorer_scoring_pairs_whole_keeps_bulk_calls_short_while_small_requests_arrive(tiny_export):
     """A GPU graph scores pairs whole (no pieces computed ahead), in calls of a large budget. Once its rate is known
     and a small request has come, bulk work goes in calls of about `call_target_s` (here far under the budget), a
