@@ -275,18 +275,22 @@ def test_fused_graph_runs_onnx_runtimes_fused_operators_with_concatenated_projec
         assert not count.keys() & {"Attention", "Softmax", "Trilu", "Where", "CumSum", "Cos", "Sin", "Neg"}, count
 
 
-def test_off_cuda_a_fused_graph_runs_its_q_k_norms_as_standard_nodes(tiny_export):
+def test_off_cuda_a_fused_graph_runs_its_q_k_norms_as_standard_nodes(tiny_export, caplog):
     """ONNX Runtime's CPU provider refuses GroupQueryAttention's fused q/k norms (CUDA runs them); the scorer runs
     the same graph there with those norms as RMSNormalization nodes before the attention."""
     import onnxruntime as ort
 
     from rerank_core.backends.onnx.cuda_only import standard_equivalent
+    from rerank_core.backends.onnx.session import runs_fused_graph
 
     native = str(tiny_export / "model_fused.onnx")
     session = ort.InferenceSession(native, providers=["CPUExecutionProvider"])
     feed = {"input_ids": np.ones((1, 4), np.int64), "last_index": np.array([3])}
     with pytest.raises(Exception, match="q_norm_weight|k_norm_weight"):
         session.run(None, feed)
+    with caplog.at_level(logging.WARNING):  # what a CUDA build refusing them would do: say so, run the standard form
+        assert not runs_fused_graph(session, "model_fused.onnx")
+    assert "refused a fused node" in caplog.text and "q_norm_weight" in caplog.text
     layers = json.loads((tiny_export / "config.json").read_text())["num_hidden_layers"]
     before = Counter(n.op_type for n in onnx.load(native).graph.node)
     after = Counter(n.op_type for n in standard_equivalent(tiny_export / "model_fused.onnx").graph.node)

@@ -7,6 +7,8 @@ import functools
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from ...cpu import EXACT_INT8_WEIGHT_BITS, multiplies_int8_exactly
 from ...dtypes import Dtype
 from ...errors import ConfigError
@@ -152,11 +154,26 @@ def _open_fused(graph: GraphFile, device: str, intra_op_threads: int | None, mem
     args = (graph.path, device, intra_op_threads, memory_limit_mib)
     if graph.dtype is Dtype.F16 and resolve_device(device) == "cuda":
         session = open_session(*args)
-        if session_device(session) == "cuda":
+        if session_device(session) == "cuda" and runs_fused_graph(session, graph.path.name):
             return session
     from .cuda_only import standard_equivalent  # needs the onnx package, as only this path does
 
     return open_session(*args, model=standard_equivalent(graph.path))
+
+
+def runs_fused_graph(session: ort.InferenceSession, name: str) -> bool:
+    """Whether `session` scores one short row of a `fused` graph; if its provider refuses a node (as CPU does the
+    fused q/k norms), one warning says so and the caller runs the standard form instead."""
+    try:
+        session.run(None, {"input_ids": np.zeros((1, 4), np.int64), "last_index": np.array([3], np.int64)})
+    except Exception as exc:  # ONNX Runtime raises its own error types, one per status code
+        log.warning(
+            "%s: this ONNX Runtime refused a fused node (%s); running its q/k norms as standard nodes",
+            name,
+            str(exc).splitlines()[0][-300:],
+        )
+        return False
+    return True
 
 
 def session_device(session: ort.InferenceSession) -> str:
