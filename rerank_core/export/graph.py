@@ -232,6 +232,9 @@ def _export_cpu_graphs(
 ) -> list[GraphEntry]:
     """One graph per dtype into `staging`; int8 is the f32 graph quantized, and f32 only stays if it was asked for."""
     entries = []
+    # Calibrate before any export: the exporter keeps its last model alive until the next one (about the f32
+    # weights), and calibration loads the f32 checkpoint — together they would double the peak.
+    maxima = down_input_maxima(src_dir) if Dtype.INT8 in dtypes else None
     for dtype in dtypes:
         log.info("exporting %s graph of %s", dtype.value, src_dir)
         target = staging / GRAPH_NAMES[dtype]
@@ -243,7 +246,7 @@ def _export_cpu_graphs(
             config = json.loads((src_dir / "config.json").read_text())
             weight_bits = int8_weight_bits()
             layers = config["num_hidden_layers"]
-            quantize_int8(f32, target, layers, down_input_max=down_input_maxima(src_dir), weight_bits=weight_bits)
+            quantize_int8(f32, target, layers, down_input_max=maxima, weight_bits=weight_bits)
         else:
             _export_graph(src_dir, target, dtype, yes_id, no_id, layout)
         entries.append(GraphEntry(file=target.name, dtype=dtype, layout=layout, weight_bits=weight_bits))

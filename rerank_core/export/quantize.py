@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -56,14 +56,21 @@ def default_f32_layers(num_layers: int) -> set[int]:
 
 
 def smooth_down_projections(
-    graph, num_layers: int, layers: Iterable[int], down_input_max: np.ndarray, alpha: float = 0.5
+    graph,
+    num_layers: int,
+    layers: Iterable[int],
+    down_input_max: np.ndarray,
+    alpha: float = 0.5,
+    read: Callable | None = None,
 ) -> dict[str, np.ndarray]:
     """SmoothQuant on the down projections of `layers`, folded exactly into the weights (the f32 function is
     unchanged): channel j of the down input (silu(gate) ⊙ up) is divided by s_j = max|x_j|^α / max|W_down[j]|^(1−α)
     through up's output column j, and W_down's row j is multiplied by s_j. Returns the new weights by name.
-    The down input is the heavy-tailed activation that per-token int8 scales lose the most on."""
+    The down input is the heavy-tailed activation that per-token int8 scales lose the most on. `read`: a weight's
+    array from its TensorProto (default: the tensor's own data)."""
     from onnx import numpy_helper
 
+    read = read or numpy_helper.to_array
     linear = _linear_matmuls(graph)
     per_layer = len(linear) // max(num_layers, 1)
     producer = {o: n for n in graph.node for o in n.output}
@@ -74,7 +81,7 @@ def smooth_down_projections(
         gate_product = producer.get(down.input[0])
         if gate_product is None or gate_product.op_type != "Mul" or up.output[0] not in gate_product.input:
             raise ValueError(f"layer {layer}: the down projection's input is not silu(gate) * up; cannot smooth")
-        w_up, w_down = (numpy_helper.to_array(weights[w]) for w in (up.input[1], down.input[1]))
+        w_up, w_down = (read(weights[w]) for w in (up.input[1], down.input[1]))
         x_max = np.maximum(down_input_max[layer].astype(np.float32), EPS)
         w_max = np.maximum(np.abs(w_down).max(axis=1), EPS)
         scale = (x_max**alpha / w_max ** (1 - alpha)).astype(np.float32)
@@ -102,8 +109,10 @@ def quantize_int8(
     import onnx
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(f32_graph))
+    model = onnx.load(str(f32_graph), load_external_data=False)  # weights over ~1.5 GB stay in their file
     graph = model.graph
+    external = f32_graph.with_suffix(".onnx.data").exists()
+    store = _WeightFile(out_file, f32_graph.parent) if external else None
     weights = {t.name: t for t in graph.initializer}
     linear = _linear_matmuls(graph)
     per_layer = len(linear) // max(num_layers, 1)
@@ -114,7 +123,9 @@ def quantize_int8(
     arrays: dict[str, np.ndarray] = {}  # weights changed before quantization
     if down_input_max is not None:
         quantized_layers = [i for i in range(num_layers) if i not in kept_layers]
-        arrays = smooth_down_projections(graph, num_layers, quantized_layers, down_input_max, smoothing_alpha)
+        arrays = smooth_down_projections(
+            graph, num_layers, quantized_layers, down_input_max, smoothing_alpha, read=_reader(f32_graph.parent)
+        )
 
     zero_point = np.array(0, np.int8) if signed_activations else np.array(ZERO_POINT, np.uint8)
     graph.initializer.extend(
@@ -140,12 +151,12 @@ def quantize_int8(
             nodes += _per_token_quantization(helper, x, prefix)
             token_scaled[x] = (prefix + "q", prefix + "scale")
         quantized, scale = token_scaled[x]
-        weight = arrays[w] if w in arrays else numpy_helper.to_array(weights[w])
+        weight = arrays.pop(w) if w in arrays else _reader(f32_graph.parent)(weights[w])
         w_int8, w_scale = _quantize_weight(weight, bits)
+        del weight
         replaced.add(w)
-        graph.initializer.extend(
-            [numpy_helper.from_array(w_int8, w + "_int8"), numpy_helper.from_array(w_scale, w + "_scale")]
-        )
+        new = [numpy_helper.from_array(w_int8, w + "_int8"), numpy_helper.from_array(w_scale, w + "_scale")]
+        graph.initializer.extend([store.put(t) for t in new] if store else new)
         nodes += [
             helper.make_node(
                 "MatMulIntegerToFloat",
@@ -160,8 +171,85 @@ def quantize_int8(
     graph.node.extend(nodes)
     remaining = [t for t in graph.initializer if t.name not in replaced]
     graph.ClearField("initializer")
-    graph.initializer.extend(remaining)
+    graph.initializer.extend([store.copy(t) for t in remaining] if store else remaining)
+    if store:
+        store.close()
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    external = f32_graph.with_suffix(".onnx.data").exists()
-    onnx.save(model, str(out_file), save_as_external_data=external, location=out_file.name + ".data")
+    onnx.save(model, str(out_file))
+
+
+def _reader(folder: Path) -> Callable:
+    """A TensorProto's array, read from `folder`'s external data file where it lives there (one tensor at a time)."""
+    from onnx import numpy_helper
+
+    return lambda tensor: numpy_helper.to_array(tensor, base_dir=str(folder))
+
+
+def _itemsize(data_type: int) -> int:
+    """Bytes per element of an ONNX tensor data type."""
+    from onnx import helper
+
+    return np.dtype(helper.tensor_dtype_to_np_dtype(data_type)).itemsize
+
+
+class _WeightFile:
+    """The int8 graph's external data file, written one tensor at a time, so a model's weights are never all in
+    memory at once: new tensors go in as they are made, the f32 graph's others are copied over in chunks."""
+
+    CHUNK = 64 << 20
+    INLINE_BYTES = 1024  # smaller tensors (shapes, scalars) stay in the graph, where shape inference reads them
+
+    def __init__(self, out_file: Path, source_folder: Path):
+        self.location = out_file.name + ".data"
+        self.source_folder = source_folder
+        self.sink = open(out_file.with_name(self.location), "wb")  # noqa: SIM115 - closed by close()
+
+    def put(self, tensor):
+        """`tensor`'s bytes appended to the file; the tensor now points at them (a small one stays as it is)."""
+        if len(tensor.raw_data) < self.INLINE_BYTES:
+            return tensor
+        offset, length = self.sink.tell(), len(tensor.raw_data)
+        self.sink.write(tensor.raw_data)
+        tensor.ClearField("raw_data")
+        return self._point(tensor, offset, length)
+
+    def copy(self, tensor):
+        """A tensor of the f32 graph, moved into this file: its external bytes copied in chunks (a small tensor's
+        brought into the graph), an inline one put."""
+        from onnx import external_data_helper
+
+        if not external_data_helper.uses_external_data(tensor):
+            return self.put(tensor)
+        info = external_data_helper.ExternalDataInfo(tensor)
+        if info.location == self.location:  # put here already
+            return tensor
+        offset, length = self.sink.tell(), info.length
+        if length is None:  # optional in the format: the tensor's own size
+            length = int(np.prod(tensor.dims, dtype=np.int64)) * _itemsize(tensor.data_type)
+        if length < self.INLINE_BYTES:
+            external_data_helper.load_external_data_for_tensor(tensor, str(self.source_folder))
+            del tensor.external_data[:]
+            tensor.data_location = tensor.DEFAULT
+            return tensor
+        with open(self.source_folder / info.location, "rb") as source:
+            source.seek(info.offset or 0)
+            left = length
+            while left:
+                chunk = source.read(min(left, self.CHUNK))
+                self.sink.write(chunk)
+                left -= len(chunk)
+        return self._point(tensor, offset, length)
+
+    def _point(self, tensor, offset: int, length: int):
+        """`tensor` now reads its bytes at `offset` of this file."""
+        del tensor.external_data[:]
+        for key, value in (("location", self.location), ("offset", str(offset)), ("length", str(length))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+        tensor.data_location = tensor.EXTERNAL
+        return tensor
+
+    def close(self) -> None:
+        """Finish the file."""
+        self.sink.close()

@@ -116,6 +116,33 @@ def test_int8_weights_take_8_bits_where_the_cpu_sums_them_exactly_and_7_elsewher
     assert largest == 127 if entry.weight_bits == 8 else 32 < largest <= 63
 
 
+def test_an_f32_graph_with_external_weights_quantizes_tensor_by_tensor_to_the_same_int8_graph(
+    tiny_export, tmp_path, mixed_pairs
+):
+    """A big model's f32 graph keeps its weights in an external file; quantization reads them one at a time and
+    writes the int8 graph's own file (the f32 one may go), giving what the in-memory path gives."""
+    inline, external = (shutil.copytree(tiny_export, tmp_path / name) for name in ("inline", "external"))
+    onnx.save(
+        onnx.load(str(inline / "model.onnx")),
+        str(external / "model.onnx"),
+        save_as_external_data=True,
+        location="model.onnx.data",
+        size_threshold=0,
+    )
+    maxima = np.random.default_rng(0).uniform(
+        0.5, 5.0, size=(2, json.loads((inline / "config.json").read_text())["intermediate_size"])
+    )
+    for folder in (inline, external):
+        quantize_int8(folder / "model.onnx", folder / "model_int8.onnx", 2, down_input_max=maxima, weight_bits=8)
+    assert (external / "model_int8.onnx.data").exists() and not (inline / "model_int8.onnx.data").exists()
+    sizes = [sum(p.stat().st_size for p in folder.glob("model_int8.onnx*")) for folder in (inline, external)]
+    assert sizes[1] <= 1.01 * sizes[0]  # every weight written once
+    for path in external.glob("model.onnx*"):
+        path.unlink()
+    scores = [OnnxQwen3Scorer.open(folder, dtype="int8").score(mixed_pairs) for folder in (inline, external)]
+    np.testing.assert_array_equal(scores[0], scores[1])
+
+
 def test_a_cpu_without_vnni_quantizes_to_7_bits_and_keeps_its_own_cache_entry(tiny_export, tmp_path, monkeypatch):
     """The export cache keys int8 by weight bits, so a CPU of the other kind never reads a graph made for this one."""
     monkeypatch.setattr(cpu, "multiplies_int8_exactly", lambda: False)
