@@ -123,27 +123,24 @@ def deploy(model: Path, seconds_per_token: float, seconds_per_call: float, call_
 def measure(url: str, args, rng: random.Random) -> list[list]:
     """Rows: bulk alone, small alone, small beside bulk."""
     query = "what do these documents say about the weather and the market?"
-    bulk = [{"query": query, "documents": documents(200, args.words, rng)} for _ in range(args.bulk_requests)]
 
-    def small_requests() -> list[dict]:
-        return [
-            {"query": query, "documents": documents(rng.randint(8, 20), args.words, rng)}
-            for _ in range(args.small_requests)
-        ]
+    def requests(count: int, sizes: tuple[int, int]) -> list[dict]:
+        """`count` requests of new documents (no answer can come from the score cache)."""
+        return [{"query": query, "documents": documents(rng.randint(*sizes), args.words, rng)} for _ in range(count)]
 
-    warm_up = [{"query": query, "documents": documents(200, args.words, rng)} for _ in range(2)]
-    closed_loop(url, warm_up, 2)  # connections, first calls
+    bulk, small = (200, 200), (8, 20)
+    closed_loop(url, requests(2, bulk), 2)  # warm-up: connections, first calls
     rows = []
-    alone = closed_loop(url, bulk, args.clients)
+    alone = closed_loop(url, requests(args.bulk_requests, bulk), args.clients)
     rows.append(["bulk (200 docs) alone", args.clients, alone])
-    small_alone = closed_loop(url, small_requests(), 1)
+    small_alone = closed_loop(url, requests(args.small_requests, small), 1)
     rows.append(["small (8–20 docs) alone", 1, small_alone])
     beside: dict = {}
-    more_bulk = [{"query": query, "documents": documents(200, args.words, rng)} for _ in range(args.bulk_requests)]
+    more_bulk = requests(args.bulk_requests, bulk)
     load = threading.Thread(target=lambda: beside.update(closed_loop(url, more_bulk, args.clients)))
     load.start()
     time.sleep(0.5)  # the bulk load is running
-    small_beside = closed_loop(url, small_requests(), 1)
+    small_beside = closed_loop(url, requests(args.small_requests, small), 1)
     load.join()
     rows.append(["bulk beside small", args.clients, beside])
     rows.append(["small beside bulk", 1, small_beside])

@@ -278,8 +278,8 @@ class Scheduler:
         interactive = time.perf_counter() - self._small_seen < self.config.interactive_window_s
         if not interactive:
             return Limits(max(budget, target), max(budget, target))
-        if chunk is None:
-            short = self._whole_tokens()
+        if chunk is None:  # small requests are seen only once the rate is known, so the short size is too
+            short = self._whole_tokens() or budget
             return Limits(short, short)
         if target >= budget:
             return Limits(target, target, chunk)
@@ -292,19 +292,17 @@ class Scheduler:
     def _whole_tokens(self) -> int | None:
         """While small requests arrive, a request costing at most twice this goes in one call: the scorer's budget,
         or on one that scores pairs whole, the short call's size — `call_target_s` of work (the measured rate counts
-        each call's fixed cost, so calls settle at about `call_target_s` long), the budget until the rate is known."""
+        each call's fixed cost, so calls settle at about `call_target_s` long); None there before the rate is known,
+        and for a remote service."""
         budget = self.scorer.call_tokens
-        if budget is None or self.scorer.chunk_tokens is not None or not self._tokens_per_s:
+        if budget is None or self.scorer.chunk_tokens is not None:
             return budget
-        return max(self._target_tokens(), 1)
+        return max(self._target_tokens(), 1) if self._tokens_per_s else None
 
     def _is_small(self, cost: int) -> bool:
-        """Whether a request of this cost is small: it fits one short call (not known on a scorer that scores pairs
-        whole before its first call has measured the model's rate)."""
+        """Whether a request of this cost is small: it fits one call while small requests arrive."""
         whole = self._whole_tokens()
-        if whole is None or (self.scorer.chunk_tokens is None and not self._tokens_per_s):
-            return False
-        return cost <= 2 * whole
+        return whole is not None and cost <= 2 * whole
 
     def _work(self) -> None:
         """The scheduler thread: forever plan a call, score it, hand out the scores."""

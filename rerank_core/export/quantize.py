@@ -113,6 +113,7 @@ def quantize_int8(
     graph = model.graph
     external = f32_graph.with_suffix(".onnx.data").exists()
     store = _WeightFile(out_file, f32_graph.parent) if external else None
+    read = _reader(f32_graph.parent)
     weights = {t.name: t for t in graph.initializer}
     linear = _linear_matmuls(graph)
     per_layer = len(linear) // max(num_layers, 1)
@@ -124,7 +125,7 @@ def quantize_int8(
     if down_input_max is not None:
         quantized_layers = [i for i in range(num_layers) if i not in kept_layers]
         arrays = smooth_down_projections(
-            graph, num_layers, quantized_layers, down_input_max, smoothing_alpha, read=_reader(f32_graph.parent)
+            graph, num_layers, quantized_layers, down_input_max, smoothing_alpha, read=read
         )
 
     zero_point = np.array(0, np.int8) if signed_activations else np.array(ZERO_POINT, np.uint8)
@@ -151,7 +152,7 @@ def quantize_int8(
             nodes += _per_token_quantization(helper, x, prefix)
             token_scaled[x] = (prefix + "q", prefix + "scale")
         quantized, scale = token_scaled[x]
-        weight = arrays.pop(w) if w in arrays else _reader(f32_graph.parent)(weights[w])
+        weight = arrays.pop(w) if w in arrays else read(weights[w])
         w_int8, w_scale = _quantize_weight(weight, bits)
         del weight
         replaced.add(w)

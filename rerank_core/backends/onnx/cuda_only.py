@@ -59,12 +59,13 @@ def _split(node: onnx.NodeProto, index: int, sizes: dict, initializers) -> list[
     epsilon = attrs.get("qk_norm_epsilon", DEFAULT_EPSILON)
     tag = f"qk_split_{index}"
     initializers.extend(
-        [
-            numpy_helper.from_array(_int64([heads, kv_heads, kv_heads], head_dim), f"{tag}_sizes"),
-            numpy_helper.from_array(_int64([0, 0, heads, head_dim]), f"{tag}_shape_q"),
-            numpy_helper.from_array(_int64([0, 0, kv_heads, head_dim]), f"{tag}_shape_k"),
-            numpy_helper.from_array(_int64([0, 0, -1]), f"{tag}_shape_flat"),
-        ]
+        numpy_helper.from_array(np.array(values, np.int64), f"{tag}_{name}")
+        for name, values in (
+            ("sizes", [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim]),
+            ("shape_q", [0, 0, heads, head_dim]),
+            ("shape_k", [0, 0, kv_heads, head_dim]),
+            ("shape_flat", [0, 0, -1]),
+        )
     )
     q, k, v = f"{tag}_q", f"{tag}_k", f"{tag}_v"
     out = [helper.make_node("Split", [node.input[0], f"{tag}_sizes"], [q, k, v], name=f"{tag}_split", axis=-1)]
@@ -88,10 +89,6 @@ def _split(node: onnx.NodeProto, index: int, sizes: dict, initializers) -> list[
     kept = {key: value for key, value in attrs.items() if key not in NORM_ATTRIBUTES}
     out.append(helper.make_node(GQA, inputs, list(node.output), name=node.name, domain=node.domain, **kept))
     return out
-
-
-def _int64(values: list[int], times: int = 1) -> np.ndarray:
-    return np.asarray(values, np.int64) * times
 
 
 def standard_equivalent(graph: Path) -> onnx.ModelProto | None:
