@@ -94,10 +94,12 @@ def seq_cls_checkpoint(checkpoint: Path, out: Path) -> Path:
     return out
 
 
-def mixed_pairs(n: int, *, queries: int = 8, min_words: int = 7, max_words: int = 160, seed: int = 0):
-    """n (query, document) pairs over several queries with documents of mixed length (≈20–500 tokens)."""
+def mixed_pairs(
+    n: int, *, queries: int = 8, min_words: int = 7, max_words: int = 160, seed: int = 0, query_words=(3, 10)
+):
+    """n (query, document) pairs over several queries (of `query_words` words) with documents of mixed length."""
     rng = random.Random(seed)
-    qs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 10))) + "?" for _ in range(queries)]
+    qs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(*query_words))) + "?" for _ in range(queries)]
     return [
         (qs[i % queries], " ".join(rng.choice(WORDS) for _ in range(rng.randint(min_words, max_words))))
         for i in range(n)

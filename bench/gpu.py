@@ -8,9 +8,11 @@ LM head as its one-label head: how TEI, Infinity and sentence-transformers serve
 SDPA, or FlashAttention-2 where `flash_attn` is installed) · ours through the production path
 `Reranker.from_pretrained(…, device="cuda")`: the f16 GPU graph (right padding, fused Attention), the f16 fused GPU
 graph (ONNX Runtime's GroupQueryAttention with q/k norms and RoPE inside, fused norms, concatenated projections;
-also with its q/k norms as nodes of their own, as other providers run it) and the f16 past-K/V graph (prefix
+also with its q/k norms as nodes of their own, as other providers run it), the f16 paged GPU graph (the same on
+packed tokens with PagedAttention; prompts shared inside a call, and not) and the f16 past-K/V graph (prefix
 sharing) on CUDA, each with the default call size and with smaller calls. Length mixes:
-~30-token, ~300-token and mixed 20–500-token documents. Columns: pairs/s, tokens/s, useful TFLOP/s (the model's
+~30-token, ~300-token and mixed 20–500-token documents, and ~30-token documents of ~300-token queries (where
+sharing a query's prompt pays). Columns: pairs/s, tokens/s, useful TFLOP/s (the model's
 matmul and causal-attention FLOPs on real tokens, no padding) and its share of the GPU's dense f16/bf16 peak, peak
 GPU memory (nvidia-smi, sampled), max |Δscore| and Spearman against official f32.
 Model: random weights with Qwen3-Reranker-0.6B's exact shape (bench/common.py).
@@ -62,6 +64,8 @@ ROWS = {
     "ours-fused-f16": f"ours, f16 fused GPU graph (ONNX Runtime's fused operators; {GPU_DEFAULT_CALLS})",
     "ours-fused-f16-small": "ours, f16 fused GPU graph, 16,384 tokens, 32 rows a call",
     "ours-fused-split-f16": f"ours, f16 fused GPU graph, q/k norms as nodes of their own ({GPU_DEFAULT_CALLS})",
+    "ours-paged-f16": "ours, f16 paged GPU graph (packed tokens, prompts shared in 256-token blocks; defaults)",
+    "ours-paged-f16-noshare": "ours, f16 paged GPU graph, prompts not shared (defaults)",
     "ours-shared-f16": "ours, f16 past-K/V graph, prefix sharing (defaults)",
     "ours-shared-f16-small": "ours, f16 past-K/V graph, prefix sharing, 16,384 tokens, 32 rows a call",
 }
@@ -98,6 +102,9 @@ def length_mixes(n: int) -> dict[str, list[tuple[str, str]]]:
         "~30-token documents": mixed_pairs(n, queries=8, min_words=12, max_words=20, seed=1),
         "~300-token documents": mixed_pairs(n, queries=8, min_words=190, max_words=230, seed=2),
         "mixed 20–500 tokens": mixed_pairs(n, queries=8, min_words=7, max_words=330, seed=3),
+        "~30-token documents, ~300-token queries": mixed_pairs(
+            n, queries=8, min_words=12, max_words=20, seed=4, query_words=(230, 270)
+        ),
     }
 
 
@@ -119,10 +126,12 @@ def make_row(row: str, checkpoint: Path, export: Path, device: str):
     from rerank_core import Reranker
 
     kind = row.rsplit("-f16", 1)[0]
-    variant = {"ours-gpu": "cuda", "ours-fused": "fused", "ours-fused-split": "fused"}.get(kind, "cpu")
-    calls = SMALL_CALLS if row.endswith("-small") else {}
+    variant = {"ours-gpu": "cuda", "ours-fused": "fused", "ours-fused-split": "fused", "ours-paged": "paged"}
+    options = dict(SMALL_CALLS if row.endswith("-small") else {}, share_prefix=not row.endswith("-noshare"))
     folder = qk_split_export(export) if kind == "ours-fused-split" else export
-    reranker = Reranker.from_pretrained(str(folder), device=device, dtype="f16", graph_variant=variant, **calls)
+    reranker = Reranker.from_pretrained(
+        str(folder), device=device, dtype="f16", graph_variant=variant.get(kind, "cpu"), **options
+    )
     if reranker.scorer.device != device:  # the CUDA provider did not start: a CPU timing would pass for a GPU one
         raise SystemExit(f"ours runs on {reranker.scorer.device}, not {device}")
     return reranker.score_pairs
@@ -163,9 +172,10 @@ def bench_models(smoke: bool) -> tuple[Path, Path, str]:
         checkpoint, export, device = bench_checkpoint(), GPU_EXPORT_DIR, "cuda"
     manifest = Manifest.read(export) if export.is_dir() else None
     have = {(g.dtype.value, g.layout) for g in manifest.graphs} if gpu_checks.current(manifest) else set()
-    if not {("f16", "past_kv"), ("f16", "causal"), ("f16", "fused")} <= have:
+    if not {("f16", layout) for layout in ("past_kv", "causal", "fused", "paged")} <= have:
         print(f"exporting the f16 past-K/V and GPU graphs into {export} (once) ...", flush=True)
-        export_checkpoint(checkpoint, export, dtypes=["f16"], cuda_dtypes=["f16"], fused_dtypes=["f16"], overwrite=True)
+        gpu_graphs = {"cuda_dtypes": ["f16"], "fused_dtypes": ["f16"], "paged_dtypes": ["f16"]}
+        export_checkpoint(checkpoint, export, dtypes=["f16"], overwrite=True, **gpu_graphs)
     return checkpoint, export, device
 
 

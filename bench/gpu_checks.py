@@ -26,6 +26,7 @@ TOLERANCE = {"f32": 1e-4, "f16": 1e-2}
 GRAPH_VARIANTS = (
     ("cuda", "GPU graph"),
     ("fused", "fused GPU graph (ONNX Runtime's fused operators)"),
+    ("paged", "paged GPU graph (packed tokens, prompts shared in a call)"),
     ("cpu", "past-K/V graph, prefix sharing"),
 )
 PLACED = re.compile(r"placed on \[(\w+)\]\. Number of nodes: (\d+)")
@@ -68,7 +69,7 @@ def placement_child(graph: str, device: str, strict: bool) -> None:
     from rerank_core.backends.onnx.session import CUDA_OPTIONS, select_providers
 
     path = Path(graph)
-    variant = "cuda" if "cuda" in path.name else "fused" if "fused" in path.name else "cpu"
+    variant = next((v for v in ("cuda", "fused", "paged") if v in path.name), "cpu")
     dtype = "f16" if "f16" in path.name else "f32"
     scorer = OnnxQwen3Scorer.open(path.parent, dtype=dtype, graph_variant=variant, device="cpu")
     ort.set_default_logger_severity(0)  # from here on: the session whose placement is checked
@@ -80,7 +81,7 @@ def placement_child(graph: str, device: str, strict: bool) -> None:
     # Strict: the CUDA provider alone (listing the CPU provider with fallback disabled is refused as a conflict).
     providers = [("CUDAExecutionProvider", CUDA_OPTIONS)] if strict else select_providers(device)
     source = graph
-    if device == "cpu" and variant == "fused":  # what the scorer runs off CUDA: the CUDA-only q/k norms as nodes
+    if device == "cpu" and variant in ("fused", "paged"):  # what the scorer runs off CUDA: standard nodes
         from rerank_core.backends.onnx.cuda_only import standard_equivalent
 
         options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(path.parent))
@@ -146,7 +147,8 @@ def parity_model(smoke: bool) -> tuple[Path, Path]:
     manifest = Manifest.read(export) if export.is_dir() else None
     if not current(manifest):
         both = ["f32", "f16"]
-        export_checkpoint(checkpoint, export, dtypes=both, cuda_dtypes=both, fused_dtypes=both, overwrite=True)
+        gpu_graphs = {"cuda_dtypes": both, "fused_dtypes": both, "paged_dtypes": both}
+        export_checkpoint(checkpoint, export, dtypes=both, overwrite=True, **gpu_graphs)
     return checkpoint, export
 
 
@@ -158,10 +160,12 @@ def current(manifest) -> bool:
 
 
 def parity_pairs() -> list[tuple[str, str]]:
-    """Pairs whose tokens merge across the template's seams, and mixed lengths over a few queries."""
+    """Pairs whose tokens merge across the template's seams, mixed lengths over a few queries, and short documents
+    of two long queries (prompts that fill whole 256-token blocks: the paged graph shares them)."""
     from tests.rerank_core.test_real_vocabulary import SEAM_PAIRS
 
-    return list(SEAM_PAIRS) + mixed_pairs(54, queries=6, min_words=3, max_words=400, seed=11)
+    long_queries = mixed_pairs(8, queries=2, min_words=3, max_words=30, seed=12, query_words=(300, 400))
+    return list(SEAM_PAIRS) + mixed_pairs(54, queries=6, min_words=3, max_words=400, seed=11) + long_queries
 
 
 def parity(device: str, smoke: bool) -> None:

@@ -2,8 +2,11 @@
 
 Rows: `past_kv` (the CPU default: fused projections absent, attention with a mask, prefix sharing on, then off) ·
 `causal` (the GPU graph: ONNX's Attention op, right padding) · `fused` (ONNX Runtime's fused operators: q/k/v and
-gate+up each one GEMM, GroupQueryAttention with RoPE inside, residual adds fused with the norms). Length mixes:
-~30-token and ~300-token documents. Columns: pairs/s (best of `--rounds`), ratio to `past_kv` with sharing, max
+gate+up each one GEMM, GroupQueryAttention with RoPE inside, residual adds fused with the norms) · `paged` (the same
+on packed tokens; its PagedAttention runs here as the standard nodes of backends/onnx/paged_standard.py; prompts
+shared inside a call in 256-token blocks, and not; calls of up to 8,192 tokens so that a call holds several rows).
+Length mixes: ~30-token and ~300-token documents, and ~30-token documents of ~300-token queries. Columns:
+pairs/s (best of `--rounds`), ratio to `past_kv` with sharing, max
 |Δscore| against it. Model: random weights with Qwen3-Reranker-0.6B's exact shape (bench/common.py).
 
 Run: python bench/layouts_cpu.py [--pairs 24] [--rounds 2] [--threads 2]
@@ -27,6 +30,8 @@ ROWS = {
     "past_kv, no sharing": {"graph_variant": "cpu", "share_prefix": False},
     "causal (ONNX Attention)": {"graph_variant": "cuda"},
     "fused (ONNX Runtime's fused operators)": {"graph_variant": "fused"},
+    "paged, prompts shared in a call": {"graph_variant": "paged", "token_budget": 8192},
+    "paged, no sharing": {"graph_variant": "paged", "token_budget": 8192, "share_prefix": False},
 }
 
 
@@ -35,11 +40,11 @@ def export() -> Path:
     from rerank_core.export import export_checkpoint
     from rerank_core.locate.manifest import Manifest
 
-    if not (EXPORT_DIR.is_dir() and {g.layout for g in Manifest.read(EXPORT_DIR).graphs} >= {"fused", "causal"}):
+    layouts = {"fused", "causal", "paged"}
+    if not (EXPORT_DIR.is_dir() and {g.layout for g in Manifest.read(EXPORT_DIR).graphs} >= layouts):
         print(f"exporting the f32 graphs of every layout into {EXPORT_DIR} (once) ...", flush=True)
-        export_checkpoint(
-            bench_checkpoint(), EXPORT_DIR, dtypes=["f32"], cuda_dtypes=["f32"], fused_dtypes=["f32"], overwrite=True
-        )
+        gpu_graphs = {f"{kind}_dtypes": ["f32"] for kind in ("cuda", "fused", "paged")}
+        export_checkpoint(bench_checkpoint(), EXPORT_DIR, dtypes=["f32"], overwrite=True, **gpu_graphs)
     return EXPORT_DIR
 
 
@@ -56,6 +61,9 @@ def main() -> None:
     mixes = {
         "~30-token documents": mixed_pairs(args.pairs, queries=4, min_words=12, max_words=20, seed=1),
         "~300-token documents": mixed_pairs(args.pairs, queries=4, min_words=190, max_words=230, seed=2),
+        "~30-token documents, ~300-token queries": mixed_pairs(
+            args.pairs, queries=4, min_words=12, max_words=20, seed=4, query_words=(230, 270)
+        ),
     }
     scorers = {row: OnnxQwen3Scorer.open(folder, intra_op_threads=args.threads, **opts) for row, opts in ROWS.items()}
     for mix, pairs in mixes.items():

@@ -34,6 +34,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         dtypes=args.dtype.split(","),
         cuda_dtypes=args.cuda_dtype.split(",") if args.cuda_dtype else (),
         fused_dtypes=args.fused_dtype.split(",") if args.fused_dtype else (),
+        paged_dtypes=args.paged_dtype.split(",") if args.paged_dtype else (),
         revision=args.revision,
         max_length=args.max_length,
         overwrite=args.overwrite,
@@ -101,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda-dtype", help="also the GPU graphs (right padding, fused attention): f16, f32")
     p.add_argument(
         "--fused-dtype", help="also GPU graphs on ONNX Runtime's fused operators (graph_variant: fused): f16, f32"
+    )
+    p.add_argument(
+        "--paged-dtype",
+        help="also the fused GPU graphs on packed tokens with a block K/V cache (graph_variant: paged): f16, f32",
     )
     p.add_argument("--revision")
     p.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH)

@@ -110,10 +110,11 @@ class LocalOptions(StrictModel):
     )
     dtype: Dtype | None = Field(default=None, description="None: the graph that suits the device (f32 CPU, f16 GPU)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    graph_variant: Literal["auto", "cpu", "cuda", "fused"] = Field(
+    graph_variant: Literal["auto", "cpu", "cuda", "fused", "paged"] = Field(
         default="auto",
-        description="auto: the folder's causal GPU graph on CUDA, else the CPU graph; cuda (causal) and fused (ONNX "
-        "Runtime's fused operators) load that GPU graph on any device",
+        description="auto: the folder's causal GPU graph on CUDA, else the CPU graph; cuda (causal), fused (ONNX "
+        "Runtime's fused operators) and paged (the same on packed tokens, prompts shared inside a call) load that "
+        "GPU graph on any device",
     )
     share_prefix: bool = Field(
         default=True, description="run each query's shared prompt prefix once per call (graphs exported with past K/V)"

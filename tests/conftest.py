@@ -44,7 +44,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_export(tiny_checkpoint, tmp_path_factory) -> Path:
-    """The checkpoint exported by our exporter, f32, int8 and f16, plus the f32 and f16 GPU graphs of both layouts."""
+    """The checkpoint exported by our exporter, f32, int8 and f16, plus the f32 and f16 GPU graphs of every layout."""
     from rerank_core.export import export_checkpoint
 
     return export_checkpoint(
@@ -53,6 +53,7 @@ def tiny_export(tiny_checkpoint, tmp_path_factory) -> Path:
         dtypes=["f32", "int8", "f16"],
         cuda_dtypes=["f32", "f16"],
         fused_dtypes=["f32", "f16"],
+        paged_dtypes=["f32", "f16"],
     )
 
 

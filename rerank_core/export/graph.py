@@ -23,12 +23,16 @@ from .quiet import quiet_export
 log = logging.getLogger(__name__)
 
 # Bump when the graphs change: cached exports (export/cache.py) are keyed by it.
-EXPORTER_VERSION = "8"
+EXPORTER_VERSION = "9"
 GRAPH_NAMES = {Dtype.F32: "model.onnx", Dtype.F16: "model_f16.onnx", Dtype.INT8: "model_int8.onnx"}
 # The GPU graphs (right padding, fused causal attention); f32 exists to check them on a CPU.
 CUDA_GRAPH_NAMES = {Dtype.F32: "model_cuda.onnx", Dtype.F16: "model_cuda_f16.onnx"}
 # The same on ONNX Runtime's fused operators (layout `fused`, export/heads.py); they run on its CPU provider too.
 FUSED_GRAPH_NAMES = {Dtype.F32: "model_fused.onnx", Dtype.F16: "model_fused_f16.onnx"}
+# The same with packed tokens and a block K/V cache (layout `paged`): no padding, prefixes shared inside a call.
+PAGED_GRAPH_NAMES = {Dtype.F32: "model_paged.onnx", Dtype.F16: "model_paged_f16.onnx"}
+# The layouts traced on ONNX opset 23 (its fused Attention; the rest for RMSNormalization beside com.microsoft ops).
+OPSET_23_LAYOUTS = ("causal", "past_kv", "fused", "paged")
 # ONNX protobufs cannot exceed 2 GiB; above this many weight bytes the tensors go to an external file.
 EXTERNAL_DATA_BYTES = 1_500_000_000
 OPSET = 18
@@ -57,6 +61,8 @@ def _load(src_dir: Path, dtype: Dtype):
 
 
 def _sample_inputs(torch, model, layout: str) -> dict:
+    if layout == "paged":
+        return _paged_sample_inputs(torch, model)
     ids = torch.randint(0, min(model.config.vocab_size, 1000), (2, 16), generator=torch.Generator().manual_seed(0))
     if layout in ("causal", "past_kv", "fused"):
         inputs = {"input_ids": ids, "last_index": torch.tensor([15, 9])}  # right padding: row 1 has 10 real tokens
@@ -79,6 +85,48 @@ def _sample_inputs(torch, model, layout: str) -> dict:
     return inputs
 
 
+def _paged_sample_inputs(torch, model) -> dict:
+    """Three packed sequences over a cache of 4-token blocks: a 4-token prefix, a 5-token continuation of it (past 4,
+    its table starting with the prefix's block) and a 7-token sequence of its own; the last two scored."""
+    cfg = model.config
+    head_dim = getattr(cfg, "head_dim", cfg.hidden_size // cfg.num_attention_heads)
+    dtype = next(model.parameters()).dtype
+    int32 = {"dtype": torch.int32}
+    return {
+        "input_ids": torch.randint(0, min(cfg.vocab_size, 1000), (16,), generator=torch.Generator().manual_seed(0)),
+        "cumulative_sequence_length": torch.tensor([0, 4, 9, 16], **int32),
+        "past_seqlens": torch.tensor([0, 4, 0], **int32),
+        "block_table": torch.tensor([[0, 0], [0, 1], [2, 3]], **int32),
+        "key_cache": torch.zeros((4, 4, cfg.num_key_value_heads, head_dim), dtype=dtype),
+        "value_cache": torch.zeros((4, 4, cfg.num_key_value_heads, head_dim), dtype=dtype),
+        "attention_metadata": torch.tensor([7, 9], **int32),
+        "last_index": torch.tensor([8, 15]),
+    }
+
+
+def _dynamic_shapes(torch, layout: str, inputs: dict) -> dict:
+    """Which axes of each traced input vary between calls."""
+    if layout == "paged":
+        seqs, blocks = torch.export.Dim("sequences"), torch.export.Dim("num_blocks")
+        cache = {0: blocks, 1: torch.export.Dim("block_size")}
+        return {
+            "input_ids": {0: torch.export.Dim("tokens")},
+            "cumulative_sequence_length": {0: torch.export.Dim("sequences_plus_1")},
+            "past_seqlens": {0: seqs},
+            "block_table": {0: seqs, 1: torch.export.Dim("max_blocks")},
+            "key_cache": cache,
+            "value_cache": cache,
+            "attention_metadata": None,
+            "last_index": {0: torch.export.Dim("scored")},
+        }
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
+    return {
+        name: {0: batch} if tensor.dim() == 1 else {0: batch, 1: seq}
+        for name, tensor in inputs.items()
+        if name != "past"
+    }
+
+
 def kv_names(num_layers: int, prefix: str = "past_") -> list[str]:
     """Names of the K/V inputs (prefix 'past_') or outputs (prefix '') of a past-K/V graph, in layer order."""
     return [f"{prefix}{kind}_{i}" for i in range(num_layers) for kind in ("key", "value")]
@@ -88,7 +136,7 @@ def _export_graph(src_dir: Path, out_file: Path, dtype: Dtype, yes_id: int, no_i
     """Export one graph of `layout` (see backends/onnx/layouts.py): past_kv, causal, fused, plain or full_logits."""
     with quiet_export():
         _export_quietly(src_dir, out_file, dtype, yes_id, no_id, layout)
-    if layout == "fused":
+    if layout in ("fused", "paged"):
         _finish_fused(out_file)
 
 
@@ -117,14 +165,10 @@ def _export_quietly(src_dir: Path, out_file: Path, dtype: Dtype, yes_id: int, no
     head = HEADS[layout]
     module = head(model) if layout == "full_logits" else head(model, yes_id, no_id)
     inputs = _sample_inputs(torch, model, layout)
-    batch, seq, past = torch.export.Dim("batch"), torch.export.Dim("seq"), torch.export.Dim("past")
-    shapes = {
-        name: {0: batch} if tensor.dim() == 1 else {0: batch, 1: seq}
-        for name, tensor in inputs.items()
-        if name != "past"
-    }
+    shapes = _dynamic_shapes(torch, layout, inputs)
     input_names, output_names = list(shapes), ["logits" if layout == "full_logits" else "logit"]
     if layout == "past_kv":
+        past = torch.export.Dim("past")
         shapes["past"] = tuple({2: past} for _ in inputs["past"])
         input_names += kv_names(model.config.num_hidden_layers)
         output_names += kv_names(model.config.num_hidden_layers, prefix="")
@@ -137,7 +181,7 @@ def _export_quietly(src_dir: Path, out_file: Path, dtype: Dtype, yes_id: int, no
             input_names=input_names,
             output_names=output_names,
             dynamic_shapes=shapes,
-            opset_version=CUDA_OPSET if layout in ("causal", "past_kv", "fused") else OPSET,
+            opset_version=CUDA_OPSET if layout in OPSET_23_LAYOUTS else OPSET,
             dynamo=True,
             external_data=weight_bytes > EXTERNAL_DATA_BYTES,
             verbose=False,
@@ -156,6 +200,7 @@ def export_checkpoint(
     source_name: str | None = None,
     cuda_dtypes: Iterable[Dtype | str] = (),
     fused_dtypes: Iterable[Dtype | str] = (),
+    paged_dtypes: Iterable[Dtype | str] = (),
     past_kv: bool = True,
 ) -> Path:
     """Export checkpoint `src` (folder or Hub id) to `out_dir`: one graph per dtype, tokenizer, config, manifest.
@@ -163,7 +208,9 @@ def export_checkpoint(
     `cuda_dtypes` (f16, f32) adds the GPU graphs: right padding and ONNX's fused Attention, which `device: cuda`
     loads in place of the CPU graph of the same dtype. `fused_dtypes` (f16, f32) adds the same on ONNX Runtime's
     fused operators (layout `fused`: one GEMM for q, k, v and one for gate + up, GroupQueryAttention with RoPE
-    inside, residual adds fused with the norms), which `graph_variant: fused` loads on any provider.
+    inside, residual adds fused with the norms), which `graph_variant: fused` loads on any provider. `paged_dtypes`
+    adds `fused` with packed tokens and a block K/V cache (layout `paged`, `graph_variant: paged`): no padding, and
+    the documents of one query attend to its prompt computed once per call.
     `past_kv` (default) makes the graphs take the K/V of a shared prefix, so each query's prompt runs once per call
     (prefix sharing); `past_kv=False` writes plain graphs (input_ids, attention_mask → logit) for other runtimes.
     `full_logits=True` writes instead the naive [batch, seq, vocab] graph laid out like third-party exports
@@ -175,9 +222,10 @@ def export_checkpoint(
         for layout, names, asked in (
             ("causal", CUDA_GRAPH_NAMES, cuda_dtypes),
             ("fused", FUSED_GRAPH_NAMES, fused_dtypes),
+            ("paged", PAGED_GRAPH_NAMES, paged_dtypes),
         )
     }
-    for option, (names, asked) in zip(("cuda_dtypes", "fused_dtypes"), gpu_graphs.values()):
+    for option, (names, asked) in zip(("cuda_dtypes", "fused_dtypes", "paged_dtypes"), gpu_graphs.values()):
         if unsupported := [d.value for d in asked if d not in names]:
             raise ValueError(f"{option}: no GPU graph for {unsupported}; choose from f16, f32")
     out = Path(out_dir)

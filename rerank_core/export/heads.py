@@ -187,6 +187,73 @@ class FusedLastTokenLogit(RightPaddedHead):
         return attn.o_proj(out)
 
 
+class PagedLastTokenLogit(FusedLastTokenLogit):
+    """Packed tokens (no padding) of several sequences and a block K/V cache → l_yes − l_no at `last_index` (`paged`).
+
+    `fused`'s projections and norms on one [tokens, hidden] stream holding every sequence of the call back to back
+    (`cumulative_sequence_length`); attention is ONNX Runtime's `PagedAttention` (Flash on CUDA: grouped K/V read as
+    they are, Qwen3's q/k norms and RoPE inside), which writes each token's K/V into the cache blocks its sequence's
+    `block_table` row names, at positions `past_seqlens` onwards, and attends over the cache. A sequence whose table
+    starts with another sequence's blocks (and whose `past_seqlens` counts them) continues that sequence's tokens:
+    a shared prefix computed once in the call. The cache is scratch, one buffer for every layer (each layer writes
+    before it reads); `attention_metadata` bounds the lengths on the host so CUDA never reads them back.
+    """
+
+    def forward(
+        self,
+        input_ids,
+        cumulative_sequence_length,
+        past_seqlens,
+        block_table,
+        key_cache,
+        value_cache,
+        attention_metadata,
+        last_index,
+    ):
+        """[scored] float32 logits l_yes − l_no at the packed positions `last_index`."""
+        lengths = (cumulative_sequence_length, past_seqlens, block_table, attention_metadata)
+        caches = (key_cache, value_cache)
+        residual = self.body.embed_tokens(input_ids)
+        delta = None
+        for layer in self.body.layers:
+            if delta is None:
+                normed = layer.input_layernorm(residual)
+            else:
+                normed, residual = self._add_norm(delta, residual, layer.input_layernorm.weight)
+            delta, caches = self._attend_paged(layer.self_attn, normed, caches, lengths)
+            normed, residual = self._add_norm(delta, residual, layer.post_attention_layernorm.weight)
+            gate, up = (normed @ layer.mlp.gate_up_weight.T).chunk(2, dim=-1)
+            delta = layer.mlp.down_proj(torch.nn.functional.silu(gate) * up)
+        last = residual.index_select(0, last_index) + delta.index_select(0, last_index)
+        return (self.body.norm(last) @ self.direction).float()
+
+    def _attend_paged(self, attn, x, caches, lengths):
+        """(attention block output, the caches after this layer wrote them): one QKV projection, PagedAttention on
+        the packed QKV with q/k norms and RoPE inside (CUDA only; other providers run `backends/onnx/cuda_only.py`'s
+        standard equivalent), then the output projection."""
+        cumulative, past, table, metadata = lengths
+        qkv = x @ attn.qkv_weight.T
+        key_cache, value_cache = caches
+        out, key_cache, value_cache = torch.onnx.ops.symbolic_multi_out(
+            "com.microsoft::PagedAttention",
+            (qkv, None, None, key_cache, value_cache, cumulative, past, table, self.cos_cache, self.sin_cache)
+            + (None, None)  # slot_mapping (derived from past_seqlens and the table), head_sink
+            + (attn.q_norm.weight, attn.k_norm.weight, None, None, metadata),
+            {
+                "num_heads": self.heads,
+                "kv_num_heads": self.kv_heads,
+                "scale": float(attn.scaling),
+                "do_rotary": 1,
+                "rotary_interleaved": 0,
+                "qk_norm_epsilon": float(attn.q_norm.variance_epsilon),
+            },
+            dtypes=(qkv.dtype, key_cache.dtype, value_cache.dtype),
+            shapes=((qkv.shape[0], self.heads * self.head_dim), key_cache.shape, value_cache.shape),
+            version=1,
+        )
+        return attn.o_proj(out), (key_cache, value_cache)
+
+
 def _embed(body, input_ids, start):
     """Token embeddings and the rotary cos/sin of positions start..start+S-1, one row of them per batch row."""
     hidden = body.embed_tokens(input_ids)
@@ -231,4 +298,5 @@ HEADS = {
     "causal": CausalLastTokenLogit,
     "past_kv": PrefixLastTokenLogit,
     "fused": FusedLastTokenLogit,
+    "paged": PagedLastTokenLogit,
 }

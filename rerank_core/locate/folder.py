@@ -15,8 +15,8 @@ from ..tokenization import DEFAULT_MAX_LENGTH
 from .manifest import Manifest
 
 # graph_variant → the GPU graph layout it loads, and the `rerank export` flag that writes that layout.
-GPU_LAYOUTS = {"cuda": "causal", "fused": "fused"}
-EXPORT_FLAGS = {"causal": "--cuda-dtype", "fused": "--fused-dtype"}
+GPU_LAYOUTS = {"cuda": "causal", "fused": "fused", "paged": "paged"}
+EXPORT_FLAGS = {"causal": "--cuda-dtype", "fused": "--fused-dtype", "paged": "--paged-dtype"}
 
 # What the exporter reads from a Hugging Face checkpoint (and all a Hub download of one needs to fetch).
 CHECKPOINT_PATTERNS = ("*.json", "*.safetensors", "*.txt", "tokenizer*")
@@ -34,7 +34,7 @@ class GraphFile:
 
     @property
     def for_gpu(self) -> bool:
-        """True for the GPU graphs (right padding, fused causal attention, no K/V): layouts causal and fused."""
+        """True for the GPU graphs (fused causal attention, no K/V between calls): layouts causal, fused and paged."""
         return self.layout in GPU_LAYOUTS.values()
 
 
@@ -96,13 +96,14 @@ class ModelFolder:
 
     def choose_graph(self, dtype: Dtype | None, device: str, variant: str = "auto") -> GraphFile:
         """The graph to run on `device` ('cpu' or 'cuda'): `variant` 'auto' takes a `causal` GPU graph on CUDA where
-        the folder has one of the dtype, 'cuda' one anywhere, 'fused' a `fused` GPU graph anywhere, 'cpu' never;
+        the folder has one of the dtype, 'cuda' one anywhere, 'fused' or 'paged' a GPU graph of that layout
+        anywhere, 'cpu' never;
         `dtype` None: the device's favourite (never bf16); bf16 (where the caller found this machine computes it):
         the f32 CPU graph, run in bf16."""
-        if variant not in ("auto", "cpu", "cuda", "fused"):
-            raise ValueError(f"graph_variant: expected 'auto', 'cpu', 'cuda' or 'fused', got {variant!r}")
+        if variant not in ("auto", "cpu", *GPU_LAYOUTS):
+            raise ValueError(f"graph_variant: expected 'auto', 'cpu', 'cuda', 'fused' or 'paged', got {variant!r}")
         dtype = None if dtype is None else Dtype.parse(dtype)
-        gpu_layout = GPU_LAYOUTS["fused" if variant == "fused" else "cuda"]
+        gpu_layout = GPU_LAYOUTS.get(variant, "causal")
         gpu = {g.dtype: g for g in self.graphs if g.layout == gpu_layout}
         cpu = {g.dtype: g for g in self.graphs if not g.for_gpu}
         if dtype is Dtype.BF16 and Dtype.F32 in cpu:

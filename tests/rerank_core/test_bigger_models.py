@@ -1,5 +1,6 @@
-"""The fused layout at Qwen3-Reranker-4B's and 8B's layer shapes (two layers each, random weights): exported, its
-weights in an external file where they pass 1.5 GB (the 8B's two layers do), and exact against the official recipe."""
+"""The fused and paged layouts at Qwen3-Reranker-4B's and 8B's layer shapes (two layers each, random weights):
+exported, weights in an external file where they pass 1.5 GB (the 8B's two layers do), exact against the official
+recipe."""
 
 import numpy as np
 import pytest
@@ -20,13 +21,16 @@ PAIRS = [("What is machine learning?", "ML algorithms can learn from data."), ("
 
 
 @pytest.mark.parametrize("model", sorted(SHAPES))
-def test_fused_graph_at_bigger_layer_shapes_matches_official(model, tmp_path):
+def test_fused_and_paged_graphs_at_bigger_layer_shapes_match_official(model, tmp_path):
     from tests.oracle import OfficialRecipe
 
     shape = dict(SHAPES[model], head_dim=128, num_hidden_layers=2, initializer_range=0.02)
     checkpoint = build_checkpoint(tmp_path / "ckpt", shape=shape)
-    folder = export_checkpoint(checkpoint, tmp_path / "export", dtypes=[], fused_dtypes=["f32"])
-    data = sorted(p.name for p in folder.glob("model_fused.onnx*"))
-    assert data == (["model_fused.onnx", "model_fused.onnx.data"] if model == "8B" else ["model_fused.onnx"])
-    scores = OnnxQwen3Scorer.open(folder, graph_variant="fused").score(PAIRS)
-    np.testing.assert_allclose(scores, OfficialRecipe(checkpoint).score(PAIRS), atol=1e-4)
+    folder = export_checkpoint(checkpoint, tmp_path / "export", dtypes=[], fused_dtypes=["f32"], paged_dtypes=["f32"])
+    official = OfficialRecipe(checkpoint).score(PAIRS)
+    for layout in ("fused", "paged"):
+        data = sorted(p.name for p in folder.glob(f"model_{layout}.onnx*"))
+        graph = f"model_{layout}.onnx"
+        assert data == ([graph, f"{graph}.data"] if model == "8B" else [graph])
+        scores = OnnxQwen3Scorer.open(folder, graph_variant=layout).score(PAIRS)
+        np.testing.assert_allclose(scores, official, atol=1e-4)

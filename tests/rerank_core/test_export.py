@@ -19,6 +19,7 @@ from rerank_core.export import EXPORTER_VERSION, export_checkpoint, kv_names
 from rerank_core.export.cache import export_version
 from rerank_core.export.calibration import down_input_maxima
 from rerank_core.export.quantize import quantize_int8, smooth_down_projections
+from rerank_core.locate.folder import GraphFile
 from rerank_core.locate.manifest import Manifest
 from rerank_core.tiny_model import TINY_MODEL, build_tiny_model, tiny_model_dir
 from tests.conftest import bf16_tolerance
@@ -51,6 +52,8 @@ def test_export_folder_contents_and_manifest(tiny_export, tiny_checkpoint):
         ("model_cuda_f16.onnx", "f16", "causal"),
         ("model_fused.onnx", "f32", "fused"),
         ("model_fused_f16.onnx", "f16", "fused"),
+        ("model_paged.onnx", "f32", "paged"),
+        ("model_paged_f16.onnx", "f16", "paged"),
     }
     tokenizer = json.loads((tiny_export / "tokenizer.json").read_text())["model"]["vocab"]
     assert tokenizer["yes"] == manifest.yes_id and tokenizer["no"] == manifest.no_id
@@ -60,7 +63,9 @@ def test_export_folder_contents_and_manifest(tiny_export, tiny_checkpoint):
 def test_graph_signature_and_no_vocab_sized_logits(tiny_export):
     """model*.onnx: ids, last_index and per-layer past K/V of a shared prefix in; logit and the new K/V out."""
     cpu_graphs = [
-        layout for name, _, layout in graphs(tiny_export) if not name.startswith(("model_cuda", "model_fused"))
+        layout
+        for name, _, layout in graphs(tiny_export)
+        if not name.startswith(("model_cuda", "model_fused", "model_paged"))
     ]
     assert set(cpu_graphs) == {"past_kv"}
     layers = json.loads((tiny_export / "config.json").read_text())["num_hidden_layers"]
@@ -316,7 +321,7 @@ def test_off_cuda_a_fused_graph_runs_its_q_k_norms_as_standard_nodes(tiny_export
     with pytest.raises(Exception, match="q_norm_weight|k_norm_weight"):
         session.run(None, feed)
     with caplog.at_level(logging.WARNING):  # what a CUDA build refusing them would do: say so, run the standard form
-        assert not runs_fused_graph(session, "model_fused.onnx")
+        assert not runs_fused_graph(session, GraphFile(tiny_export / "model_fused.onnx", Dtype.F32, "fused"))
     assert "refused a fused node" in caplog.text and "q_norm_weight" in caplog.text
     layers = json.loads((tiny_export / "config.json").read_text())["num_hidden_layers"]
     before = Counter(n.op_type for n in onnx.load(native).graph.node)

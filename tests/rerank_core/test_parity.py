@@ -21,11 +21,11 @@ def test_each_pair_scored_alone_equals_official_batch(tiny_export, official, mix
     np.testing.assert_allclose(alone, official(mixed_pairs), atol=TOL)
 
 
-@pytest.mark.parametrize("variant", ["cpu", "cuda", "fused"])
+@pytest.mark.parametrize("variant", ["cpu", "cuda", "fused", "paged"])
 @pytest.mark.parametrize("budget,rows", [(64, 32), (700, 3), (100_000, 64)])
 def test_batch_composition_does_not_change_scores(tiny_export, official, mixed_pairs, budget, rows, variant):
     """Every layout: the CPU graph (past K/V), the GPU graphs (right padding; causal Attention, or ONNX Runtime's
-    fused operators), run here on CPU."""
+    fused operators; packed tokens sharing prompts inside a call), run here on CPU."""
     scorer = OnnxQwen3Scorer.open(tiny_export, token_budget=budget, max_rows_per_call=rows, graph_variant=variant)
     np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=TOL)
 
@@ -38,7 +38,7 @@ def test_shuffled_input_gives_the_same_score_per_pair(tiny_export, mixed_pairs):
     np.testing.assert_allclose(shuffled, base[perm], atol=TOL)
 
 
-@pytest.mark.parametrize("variant", ["cpu", "cuda", "fused"])
+@pytest.mark.parametrize("variant", ["cpu", "cuda", "fused", "paged"])
 def test_instruction_and_truncation_match_official(tiny_export, official, mixed_pairs, variant):
     scorer = OnnxQwen3Scorer.open(tiny_export, max_length=96, graph_variant=variant)
     out = scorer.score_detailed(mixed_pairs, instruction="Find the answer")
@@ -87,7 +87,7 @@ def test_third_party_full_logits_graph_scores_correctly(tiny_checkpoint, officia
     np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=TOL)
 
 
-@pytest.mark.parametrize("variant", ["cuda", "fused"])
+@pytest.mark.parametrize("variant", ["cuda", "fused", "paged"])
 def test_f16_gpu_graph_stays_close_to_official(tiny_export, official, mixed_pairs, variant):
     """The f16 GPU graphs, on the CPU provider here: ≤1e-2 from the official f32 recipe in mixed batches."""
     scorer = OnnxQwen3Scorer.open(
@@ -96,9 +96,10 @@ def test_f16_gpu_graph_stays_close_to_official(tiny_export, official, mixed_pair
     np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=1e-2)
 
 
-def test_fused_graph_scores_each_pair_alone_as_in_any_call_in_any_order(tiny_export, official, mixed_pairs):
+@pytest.mark.parametrize("variant", ["fused", "paged"])
+def test_fused_graph_scores_each_pair_alone_as_in_any_call_in_any_order(tiny_export, official, mixed_pairs, variant):
     """One pair per call, all in one call, reversed: the same scores, each the official recipe's."""
-    scorer = OnnxQwen3Scorer.open(tiny_export, graph_variant="fused")
+    scorer = OnnxQwen3Scorer.open(tiny_export, graph_variant=variant)
     alone = np.array([scorer.score([pair])[0] for pair in mixed_pairs])
     together = scorer.score(mixed_pairs)
     reversed_ = scorer.score(mixed_pairs[::-1])[::-1]

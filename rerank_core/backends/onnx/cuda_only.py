@@ -1,6 +1,7 @@
 """ONNX-standard equivalents of the parts of our graphs only ONNX Runtime's CUDA provider runs, so every other
 provider runs the same graph: GroupQueryAttention's fused per-head q/k RMSNorm (`q_norm_weight`, `k_norm_weight`)
-becomes RMSNormalization nodes before it."""
+becomes RMSNormalization nodes before it; PagedAttention (layout `paged`) becomes the same norms, RotaryEmbedding,
+the cache written with ScatterND and read through the block table with Gather, and ONNX's Attention with a mask."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ except ImportError as exc:
     ) from exc
 
 GQA = "GroupQueryAttention"
+PAGED = "PagedAttention"
 Q_NORM, K_NORM = 14, 15  # GroupQueryAttention's q_norm_weight and k_norm_weight inputs
 NORM_ATTRIBUTES = ("qk_norm_epsilon", "q_norm_epsilon", "k_norm_epsilon")
 DEFAULT_EPSILON = 1e-6  # the operator's default qk_norm_epsilon
@@ -95,4 +97,8 @@ def standard_equivalent(graph: Path) -> onnx.ModelProto | None:
     """The graph at `graph` (its weights left in their external file, if any) with its CUDA-only parts rewritten;
     None when it has none (a graph exported before they were used)."""
     model = onnx.load(str(graph), load_external_data=False)
+    if any(node.op_type == PAGED for node in model.graph.node):
+        from .paged_standard import unpage_attention
+
+        return unpage_attention(model)
     return split_qk_norms(model) if has_fused_qk_norms(model) else None

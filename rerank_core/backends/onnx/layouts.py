@@ -4,6 +4,8 @@
   and the new tokens' K/V. The only layout that shares prefixes.
 - `causal` (our GPU graphs): right-padded ids and `last_index` → `logit`; fused causal attention, no mask, no K/V.
 - `fused` (our GPU graphs on ONNX Runtime's fused operators): what `causal` takes and returns (export/heads.py).
+- `paged` (`fused` without padding): packed tokens, per-sequence lengths, a block table and a scratch K/V cache →
+  `logit`; rows of a call that start alike share those tokens inside the call (packing.py).
 - `plain` (exports made with --no-past-kv, exporter ≤ 2): left-padded ids and `attention_mask` → `logit`.
 - `full_logits` (third-party exports): left-padded ids, `attention_mask` (and `position_ids`) → `logits` [B, L, V].
 """
@@ -20,6 +22,7 @@ import onnxruntime as ort
 
 from ...errors import ModelFormatError
 from ...planning import Batch
+from .packing import PackedCall, pack_call
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,8 @@ FULL_LOGITS_BYTES = 1 << 30
 # calls of 65,536 tokens scored 1.12× the pairs/s of 32-row calls (docs/gpu.md), which a per-call time of 5.3 ms
 # and 3.9 µs per token explain. The planner splits a call of mixed lengths where its padding costs more.
 GPU_CALL_OVERHEAD_TOKENS = 1_400
+# Tokens per block of a `paged` graph's K/V cache: FlashAttention reads paged K/V in blocks of a multiple of 256.
+PAGED_BLOCK_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,8 @@ class GraphLayout(ABC):
     optional: ClassVar[frozenset[str]] = frozenset()
     call_overhead_tokens: ClassVar[int | None] = None  # None: each call as full as it may be (planning.py)
 
-    def __init__(self, session: ort.InferenceSession, yes_id: int, no_id: int):
-        self.session, self.yes_id, self.no_id = session, yes_id, no_id
+    def __init__(self, session: ort.InferenceSession, yes_id: int, no_id: int, share_prefix: bool = True):
+        self.session, self.yes_id, self.no_id, self.share_prefix = session, yes_id, no_id, share_prefix
         self.inputs = [i.name for i in session.get_inputs()]
         outputs = {o.name for o in session.get_outputs()}
         missing, unknown = self.required - set(self.inputs), set(self.inputs) - self.required - self._accepts()
@@ -95,10 +100,10 @@ class PastKvLayout(GraphLayout):
     name, right_padded, takes_prefix = "past_kv", True, True
     required = frozenset({"input_ids", "last_index"})
 
-    def __init__(self, session: ort.InferenceSession, yes_id: int, no_id: int):
+    def __init__(self, session: ort.InferenceSession, yes_id: int, no_id: int, share_prefix: bool = True):
         past = [i for i in session.get_inputs() if i.name.startswith(("past_key_", "past_value_"))]
         self._past_names = [i.name for i in past]
-        super().__init__(session, yes_id, no_id)
+        super().__init__(session, yes_id, no_id, share_prefix)
         if not past:
             raise ModelFormatError(f"{self.name} graph without past_key_i/past_value_i inputs")
         self._present_names = [name.removeprefix("past_") for name in self._past_names]
@@ -160,6 +165,51 @@ class FusedLayout(CausalLayout):
     name = "fused"
 
 
+class PagedLayout(GraphLayout):
+    """`fused` on packed tokens: no padding computed, and rows that start alike (a query's documents) continue one
+    computation of their shared prompt, in whole blocks of the scratch K/V cache (packing.py)."""
+
+    name, right_padded = "paged", True
+    required = frozenset(PackedCall.__dataclass_fields__) - {"num_blocks"} | {"key_cache", "value_cache"}
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        yes_id: int,
+        no_id: int,
+        share_prefix: bool = True,
+        block_size: int = PAGED_BLOCK_TOKENS,
+    ):
+        super().__init__(session, yes_id, no_id, share_prefix)
+        cache = next(i for i in session.get_inputs() if i.name == "key_cache")
+        self.block_size, self._cache_type, self._cache_shape = block_size, _TYPES[cache.type], tuple(cache.shape[2:])
+        self._device = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        self._caches: tuple[ort.OrtValue, ort.OrtValue] | None = None
+
+    def run(self, batch: Batch, prefix: Prefix) -> np.ndarray:
+        rows = [ids[:n] for ids, n in zip(batch.input_ids, batch.last_index + 1)]
+        call = pack_call(rows, self.block_size, self.share_prefix)
+        binding = self.session.io_binding()
+        for name, array in call.feed().items():
+            binding.bind_cpu_input(name, array)
+        for name, cache in zip(("key_cache", "value_cache"), self._scratch(call.num_blocks)):
+            binding.bind_ortvalue_input(name, cache)
+        binding.bind_output(self.output, "cpu")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0].astype(np.float32)
+
+    def _scratch(self, blocks: int) -> tuple[ort.OrtValue, ort.OrtValue]:
+        """Key and value caches of at least `blocks` blocks on the session's device, kept between calls (grown when
+        a call needs more): written and read inside each call only, never copied to or from the host."""
+        if self._caches is None or self._caches[0].shape()[0] < blocks:
+            shape = (max(blocks, 2 * self._caches[0].shape()[0] if self._caches else 0), self.block_size)
+            self._caches = tuple(
+                ort.OrtValue.ortvalue_from_shape_and_type(shape + self._cache_shape, self._cache_type, self._device)
+                for _ in range(2)
+            )
+        return self._caches
+
+
 class PlainLayout(GraphLayout):
     """A last-token graph with an attention mask: left padding, so every row's last token is the last position."""
 
@@ -200,7 +250,8 @@ class FullLogitsLayout(PlainLayout):
 
 
 LAYOUTS: dict[str, type[GraphLayout]] = {
-    layout.name: layout for layout in (PastKvLayout, CausalLayout, FusedLayout, PlainLayout, FullLogitsLayout)
+    layout.name: layout
+    for layout in (PastKvLayout, CausalLayout, FusedLayout, PagedLayout, PlainLayout, FullLogitsLayout)
 }
 
 
@@ -215,9 +266,12 @@ def detect_layout(session: ort.InferenceSession) -> str:
     return PlainLayout.name if "attention_mask" in inputs else CausalLayout.name
 
 
-def open_layout(name: str | None, session: ort.InferenceSession, yes_id: int, no_id: int) -> GraphLayout:
-    """The adapter for layout `name` (None: detected from the graph) over `session`; checks the graph fits it."""
+def open_layout(
+    name: str | None, session: ort.InferenceSession, yes_id: int, no_id: int, share_prefix: bool = True
+) -> GraphLayout:
+    """The adapter for layout `name` (None: detected from the graph) over `session`; checks the graph fits it.
+    `share_prefix` False: a `paged` graph computes every row whole (the scorer decides for `past_kv`)."""
     name = name or detect_layout(session)
     if name not in LAYOUTS:
         raise ModelFormatError(f"unknown graph layout {name!r}; this version reads {sorted(LAYOUTS)}")
-    return LAYOUTS[name](session, yes_id, no_id)
+    return LAYOUTS[name](session, yes_id, no_id, share_prefix)

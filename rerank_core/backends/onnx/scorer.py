@@ -110,7 +110,7 @@ class OnnxQwen3Scorer(Scorer):
     def replace_session(self, session: ort.InferenceSession) -> None:
         """Run on `session`: the same graph opened with other options or another runtime (tuning, profiling)."""
         self.session = session
-        self.layout: GraphLayout = open_layout(self.graph.layout, session, self.yes_id, self.no_id)
+        self.layout: GraphLayout = open_layout(self.graph.layout, session, self.yes_id, self.no_id, self._share_prefix)
         self.token_budget = self.call_tokens = self.layout.fit_budget(self._budget)
         self.shares_prefix = self._share_prefix and self.layout.takes_prefix
         self.chunk_tokens = PREFILL_CHUNK_TOKENS if self.shares_prefix else None

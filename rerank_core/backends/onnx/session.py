@@ -13,6 +13,8 @@ from ...cpu import EXACT_INT8_WEIGHT_BITS, multiplies_int8_exactly
 from ...dtypes import Dtype
 from ...errors import ConfigError
 from ...locate.folder import GraphFile
+from ...planning import Batch
+from .layouts import NO_PREFIX, open_layout
 from .memory import cuda_memory_options, use_cpu_arena
 from .openvino_session import NO_BF16, OpenVinoSession, bf16_available, cpu_runs_bf16
 
@@ -143,33 +145,34 @@ def open_graph(
             "--dtype int8 writes 7-bit weights here)",
             graph.path.name,
         )
-    if graph.layout == "fused":
+    if graph.layout in ("fused", "paged"):
         return _open_fused(graph, device, intra_op_threads, memory_limit_mib)
     return open_session(graph.path, device, intra_op_threads, memory_limit_mib)
 
 
 def _open_fused(graph: GraphFile, device: str, intra_op_threads: int | None, memory_limit_mib: int | None):
-    """A `fused` graph runs as written where every GroupQueryAttention lands on CUDA (f16 there); elsewhere — CPU,
-    or f32, which CUDA's GroupQueryAttention does not take — its CUDA-only q/k norms run as standard nodes."""
+    """A `fused` or `paged` graph runs as written where its com.microsoft attention lands on CUDA (f16 there);
+    elsewhere — CPU, or f32, which CUDA's kernels do not take — its CUDA-only parts run as standard nodes."""
     args = (graph.path, device, intra_op_threads, memory_limit_mib)
     if graph.dtype is Dtype.F16 and resolve_device(device) == "cuda":
         session = open_session(*args)
-        if session_device(session) == "cuda" and runs_fused_graph(session, graph.path.name):
+        if session_device(session) == "cuda" and runs_fused_graph(session, graph):
             return session
     from .cuda_only import standard_equivalent  # needs the onnx package, as only this path does
 
     return open_session(*args, model=standard_equivalent(graph.path))
 
 
-def runs_fused_graph(session: ort.InferenceSession, name: str) -> bool:
-    """Whether `session` scores one short row of a `fused` graph; if its provider refuses a node (as CPU does the
-    fused q/k norms), one warning says so and the caller runs the standard form instead."""
+def runs_fused_graph(session: ort.InferenceSession, graph: GraphFile) -> bool:
+    """Whether `session` scores one short row of a `fused` or `paged` graph; if its provider refuses a node (as CPU
+    does the fused q/k norms), one warning says so and the caller runs the standard form instead."""
+    row = Batch(np.zeros(1, np.int64), np.zeros((1, 4), np.int64), np.ones((1, 4), np.int64))
     try:
-        session.run(None, {"input_ids": np.zeros((1, 4), np.int64), "last_index": np.array([3], np.int64)})
+        open_layout(graph.layout, session, 0, 1).run(row, NO_PREFIX)
     except Exception as exc:  # ONNX Runtime raises its own error types, one per status code
         log.warning(
-            "%s: this ONNX Runtime refused a fused node (%s); running its q/k norms as standard nodes",
-            name,
+            "%s: this ONNX Runtime refused a fused node (%s); running its CUDA-only parts as standard nodes",
+            graph.path.name,
             str(exc).splitlines()[0][-300:],
         )
         return False
