@@ -64,7 +64,7 @@ ROWS = {
     "ours-fused-f16": f"ours, f16 fused GPU graph (ONNX Runtime's fused operators; {GPU_DEFAULT_CALLS})",
     "ours-fused-f16-small": "ours, f16 fused GPU graph, 16,384 tokens, 32 rows a call",
     "ours-fused-split-f16": f"ours, f16 fused GPU graph, q/k norms as nodes of their own ({GPU_DEFAULT_CALLS})",
-    "ours-paged-f16": "ours, f16 paged GPU graph (packed tokens, prompts shared in 256-token blocks; defaults)",
+    "ours-paged-f16": "ours, f16 paged GPU graph (packed tokens, prompts shared in 128-token blocks; defaults)",
     "ours-paged-f16-noshare": "ours, f16 paged GPU graph, prompts not shared (defaults)",
     "ours-shared-f16": "ours, f16 past-K/V graph, prefix sharing (defaults)",
     "ours-shared-f16-small": "ours, f16 past-K/V graph, prefix sharing, 16,384 tokens, 32 rows a call",

@@ -161,7 +161,7 @@ def current(manifest) -> bool:
 
 def parity_pairs() -> list[tuple[str, str]]:
     """Pairs whose tokens merge across the template's seams, mixed lengths over a few queries, and short documents
-    of two long queries (prompts that fill whole 256-token blocks: the paged graph shares them)."""
+    of two long queries (prompts that fill whole 128-token blocks: the paged graph shares them)."""
     from tests.rerank_core.test_real_vocabulary import SEAM_PAIRS
 
     long_queries = mixed_pairs(8, queries=2, min_words=3, max_words=30, seed=12, query_words=(300, 400))

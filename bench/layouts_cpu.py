@@ -4,7 +4,7 @@ Rows: `past_kv` (the CPU default: fused projections absent, attention with a mas
 `causal` (the GPU graph: ONNX's Attention op, right padding) · `fused` (ONNX Runtime's fused operators: q/k/v and
 gate+up each one GEMM, GroupQueryAttention with RoPE inside, residual adds fused with the norms) · `paged` (the same
 on packed tokens; its PagedAttention runs here as the standard nodes of backends/onnx/paged_standard.py; prompts
-shared inside a call in 256-token blocks, and not; calls of up to 8,192 tokens so that a call holds several rows).
+shared inside a call in 128-token blocks, and not; calls of up to 8,192 tokens so that a call holds several rows).
 Length mixes: ~30-token and ~300-token documents, and ~30-token documents of ~300-token queries. Columns:
 pairs/s (best of `--rounds`), ratio to `past_kv` with sharing, max
 |Δscore| against it. Model: random weights with Qwen3-Reranker-0.6B's exact shape (bench/common.py).

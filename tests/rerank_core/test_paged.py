@@ -11,13 +11,15 @@ import pytest
 
 from rerank_core.backends.onnx import OnnxQwen3Scorer
 from rerank_core.backends.onnx.cuda_only import standard_equivalent
-from rerank_core.backends.onnx.layouts import PAGED_BLOCK_TOKENS, PagedLayout
+from rerank_core.backends.onnx.layouts import PagedLayout, flash_block_tokens
 from rerank_core.backends.onnx.packing import pack_call, shared_groups
 from rerank_core.tokenization import common_prefix_length
 
 pytestmark = pytest.mark.slow
 TOL = 1e-4
-# Long enough that a query's prompt fills whole blocks of the GPU's block size (256 tokens) on the tiny vocabulary.
+# Long enough that a query's prompt fills whole blocks of the GPU's block size (256 tokens at the tiny model's
+# head_dim of 16) on the tiny vocabulary.
+GPU_BLOCK = flash_block_tokens(16)
 LONG_INSTRUCTION = "Judge carefully whether the passage answers the question, weighing every detail. " * 12
 
 
@@ -32,7 +34,7 @@ def rows_of(scorer: OnnxQwen3Scorer, pairs, instruction=None) -> list[np.ndarray
     return scorer.prepare(pairs, instruction=instruction).payload.ids
 
 
-@pytest.mark.parametrize("block_size", [4, 16, PAGED_BLOCK_TOKENS])
+@pytest.mark.parametrize("block_size", [4, 16, GPU_BLOCK])
 @pytest.mark.parametrize("share", [True, False])
 def test_sharing_inside_a_call_scores_as_the_official_recipe(tiny_export, official, mixed_pairs, block_size, share):
     """Three queries' documents in one call, in calls of 3 rows, one at a time, reversed; a long instruction so
@@ -60,9 +62,9 @@ def test_a_querys_documents_share_its_prompt_and_lone_queries_what_they_have_in_
     rows = rows_of(scorer, mixed_pairs, LONG_INSTRUCTION)
     by_query = [list(range(q, len(rows), 3)) for q in range(3)]
     assert sorted(sorted(m) for _, m in shared_groups(rows, 4)) == by_query
-    ((length, members),) = shared_groups(rows, PAGED_BLOCK_TOKENS)
-    assert sorted(members) == list(range(len(rows))) and length >= PAGED_BLOCK_TOKENS
-    for block_size in (4, PAGED_BLOCK_TOKENS):
+    ((length, members),) = shared_groups(rows, GPU_BLOCK)
+    assert sorted(members) == list(range(len(rows))) and length >= GPU_BLOCK
+    for block_size in (4, GPU_BLOCK):
         for length, members in shared_groups(rows, block_size):
             assert length % block_size == 0
             assert all((rows[m][:length] == rows[members[0]][:length]).all() and len(rows[m]) > length for m in members)
@@ -72,6 +74,11 @@ def test_a_querys_documents_share_its_prompt_and_lone_queries_what_they_have_in_
     common = min(common_prefix_length(lone[0], row) for row in lone[1:])  # system prompt and instruction
     ((length, members),) = shared_groups(lone, 4)
     assert sorted(members) == [0, 1, 2] and length == common - common % 4 >= len(scorer.tokenizer.prefix_ids) - 3
+
+
+def test_blocks_are_what_onnx_runtimes_flash_path_reads_at_the_models_head_dim(tiny_export):
+    assert OnnxQwen3Scorer.open(tiny_export, graph_variant="paged").layout.block_size == 256  # head_dim 16
+    assert [flash_block_tokens(d) for d in (64, 128, 256)] == [256, 128, 64]  # Qwen3: 128
 
 
 def test_a_packed_call_points_each_row_at_its_prompts_blocks(tiny_export, mixed_pairs):

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
@@ -33,8 +34,6 @@ FULL_LOGITS_BYTES = 1 << 30
 # calls of 65,536 tokens scored 1.12× the pairs/s of 32-row calls (docs/gpu.md), which a per-call time of 5.3 ms
 # and 3.9 µs per token explain. The planner splits a call of mixed lengths where its padding costs more.
 GPU_CALL_OVERHEAD_TOKENS = 1_400
-# Tokens per block of a `paged` graph's K/V cache: FlashAttention reads paged K/V in blocks of a multiple of 256.
-PAGED_BLOCK_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -165,6 +164,13 @@ class FusedLayout(CausalLayout):
     name = "fused"
 
 
+def flash_block_tokens(head_dim: int) -> int:
+    """Tokens per cache block of a `paged` graph: ONNX Runtime's Flash path reads paged K/V in tiles that must not
+    straddle a block, 256 tokens up to head_dim 64, 128 up to 128 (Qwen3), 64 above (paged_attention.cc); other
+    block sizes fall back to its memory-efficient kernel."""
+    return 256 if head_dim <= 64 else 128 if head_dim <= 128 else 64
+
+
 class PagedLayout(GraphLayout):
     """`fused` on packed tokens: no padding computed, and rows that start alike (a query's documents) continue one
     computation of their shared prompt, in whole blocks of the scratch K/V cache (packing.py)."""
@@ -178,13 +184,15 @@ class PagedLayout(GraphLayout):
         yes_id: int,
         no_id: int,
         share_prefix: bool = True,
-        block_size: int = PAGED_BLOCK_TOKENS,
+        block_size: int | None = None,
     ):
         super().__init__(session, yes_id, no_id, share_prefix)
         cache = next(i for i in session.get_inputs() if i.name == "key_cache")
-        self.block_size, self._cache_type, self._cache_shape = block_size, _TYPES[cache.type], tuple(cache.shape[2:])
+        self._cache_type, self._cache_shape = _TYPES[cache.type], tuple(cache.shape[2:])
+        self.block_size = block_size or flash_block_tokens(self._cache_shape[-1])  # None: what Flash reads
         self._device = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self._caches: tuple[ort.OrtValue, ort.OrtValue] | None = None
+        self._cache_lock = threading.Lock()  # one scratch cache: calls from several threads take turns
 
     def run(self, batch: Batch, prefix: Prefix) -> np.ndarray:
         rows = [ids[:n] for ids, n in zip(batch.input_ids, batch.last_index + 1)]
@@ -192,10 +200,11 @@ class PagedLayout(GraphLayout):
         binding = self.session.io_binding()
         for name, array in call.feed().items():
             binding.bind_cpu_input(name, array)
-        for name, cache in zip(("key_cache", "value_cache"), self._scratch(call.num_blocks)):
-            binding.bind_ortvalue_input(name, cache)
         binding.bind_output(self.output, "cpu")
-        self.session.run_with_iobinding(binding)
+        with self._cache_lock:
+            for name, cache in zip(("key_cache", "value_cache"), self._scratch(call.num_blocks)):
+                binding.bind_ortvalue_input(name, cache)
+            self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0].astype(np.float32)
 
     def _scratch(self, blocks: int) -> tuple[ort.OrtValue, ort.OrtValue]:
