@@ -135,20 +135,38 @@ class FusedLastTokenLogit(RightPaddedHead):
         """[batch] float32 logits l_yes − l_no at position last_index of each row."""
         seqlens_k = last_index.to(torch.int32)
         total = torch.full((), input_ids.shape[1], dtype=torch.int32)
-        residual = self.body.embed_tokens(input_ids)
+        residual, delta = self._layers(
+            self.body.embed_tokens(input_ids), lambda attn, x: self._attend(attn, x, seqlens_k, total)
+        )
+        index = last_index.view(-1, 1, 1).expand(-1, 1, residual.shape[-1])
+        last = torch.gather(residual, 1, index).squeeze(1) + torch.gather(delta, 1, index).squeeze(1)
+        return (self.body.norm(last) @ self.direction).float()
+
+    def _layers(self, residual, attend):
+        """(residual stream, last layer's MLP output) after every layer, each residual add fused with the next norm;
+        `attend(self_attn, normed)` is a layer's attention block."""
         delta = None
         for layer in self.body.layers:
             if delta is None:
                 normed = layer.input_layernorm(residual)
             else:
                 normed, residual = self._add_norm(delta, residual, layer.input_layernorm.weight)
-            delta = self._attend(layer.self_attn, normed, seqlens_k, total)
+            delta = attend(layer.self_attn, normed)
             normed, residual = self._add_norm(delta, residual, layer.post_attention_layernorm.weight)
             gate, up = (normed @ layer.mlp.gate_up_weight.T).chunk(2, dim=-1)
             delta = layer.mlp.down_proj(torch.nn.functional.silu(gate) * up)
-        index = last_index.view(-1, 1, 1).expand(-1, 1, residual.shape[-1])
-        last = torch.gather(residual, 1, index).squeeze(1) + torch.gather(delta, 1, index).squeeze(1)
-        return (self.body.norm(last) @ self.direction).float()
+        return residual, delta
+
+    def _attention_attributes(self, attn) -> dict:
+        """GroupQueryAttention's and PagedAttention's shared attributes: heads, scale, RoPE, q/k norm epsilon."""
+        return {
+            "num_heads": self.heads,
+            "kv_num_heads": self.kv_heads,
+            "scale": float(attn.scaling),
+            "do_rotary": 1,
+            "rotary_interleaved": 0,
+            "qk_norm_epsilon": float(attn.q_norm.variance_epsilon),
+        }
 
     def _add_norm(self, delta, residual, weight):
         """(RMSNorm(residual + delta) · weight, residual + delta) in one fused kernel."""
@@ -172,14 +190,7 @@ class FusedLastTokenLogit(RightPaddedHead):
             (qkv, None, None, None, None, seqlens_k, total, self.cos_cache, self.sin_cache)
             + (None,) * 5  # position_ids, attention_bias, head_sink, k_scale, v_scale
             + (attn.q_norm.weight, attn.k_norm.weight),
-            {
-                "num_heads": self.heads,
-                "kv_num_heads": self.kv_heads,
-                "scale": float(attn.scaling),
-                "do_rotary": 1,
-                "rotary_interleaved": 0,
-                "qk_norm_epsilon": float(attn.q_norm.variance_epsilon),
-            },
+            self._attention_attributes(attn),
             dtype=qkv.dtype,
             shape=(*qkv.shape[:-1], self.heads * self.head_dim),
             version=1,
@@ -212,18 +223,13 @@ class PagedLastTokenLogit(FusedLastTokenLogit):
     ):
         """[scored] float32 logits l_yes − l_no at the packed positions `last_index`."""
         lengths = (cumulative_sequence_length, past_seqlens, block_table, attention_metadata)
-        caches = (key_cache, value_cache)
-        residual = self.body.embed_tokens(input_ids)
-        delta = None
-        for layer in self.body.layers:
-            if delta is None:
-                normed = layer.input_layernorm(residual)
-            else:
-                normed, residual = self._add_norm(delta, residual, layer.input_layernorm.weight)
-            delta, caches = self._attend_paged(layer.self_attn, normed, caches, lengths)
-            normed, residual = self._add_norm(delta, residual, layer.post_attention_layernorm.weight)
-            gate, up = (normed @ layer.mlp.gate_up_weight.T).chunk(2, dim=-1)
-            delta = layer.mlp.down_proj(torch.nn.functional.silu(gate) * up)
+        caches = [key_cache, value_cache]  # each layer's attention takes the caches the layer before left
+
+        def attend(attn, x):
+            out, caches[:] = self._attend_paged(attn, x, caches, lengths)
+            return out
+
+        residual, delta = self._layers(self.body.embed_tokens(input_ids), attend)
         last = residual.index_select(0, last_index) + delta.index_select(0, last_index)
         return (self.body.norm(last) @ self.direction).float()
 
@@ -239,14 +245,7 @@ class PagedLastTokenLogit(FusedLastTokenLogit):
             (qkv, None, None, key_cache, value_cache, cumulative, past, table, self.cos_cache, self.sin_cache)
             + (None, None)  # slot_mapping (derived from past_seqlens and the table), head_sink
             + (attn.q_norm.weight, attn.k_norm.weight, None, None, metadata),
-            {
-                "num_heads": self.heads,
-                "kv_num_heads": self.kv_heads,
-                "scale": float(attn.scaling),
-                "do_rotary": 1,
-                "rotary_interleaved": 0,
-                "qk_norm_epsilon": float(attn.q_norm.variance_epsilon),
-            },
+            self._attention_attributes(attn),
             dtypes=(qkv.dtype, key_cache.dtype, value_cache.dtype),
             shapes=((qkv.shape[0], self.heads * self.head_dim), key_cache.shape, value_cache.shape),
             version=1,
