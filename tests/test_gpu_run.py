@@ -47,6 +47,11 @@ def test_smoke_run_unpacks_the_bundle_first_on_the_path_and_runs_every_section(t
     assert all(f"{section}: ok" in summary for section in ("prepare", "gpu", "serve", "offline")), summary
     assert "| f16 GPU graph | all at once, default budget |" in proc.stdout  # bench/gpu.py's parity table printed
     assert "| f16 fused GPU graph (ONNX Runtime's fused operators) | all at once, default budget |" in proc.stdout
+    paged = [line for line in proc.stdout.splitlines() if line.startswith("| f16 paged GPU graph")]
+    assert len(paged) == 6 and all(line.endswith("| ok |") for line in paged), paged  # 3 compositions × 2 budgets
+    assert "### ~30-token documents, ~300-token queries: 8 pairs" in proc.stdout
+    speed = [line for line in proc.stdout.splitlines() if line.startswith("| ours, f16 paged GPU graph")]
+    assert len(speed) == 2 * 4 and not any("not run" in line for line in speed), speed  # sharing on/off × 4 mixes
     assert "| interactive alone | 8–20 docs |" in proc.stdout and "interactive p95 mixed / alone" in proc.stdout
     assert "| the scorer alone (one process, the whole device) |" in proc.stdout
     probe = subprocess.run(
