@@ -9,6 +9,7 @@ from ..dtypes import Dtype, choose_dtype, graph_dtype
 from ..errors import ModelNotFoundError
 from .folder import (
     CHECKPOINT_PATTERNS,
+    GPU_LAYOUTS,
     ModelFolder,
     checkpoint_model_type,
     graph_patterns,
@@ -24,7 +25,8 @@ def locate_model(model_id: str | os.PathLike, options: LocalOptions, device: str
     """The model folder to load for `model_id`, read once, for `device` ('cpu' or 'cuda').
 
     A folder or Hub repo with ONNX graphs is used as it is; one holding a Qwen3 PyTorch checkpoint (the official
-    Qwen/Qwen3-Reranker-*) is exported once into the export cache, and the export is returned. On the Hub the
+    Qwen/Qwen3-Reranker-*) is exported once into the export cache, with the GPU graph `graph_variant` names (or, on
+    CUDA with `auto`, the causal one), and the export is returned. On the Hub the
     checkpoint's weights are downloaded only when the repo has no graph.
     """
     from ..export.cache import cached_export
@@ -46,7 +48,7 @@ def locate_model(model_id: str | os.PathLike, options: LocalOptions, device: str
                 f"Fetch them where there is network (`hf download {name}`) or pass a folder that has them."
             )
     dtype = graph_dtype(options.dtype or choose_dtype((Dtype.F32, Dtype.F16), device))
-    export = cached_export(
-        folder, name=name, dtype=dtype, cache_dir=options.export_cache_dir, gpu_graph=device == "cuda"
-    )
+    variant = options.graph_variant
+    gpu_layout = GPU_LAYOUTS.get(variant, "causal" if variant == "auto" and device == "cuda" else None)
+    export = cached_export(folder, name=name, dtype=dtype, cache_dir=options.export_cache_dir, gpu_layout=gpu_layout)
     return ModelFolder.read(export, name=name)

@@ -153,10 +153,10 @@ def test_a_cpu_without_vnni_quantizes_to_7_bits_and_keeps_its_own_cache_entry(ti
     monkeypatch.setattr(cpu, "multiplies_int8_exactly", lambda: False)
     quantize_int8(tiny_export / "model.onnx", tmp_path / "model_int8.onnx", 2)
     assert 32 < _int8_weight_range(tmp_path / "model_int8.onnx") <= 63
-    without_vnni = export_version(Dtype.INT8, gpu_graph=False)
+    without_vnni = export_version(Dtype.INT8, gpu_layout=None)
     monkeypatch.setattr(cpu, "multiplies_int8_exactly", lambda: True)
-    assert export_version(Dtype.INT8, gpu_graph=False) != without_vnni
-    assert export_version(Dtype.F32, gpu_graph=False) == EXPORTER_VERSION  # other dtypes keep their entries
+    assert export_version(Dtype.INT8, gpu_layout=None) != without_vnni
+    assert export_version(Dtype.F32, gpu_layout=None) == EXPORTER_VERSION  # other dtypes keep their entries
 
 
 def test_an_8_bit_graph_on_a_cpu_without_vnni_warns_how_to_export_one_for_it(
