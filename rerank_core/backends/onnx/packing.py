@@ -46,7 +46,7 @@ def shared_groups(rows: Sequence[np.ndarray], block_size: int) -> list[tuple[int
         common = min(common_prefix_length(rows[previous], rows[row]), len(rows[previous]) - 1, len(rows[row]) - 1)
         common -= common % block_size
         if common and (len(members) == 1 or common >= length):  # a longer group is not cut short
-            length = common if len(members) == 1 else min(length, common)
+            length = common if len(members) == 1 else length
             members.append(row)
             continue
         if len(members) > 1:
