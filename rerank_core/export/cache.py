@@ -11,7 +11,7 @@ from ..cache_dir import CACHE_ENV, build_once, cache_key, cache_root, entry_labe
 from ..cpu import int8_weight_bits
 from ..dtypes import Dtype
 from ..locate.manifest import MANIFEST_NAME
-from .graph import CUDA_GRAPH_NAMES, EXPORTER_VERSION, FUSED_GRAPH_NAMES, PAGED_GRAPH_NAMES, export_checkpoint
+from .graph import EXPORTER_VERSION, GPU_GRAPHS, export_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -21,18 +21,10 @@ def export_key(identity: str, dtype: Dtype, exporter_version: str) -> str:
     return cache_key(source=identity, dtype=dtype.value, exporter=exporter_version)
 
 
-# A GPU layout → the export option that writes it, its graph names, and its mark in cache keys.
-GPU_EXPORTS = {
-    "causal": ("cuda_dtypes", CUDA_GRAPH_NAMES, "+cuda"),
-    "fused": ("fused_dtypes", FUSED_GRAPH_NAMES, "+fused"),
-    "paged": ("paged_dtypes", PAGED_GRAPH_NAMES, "+paged"),
-}
-
-
 def export_version(dtype: Dtype, *, gpu_layout: str | None) -> str:
     """What made an export of `dtype`, for its cache key: the exporter, the GPU graph's layout, and an int8 graph's
     weight bits (they follow the CPU, and CPUs of both kinds may share one cache)."""
-    version = EXPORTER_VERSION + (GPU_EXPORTS[gpu_layout][2] if gpu_layout else "")
+    version = EXPORTER_VERSION + (f"+{gpu_layout}" if gpu_layout else "")
     return version + (f"+w{int8_weight_bits()}" if dtype is Dtype.INT8 else "")
 
 
@@ -52,9 +44,9 @@ def cached_export(
     looks complete; the next caller removes the leftovers and exports again. Nothing is written next to the source.
     """
     root = cache_root(cache_dir)
-    if gpu_layout is not None and dtype not in GPU_EXPORTS[gpu_layout][1]:
+    if gpu_layout is not None and dtype not in GPU_GRAPHS[gpu_layout][1]:
         gpu_layout = None  # no GPU graph of this dtype (int8): the CPU graph serves
-    gpu_graphs = {GPU_EXPORTS[gpu_layout][0]: [dtype]} if gpu_layout else {}
+    gpu_graphs = {GPU_GRAPHS[gpu_layout][0]: [dtype]} if gpu_layout else {}
     key = export_key(source_identity(src_dir, memo_dir=root), dtype, export_version(dtype, gpu_layout=gpu_layout))
     snapshot = hub_snapshot(src_dir)
     final = root / f"{entry_label(snapshot[0] if snapshot else src_dir.name, 80)}-{dtype.value}-{key}"

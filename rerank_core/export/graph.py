@@ -31,6 +31,12 @@ CUDA_GRAPH_NAMES = {Dtype.F32: "model_cuda.onnx", Dtype.F16: "model_cuda_f16.onn
 FUSED_GRAPH_NAMES = {Dtype.F32: "model_fused.onnx", Dtype.F16: "model_fused_f16.onnx"}
 # The same with packed tokens and a block K/V cache (layout `paged`): no padding, prefixes shared inside a call.
 PAGED_GRAPH_NAMES = {Dtype.F32: "model_paged.onnx", Dtype.F16: "model_paged_f16.onnx"}
+# Each GPU layout: the export_checkpoint option that asks for it, and its graph files by dtype.
+GPU_GRAPHS = {
+    "causal": ("cuda_dtypes", CUDA_GRAPH_NAMES),
+    "fused": ("fused_dtypes", FUSED_GRAPH_NAMES),
+    "paged": ("paged_dtypes", PAGED_GRAPH_NAMES),
+}
 # The layouts traced on ONNX opset 23 (its fused Attention; the rest for RMSNormalization beside com.microsoft ops).
 OPSET_23_LAYOUTS = ("causal", "past_kv", "fused", "paged")
 # ONNX protobufs cannot exceed 2 GiB; above this many weight bytes the tensors go to an external file.
@@ -217,17 +223,13 @@ def export_checkpoint(
     (no manifest); it exists for tests and benchmarks. `source_name` replaces `src` as the recorded source.
     """
     wanted = list(dict.fromkeys(graph_dtype(Dtype.parse(d)) for d in dtypes))  # bf16: the f32 graph
-    gpu_graphs = {
-        layout: (names, list(dict.fromkeys(Dtype.parse(d) for d in asked)))
-        for layout, names, asked in (
-            ("causal", CUDA_GRAPH_NAMES, cuda_dtypes),
-            ("fused", FUSED_GRAPH_NAMES, fused_dtypes),
-            ("paged", PAGED_GRAPH_NAMES, paged_dtypes),
-        )
-    }
-    for option, (names, asked) in zip(("cuda_dtypes", "fused_dtypes", "paged_dtypes"), gpu_graphs.values()):
+    asked_by_option = {"cuda_dtypes": cuda_dtypes, "fused_dtypes": fused_dtypes, "paged_dtypes": paged_dtypes}
+    gpu_graphs = {}
+    for layout, (option, names) in GPU_GRAPHS.items():
+        asked = list(dict.fromkeys(Dtype.parse(d) for d in asked_by_option[option]))
         if unsupported := [d.value for d in asked if d not in names]:
             raise ValueError(f"{option}: no GPU graph for {unsupported}; choose from f16, f32")
+        gpu_graphs[layout] = (names, asked)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace it")

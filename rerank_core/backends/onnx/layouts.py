@@ -23,7 +23,7 @@ import onnxruntime as ort
 
 from ...errors import ModelFormatError
 from ...planning import Batch
-from .packing import PackedCall, pack_call
+from .packing import FED_INPUTS, pack_call
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,11 @@ class FusedLayout(CausalLayout):
     name = "fused"
 
 
+def session_device(session: ort.InferenceSession) -> str:
+    """'cuda' when the session runs on the CUDA provider, else 'cpu'."""
+    return "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+
+
 def flash_block_tokens(head_dim: int) -> int:
     """Tokens per cache block of a `paged` graph: ONNX Runtime's Flash path reads paged K/V in tiles that must not
     straddle a block, 256 tokens up to head_dim 64, 128 up to 128 (Qwen3), 64 above (paged_attention.cc); other
@@ -176,7 +181,7 @@ class PagedLayout(GraphLayout):
     computation of their shared prompt, in whole blocks of the scratch K/V cache (packing.py)."""
 
     name, right_padded = "paged", True
-    required = frozenset(PackedCall.__dataclass_fields__) - {"num_blocks"} | {"key_cache", "value_cache"}
+    required = frozenset(FED_INPUTS) | {"key_cache", "value_cache"}
 
     def __init__(
         self,
@@ -190,7 +195,7 @@ class PagedLayout(GraphLayout):
         cache = next(i for i in session.get_inputs() if i.name == "key_cache")
         self._cache_type, self._cache_shape = _TYPES[cache.type], tuple(cache.shape[2:])
         self.block_size = block_size or flash_block_tokens(self._cache_shape[-1])  # None: what Flash reads
-        self._device = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        self._device = session_device(session)
         self._caches: tuple[ort.OrtValue, ort.OrtValue] | None = None
         self._cache_lock = threading.Lock()  # one scratch cache: calls from several threads take turns
 

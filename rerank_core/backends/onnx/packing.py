@@ -30,8 +30,10 @@ class PackedCall:
 
     def feed(self) -> dict[str, np.ndarray]:
         """The graph inputs this call sets."""
-        names = ("input_ids", "cumulative_sequence_length", "past_seqlens", "block_table", "attention_metadata")
-        return {name: getattr(self, name) for name in names} | {"last_index": self.last_index}
+        return {name: getattr(self, name) for name in FED_INPUTS}
+
+
+FED_INPUTS = tuple(name for name in PackedCall.__dataclass_fields__ if name != "num_blocks")
 
 
 def shared_groups(rows: Sequence[np.ndarray], block_size: int) -> list[tuple[int, list[int]]]:
@@ -46,7 +48,8 @@ def shared_groups(rows: Sequence[np.ndarray], block_size: int) -> list[tuple[int
         common = min(common_prefix_length(rows[previous], rows[row]), len(rows[previous]) - 1, len(rows[row]) - 1)
         common -= common % block_size
         if common and (len(members) == 1 or common >= length):  # a longer group is not cut short
-            length = common if len(members) == 1 else length
+            if len(members) == 1:
+                length = common
             members.append(row)
             continue
         if len(members) > 1:

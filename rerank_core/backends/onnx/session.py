@@ -14,7 +14,7 @@ from ...dtypes import Dtype
 from ...errors import ConfigError
 from ...locate.folder import GraphFile
 from ...planning import Batch
-from .layouts import NO_PREFIX, open_layout
+from .layouts import NO_PREFIX, open_layout, session_device
 from .memory import cuda_memory_options, use_cpu_arena
 from .openvino_session import NO_BF16, OpenVinoSession, bf16_available, cpu_runs_bf16
 
@@ -177,8 +177,3 @@ def runs_fused_graph(session: ort.InferenceSession, graph: GraphFile) -> bool:
         )
         return False
     return True
-
-
-def session_device(session: ort.InferenceSession) -> str:
-    """'cuda' when the session runs on the CUDA provider, else 'cpu'."""
-    return "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
