@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # What the GPU box lacks: the CUDA runtime of ONNX Runtime, Ray with Serve and Data, Serve's web stack, our own
-# dependencies it does not have (pydantic, pyyaml), and the bench's HTTP client.
+# dependencies it does not have (pydantic, pyyaml, tiktoken), and the bench's HTTP client.
 REQUIREMENTS = [
     "onnxruntime-gpu==1.31.1",
     "ray[serve,data]==2.60.0",
@@ -29,6 +29,7 @@ REQUIREMENTS = [
     "uvicorn",
     "pydantic",
     "pyyaml",
+    "tiktoken",
     "httpx",
 ]
 # What its image has (and what those need): left out, so the bundle does not shadow them with other versions.
@@ -36,7 +37,7 @@ IMAGE_HAS = {
     "aiohappyeyeballs", "aiohttp", "aiosignal", "attrs", "certifi", "charset-normalizer", "filelock", "flatbuffers",
     "frozenlist", "fsspec", "grpcio", "huggingface-hub", "idna", "jinja2", "markupsafe", "msgpack", "multidict",
     "numpy", "onnx", "onnxruntime", "packaging", "pandas", "prometheus-client", "propcache", "protobuf", "pyarrow",
-    "python-dateutil", "requests", "six", "tokenizers", "torch", "transformers", "typing-extensions", "tzdata",
+    "python-dateutil", "regex", "requests", "six", "tokenizers", "torch", "transformers", "typing-extensions", "tzdata",
     "urllib3", "yarl",
 }  # fmt: skip
 # Files no GPU run of ours opens: ONNX Runtime's TensorRT provider, Ray's Java jars and the dashboard's source maps.

@@ -12,6 +12,7 @@ from tokenizers import Tokenizer
 
 from .config import LongDocuments
 from .errors import ConfigError
+from .fast_bpe import fast_bpe
 from .formatting import PREFIX, SUFFIX
 from .windows import plan_windows
 
@@ -104,6 +105,7 @@ class PairTokenizer:
         self._tokenizer = tokenizer
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
+        self._fast = fast_bpe(self._tokenizer)
         self.pad_id = int(pad_id)
         self.max_length = int(max_length)
         self._prefix, self._suffix = self.encode_text(prefix), self.encode_text(suffix)
@@ -119,9 +121,20 @@ class PairTokenizer:
         """Load `tokenizer.json` from `path`."""
         return cls(Tokenizer.from_file(str(path)), **kwargs)
 
+    @property
+    def fast(self) -> bool:
+        """Whether ids come from the fast BPE path (rerank_core.fast_bpe), else from `tokenizers` alone."""
+        return self._fast is not None
+
     def encode_text(self, text: str) -> np.ndarray:
         """Token ids of plain text, without the template."""
-        return np.asarray(self._tokenizer.encode(text, add_special_tokens=False).ids, dtype=np.int64)
+        return np.asarray(self._ids([text])[0], dtype=np.int64)
+
+    def _ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, without the template: the fast path where the tokenizer has one."""
+        if self._fast is not None:
+            return self._fast.encode_batch(texts)
+        return [enc.ids for enc in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
     def cut_texts(self, texts: Sequence[str], max_tokens: int) -> list[str]:
         """Each text cut after its first `max_tokens` tokens (as the tokenizer splits it alone); shorter ones whole."""
@@ -142,11 +155,11 @@ class PairTokenizer:
         """
         if keep_heads and heads is None:
             raise ValueError("keep_heads needs heads")
-        encodings = self._tokenizer.encode_batch(list(contents), add_special_tokens=False)
+        encodings = self._ids(contents)
         head_ids = self._head_ids(heads) if heads is not None else {}
         ids, truncated = [], np.zeros(len(encodings), dtype=np.int64)
         for i, enc in enumerate(encodings):
-            content = np.asarray(enc.ids, dtype=np.int64)
+            content = np.asarray(enc, dtype=np.int64)
             excess = len(content) - self.max_content_tokens
             if excess > 0:
                 truncated[i] = excess
@@ -202,8 +215,7 @@ class PairTokenizer:
 
     def _head_ids(self, heads: Sequence[str]) -> dict[str, np.ndarray]:
         unique = list(dict.fromkeys(heads))
-        encoded = self._tokenizer.encode_batch(unique, add_special_tokens=False)
-        return {h: np.asarray(e.ids, dtype=np.int64) for h, e in zip(unique, encoded)}
+        return {h: np.asarray(ids, dtype=np.int64) for h, ids in zip(unique, self._ids(unique))}
 
     def _shared_head_lengths(
         self, ids: list[np.ndarray], heads: list[str], head_ids: dict[str, np.ndarray]
