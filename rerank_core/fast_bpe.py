@@ -49,28 +49,37 @@ def byte_decoder() -> dict[str, int]:
 class FastBpe:
     """Token ids of texts, as the tokenizer it was built from gives them with `add_special_tokens=False`."""
 
-    def __init__(self, encoding, added: dict[str, int], nfc: bool):
-        self._encoding, self._added, self._nfc = encoding, added, nfc
-        # Longest first, so an added token that another one starts with never wins (tokenizers matches the longest).
-        alternatives = "|".join(re.escape(t) for t in sorted(added, key=len, reverse=True))
-        self._split = re.compile(f"({alternatives})") if added else None
+    def __init__(self, encoding, raw: dict[str, int], normalized: dict[str, int], nfc: bool):
+        self._encoding, self._ids, self._nfc = encoding, {**raw, **normalized}, nfc
+        self._raw, self._normalized = _alternation(raw), _alternation(normalized)
 
     def encode(self, text: str) -> list[int]:
-        """Ids of `text`: added tokens matched first, the rest normalized and encoded piece by piece."""
-        parts = self._split.split(text) if self._split is not None else [text]
+        """Ids of `text` the way `tokenizers` finds them: added tokens matched as written, the text between them
+        normalized, added tokens that match normalized text matched there, the rest split and merged."""
         ids: list[int] = []
-        for i, part in enumerate(parts):
+        for i, part in enumerate(self._raw.split(text) if self._raw else [text]):
             if i % 2:
-                ids.append(self._added[part])
-            elif part:
-                if self._nfc and not unicodedata.is_normalized("NFC", part):
-                    part = unicodedata.normalize("NFC", part)
-                ids.extend(self._encoding.encode_ordinary(part))
+                ids.append(self._ids[part])
+                continue
+            if self._nfc and not unicodedata.is_normalized("NFC", part):
+                part = unicodedata.normalize("NFC", part)
+            for k, piece in enumerate(self._normalized.split(part) if self._normalized else [part]):
+                if k % 2:
+                    ids.append(self._ids[piece])
+                elif piece:
+                    ids.extend(self._encoding.encode_ordinary(piece))
         return ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Ids of each text."""
         return [self.encode(text) for text in texts]
+
+
+def _alternation(tokens: dict[str, int]) -> re.Pattern | None:
+    """A pattern whose split keeps the tokens found: the longest first, as `tokenizers` matches them."""
+    if not tokens:
+        return None
+    return re.compile("(" + "|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True)) + ")")
 
 
 def fast_bpe(tokenizer: Tokenizer) -> FastBpe | None:
@@ -88,9 +97,11 @@ def fast_bpe(tokenizer: Tokenizer) -> FastBpe | None:
     ranks = _ranks(spec, tokenizer)
     if ranks is None:
         return None
-    added = {token["content"]: token["id"] for token in spec.get("added_tokens") or []}
+    added = spec.get("added_tokens") or []
+    raw = {t["content"]: t["id"] for t in added if not (nfc and t.get("normalized"))}
+    normalized = {t["content"]: t["id"] for t in added if nfc and t.get("normalized")}
     encoding = tiktoken.Encoding("rerank-fast-bpe", pat_str=pattern, mergeable_ranks=ranks, special_tokens={})
-    fast = FastBpe(encoding, added, nfc)
+    fast = FastBpe(encoding, raw, normalized, nfc)
     for probe in PROBES:
         if fast.encode(probe) != tokenizer.encode(probe, add_special_tokens=False).ids:
             log.warning("tokenizer: the fast BPE path disagrees on a probe text; using `tokenizers` alone")
@@ -100,7 +111,8 @@ def fast_bpe(tokenizer: Tokenizer) -> FastBpe | None:
 
 def _plan(spec: dict) -> tuple[str, bool] | None:
     """(split pattern, NFC) of a tokenizer tiktoken can run: NFC or no normalizer, a byte-level pre-tokenizer with
-    one regex split, a plain BPE model, added tokens matched as they are; None otherwise."""
+    one regex split, a plain BPE model, added tokens that never strip spaces nor need whole words (and, matched on
+    normalized text, are NFC already); None otherwise."""
     normalizer = spec.get("normalizer")
     if normalizer is not None and normalizer.get("type") != "NFC":
         return None

@@ -149,6 +149,24 @@ def test_a_token_the_merges_never_build_is_not_looked_up_whole():
     assert_same_ids(tokenizer, [text, *fuzzed_texts(200, seed=4)])
 
 
+def test_added_tokens_match_the_text_as_written_or_as_normalized_like_tokenizers():
+    """U+212A KELVIN SIGN normalizes (NFC) to "K": an added token matched on normalized text finds "Kx" in "\u212ax",
+    one matched as written does not find "Ky" in "\u212ay"."""
+
+    def add_tokens(spec):
+        spec["normalizer"] = {"type": "NFC"}
+        top = max([*spec["model"]["vocab"].values(), *(t["id"] for t in spec["added_tokens"])])
+        for offset, (content, normalized) in enumerate([("Kx", True), ("Ky", False)], start=1):
+            flags = {"single_word": False, "lstrip": False, "rstrip": False, "special": False}
+            spec["added_tokens"].append({"id": top + offset, "content": content, "normalized": normalized, **flags})
+
+    tokenizer = with_spec(tiny(), add_tokens)
+    text = "a \u212ax b \u212ay c Kx Ky"
+    ids = tokenizer.encode(text, add_special_tokens=False).ids
+    assert ids.count(tokenizer.token_to_id("Kx")) == 2 and ids.count(tokenizer.token_to_id("Ky")) == 1
+    assert_same_ids(tokenizer, [text, *fuzzed_texts(200, seed=6)])
+
+
 def _reverse_merges(spec):
     spec["model"]["merges"].reverse()
 
