@@ -100,11 +100,14 @@ class Job:
 @dataclass(frozen=True)
 class Limits:
     """What one model call may hold: a first request whole up to twice `whole` tokens, else `step` tokens in all;
-    pairs cut into pieces of at least `chunk` tokens (None: pairs go whole). All None: no limit (a remote service)."""
+    pairs cut into pieces of at least `chunk` tokens (None: pairs go whole). All None: no limit (a remote service).
+    Without `top_up`, a call whose first request goes whole takes others only whole too: a small request's call is
+    not made longer by a bulk request's pairs."""
 
     whole: int | None
     step: int | None
     chunk: int | None = None
+    top_up: bool = True
 
 
 @dataclass
@@ -120,8 +123,8 @@ def plan_step(jobs: Sequence[Job], now: float, limits: Limits, max_requests: int
     """The work of the next model call.
 
     Jobs go by least remaining cost, divided by (1 + seconds waited / aging_s). The first takes all its pairs if they
-    cost at most 2 × `limits.whole` (a small request is never split over calls, nor made to share its last call with
-    a bulk one's pairs); then pairs fill the call up to `limits.step` tokens, at most `max_requests` jobs in all. A
+    cost at most 2 × `limits.whole` (a small request is never split over calls); then pairs fill the call up to
+    `limits.step` tokens — only requests that fit whole when `limits.top_up` is off —, at most `max_requests` jobs. A
     pair that does not fit is cut: what fits of it is computed ahead, and the rest in later calls — one pair at a
     time is partial, which bounds the memory its state holds. Without `limits.chunk` a call that holds nothing yet
     takes one pair whole, however long.
@@ -139,6 +142,11 @@ def plan_step(jobs: Sequence[Job], now: float, limits: Limits, max_requests: int
     for job in ready[len(step) :]:
         if len(step) == max_requests or (limits.step is not None and used >= limits.step):
             break
+        if step and not limits.top_up:
+            if limits.step is None or job.pending_cost <= limits.step - used:
+                step.append(Take(job, list(job.pending)))
+                used += job.pending_cost
+            continue
         take = Take(job, [])
         cheapest = int(job.prepared.costs[job.pending[-1]])  # after the partial pair, pending is costliest first
         for row in job.pending:
@@ -270,7 +278,8 @@ class Scheduler:
         """The next call's size: the scorer's budget, or what it scores in `call_target_s` if that is more. While
         small requests arrive (`interactive_window_s`), a model slower than that keeps bulk calls to `call_target_s`
         of work: computing longer pairs ahead in pieces of at least its `chunk_tokens`, or, on a scorer that scores
-        pairs whole (a GPU graph), in calls of whole pairs, a bulk request no longer taken whole."""
+        pairs whole (a GPU graph), in calls of whole pairs, a bulk request no longer taken whole; and a call that
+        takes a small request whole is not topped up with bulk pairs, which would lengthen it."""
         budget, chunk = self.scorer.call_tokens, self.scorer.chunk_tokens
         if budget is None:
             return Limits(None, None)
@@ -280,10 +289,10 @@ class Scheduler:
             return Limits(max(budget, target), max(budget, target))
         if chunk is None:  # small requests are seen only once the rate is known, so the short size is too
             short = self._whole_tokens() or budget
-            return Limits(short, short)
+            return Limits(short, short, top_up=False)
         if target >= budget:
-            return Limits(target, target, chunk)
-        return Limits(budget, max(target, chunk), chunk)
+            return Limits(target, target, chunk, top_up=False)
+        return Limits(budget, max(target, chunk), chunk, top_up=False)
 
     def _target_tokens(self) -> int:
         """Tokens the model scores in `call_target_s` at its recent rate (0 before its first call)."""

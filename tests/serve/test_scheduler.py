@@ -49,6 +49,16 @@ def test_plan_step_serves_the_least_remaining_work_first_and_fills_the_budget(sc
     ]
 
 
+def test_while_small_requests_arrive_a_small_requests_call_takes_other_requests_only_whole(scorer):
+    bulk = job(scorer, pairs("bulk query", 50), admitted=0.0)
+    small = job(scorer, pairs("small query", 2), admitted=0.5)
+    other = job(scorer, pairs("other query", 3), admitted=0.6)
+    limits = Limits(whole=256, step=256, top_up=False)
+    step = plan_step([bulk, small, other], now=1.0, limits=limits, max_requests=8, aging_s=2.0)
+    assert step == [Take(small, small.pending), Take(other, other.pending)]  # no bulk pairs
+    assert plan_step([bulk], now=1.0, limits=limits, max_requests=8, aging_s=2.0)[0].job is bulk  # bulk leads: cut
+
+
 def test_a_small_request_over_the_budget_is_not_split_nor_topped_up(scorer):
     bulk = job(scorer, pairs("bulk query", 50), admitted=0.0)
     small = job(scorer, pairs("small query", 2), admitted=0.5)
