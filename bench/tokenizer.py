@@ -1,5 +1,5 @@
 """The fast BPE path (rerank_core/fast_bpe.py) against `tokenizers` itself, side by side on Qwen's real vocabulary:
-formatted ~300-token pairs of English words, and the same count of mixed-script text (the tests' fuzzer); each row
+formatted pairs of 220 English words, and the same count of mixed-script text (the tests' fuzzer); each row
 checks the ids are the same.
 
 Run: python bench/tokenizer.py [--pairs 2000] [--rounds 3]
@@ -56,7 +56,7 @@ def main() -> None:
         "fast BPE path (1 thread)": fast.encode_batch,
     }
     rows = []
-    for kind, texts in (("~300-token English pairs", english), ("mixed-script pairs", mixed)):
+    for kind, texts in (("English, 220 words a document", english), ("mixed scripts (the tests' fuzzer)", mixed)):
         expected = [enc.ids for enc in tokenizer.encode_batch(texts, add_special_tokens=False)]
         tokens = sum(map(len, expected)) / len(texts)
         same = fast.encode_batch(texts) == expected
