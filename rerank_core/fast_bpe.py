@@ -142,7 +142,7 @@ def _plan(spec: dict) -> tuple[str, bool] | None:
         if (
             token.get("normalized")
             and normalizer is not None
-            and unicodedata.normalize("NFC", token["content"]) != (token["content"])
+            and unicodedata.normalize("NFC", token["content"]) != token["content"]
         ):
             return None
     if len(set(added)) != len(added):
@@ -155,19 +155,7 @@ def _ranks(spec: dict, tokenizer: Tokenizer) -> dict[bytes, int] | None:
     merges by the merged token's rank, `tokenizers` by the merge's place: the same order then). Tokens its merges
     never build from their own bytes are left out when the model never looks words up whole (`ignore_merges` off):
     tiktoken would look them up."""
-    chars = byte_decoder()
     vocab: dict[str, int] = spec["model"]["vocab"]
-    added = {token["content"] for token in spec.get("added_tokens") or []}
-    ranks: dict[bytes, int] = {}
-    for token, token_id in vocab.items():
-        if token in added:
-            continue
-        try:
-            ranks[bytes(chars[c] for c in token)] = token_id
-        except KeyError:
-            return None  # not a byte-level vocabulary
-    if len(set(ranks.values())) != len(ranks) or any(bytes([b]) not in ranks for b in range(256)):
-        return None
     last = -1
     for merge in spec["model"].get("merges") or []:
         left, right = merge if isinstance(merge, list) else merge.split(" ", 1)
@@ -175,8 +163,19 @@ def _ranks(spec: dict, tokenizer: Tokenizer) -> dict[bytes, int] | None:
         if merged is None or merged < last:
             return None
         last = merged
-    if not spec["model"].get("ignore_merges"):
-        for token, token_id in vocab.items():
-            if token not in added and len(token) > 1 and [t.id for t in tokenizer.model.tokenize(token)] != [token_id]:
-                del ranks[bytes(chars[c] for c in token)]
+    chars = byte_decoder()
+    added = {token["content"] for token in spec.get("added_tokens") or []}
+    looks_up_words = bool(spec["model"].get("ignore_merges"))
+    ranks: dict[bytes, int] = {}
+    for token, token_id in vocab.items():
+        if token in added:
+            continue
+        try:
+            token_bytes = bytes(chars[c] for c in token)
+        except KeyError:
+            return None  # not a byte-level vocabulary
+        if looks_up_words or len(token) == 1 or [t.id for t in tokenizer.model.tokenize(token)] == [token_id]:
+            ranks[token_bytes] = token_id
+    if len(set(ranks.values())) != len(ranks) or any(bytes([b]) not in ranks for b in range(256)):
+        return None
     return ranks
