@@ -32,7 +32,7 @@ def main() -> None:
     """Interleaved rounds of ORT f32, OpenVINO f32 and bf16, ORT int8 on the same pairs; print the table."""
     from scipy.stats import spearmanr
 
-    from rerank_core.backends.onnx import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxScorer
     from rerank_core.backends.onnx.openvino_ir import cached_ir, group_query_attention
     from rerank_core.backends.onnx.openvino_session import NO_BF16, OpenVinoSession, cpu_runs_bf16, import_openvino
 
@@ -54,7 +54,7 @@ def main() -> None:
 
     def scorer(dtype: str, session=None):
         start = time.perf_counter()
-        row = OnnxQwen3Scorer.open(model, dtype=dtype, intra_op_threads=args.threads)
+        row = OnnxScorer.open(model, dtype=dtype, intra_op_threads=args.threads)
         if session:
             row.replace_session(session(row.graph_path))
         return row, time.perf_counter() - start

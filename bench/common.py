@@ -40,7 +40,7 @@ def bench_model(dtypes: str = "f32,int8") -> Path:
     """Our export of that checkpoint with the dtypes asked for; exported once (≈1–3 min per dtype) and cached."""
     from rerank_core.cpu import int8_weight_bits
     from rerank_core.export import EXPORTER_VERSION, export_checkpoint
-    from rerank_core.locate.manifest import Manifest
+    from rerank_core.model_files.manifest import Manifest
 
     wanted = dtypes.split(",")
     manifest = Manifest.read(BENCH_MODEL_DIR) if BENCH_MODEL_DIR.is_dir() else None

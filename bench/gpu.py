@@ -117,7 +117,7 @@ def make_row(row: str, checkpoint: Path, export: Path, device: str):
         return lambda pairs: recipe.score(pairs, batch_size=FIXED_BATCH)
     if row.startswith("st-"):
         from bench.peer_rows import sentence_transformers_row
-        from rerank_core.formatting import DEFAULT_INSTRUCTION, PREFIX, SUFFIX
+        from rerank_core.families.qwen3.template import DEFAULT_INSTRUCTION, PREFIX, SUFFIX
 
         seq_cls = seq_cls_checkpoint(checkpoint, SEQ_CLS_DIR if device == "cuda" else checkpoint.parent / "seq-cls")
         batch = 128 if row.endswith("b128") else FIXED_BATCH
@@ -158,7 +158,7 @@ def child(row: str, n: int, smoke: bool) -> None:
 def bench_models(smoke: bool) -> tuple[Path, Path, str]:
     """(checkpoint, our export with the f16 GPU graphs and past-K/V graph, device); built and exported once."""
     from rerank_core.export import export_checkpoint
-    from rerank_core.locate.manifest import Manifest
+    from rerank_core.model_files.manifest import Manifest
 
     if smoke:
         from rerank_core.tiny_model import build_checkpoint
@@ -184,9 +184,9 @@ def qk_split_export(export: Path) -> Path:
     and what the fused graph was before exporter 8), to time both on CUDA; its other files linked."""
     import onnx
 
-    from rerank_core.backends.onnx.cuda_only import split_qk_norms
     from rerank_core.dtypes import Dtype
     from rerank_core.export.graph import FUSED_GRAPH_NAMES
+    from rerank_core.families.qwen3.cuda_only import split_qk_norms
 
     name = FUSED_GRAPH_NAMES[Dtype.F16]
     source, out = export / name, export.with_name(export.name + "-qk-split")
@@ -225,7 +225,7 @@ def run_row(row: str, n: int, smoke: bool) -> tuple[dict[str, dict], float, str]
 def call_padding(lengths: np.ndarray) -> dict[str, float]:
     """The share of pad tokens in the GPU graphs' calls for these pair lengths at the GPU defaults: as planned (calls
     re-cut where padding costs more than a call) and as every call filled would be."""
-    from rerank_core.backends.onnx.layouts import GPU_CALL_OVERHEAD_TOKENS
+    from rerank_core.families.qwen3.layouts import GPU_CALL_OVERHEAD_TOKENS
     from rerank_core.planning import budget_batches
 
     rows = [np.zeros(int(n), dtype=np.int64) for n in lengths]
@@ -292,12 +292,12 @@ def rows_table(checkpoint: Path, export: Path, n: int, smoke: bool, which: str) 
     """Every row (one process each, all mixes), then one table per mix."""
     from scipy.stats import spearmanr
 
-    from rerank_core.backends.onnx import OnnxQwen3Scorer
-    from rerank_core.formatting import format_content
+    from rerank_core.backends.onnx import OnnxScorer
+    from rerank_core.families.qwen3.template import format_content
 
     config = json.loads((checkpoint / "config.json").read_text())
     peak = dense_peak(which)
-    tokenizer = OnnxQwen3Scorer.open(export, dtype="f16", intra_op_threads=1).tokenizer
+    tokenizer = OnnxScorer.open(export, dtype="f16", intra_op_threads=1).tokenizer
     mixes = length_mixes(n)
     lengths = {mix: tokenizer.encode([format_content(q, d) for q, d in pairs]).lengths for mix, pairs in mixes.items()}
     runs = {}

@@ -65,13 +65,13 @@ def placement_child(graph: str, device: str, strict: bool) -> None:
     """Open `graph` with the VERBOSE log (`strict`: no CPU fallback), run one batch; the log goes to stderr."""
     import onnxruntime as ort
 
-    from rerank_core.backends.onnx import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxScorer
     from rerank_core.backends.onnx.session import CUDA_OPTIONS, select_providers
 
     path = Path(graph)
     variant = next((v for v in ("cuda", "fused", "paged") if v in path.name), "cpu")
     dtype = "f16" if "f16" in path.name else "f32"
-    scorer = OnnxQwen3Scorer.open(path.parent, dtype=dtype, graph_variant=variant, device="cpu")
+    scorer = OnnxScorer.open(path.parent, dtype=dtype, graph_variant=variant, device="cpu")
     ort.set_default_logger_severity(0)  # from here on: the session whose placement is checked
     options = ort.SessionOptions()
     options.log_severity_level = 0
@@ -82,7 +82,7 @@ def placement_child(graph: str, device: str, strict: bool) -> None:
     providers = [("CUDAExecutionProvider", CUDA_OPTIONS)] if strict else select_providers(device)
     source = graph
     if device == "cpu" and variant in ("fused", "paged"):  # what the scorer runs off CUDA: standard nodes
-        from rerank_core.backends.onnx.cuda_only import standard_equivalent
+        from rerank_core.families.qwen3.cuda_only import standard_equivalent
 
         options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(path.parent))
         source = standard_equivalent(path).SerializeToString()
@@ -137,7 +137,7 @@ def _cpu_nodes(log: str) -> list[str]:
 def parity_model(smoke: bool) -> tuple[Path, Path]:
     """(checkpoint, export) of the parity model: Qwen's real vocabulary (the tiny one in a smoke run); built once."""
     from rerank_core.export import export_checkpoint
-    from rerank_core.locate.manifest import Manifest
+    from rerank_core.model_files.manifest import Manifest
     from rerank_core.tiny_model import build_checkpoint
 
     root = PARITY_DIR.with_name(PARITY_DIR.name + ("-smoke" if smoke else ""))

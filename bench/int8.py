@@ -62,7 +62,7 @@ OPENVINO_RECIPES = {
 def _down_max():
     """The bench checkpoint's down-projection input maxima over the calibration pairs (not the measured pairs)."""
     from bench.common import bench_checkpoint
-    from rerank_core.export.calibration import down_input_maxima
+    from rerank_core.families.qwen3.calibration import down_input_maxima
 
     return down_input_maxima(bench_checkpoint())
 
@@ -72,9 +72,9 @@ def main() -> None:
     from scipy.stats import spearmanr
 
     from bench.openvino_int8 import openvino_int8_session
-    from rerank_core.backends.onnx import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxScorer
     from rerank_core.export.quantize import default_f32_layers, quantize_int8
-    from rerank_core.locate.manifest import GraphEntry, Manifest
+    from rerank_core.model_files.manifest import GraphEntry, Manifest
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=48)
@@ -89,7 +89,7 @@ def main() -> None:
 
     model = bench_model("f32")
     pairs = mixed_pairs(args.pairs, queries=6, seed=args.seed)
-    f32 = OnnxQwen3Scorer.open(model, intra_op_threads=args.threads).score(pairs)
+    f32 = OnnxScorer.open(model, intra_op_threads=args.threads).score(pairs)
     layers = json.loads((model / "config.json").read_text())["num_hidden_layers"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,7 +103,7 @@ def main() -> None:
         for name in args.recipes.split(","):
             if name in OPENVINO_RECIPES:
                 label, group_size = OPENVINO_RECIPES[name]
-                scorer = OnnxQwen3Scorer.open(model, intra_op_threads=args.threads)
+                scorer = OnnxScorer.open(model, intra_op_threads=args.threads)
                 scorer.replace_session(
                     openvino_int8_session(model / "model.onnx", default_f32_layers(layers), group_size, args.threads)
                 )
@@ -112,7 +112,7 @@ def main() -> None:
                 for old in work.glob("model_int8.onnx*"):
                     old.unlink()
                 quantize_int8(model / "model.onnx", work / "model_int8.onnx", layers, **options(layers))
-                scorer = OnnxQwen3Scorer.open(work, dtype="int8", intra_op_threads=args.threads)
+                scorer = OnnxScorer.open(work, dtype="int8", intra_op_threads=args.threads)
             scorer.score(pairs[:2])  # warm-up
             started = time.perf_counter()
             scores = scorer.score(pairs)

@@ -38,7 +38,7 @@ ROWS = {
 def export() -> Path:
     """The bench model's f32 graphs of every layout, exported once."""
     from rerank_core.export import export_checkpoint
-    from rerank_core.locate.manifest import Manifest
+    from rerank_core.model_files.manifest import Manifest
 
     layouts = {"fused", "causal", "paged"}
     if not (EXPORT_DIR.is_dir() and {g.layout for g in Manifest.read(EXPORT_DIR).graphs} >= layouts):
@@ -50,7 +50,7 @@ def export() -> Path:
 
 def main() -> None:
     """Time every row on every mix; print one table per mix."""
-    from rerank_core.backends.onnx import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxScorer
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=24)
@@ -65,7 +65,7 @@ def main() -> None:
             args.pairs, queries=4, min_words=12, max_words=20, seed=4, query_words=(230, 270)
         ),
     }
-    scorers = {row: OnnxQwen3Scorer.open(folder, intra_op_threads=args.threads, **opts) for row, opts in ROWS.items()}
+    scorers = {row: OnnxScorer.open(folder, intra_op_threads=args.threads, **opts) for row, opts in ROWS.items()}
     for mix, pairs in mixes.items():
         results = {}
         for row, scorer in scorers.items():

@@ -43,9 +43,9 @@ def measure(size: int, mode: str, dtype: str, threads: int, memory_gib: float) -
     """One row, in this process: load, warm up, score the document once."""
     limit = int(memory_gib * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    from rerank_core.backends.onnx import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxScorer
 
-    scorer = OnnxQwen3Scorer.open(bench_model(), dtype=dtype, intra_op_threads=threads, **MODES[mode](size))
+    scorer = OnnxScorer.open(bench_model(), dtype=dtype, intra_op_threads=threads, **MODES[mode](size))
     doc = document(scorer, size)
     scorer.score([(QUERY, "warm up")])
     prepared = scorer.prepare([(QUERY, doc)])

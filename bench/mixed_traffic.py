@@ -161,9 +161,9 @@ def main() -> None:
         serve.shutdown()
         ray.shutdown()
 
-    from rerank_core.backends.onnx import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxScorer
 
-    library = OnnxQwen3Scorer.open(model, dtype=dtype).score([(check["query"], d) for d in check["documents"]])
+    library = OnnxScorer.open(model, dtype=dtype).score([(check["query"], d) for d in check["documents"]])
     served_scores = np.array([r["relevance_score"] for r in sorted(served, key=lambda r: r["index"])])
 
     p95_alone = percentile(alone, 95)

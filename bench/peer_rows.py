@@ -99,12 +99,10 @@ def make_row(spec: dict):
             spec["instruction"],
             max_len=1024,
         )
-    from rerank_core.backends.onnx import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxScorer
 
     _, dtype, *shared = row.split("-")  # ours-f32, ours-int8, ours-bf16-shared
-    scorer = OnnxQwen3Scorer.open(
-        spec["export"], dtype=dtype, intra_op_threads=spec["threads"], share_prefix=bool(shared)
-    )
+    scorer = OnnxScorer.open(spec["export"], dtype=dtype, intra_op_threads=spec["threads"], share_prefix=bool(shared))
     return scorer.score
 
 

@@ -114,8 +114,8 @@ def main() -> None:
     from scipy.stats import spearmanr
 
     from bench.scorer import cpu_peak_flops, flops_per_pair
-    from rerank_core.backends.onnx import OnnxQwen3Scorer
-    from rerank_core.formatting import DEFAULT_INSTRUCTION, PREFIX, SUFFIX, format_content
+    from rerank_core.backends.onnx import OnnxScorer
+    from rerank_core.families.qwen3.template import DEFAULT_INSTRUCTION, PREFIX, SUFFIX, format_content
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=24)
@@ -140,7 +140,7 @@ def main() -> None:
     }
     config = json.loads((checkpoint / "config.json").read_text())
     lengths = (
-        OnnxQwen3Scorer.open(BENCH_MODEL_DIR, intra_op_threads=1)
+        OnnxScorer.open(BENCH_MODEL_DIR, intra_op_threads=1)
         .tokenizer.encode([format_content(q, d) for q, d in spec["pairs"]])
         .lengths
     )

@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    from rerank_core.backends.onnx import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxScorer
 
     docs, words = SHAPES[args.shape][2:]
     if args.shape == "tiny":
@@ -66,7 +66,7 @@ def main() -> None:
         model, dtype, n = tiny_model_dir(), "f32", args.requests or 20
     else:
         model, dtype, n = bench_model(), args.dtype, args.requests or 2
-    scorer = OnnxQwen3Scorer.open(model, dtype=dtype, intra_op_threads=args.threads)
+    scorer = OnnxScorer.open(model, dtype=dtype, intra_op_threads=args.threads)
     texts = Texts(3)
     requests = [[(q["query"], d) for d in q["documents"]] for q in (texts.request(docs, words) for _ in range(n))]
     whole_requests(scorer, requests[:1])  # warm-up

@@ -92,16 +92,16 @@ def rss_probe(row: str, threads: int, pairs: list) -> float:
 
 def make_row(row: str, threads: int, token_budget: int | None = None):
     """A scoring function for one benchmark row: official, naive, or ours-<dtype>."""
-    from rerank_core.backends.onnx import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxScorer
     from tests.oracle import OfficialRecipe
 
     if row == "official":
         recipe = OfficialRecipe(bench_checkpoint(), threads=threads)
         return lambda pairs: recipe.score(pairs, batch_size=FIXED_BATCH)
     if row == "naive":
-        naive = OnnxQwen3Scorer.open(naive_model(), intra_op_threads=threads)
+        naive = OnnxScorer.open(naive_model(), intra_op_threads=threads)
         return lambda pairs: naive.score(pairs, batch_size=FIXED_BATCH)
-    scorer = OnnxQwen3Scorer.open(
+    scorer = OnnxScorer.open(
         BENCH_MODEL_DIR, dtype=row.split("-", 1)[1], intra_op_threads=threads, token_budget=token_budget
     )
     return scorer.score
@@ -114,7 +114,7 @@ def run_row(row: str, threads: int, pairs: list) -> np.ndarray:
 
 def padding_waste(tokenizer, pairs, token_budget: int) -> tuple[float, float]:
     """(padded − real) ÷ real tokens: our token-budget batches vs fixed batches of 8 in input order."""
-    from rerank_core.formatting import format_content
+    from rerank_core.families.qwen3.template import format_content
 
     encoded = tokenizer.encode([format_content(q, d) for q, d in pairs])
     lengths = encoded.lengths
@@ -150,11 +150,11 @@ def main() -> None:
     pairs = mixed_pairs(args.pairs, queries=6)
     peak = cpu_peak_flops(args.threads)
 
-    from rerank_core.backends.onnx import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxScorer
     from rerank_core.config import TOKEN_BUDGET
-    from rerank_core.formatting import format_content
+    from rerank_core.families.qwen3.template import format_content
 
-    tokenizer = OnnxQwen3Scorer.open(BENCH_MODEL_DIR, intra_op_threads=1).tokenizer
+    tokenizer = OnnxScorer.open(BENCH_MODEL_DIR, intra_op_threads=1).tokenizer
     lengths = tokenizer.encode([format_content(q, d) for q, d in pairs]).lengths
     useful = sum(flops_per_pair(config, int(n)) for n in lengths)
     longest = [list(pairs[i]) for i in np.argsort(-lengths)[:FIXED_BATCH]]
@@ -226,11 +226,11 @@ def docs_of_tokens(tokenizer, target: int, n: int, seed: int) -> list[str]:
 
 def prefix_sharing_table(threads: int, dtypes: list[str], rounds: int = 2) -> None:
     """Pairs/s with prefix sharing off and on, f32 and int8, on the workloads rerankers see (one process)."""
-    from rerank_core.backends.onnx import OnnxQwen3Scorer
-    from rerank_core.formatting import format_query
+    from rerank_core.backends.onnx import OnnxScorer
+    from rerank_core.families.qwen3.template import format_query
 
     scorers = {
-        (d, share): OnnxQwen3Scorer.open(BENCH_MODEL_DIR, dtype=d, intra_op_threads=threads, share_prefix=share)
+        (d, share): OnnxScorer.open(BENCH_MODEL_DIR, dtype=d, intra_op_threads=threads, share_prefix=share)
         for d in dtypes
         for share in (False, True)
     }

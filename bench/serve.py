@@ -65,10 +65,10 @@ def closed_loop(url: str, requests: list[dict | tuple[str, dict, int]], concurre
 
 
 def bare_scorer(model: Path, dtype: str, requests: list[dict], threads: int) -> float:
-    """Pairs/s of OnnxQwen3Scorer called in-process on the same requests, one call per request."""
-    from rerank_core.backends.onnx import OnnxQwen3Scorer
+    """Pairs/s of OnnxScorer called in-process on the same requests, one call per request."""
+    from rerank_core.backends.onnx import OnnxScorer
 
-    scorer = OnnxQwen3Scorer.open(model, dtype=dtype, intra_op_threads=threads)
+    scorer = OnnxScorer.open(model, dtype=dtype, intra_op_threads=threads)
     scorer.score([("warm", "up")])
     start = time.monotonic()
     for body in requests:

@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--budgets", help="only a token-budget sweep, e.g. 256,512,1024,2048 (f32 and int8)")
     args = parser.parse_args()
 
-    from rerank_core.backends.onnx import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxScorer
 
     if args.budgets:
         budget_sweep([int(b) for b in args.budgets.split(",")], mixed_pairs(args.pairs, queries=6), args.threads)
@@ -103,7 +103,7 @@ def main() -> None:
 
     if args.profile_only:
         operator_profile(
-            OnnxQwen3Scorer.open(bench_model("f32,int8"), dtype=args.dtype, intra_op_threads=args.threads),
+            OnnxScorer.open(bench_model("f32,int8"), dtype=args.dtype, intra_op_threads=args.threads),
             mixed_pairs(args.pairs, queries=4),
             args.threads,
         )
@@ -122,7 +122,7 @@ def main() -> None:
     ]
     rows, reference = [], {}
     for dtype, label, folder, knobs in variants:
-        scorer = OnnxQwen3Scorer.open(folder, dtype=dtype, intra_op_threads=args.threads)
+        scorer = OnnxScorer.open(folder, dtype=dtype, intra_op_threads=args.threads)
         start = time.perf_counter()
         scorer.replace_session(variant_session(scorer.graph_path, args.threads, **knobs))
         load_s = time.perf_counter() - start
@@ -142,16 +142,16 @@ def main() -> None:
         ["dtype", "variant", "pairs/s", "× reference", "session start s", "max |Δscore| vs reference"],
         rows,
     )
-    operator_profile(OnnxQwen3Scorer.open(model, intra_op_threads=args.threads), pairs, args.threads)
+    operator_profile(OnnxScorer.open(model, intra_op_threads=args.threads), pairs, args.threads)
 
 
 def budget_sweep(budgets: list[int], pairs: list, threads: int, rounds: int = 2) -> None:
     """Pairs/s per token budget (rows × longest per call), f32 and int8, prefix sharing on; interleaved rounds."""
-    from rerank_core.backends.onnx import OnnxQwen3Scorer
+    from rerank_core.backends.onnx import OnnxScorer
 
     model = bench_model("f32,int8")
     scorers = {
-        (d, b): OnnxQwen3Scorer.open(model, dtype=d, intra_op_threads=threads, token_budget=b)
+        (d, b): OnnxScorer.open(model, dtype=d, intra_op_threads=threads, token_budget=b)
         for d in ("f32", "int8")
         for b in budgets
     }

@@ -30,8 +30,8 @@ def best_rate(encode, texts: list[str], rounds: int) -> float:
 
 def main() -> None:
     """Print one table: texts/s of each encoder on each kind of text."""
+    from rerank_core.families.qwen3.template import format_content
     from rerank_core.fast_bpe import fast_bpe
-    from rerank_core.formatting import format_content
     from rerank_core.qwen_tokenizer import qwen_tokenizer
     from tests.rerank_core.test_fast_bpe import fuzzed_texts
 

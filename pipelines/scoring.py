@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from rerank_core.config import ModelConfig, load_reranker
+from rerank_core.api import load_reranker
+from rerank_core.config import ModelConfig
 from rerank_core.scorer import ScoreOutput, group_by_instruction, top_indices
 
 from .config import ColumnsConfig

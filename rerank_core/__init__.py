@@ -11,7 +11,7 @@ from .errors import (
     RerankError,
     UpstreamError,
 )
-from .formatting import format_document, format_query
+from .families.qwen3.template import format_document, format_query
 from .scorer import ScoreOutput, Scorer
 
 __all__ = [

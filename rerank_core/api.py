@@ -8,10 +8,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import LocalOptions, LongDocumentsSetting
+from .backends.endpoint import EndpointScorer
+from .backends.onnx import OnnxScorer
+from .config import LocalOptions, LongDocumentsSetting, ModelConfig
+from .content import Pair, check_text
+from .device import resolve_device
 from .dtypes import Dtype
 from .errors import InvalidInputError
-from .scorer import Pair, Scorer, check_text, top_indices
+from .export.cache import cached_export
+from .locate import Checkpoint, locate_model
+from .model_files.folder import ModelFolder
+from .scorer import Scorer, top_indices
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,7 @@ def _documents(documents: Sequence[str]) -> list[str]:
 
 
 class Reranker:
-    """Scores and ranks documents for queries with a Qwen3 reranker (local ONNX) or a hosted service.
+    """Scores and ranks documents for queries with a local reranker (ONNX) or a hosted service.
 
     Example:
         >>> from rerank_core import Reranker
@@ -68,7 +75,7 @@ class Reranker:
         path_in_repo: str | None = None,
         **options,
     ) -> Reranker:
-        """Load a Qwen3 reranker from a folder, `builtin:NAME`, or a Hub repo id (cached, offline-aware).
+        """Load a reranker from a folder, `builtin:NAME`, or a Hub repo id (cached, offline-aware).
 
         The model may be an ONNX export or a PyTorch checkpoint such as the official Qwen/Qwen3-Reranker-0.6B,
         which is exported to ONNX once into the export cache (`export_cache_dir`, $QWEN_RERANK_CACHE, or
@@ -85,11 +92,19 @@ class Reranker:
 
     @classmethod
     def load(cls, model_id: str | os.PathLike, options: LocalOptions) -> Reranker:
-        """Load a local Qwen3 reranker with options already validated (what configs and the CLI build)."""
-        from .backends.onnx import OnnxQwen3Scorer, resolve_device
-        from .locate import locate_model
-
-        return cls(OnnxQwen3Scorer(locate_model(model_id, options, resolve_device(options.device)), options))
+        """Load a local reranker with options already validated (what configs and the CLI build): resolution says
+        what to load, a checkpoint is exported (once, into the export cache), the scorer opens the export."""
+        found = locate_model(model_id, options, resolve_device(options.device))
+        if isinstance(found, Checkpoint):
+            export = cached_export(
+                found.path,
+                name=found.name,
+                dtype=found.dtype,
+                cache_dir=options.export_cache_dir,
+                gpu_layout=found.gpu_layout,
+            )
+            found = ModelFolder.read(export, name=found.name)
+        return cls(OnnxScorer(found, options))
 
     @classmethod
     def from_dashscope(
@@ -112,8 +127,6 @@ class Reranker:
     @classmethod
     def from_endpoint(cls, url: str, *, api_key: str | None = None, **options) -> Reranker:
         """Use a running qwen-rerank Serve endpoint; `options`: timeout_s, max_retries, max_documents, instruction."""
-        from .backends.endpoint import EndpointScorer
-
         return cls(EndpointScorer(url, api_key=api_key, **options))
 
     def score_pairs(
@@ -191,3 +204,17 @@ class _Grid:
             return None
         start, end = self.windows[query, document]
         return int(start), int(end)
+
+
+def load_reranker(cfg: ModelConfig) -> Reranker:
+    """Build the Reranker a ModelConfig describes (what Serve replicas and offline actors load)."""
+    if cfg.backend == "dashscope":
+        return Reranker.from_dashscope(
+            model=cfg.model,
+            api_key=os.environ.get(cfg.api_key_env),
+            base_url=cfg.base_url,
+            instruction=cfg.instruction,
+            timeout_s=cfg.timeout_s,
+            max_retries=cfg.max_retries,
+        )
+    return Reranker.load(cfg.model, LocalOptions.part_of(cfg))

@@ -12,8 +12,10 @@ import logging
 import sys
 from pathlib import Path
 
+from .api import Reranker
 from .errors import RerankError
-from .tokenization import DEFAULT_MAX_LENGTH
+from .export import export_checkpoint
+from .tiny_model import build_tiny_model
 
 log = logging.getLogger("rerank")
 OUR_LOGGERS = ("rerank", "rerank_core", "serve", "pipelines")
@@ -25,9 +27,7 @@ def _read_documents(source: str) -> list[str]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a Hugging Face Qwen3-Reranker checkpoint to ONNX."""
-    from .export import export_checkpoint
-
+    """Export a Hugging Face reranker checkpoint (Qwen3-Reranker) to ONNX."""
     out = export_checkpoint(
         args.src,
         args.out,
@@ -46,8 +46,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     """Rank documents (one per line) for a query and print the ranking."""
-    from .api import Reranker
-
     documents = _read_documents(args.documents)
     if args.endpoint:
         reranker = Reranker.from_endpoint(args.endpoint, instruction=args.instruction)
@@ -69,8 +67,6 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     """Build and export a deterministic random Qwen3 reranker (tiny, or the 0.6B shape)."""
-    from .tiny_model import build_tiny_model
-
     out = build_tiny_model(args.out, full_size=args.full_size, dtypes=args.dtype.split(","), overwrite=args.overwrite)
     print(f"tiny model written to {out} (random weights: its scores mean nothing)")
     return 0
@@ -108,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also the fused GPU graphs on packed tokens with a block K/V cache (graph_variant: paged): f16, f32",
     )
     p.add_argument("--revision")
-    p.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH)
+    p.add_argument("--max-length", type=int, help="tokens per pair (default: the model family's; Qwen3: 8192)")
     p.add_argument(
         "--no-past-kv",
         action="store_true",

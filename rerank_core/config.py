@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -174,19 +173,3 @@ class ModelConfig(LocalOptions, RemoteOptions):
 
     backend: Literal["onnx", "dashscope"] = "onnx"
     model: str = Field(min_length=1, description="folder, builtin:NAME, Hub repo id, or DashScope model name")
-
-
-def load_reranker(cfg: ModelConfig):
-    """Build the Reranker a ModelConfig describes."""
-    from .api import Reranker
-
-    if cfg.backend == "dashscope":
-        return Reranker.from_dashscope(
-            model=cfg.model,
-            api_key=os.environ.get(cfg.api_key_env),
-            base_url=cfg.base_url,
-            instruction=cfg.instruction,
-            timeout_s=cfg.timeout_s,
-            max_retries=cfg.max_retries,
-        )
-    return Reranker.load(cfg.model, LocalOptions.part_of(cfg))

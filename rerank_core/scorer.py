@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -11,9 +10,9 @@ from typing import Any, Literal
 import numpy as np
 
 from .config import LongDocuments, LongDocumentsSetting
+from .content import Pair, digest, estimate_tokens, text_only, validate_pairs
 from .errors import InvalidInputError
 
-Pair = tuple[str, str]
 Truncation = Literal["right", "left"]
 
 
@@ -110,16 +109,22 @@ class Scorer(ABC):
             raise InvalidInputError("long_documents", f"chunk mode needs a local model, not {type(self).__name__}")
         if max_tokens_per_doc is not None:
             raise InvalidInputError("max_tokens_per_doc", f"needs a local model's tokenizer, not {type(self).__name__}")
-        pairs = validate_pairs(pairs)
+        pairs = self.check_pairs(validate_pairs(pairs))
         tokens = np.fromiter((estimate_tokens(q) + estimate_tokens(d) for q, d in pairs), np.int64, len(pairs))
         return Prepared(
             pairs, self.instruction if instruction is None else instruction, tokens, np.zeros(len(pairs), np.int64)
         )
 
+    def check_pairs(self, pairs: list[Pair]) -> list[Pair]:
+        """The validated pairs this scorer can score as they are; raises InvalidInputError naming a side it cannot take
+        (a service that takes text only refuses content parts)."""
+        text_only(pairs, self.model_name)
+        return pairs
+
     def cache_keys(self, prepared: Prepared) -> list[bytes]:
         """One key per pair that is equal exactly when the pairs score the same: instruction, query, document."""
         instruction = prepared.instruction or ""
-        return [_digest(instruction, query, document) for query, document in prepared.pairs]
+        return [digest(instruction, query, document) for query, document in prepared.pairs]
 
     def prefill(self, item: Prepared, pair: int, state: Any, tokens: int) -> Any:
         """The state of `tokens` more of `pair`'s tokens computed ahead, continuing `state` (None: from the start);
@@ -154,41 +159,6 @@ class Scorer(ABC):
         return self.score_detailed(
             pairs, instruction=instruction, batch_size=batch_size, long_documents=long_documents
         ).scores
-
-
-def _digest(*texts: str) -> bytes:
-    digest = hashlib.blake2b(digest_size=16)
-    for text in texts:
-        data = text.encode("utf-8", "surrogatepass")
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(data)
-    return digest.digest()
-
-
-def estimate_tokens(text: str) -> int:
-    """A conservative token estimate without the model's tokenizer: UTF-8 bytes / 3 (≥ 1 token per CJK char)."""
-    return len(text.encode("utf-8")) // 3 + 1
-
-
-def check_text(value: object, field: str, *, allow_empty: bool) -> str:
-    """Return `value` if it is a usable string, else raise InvalidInputError naming `field`."""
-    if not isinstance(value, str):
-        raise InvalidInputError(field, f"must be a string, got {type(value).__name__}")
-    if not allow_empty and not value.strip():
-        raise InvalidInputError(field, "must not be empty")
-    return value
-
-
-def validate_pairs(pairs: Sequence[Pair]) -> list[Pair]:
-    """Check every pair is (non-empty query string, document string); raise on the first that is not."""
-    checked = []
-    for i, pair in enumerate(pairs):
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise InvalidInputError(f"pairs[{i}]", "must be a (query, document) pair")
-        query = check_text(pair[0], f"pairs[{i}].query", allow_empty=False)
-        document = check_text(pair[1], f"pairs[{i}].document", allow_empty=True)
-        checked.append((query, document))
-    return checked
 
 
 def top_indices(scores: np.ndarray, top_k: int | None = None) -> np.ndarray:

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Literal
 
 from .dtypes import Dtype
-from .formatting import DEFAULT_INSTRUCTION, PREFIX, SUFFIX
-from .locate.hub import ASSETS, BUILTIN_PREFIX
-from .qwen_tokenizer import VOCAB_SIZE
+from .export import export_checkpoint
+from .families.qwen3.template import DEFAULT_INSTRUCTION, PREFIX, SUFFIX
+from .model_files.hub import ASSETS, BUILTIN_PREFIX
+from .quiet_export import quiet_export
+from .qwen_tokenizer import VOCAB_SIZE, qwen_tokenizer
 
 TINY_NAME = "tiny-qwen3-reranker"
 TINY_MODEL = BUILTIN_PREFIX + TINY_NAME
@@ -112,9 +114,6 @@ def build_checkpoint(
     import torch
     from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
-    from .export.quiet import quiet_export
-    from .qwen_tokenizer import qwen_tokenizer
-
     out = Path(out_dir)
     vocabulary = vocabulary or ("qwen" if full_size else "tiny")
     tokenizer = qwen_tokenizer() if vocabulary == "qwen" else build_tokenizer(seed)
@@ -153,8 +152,6 @@ def build_tiny_model(
     seed: int = 0,
 ) -> Path:
     """Build a random Qwen3 reranker checkpoint and export it with the real exporter; returns the export folder."""
-    from .export import export_checkpoint
-
     work = Path(tempfile.mkdtemp(prefix="tiny-ckpt-"))
     try:
         build_checkpoint(work, full_size=full_size, seed=seed)

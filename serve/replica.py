@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from rerank_core.config import load_reranker
+from rerank_core.api import load_reranker
 from rerank_core.errors import DeviceMemoryError
 from rerank_core.scorer import Prepared, top_indices
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rerank_core.formatting import PREFIX, SUFFIX, format_content
+from rerank_core.families.qwen3.template import PREFIX, SUFFIX, format_content
 
 
 class OfficialRecipe:

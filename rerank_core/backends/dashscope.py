@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..content import Pair, estimate_tokens
 from ..errors import InvalidInputError, UpstreamError
 from ..retry import RETRYABLE_STATUS, RetryableError, parse_retry_after, with_retries
-from ..scorer import Pair, Prepared, ScoreOutput, Scorer, estimate_tokens, score_per_instruction
+from ..scorer import Prepared, ScoreOutput, Scorer, score_per_instruction
 
 try:
     import dashscope

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..content import Pair
 from ..errors import UpstreamError
 from ..retry import RETRYABLE_STATUS, RetryableError, parse_retry_after, with_retries
-from ..scorer import Pair, Prepared, ScoreOutput, Scorer, score_per_instruction
+from ..scorer import Prepared, ScoreOutput, Scorer, score_per_instruction
 
 
 class EndpointScorer(Scorer):

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..cache_dir import CACHE_ENV, build_once, cache_key, cache_root, entry_label, hub_snapshot, source_identity
 from ..cpu import int8_weight_bits
 from ..dtypes import Dtype
-from ..locate.manifest import MANIFEST_NAME
+from ..model_files.manifest import MANIFEST_NAME
 from .graph import EXPORTER_VERSION, GPU_GRAPHS, export_checkpoint
 
 log = logging.getLogger(__name__)

@@ -10,11 +10,11 @@ import pytest
 from scipy.stats import spearmanr
 
 from rerank_core import ConfigError, Dtype
-from rerank_core.backends.onnx import OnnxQwen3Scorer
+from rerank_core.backends.onnx import OnnxScorer
 from rerank_core.backends.onnx.openvino_ir import IR_NAME, cached_ir, group_query_attention
 from rerank_core.backends.onnx.openvino_session import NO_BF16, OpenVinoSession, bf16_available, cpu_runs_bf16
 from rerank_core.backends.onnx.session import choose_precision
-from rerank_core.locate.folder import ModelFolder
+from rerank_core.model_files.folder import ModelFolder
 from rerank_core.scorer import Prepared
 
 pytestmark = pytest.mark.slow
@@ -25,9 +25,9 @@ TOL = 1e-4
 BF16_TOL = 3e-2  # bf16 keeps 8 mantissa bits; OpenVINO accumulates in f32
 
 
-def on_openvino(folder, precision: str, **options) -> OnnxQwen3Scorer:
+def on_openvino(folder, precision: str, **options) -> OnnxScorer:
     """A scorer of `folder`'s f32 graph whose session is OpenVINO at `precision`."""
-    scorer = OnnxQwen3Scorer.open(folder, dtype="f32", **options)
+    scorer = OnnxScorer.open(folder, dtype="f32", **options)
     scorer.replace_session(OpenVinoSession.open(scorer.graph_path, precision=precision))
     return scorer
 
@@ -111,7 +111,7 @@ def test_stored_bf16_weights_move_no_score(bf16_weight_export, mixed_pairs, tmp_
 
     core = openvino.Core()
     f32_weights = core.read_model(str(cached_ir(bf16_weight_export / "model.onnx", tmp_path, "f32")))
-    scorer = OnnxQwen3Scorer.open(bf16_weight_export, dtype="bf16", export_cache_dir=str(tmp_path))
+    scorer = OnnxScorer.open(bf16_weight_export, dtype="bf16", export_cache_dir=str(tmp_path))
     stored = scorer.score(mixed_pairs)
     compiled = core.compile_model(f32_weights, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
     scorer.replace_session(OpenVinoSession(compiled))
@@ -172,11 +172,11 @@ def test_bf16_names_the_f32_graph_it_runs(tiny_export, tmp_path):
 @needs_no_bf16
 def test_bf16_without_bf16_instructions_runs_f32_and_says_why_once(tiny_export, mixed_pairs, caplog):
     with caplog.at_level(logging.INFO, logger="rerank_core"):
-        scorer = OnnxQwen3Scorer.open(tiny_export, dtype="bfloat16")
+        scorer = OnnxScorer.open(tiny_export, dtype="bfloat16")
     lines = [r for r in caplog.records if "bf16" in r.getMessage()]
     assert len(lines) == 1 and lines[0].levelno == logging.WARNING and "AMX-BF16" in lines[0].getMessage()
     assert scorer.dtype is Dtype.F32 and scorer.session.get_providers() == ["CPUExecutionProvider"]
-    f32 = OnnxQwen3Scorer.open(tiny_export, dtype="f32").score(mixed_pairs)
+    f32 = OnnxScorer.open(tiny_export, dtype="f32").score(mixed_pairs)
     np.testing.assert_array_equal(scorer.score(mixed_pairs), f32)
 
 
@@ -184,7 +184,7 @@ def test_unset_dtype_is_exact_f32_on_every_cpu_and_one_line_says_what_runs_faste
     tiny_export, official, mixed_pairs, caplog
 ):
     with caplog.at_level(logging.INFO, logger="rerank_core"):
-        scorer = OnnxQwen3Scorer.open(tiny_export)
+        scorer = OnnxScorer.open(tiny_export)
     assert scorer.dtype is Dtype.F32 and scorer.session.get_providers() == ["CPUExecutionProvider"]
     np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=TOL)
     hints = [r.getMessage() for r in caplog.records if "faster here" in r.getMessage()]
@@ -192,14 +192,14 @@ def test_unset_dtype_is_exact_f32_on_every_cpu_and_one_line_says_what_runs_faste
     assert ("dtype='bf16' measured" in hints[0]) == bf16_available()
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="rerank_core"):
-        assert OnnxQwen3Scorer.open(tiny_export, dtype="f32").dtype is Dtype.F32  # chosen by name: nothing to say
+        assert OnnxScorer.open(tiny_export, dtype="f32").dtype is Dtype.F32  # chosen by name: nothing to say
     assert not [r for r in caplog.records if "faster here" in r.getMessage()]
 
 
 @needs_bf16
 @pytest.mark.parametrize("budget", [48, 100_000])
 def test_bf16_stays_near_the_official_recipe_and_keeps_its_order(tiny_export, official, mixed_pairs, budget):
-    scorer = OnnxQwen3Scorer.open(tiny_export, dtype="bf16", token_budget=budget)
+    scorer = OnnxScorer.open(tiny_export, dtype="bf16", token_budget=budget)
     assert scorer.dtype is Dtype.BF16 and scorer.shares_prefix
     ours, reference = scorer.score(mixed_pairs), official(mixed_pairs)
     np.testing.assert_allclose(ours, reference, atol=BF16_TOL)
@@ -230,16 +230,16 @@ def wide_attention_export(tmp_path_factory):
 def test_a_bf16_score_does_not_depend_on_what_shares_its_call(wide_attention_export, mixed_pairs):
     """Padding, call-mates, call size and prefix sharing move no bf16 score beyond 1e-4: each pair scored alone, with
     every other pair in one call, in reverse order, in 48-token calls, with its query's prompt run once or per row."""
-    whole = OnnxQwen3Scorer.open(wide_attention_export, dtype="bf16", share_prefix=False, token_budget=100_000)
+    whole = OnnxScorer.open(wide_attention_export, dtype="bf16", share_prefix=False, token_budget=100_000)
     alone = np.array([whole.score([pair])[0] for pair in mixed_pairs])
     for share_prefix in (True, False):
         for budget in (48, 100_000):
-            scorer = OnnxQwen3Scorer.open(
+            scorer = OnnxScorer.open(
                 wide_attention_export, dtype="bf16", share_prefix=share_prefix, token_budget=budget
             )
             np.testing.assert_allclose(scorer.score(mixed_pairs), alone, atol=TOL)
             np.testing.assert_allclose(scorer.score(mixed_pairs[::-1])[::-1], alone, atol=TOL)
-    spread = OnnxQwen3Scorer.open(wide_attention_export, dtype="f32").score(mixed_pairs)
+    spread = OnnxScorer.open(wide_attention_export, dtype="f32").score(mixed_pairs)
     assert np.abs(alone - spread).max() > TOL  # it did run bf16
 
 
@@ -248,7 +248,7 @@ def test_a_bf16_score_does_not_depend_on_what_shares_its_call(wide_attention_exp
 def test_a_bf16_chunked_score_is_the_aggregate_of_its_windows_scored_alone(wide_attention_export, aggregate):
     long = " ".join(f"passage {i} about cats, dogs and the weather in Paris." for i in range(40))
     pairs = [("what do cats like?", long), ("weather in Paris?", long[:500]), ("what do cats like?", "cats nap")]
-    scorer = OnnxQwen3Scorer.open(wide_attention_export, dtype="bf16", max_length=256, token_budget=512)
+    scorer = OnnxScorer.open(wide_attention_export, dtype="bf16", max_length=256, token_budget=512)
     spec = {"mode": "chunk", "window_tokens": 40, "overlap_tokens": 8, "aggregate": aggregate}
     chunked = scorer.prepare(pairs, long_documents=spec)
     scores = scorer.score_prepared([chunked])[0].scores
@@ -267,9 +267,9 @@ def test_a_cached_score_is_never_served_to_another_dtype(tiny_export, mixed_pair
     """The score cache's keys name the graph and the dtype: a pair scored in bf16 (or int8) is another entry."""
     keys = {}
     for dtype in ("f32", "bf16", "int8"):
-        scorer = OnnxQwen3Scorer.open(tiny_export, dtype=dtype)
+        scorer = OnnxScorer.open(tiny_export, dtype=dtype)
         keys[scorer.dtype] = scorer.cache_keys(scorer.prepare(mixed_pairs))
-    again = OnnxQwen3Scorer.open(tiny_export, dtype="f32")
+    again = OnnxScorer.open(tiny_export, dtype="f32")
     assert again.cache_keys(again.prepare(mixed_pairs)) == keys[Dtype.F32]
     assert len(keys) == 3 or not BF16_CPU  # bf16 falls back to f32 where the CPU lacks it
     for a in keys.values():

@@ -5,7 +5,7 @@ official recipe."""
 import numpy as np
 import pytest
 
-from rerank_core.backends.onnx import OnnxQwen3Scorer
+from rerank_core.backends.onnx import OnnxScorer
 from rerank_core.export import export_checkpoint
 from rerank_core.tiny_model import build_checkpoint
 
@@ -35,5 +35,5 @@ def test_fused_and_paged_graphs_at_bigger_layer_shapes_match_official(model, tmp
         data = sorted(p.name for p in folder.glob(f"model_{layout}.onnx*"))
         graph = f"model_{layout}.onnx"
         assert data == ([graph, f"{graph}.data"] if model == "8B" else [graph])
-        scores = OnnxQwen3Scorer.open(folder, graph_variant=layout).score(PAIRS)
+        scores = OnnxScorer.open(folder, graph_variant=layout).score(PAIRS)
         np.testing.assert_allclose(scores, official, atol=1e-4)

@@ -1,5 +1,6 @@
 """Official-style PyTorch checkpoints load by name or path: exported once into a cache, shared safely by processes."""
 
+import contextlib
 import logging
 import os
 import shutil
@@ -48,6 +49,24 @@ def export_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("exports")
 
 
+@contextlib.contextmanager
+def layers_visited():
+    """The library's resolution, export and backend layers in the order calls enter them (repeats folded)."""
+    visits: list[str] = []
+
+    def profile(frame, event, _arg):
+        parts = frame.f_globals.get("__name__", "").split(".") if event == "call" else []
+        layer = parts[1] if len(parts) > 1 and parts[0] == "rerank_core" else None
+        if layer in ("locate", "export", "backends") and (not visits or visits[-1] != layer):
+            visits.append(layer)
+
+    sys.setprofile(profile)
+    try:
+        yield visits
+    finally:
+        sys.setprofile(None)
+
+
 def _exports(cache: Path) -> list[Path]:
     return sorted(p for p in cache.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -68,8 +87,10 @@ def test_hub_checkpoint_offline_is_exported_once_and_scores_like_the_official_re
 
     caplog.clear()
     started = time.monotonic()
-    second = Reranker.from_pretrained(REPO_ID, cache_dir=hf_cache, export_cache_dir=export_cache)
+    with layers_visited() as visits:
+        second = Reranker.from_pretrained(REPO_ID, cache_dir=hf_cache, export_cache_dir=export_cache)
     assert time.monotonic() - started < 5
+    assert visits == ["locate", "export", "backends"]  # resolution, export, the scorer: once each, never back
     assert not any(EXPORT_LOG in r.getMessage() for r in caplog.records)
     assert second.scorer.graph_path == first.scorer.graph_path
     np.testing.assert_array_equal(second.score_pairs(PAIRS), first.score_pairs(PAIRS))

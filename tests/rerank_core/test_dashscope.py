@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from rerank_core import InvalidInputError, Reranker, UpstreamError
-from rerank_core.config import ModelConfig, load_reranker
+from rerank_core.api import load_reranker
+from rerank_core.config import ModelConfig
 from tests.fake_dashscope import API_KEY, overlap_score
 
 QUERY = "what is machine learning"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rerank_core import ConfigError, DeviceMemoryError
-from rerank_core.backends.onnx import OnnxQwen3Scorer
+from rerank_core.backends.onnx import OnnxScorer
 from rerank_core.tiny_model import tiny_model_dir
 
 CAP_MIB = 64  # one CPU arena per process: every test here uses the same cap
@@ -19,22 +19,20 @@ def pairs():
 
 
 def test_a_call_too_big_for_the_memory_cap_is_split_until_it_fits_with_the_same_scores(pairs):
-    whole = OnnxQwen3Scorer.open(tiny_model_dir(), **CALLS)
-    capped = OnnxQwen3Scorer.open(tiny_model_dir(), memory_limit_mib=CAP_MIB, **CALLS)
+    whole = OnnxScorer.open(tiny_model_dir(), **CALLS)
+    capped = OnnxScorer.open(tiny_model_dir(), memory_limit_mib=CAP_MIB, **CALLS)
     np.testing.assert_array_equal(capped.score(pairs), whole.score(pairs))
     assert capped.memory_splits > 0 and whole.memory_splits == 0
 
 
 def test_a_row_too_big_alone_raises_a_retryable_error_and_the_scorer_goes_on(pairs):
-    capped = OnnxQwen3Scorer.open(tiny_model_dir(), memory_limit_mib=CAP_MIB, **CALLS)
+    capped = OnnxScorer.open(tiny_model_dir(), memory_limit_mib=CAP_MIB, **CALLS)
     with pytest.raises(DeviceMemoryError, match="did not fit the device's free memory even one row at a time"):
         capped.score([("q", "word " * 3000)])
     assert isinstance(DeviceMemoryError("x"), MemoryError)  # callers that catch MemoryError see it too
-    np.testing.assert_array_equal(
-        capped.score(pairs[:4]), OnnxQwen3Scorer.open(tiny_model_dir(), **CALLS).score(pairs[:4])
-    )
+    np.testing.assert_array_equal(capped.score(pairs[:4]), OnnxScorer.open(tiny_model_dir(), **CALLS).score(pairs[:4]))
 
 
 def test_the_memory_cap_is_validated_naming_the_option():
     with pytest.raises(ConfigError, match="memory_limit_mib"):
-        OnnxQwen3Scorer.open(tiny_model_dir(), memory_limit_mib=0)
+        OnnxScorer.open(tiny_model_dir(), memory_limit_mib=0)

@@ -11,16 +11,17 @@ import pytest
 from onnx import TensorProto, numpy_helper
 
 from rerank_core import ModelFormatError, cpu
-from rerank_core.backends.onnx import OnnxQwen3Scorer, cuda_available
+from rerank_core.backends.onnx import OnnxScorer, cuda_available
 from rerank_core.backends.onnx import session as session_module
 from rerank_core.cpu import int8_weight_bits, multiplies_int8_exactly
 from rerank_core.dtypes import Dtype
-from rerank_core.export import EXPORTER_VERSION, export_checkpoint, kv_names
+from rerank_core.export import EXPORTER_VERSION, export_checkpoint
 from rerank_core.export.cache import export_version
-from rerank_core.export.calibration import down_input_maxima
 from rerank_core.export.quantize import quantize_int8, smooth_down_projections
-from rerank_core.locate.folder import GraphFile
-from rerank_core.locate.manifest import Manifest
+from rerank_core.families.qwen3.calibration import down_input_maxima
+from rerank_core.families.qwen3.export import kv_names
+from rerank_core.model_files.folder import GraphFile
+from rerank_core.model_files.manifest import Manifest
 from rerank_core.tiny_model import TINY_MODEL, build_tiny_model, tiny_model_dir
 from tests.conftest import bf16_tolerance
 
@@ -144,7 +145,7 @@ def test_an_f32_graph_with_external_weights_quantizes_tensor_by_tensor_to_the_sa
     assert sizes[1] <= 1.01 * sizes[0]  # every weight written once
     for path in external.glob("model.onnx*"):
         path.unlink()
-    scores = [OnnxQwen3Scorer.open(folder, dtype="int8").score(mixed_pairs) for folder in (inline, external)]
+    scores = [OnnxScorer.open(folder, dtype="int8").score(mixed_pairs) for folder in (inline, external)]
     np.testing.assert_array_equal(scores[0], scores[1])
 
 
@@ -168,8 +169,8 @@ def test_an_8_bit_graph_on_a_cpu_without_vnni_warns_how_to_export_one_for_it(
     manifest.write(folder)
     monkeypatch.setattr(session_module, "multiplies_int8_exactly", lambda: False)
     with caplog.at_level(logging.WARNING, logger=session_module.__name__):
-        OnnxQwen3Scorer.open(folder, dtype="int8")
-        OnnxQwen3Scorer.open(folder)  # f32: nothing to say
+        OnnxScorer.open(folder, dtype="int8")
+        OnnxScorer.open(folder)  # f32: nothing to say
     warned = [r.getMessage() for r in caplog.records if "8-bit weights" in r.getMessage()]
     assert len(warned) == 1 and "--dtype int8" in warned[0]
 
@@ -189,7 +190,7 @@ def test_smoothing_the_down_projections_leaves_the_f32_function_unchanged(tiny_e
             tensor.CopyFrom(numpy_helper.from_array(smoothed[tensor.name], tensor.name))
     onnx.save(model, str(folder / "model.onnx"))
     np.testing.assert_allclose(
-        OnnxQwen3Scorer.open(folder).score(mixed_pairs), OnnxQwen3Scorer.open(tiny_export).score(mixed_pairs), atol=1e-5
+        OnnxScorer.open(folder).score(mixed_pairs), OnnxScorer.open(tiny_export).score(mixed_pairs), atol=1e-5
     )
 
 
@@ -214,8 +215,8 @@ def test_int8_graph_can_keep_the_first_layer_in_f32(tiny_export, tmp_path, mixed
     f32, integer = _matmul_kinds(onnx.load(str(folder / "model_int8.onnx")).graph)
     assert len(f32) == 8 and f32[-1] == [config["hidden_size"]]  # the first layer's 7 linears, then the head
     assert integer == 7 * (config["num_hidden_layers"] - 1)
-    int8 = OnnxQwen3Scorer.open(folder, dtype="int8").score(mixed_pairs)
-    assert np.abs(int8 - OnnxQwen3Scorer.open(folder).score(mixed_pairs)).max() < 0.1
+    int8 = OnnxScorer.open(folder, dtype="int8").score(mixed_pairs)
+    assert np.abs(int8 - OnnxScorer.open(folder).score(mixed_pairs)).max() < 0.1
 
 
 def test_export_refuses_to_overwrite(tiny_checkpoint, tmp_path):
@@ -239,8 +240,8 @@ def test_non_qwen3_checkpoint_is_rejected(tiny_checkpoint, tmp_path):
 
 def test_packaged_tiny_model_is_what_the_builder_makes(tmp_path, mixed_pairs):
     rebuilt = build_tiny_model(tmp_path / "tiny")
-    packaged = OnnxQwen3Scorer.open(tiny_model_dir()).score(mixed_pairs)
-    np.testing.assert_allclose(OnnxQwen3Scorer.open(rebuilt).score(mixed_pairs), packaged, atol=1e-5)
+    packaged = OnnxScorer.open(tiny_model_dir()).score(mixed_pairs)
+    np.testing.assert_allclose(OnnxScorer.open(rebuilt).score(mixed_pairs), packaged, atol=1e-5)
     assert (tmp_path / "tiny" / "tokenizer.json").read_text() == (tiny_model_dir() / "tokenizer.json").read_text()
     assert Manifest.read(tiny_model_dir()).source == TINY_MODEL.split(":", 1)[1]
 
@@ -249,13 +250,13 @@ def test_int8_only_export_keeps_no_f32_graph(tiny_checkpoint, tmp_path, mixed_pa
     out = export_checkpoint(tiny_checkpoint, tmp_path / "int8", dtypes=["int8"])
     assert graphs(out) == {("model_int8.onnx", "int8", "past_kv")}
     assert not (out / "model.onnx").exists()
-    assert OnnxQwen3Scorer.open(out, dtype="int8").score(mixed_pairs).shape == (len(mixed_pairs),)
+    assert OnnxScorer.open(out, dtype="int8").score(mixed_pairs).shape == (len(mixed_pairs),)
 
 
 def test_a_bf16_export_is_the_f32_graph_bf16_runs(tiny_checkpoint, tmp_path, official, mixed_pairs):
     out = export_checkpoint(tiny_checkpoint, tmp_path / "bf16", dtypes=["bf16"])
     assert graphs(out) == {("model.onnx", "f32", "past_kv")}
-    scores = OnnxQwen3Scorer.open(out, dtype="bf16").score(mixed_pairs)  # bf16, or f32 on a CPU without it
+    scores = OnnxScorer.open(out, dtype="bf16").score(mixed_pairs)  # bf16, or f32 on a CPU without it
     np.testing.assert_allclose(scores, official(mixed_pairs), atol=max(bf16_tolerance(), 1e-4))
 
 
@@ -312,8 +313,9 @@ def test_off_cuda_a_fused_graph_runs_its_q_k_norms_as_standard_nodes(tiny_export
     the same graph there with those norms as RMSNormalization nodes before the attention."""
     import onnxruntime as ort
 
-    from rerank_core.backends.onnx.cuda_only import standard_equivalent
-    from rerank_core.backends.onnx.session import runs_fused_graph
+    from rerank_core.backends.onnx.session import runs_cuda_only_graph
+    from rerank_core.families.qwen3.cuda_only import standard_equivalent
+    from rerank_core.families.qwen3.layouts import FusedLayout
 
     native = str(tiny_export / "model_fused.onnx")
     session = ort.InferenceSession(native, providers=["CPUExecutionProvider"])
@@ -321,7 +323,8 @@ def test_off_cuda_a_fused_graph_runs_its_q_k_norms_as_standard_nodes(tiny_export
     with pytest.raises(Exception, match="q_norm_weight|k_norm_weight"):
         session.run(None, feed)
     with caplog.at_level(logging.WARNING):  # what a CUDA build refusing them would do: say so, run the standard form
-        assert not runs_fused_graph(session, GraphFile(tiny_export / "model_fused.onnx", Dtype.F32, "fused"))
+        graph = GraphFile(tiny_export / "model_fused.onnx", Dtype.F32, "fused")
+        assert not runs_cuda_only_graph(session, graph, FusedLayout)
     assert "refused a fused node" in caplog.text and "q_norm_weight" in caplog.text
     layers = json.loads((tiny_export / "config.json").read_text())["num_hidden_layers"]
     before = Counter(n.op_type for n in onnx.load(native).graph.node)
@@ -329,28 +332,28 @@ def test_off_cuda_a_fused_graph_runs_its_q_k_norms_as_standard_nodes(tiny_export
     assert after - before == Counter({"RMSNormalization": 2 * layers, "Reshape": 4 * layers, "Split": layers})
     model = standard_equivalent(tiny_export / "model_fused.onnx")
     assert all(len(n.input) <= 9 for n in model.graph.node if n.op_type == "GroupQueryAttention")
-    scorer = OnnxQwen3Scorer.open(tiny_export, graph_variant="fused")
+    scorer = OnnxScorer.open(tiny_export, graph_variant="fused")
     assert np.isfinite(scorer.score([("q", "d")])).all()
 
 
 def test_the_past_kv_graph_is_the_default_off_cuda(tiny_export):
-    scorer = OnnxQwen3Scorer.open(tiny_export)
+    scorer = OnnxScorer.open(tiny_export)
     assert scorer.graph_path.name == "model.onnx" and scorer.shares_prefix
-    assert OnnxQwen3Scorer.open(tiny_export, device="cuda").graph_path.name == "model.onnx"  # no CUDA here: CPU graph
-    scorer = OnnxQwen3Scorer.open(tiny_export, graph_variant="cuda")
+    assert OnnxScorer.open(tiny_export, device="cuda").graph_path.name == "model.onnx"  # no CUDA here: CPU graph
+    scorer = OnnxScorer.open(tiny_export, graph_variant="cuda")
     assert scorer.layout.right_padded and scorer.graph_path.name == "model_cuda.onnx" and not scorer.shares_prefix
     with pytest.raises(ModelFormatError, match="no int8 causal GPU graph.*--cuda-dtype int8"):
-        OnnxQwen3Scorer.open(tiny_export, graph_variant="cuda", dtype="int8")
-    scorer = OnnxQwen3Scorer.open(tiny_export, graph_variant="fused", dtype="f16")
+        OnnxScorer.open(tiny_export, graph_variant="cuda", dtype="int8")
+    scorer = OnnxScorer.open(tiny_export, graph_variant="fused", dtype="f16")
     assert scorer.layout.name == "fused" and scorer.graph_path.name == "model_fused_f16.onnx"
     with pytest.raises(ModelFormatError, match="no int8 fused GPU graph.*--fused-dtype int8"):
-        OnnxQwen3Scorer.open(tiny_export, graph_variant="fused", dtype="int8")
+        OnnxScorer.open(tiny_export, graph_variant="fused", dtype="int8")
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not cuda_available(), reason="needs onnxruntime-gpu and a CUDA device")
 def test_on_cuda_auto_loads_the_f16_gpu_graph_and_matches_official(tiny_export, official, mixed_pairs):
-    scorer = OnnxQwen3Scorer.open(tiny_export, device="cuda")
+    scorer = OnnxScorer.open(tiny_export, device="cuda")
     assert scorer.device == "cuda" and scorer.layout.right_padded and scorer.graph_path.name == "model_cuda_f16.onnx"
     np.testing.assert_allclose(scorer.score(mixed_pairs), official(mixed_pairs), atol=1e-2)
 

@@ -8,10 +8,10 @@ import string
 import pytest
 from tokenizers import Tokenizer
 
+from rerank_core.families.qwen3.encoder import PairTokenizer
 from rerank_core.fast_bpe import byte_decoder, fast_bpe
 from rerank_core.qwen_tokenizer import qwen_tokenizer
 from rerank_core.tiny_model import tiny_model_dir
-from rerank_core.tokenization import PairTokenizer
 
 # Code point ranges the fuzzed texts draw from: ASCII most, then controls, Latin, combining marks, Greek, Cyrillic,
 # Hebrew/Arabic, Devanagari, Thai, Hangul jamo, kana, CJK, Hangul, punctuation, ligatures, full width, emoji, tags,

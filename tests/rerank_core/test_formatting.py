@@ -1,6 +1,6 @@
 """The prompt template is the official one, and pre-formatted input is never wrapped twice."""
 
-from rerank_core.formatting import (
+from rerank_core.families.qwen3.template import (
     DEFAULT_INSTRUCTION,
     PREFIX,
     SUFFIX,

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from rerank_core import ModelNotFoundError, Reranker
-from rerank_core.locate.hub import resolve_model_dir
+from rerank_core.model_files.hub import resolve_model_dir
 from rerank_core.tiny_model import TINY_MODEL, tiny_model_dir
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rerank_core import InvalidInputError, Reranker
-from rerank_core.backends.onnx import OnnxQwen3Scorer
+from rerank_core.backends.onnx import OnnxScorer
 from rerank_core.config import LongDocuments
 from rerank_core.errors import ConfigError
 from rerank_core.tiny_model import TINY_MODEL, tiny_model_dir
@@ -28,7 +28,7 @@ def test_windows_overlap_by_the_asked_tokens_until_one_reaches_the_end():
 
 
 def test_window_zero_is_the_pair_truncation_scores():
-    scorer = OnnxQwen3Scorer.open(tiny_model_dir(), max_length=256)
+    scorer = OnnxScorer.open(tiny_model_dir(), max_length=256)
     pairs = [(QUERY, LONG), (QUERY, "short document"), ("other query", LONG[:300])]
     truncated = scorer.prepare(pairs)
     windowed = scorer.prepare(pairs, long_documents={"mode": "chunk", "max_windows": 64})
@@ -66,7 +66,7 @@ def test_the_deciding_window_is_reported_in_characters_of_the_document():
 
 
 def test_all_windows_of_a_document_share_the_query_prefix():
-    scorer = OnnxQwen3Scorer.open(tiny_model_dir(), max_length=256)
+    scorer = OnnxScorer.open(tiny_model_dir(), max_length=256)
     prepared = scorer.prepare([(QUERY, LONG)], long_documents="chunk")
     encoded = prepared.payload
     assert len(set(encoded.head_lengths.tolist())) == 1 and encoded.head_lengths[0] > len(scorer.tokenizer.prefix_ids)
@@ -74,7 +74,7 @@ def test_all_windows_of_a_document_share_the_query_prefix():
 
 
 def test_bad_settings_are_refused_naming_the_field():
-    scorer = OnnxQwen3Scorer.open(tiny_model_dir())
+    scorer = OnnxScorer.open(tiny_model_dir())
     with pytest.raises(InvalidInputError, match="long_documents"):
         scorer.score([(QUERY, LONG)], long_documents={"mode": "pages"})
     with pytest.raises(InvalidInputError, match="overlap_tokens"):
@@ -92,7 +92,7 @@ def test_every_window_scores_as_the_official_recipe_in_mixed_batches(tiny_export
     from tests.oracle import OfficialRecipe
 
     official = OfficialRecipe(tiny_checkpoint)
-    scorer = OnnxQwen3Scorer.open(tiny_export, max_length=256, token_budget=512, share_prefix=share_prefix)
+    scorer = OnnxScorer.open(tiny_export, max_length=256, token_budget=512, share_prefix=share_prefix)
     pairs = [(QUERY, LONG), (QUERY, "cats sleep a lot"), ("weather in Paris?", LONG[:700]), (QUERY, LONG[500:])]
     for aggregate in ("max", "mean", "first"):
         spec = {"mode": "chunk", "window_tokens": 40, "overlap_tokens": 8, "aggregate": aggregate}

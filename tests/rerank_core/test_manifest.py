@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rerank_core import ModelFormatError, Reranker
-from rerank_core.locate.manifest import MANIFEST_NAME, Manifest
+from rerank_core.model_files.manifest import MANIFEST_NAME, Manifest
 from rerank_core.tiny_model import tiny_model_dir
 
 LEGACY = {

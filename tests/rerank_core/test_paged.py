@@ -9,10 +9,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from rerank_core.backends.onnx import OnnxQwen3Scorer
-from rerank_core.backends.onnx.cuda_only import standard_equivalent
-from rerank_core.backends.onnx.layouts import PagedLayout, flash_block_tokens
-from rerank_core.backends.onnx.packing import pack_call, shared_groups
+from rerank_core.backends.onnx import OnnxScorer
+from rerank_core.families.qwen3.cuda_only import standard_equivalent
+from rerank_core.families.qwen3.layouts import PagedLayout, flash_block_tokens
+from rerank_core.families.qwen3.packing import pack_call, shared_groups
 from rerank_core.tokenization import common_prefix_length
 
 pytestmark = pytest.mark.slow
@@ -23,14 +23,14 @@ GPU_BLOCK = flash_block_tokens(16)
 LONG_INSTRUCTION = "Judge carefully whether the passage answers the question, weighing every detail. " * 12
 
 
-def paged_scorer(export, block_size: int, share: bool, **options) -> OnnxQwen3Scorer:
+def paged_scorer(export, block_size: int, share: bool, **options) -> OnnxScorer:
     """A `paged` scorer whose calls use cache blocks of `block_size` tokens."""
-    scorer = OnnxQwen3Scorer.open(export, graph_variant="paged", share_prefix=share, **options)
+    scorer = OnnxScorer.open(export, graph_variant="paged", share_prefix=share, **options)
     scorer.layout = PagedLayout(scorer.session, scorer.yes_id, scorer.no_id, share, block_size)
     return scorer
 
 
-def rows_of(scorer: OnnxQwen3Scorer, pairs, instruction=None) -> list[np.ndarray]:
+def rows_of(scorer: OnnxScorer, pairs, instruction=None) -> list[np.ndarray]:
     return scorer.prepare(pairs, instruction=instruction).payload.ids
 
 
@@ -58,7 +58,7 @@ def test_a_querys_documents_share_its_prompt_and_lone_queries_what_they_have_in_
     """Small blocks: each query's documents share its whole prompt. 256-token blocks: what fills whole blocks —
     here the long instruction before the queries, shared by all three. One document per query: the system prompt and
     the default instruction."""
-    scorer = OnnxQwen3Scorer.open(tiny_export, graph_variant="paged")
+    scorer = OnnxScorer.open(tiny_export, graph_variant="paged")
     rows = rows_of(scorer, mixed_pairs, LONG_INSTRUCTION)
     by_query = [list(range(q, len(rows), 3)) for q in range(3)]
     assert sorted(sorted(m) for _, m in shared_groups(rows, 4)) == by_query
@@ -77,12 +77,12 @@ def test_a_querys_documents_share_its_prompt_and_lone_queries_what_they_have_in_
 
 
 def test_blocks_are_what_onnx_runtimes_flash_path_reads_at_the_models_head_dim(tiny_export):
-    assert OnnxQwen3Scorer.open(tiny_export, graph_variant="paged").layout.block_size == 256  # head_dim 16
+    assert OnnxScorer.open(tiny_export, graph_variant="paged").layout.block_size == 256  # head_dim 16
     assert [flash_block_tokens(d) for d in (64, 128, 256)] == [256, 128, 64]  # Qwen3: 128
 
 
 def test_a_packed_call_points_each_row_at_its_prompts_blocks(tiny_export, mixed_pairs):
-    scorer = OnnxQwen3Scorer.open(tiny_export, graph_variant="paged")
+    scorer = OnnxScorer.open(tiny_export, graph_variant="paged")
     rows = rows_of(scorer, mixed_pairs[:6])
     call = pack_call(rows, 4, True)
     groups = shared_groups(rows, 4)

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from rerank_core.formatting import format_content
+from rerank_core.families.qwen3.encoder import PairTokenizer
+from rerank_core.families.qwen3.template import format_content
 from rerank_core.planning import budget_batches, plan_prefix_groups
 from rerank_core.tiny_model import tiny_model_dir
-from rerank_core.tokenization import PairTokenizer
 
 ids = [np.array(x) for x in ([1, 2, 3, 4, 9], [1, 2, 3, 4, 8, 8], [1, 2, 5, 6], [1, 2, 3, 4, 9], [1, 2, 7])]
 

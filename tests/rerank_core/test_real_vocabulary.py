@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from rerank_core.backends.onnx import OnnxQwen3Scorer
+from rerank_core.backends.onnx import OnnxScorer
 from rerank_core.export import export_checkpoint
-from rerank_core.formatting import PREFIX, SUFFIX
+from rerank_core.families.qwen3.template import PREFIX, SUFFIX
 from rerank_core.qwen_tokenizer import VOCAB_SIZE, qwen_tokenizer
 from rerank_core.tiny_model import build_checkpoint
 from tests.oracle import OfficialRecipe
@@ -73,7 +73,7 @@ def test_the_vocabulary_is_read_without_importing_the_dashscope_sdk():
 
 @pytest.mark.slow
 def test_our_token_ids_are_the_official_recipes(qwen_export, official_qwen):
-    scorer = OnnxQwen3Scorer.open(qwen_export, max_length=128)
+    scorer = OnnxScorer.open(qwen_export, max_length=128)
     ours = scorer.prepare(SEAM_PAIRS).payload.ids
     theirs = official_qwen.token_ids(SEAM_PAIRS, max_length=128)
     assert [row.tolist() for row in ours] == theirs
@@ -94,6 +94,6 @@ def test_our_token_ids_are_the_official_recipes(qwen_export, official_qwen):
     ],
 )
 def test_seam_pairs_score_like_the_official_recipe(qwen_export, official_qwen, options):
-    scorer = OnnxQwen3Scorer.open(qwen_export, **options)
+    scorer = OnnxScorer.open(qwen_export, **options)
     want = official_qwen.score(SEAM_PAIRS, max_length=options.get("max_length", 8192))
     np.testing.assert_allclose(scorer.score(SEAM_PAIRS), want, atol=TOL)

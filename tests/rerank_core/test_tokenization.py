@@ -3,9 +3,9 @@
 import pytest
 
 from rerank_core.errors import ConfigError
-from rerank_core.formatting import format_content
+from rerank_core.families.qwen3.encoder import PairTokenizer
+from rerank_core.families.qwen3.template import format_content
 from rerank_core.tiny_model import tiny_model_dir
-from rerank_core.tokenization import PairTokenizer
 
 
 def make(max_length=8192):

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from rerank_core.backends.onnx import OnnxQwen3Scorer
+from rerank_core.backends.onnx import OnnxScorer
 from rerank_core.tiny_model import tiny_model_dir
 from serve.config import BatchConfig
 from serve.scheduler import DeadlineExceeded, Job, Limits, Scheduler, Take, plan_step
@@ -17,7 +17,7 @@ ONE_BUDGET = BatchConfig(batch_wait_timeout_s=0, call_target_s=0)  # every call 
 
 @pytest.fixture(scope="module")
 def scorer():
-    return OnnxQwen3Scorer.open(tiny_model_dir(), token_budget=128, intra_op_threads=1)
+    return OnnxScorer.open(tiny_model_dir(), token_budget=128, intra_op_threads=1)
 
 
 def pairs(query: str, n: int, words: int = 12) -> list[tuple[str, str]]:
@@ -160,7 +160,7 @@ def test_a_scorer_scoring_pairs_whole_keeps_bulk_calls_short_while_small_request
     and a small request has come, bulk work goes in calls of about `call_target_s` (here far under the budget), a
     bulk request no longer taken whole; before that, and without the window, a bulk request is one call. Every score
     stays the library's."""
-    whole_pairs = OnnxQwen3Scorer.open(tiny_export, graph_variant="cuda", token_budget=100_000, intra_op_threads=1)
+    whole_pairs = OnnxScorer.open(tiny_export, graph_variant="cuda", token_budget=100_000, intra_op_threads=1)
     assert whole_pairs.chunk_tokens is None
     bulk_pairs, small_pairs = pairs("what is bulk?", 400), pairs("what is small?", 1)
     expected = whole_pairs.score(bulk_pairs)

@@ -1,6 +1,7 @@
-"""The local backend: Qwen3-Reranker graphs on ONNX Runtime, one adapter per graph layout."""
+"""The local backend: our ONNX graphs on ONNX Runtime (OpenVINO for bf16), of any model family."""
 
-from .scorer import OnnxQwen3Scorer
-from .session import cuda_available, resolve_device, select_providers
+from ...device import cuda_available, resolve_device
+from .scorer import OnnxScorer
+from .session import select_providers
 
-__all__ = ["OnnxQwen3Scorer", "cuda_available", "resolve_device", "select_providers"]
+__all__ = ["OnnxScorer", "cuda_available", "resolve_device", "select_providers"]

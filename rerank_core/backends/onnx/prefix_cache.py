@@ -7,7 +7,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .layouts import Prefix
+from ...graph_layout import Prefix
 
 
 def prefix_bytes(prefix: Prefix) -> int:

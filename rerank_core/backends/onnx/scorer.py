@@ -1,4 +1,4 @@
-"""Qwen3-Reranker scoring of our ONNX graphs (ONNX Runtime; OpenVINO for bf16): tokenize → plan → batch → sigmoid."""
+"""Scoring with our ONNX graphs (ONNX Runtime; OpenVINO for bf16), any model family: encode → plan → batch → sigmoid."""
 
 from __future__ import annotations
 
@@ -20,18 +20,19 @@ from ...config import (
     LongDocuments,
     LongDocumentsSetting,
 )
+from ...content import Pair, validate_pairs
+from ...device import resolve_device
 from ...dtypes import Dtype
-from ...errors import InvalidInputError
-from ...formatting import content_head, format_content
-from ...locate.folder import ModelFolder
+from ...families import family_for
+from ...graph_layout import GraphLayout, Prefix, session_device
+from ...model_files.folder import ModelFolder
 from ...planning import Batch, budget_batches, plan_prefix_groups
-from ...scorer import Pair, Prepared, ScoreOutput, Scorer, Truncation, validate_pairs
-from ...tokenization import EncodedPairs, PairTokenizer
+from ...scorer import Prepared, ScoreOutput, Scorer, Truncation
+from ...tokenization import EncodedPairs
 from ...windows import aggregate_windows
-from .layouts import GraphLayout, Prefix, open_layout
 from .memory import device_memory_errors, is_allocation_failure
 from .prefix_cache import PrefixCache
-from .session import choose_precision, faster_dtypes, open_graph, resolve_device, session_device
+from .session import choose_precision, faster_dtypes, open_graph
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +52,20 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Progress:
-    """A pair computed ahead (`OnnxQwen3Scorer.prefill`): the logits of its first rows (windows), and the K/V of the
+    """A pair computed ahead (`OnnxScorer.prefill`): the logits of its first rows (windows), and the K/V of the
     first tokens of the next row (None: not started)."""
 
     done: tuple[float, ...]
     kv: Prefix | None
 
 
-class OnnxQwen3Scorer(Scorer):
-    """Scores pairs with a Qwen3-Reranker ONNX export: a ModelFolder read once, run with LocalOptions.
+class OnnxScorer(Scorer):
+    """Scores pairs with an ONNX export: a ModelFolder read once, run with LocalOptions; its model family (chosen by
+    the folder's config.json) encodes the pairs and adapts the graph's layout.
 
     Example:
         >>> from rerank_core.tiny_model import tiny_model_dir
-        >>> scorer = OnnxQwen3Scorer.open(tiny_model_dir())
+        >>> scorer = OnnxScorer.open(tiny_model_dir())
         >>> scorer.score([("what is ML?", "Machine learning is a subset of AI.")]).shape
         (1,)
     """
@@ -71,20 +73,21 @@ class OnnxQwen3Scorer(Scorer):
     def __init__(self, folder: ModelFolder, options: LocalOptions | None = None):
         options = options or LocalOptions()
         device = resolve_device(options.device)
+        self.family = family_for(folder.model_type, str(folder.path))
         self.graph = folder.choose_graph(choose_precision(options.dtype, device), device, options.graph_variant)
         self.dtype = self.graph.dtype
         if options.dtype is None and device == "cpu" and self.dtype is Dtype.F32:
             _say_faster_dtypes(folder)
-        self.tokenizer = PairTokenizer(
-            folder.tokenizer,
-            pad_id=folder.pad_id,
-            prefix=folder.prefix,
-            suffix=folder.suffix,
-            max_length=options.max_length or folder.max_length,
-        )
+        self.tokenizer = self.family.encoder(folder, options.max_length)
         self.yes_id, self.no_id = folder.yes_id, folder.no_id
+        layout = self.family.layout_class(self.graph.layout) if self.graph.layout else None
         session = open_graph(
-            self.graph, options.device, options.intra_op_threads, options.export_cache_dir, options.memory_limit_mib
+            self.graph,
+            layout,
+            options.device,
+            options.intra_op_threads,
+            options.export_cache_dir,
+            options.memory_limit_mib,
         )
         self.device = session_device(session)
         self.max_rows_per_call = options.max_rows_per_call or MAX_ROWS_PER_CALL[self.device]
@@ -98,7 +101,7 @@ class OnnxQwen3Scorer(Scorer):
         self.long_documents = options.long_documents
 
     @classmethod
-    def open(cls, model_dir: str | os.PathLike, **options) -> OnnxQwen3Scorer:
+    def open(cls, model_dir: str | os.PathLike, **options) -> OnnxScorer:
         """The scorer of an export folder on disk, with `options` as `LocalOptions` takes them."""
         return cls(ModelFolder.read(model_dir), LocalOptions.from_kwargs(**options))
 
@@ -110,7 +113,9 @@ class OnnxQwen3Scorer(Scorer):
     def replace_session(self, session: ort.InferenceSession) -> None:
         """Run on `session`: the same graph opened with other options or another runtime (tuning, profiling)."""
         self.session = session
-        self.layout: GraphLayout = open_layout(self.graph.layout, session, self.yes_id, self.no_id, self._share_prefix)
+        self.layout: GraphLayout = self.family.open_layout(
+            self.graph.layout, session, self.yes_id, self.no_id, self._share_prefix
+        )
         self.token_budget = self.call_tokens = self.layout.fit_budget(self._budget)
         self.shares_prefix = self._share_prefix and self.layout.takes_prefix
         self.chunk_tokens = PREFILL_CHUNK_TOKENS if self.shares_prefix else None
@@ -131,41 +136,34 @@ class OnnxQwen3Scorer(Scorer):
         long_documents: LongDocumentsSetting = None,
         max_tokens_per_doc: int | None = None,
     ) -> Prepared:
-        """Validate and tokenize pairs: a document over the window is cut (from the right, or from its start), or
-        with `long_documents` mode `chunk` scored in overlapping windows (default: the model's `long_documents`).
-        `max_tokens_per_doc` first cuts each document after that many of its own tokens (not counted as truncated:
-        it was asked for)."""
-        pairs = validate_pairs(pairs)
-        if max_tokens_per_doc is not None:
-            if max_tokens_per_doc < 1:
-                raise InvalidInputError("max_tokens_per_doc", f"must be at least 1, got {max_tokens_per_doc}")
-            documents = self.tokenizer.cut_texts([d for _, d in pairs], max_tokens_per_doc)
-            pairs = [(q, d) for (q, _), d in zip(pairs, documents)]
+        """Validate and encode pairs as the model family does (PairEncoder.encode_pairs): a document over the window is
+        cut (from the right, or from its start), or with `long_documents` mode `chunk` scored in overlapping windows
+        (default: the model's `long_documents`); `max_tokens_per_doc` first cuts each document to that many tokens."""
+        pairs = self.check_pairs(validate_pairs(pairs))
         spec = LongDocuments.of(long_documents) or self.long_documents
         instruction = self.instruction if instruction is None else instruction
-        contents = [format_content(q, d, instruction) for q, d in pairs]
-        heads = [content_head(q, instruction) for q, _ in pairs]
-        if spec.mode == "chunk":
-            encoded = self.tokenizer.encode_windows(contents, heads, [d for _, d in pairs], spec)
-        else:
-            encoded = self.tokenizer.encode(contents, heads, keep_heads=truncation == "left")
+        encoded = self.tokenizer.encode_pairs(pairs, instruction, spec, truncation, max_tokens_per_doc)
         lengths = encoded.lengths
         costs = lengths - np.maximum(encoded.head_lengths, self._system.length) if self.shares_prefix else lengths
         per_pair = encoded.per_pair
         return Prepared(pairs, instruction, per_pair(lengths), per_pair(encoded.truncated), encoded, per_pair(costs))
 
+    def check_pairs(self, pairs: list[Pair]) -> list[Pair]:
+        """The pairs as the model family takes them (the text family refuses content parts)."""
+        return self.family.check_pairs(pairs, self.model_name)
+
     def cache_keys(self, prepared: Prepared) -> list[bytes]:
-        """A pair's token ids and the dtype that computes it say all its score depends on: template, instruction,
-        query, document after truncation (in chunk mode: every window's ids and how they aggregate), precision."""
+        """A pair's rows as the family encodes them (token ids, for text) and the dtype that computes them say all its
+        score depends on: template, instruction, query, document after truncation (in chunk mode: every window and
+        how they aggregate), precision."""
         encoded: EncodedPairs = prepared.payload
         starts, keys = encoded.starts, []
         for i in range(len(prepared)):
             digest = hashlib.blake2b(self.graph.path.name.encode() + b"\0" + self.dtype.value.encode(), digest_size=16)
             if encoded.row_starts is not None:
                 digest.update(encoded.aggregate.encode())
-            for row in encoded.ids[starts[i] : starts[i + 1]]:
-                digest.update(len(row).to_bytes(8, "little"))
-                digest.update(row.tobytes())
+            for row in range(starts[i], starts[i + 1]):
+                digest.update(self.tokenizer.row_key(encoded, row))
             keys.append(digest.digest())
         return keys
 

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from ...cpu import EXACT_INT8_WEIGHT_BITS, multiplies_int8_exactly
+from ...device import resolve_device
 from ...dtypes import Dtype
 from ...errors import ConfigError
-from ...locate.folder import GraphFile
+from ...graph_layout import NO_PREFIX, GraphLayout, session_device
+from ...model_files.folder import GraphFile
 from ...planning import Batch
-from .layouts import NO_PREFIX, open_layout, session_device
 from .memory import cuda_memory_options, use_cpu_arena
 from .openvino_session import NO_BF16, OpenVinoSession, bf16_available, cpu_runs_bf16
 
@@ -24,18 +25,6 @@ except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependenc
     raise ImportError("the ONNX backend needs onnxruntime: pip install onnxruntime (or onnxruntime-gpu)") from exc
 
 log = logging.getLogger(__name__)
-
-
-def cuda_available() -> bool:
-    """True when this onnxruntime build has the CUDA provider (onnxruntime-gpu)."""
-    return "CUDAExecutionProvider" in ort.get_available_providers()
-
-
-def resolve_device(device: str) -> str:
-    """'cuda' or 'cpu' for a device setting of 'auto', 'cpu' or 'cuda' (cuda without CUDA falls back to CPU)."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got {device!r}")
-    return "cuda" if device != "cpu" and cuda_available() else "cpu"
 
 
 # TF32 off: an f32 graph scores in f32 (the CUDA provider's default rounds f32 matmuls to TF32); f16 never uses it.
@@ -126,13 +115,15 @@ def faster_dtypes(graph_dtypes: set[Dtype]) -> dict[Dtype, str]:
 
 def open_graph(
     graph: GraphFile,
+    layout: type[GraphLayout] | None,
     device: str,
     intra_op_threads: int | None,
     cache_dir: str | None = None,
     memory_limit_mib: int | None = None,
 ):
-    """A session running `graph`: OpenVINO computing in bf16 for dtype bf16 (its IR cached under `cache_dir`), else
-    ONNX Runtime on `device` with its arena capped at `memory_limit_mib`."""
+    """A session running `graph` (of `layout`; None: not known before it opens): OpenVINO computing in bf16 for
+    dtype bf16 (its IR cached under `cache_dir`), else ONNX Runtime on `device` with its arena capped at
+    `memory_limit_mib`."""
     if graph.dtype is Dtype.BF16:
         log.info("%s: bf16 on OpenVINO (this CPU multiplies bf16)", graph.path.name)
         if memory_limit_mib is not None:
@@ -145,30 +136,30 @@ def open_graph(
             "--dtype int8 writes 7-bit weights here)",
             graph.path.name,
         )
-    if graph.layout in ("fused", "paged"):
-        return _open_fused(graph, device, intra_op_threads, memory_limit_mib)
+    if layout is not None and layout.cuda_only:
+        return _open_cuda_only(graph, layout, device, intra_op_threads, memory_limit_mib)
     return open_session(graph.path, device, intra_op_threads, memory_limit_mib)
 
 
-def _open_fused(graph: GraphFile, device: str, intra_op_threads: int | None, memory_limit_mib: int | None):
-    """A `fused` or `paged` graph runs as written where its com.microsoft attention lands on CUDA (f16 there);
-    elsewhere — CPU, or f32, which CUDA's kernels do not take — its CUDA-only parts run as standard nodes."""
+def _open_cuda_only(
+    graph: GraphFile, layout: type[GraphLayout], device: str, intra_op_threads: int | None, memory_limit_mib: int | None
+):
+    """A graph with CUDA-only operators (Qwen3's `fused`, `paged`) runs as written where they land on CUDA (f16
+    there); elsewhere — CPU, or f32, which CUDA's kernels do not take — they run as standard nodes."""
     args = (graph.path, device, intra_op_threads, memory_limit_mib)
     if graph.dtype is Dtype.F16 and resolve_device(device) == "cuda":
         session = open_session(*args)
-        if session_device(session) == "cuda" and runs_fused_graph(session, graph):
+        if session_device(session) == "cuda" and runs_cuda_only_graph(session, graph, layout):
             return session
-    from .cuda_only import standard_equivalent  # needs the onnx package, as only this path does
-
-    return open_session(*args, model=standard_equivalent(graph.path))
+    return open_session(*args, model=layout.standard_form(graph.path))
 
 
-def runs_fused_graph(session: ort.InferenceSession, graph: GraphFile) -> bool:
-    """Whether `session` scores one short row of a `fused` or `paged` graph; if its provider refuses a node (as CPU
-    does the fused q/k norms), one warning says so and the caller runs the standard form instead."""
+def runs_cuda_only_graph(session: ort.InferenceSession, graph: GraphFile, layout: type[GraphLayout]) -> bool:
+    """Whether `session` scores one short row of a graph with CUDA-only operators; if its provider refuses a node (as
+    CPU does the fused q/k norms), one warning says so and the caller runs the standard form instead."""
     row = Batch(np.zeros(1, np.int64), np.zeros((1, 4), np.int64), np.ones((1, 4), np.int64))
     try:
-        open_layout(graph.layout, session, 0, 1).run(row, NO_PREFIX)
+        layout(session, 0, 1).run(row, NO_PREFIX)
     except Exception as exc:  # ONNX Runtime raises its own error types, one per status code
         log.warning(
             "%s: this ONNX Runtime refused a fused node (%s); running its CUDA-only parts as standard nodes",

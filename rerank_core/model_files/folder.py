@@ -1,4 +1,4 @@
-"""A model folder read once: its graphs (file, dtype, layout), tokenizer, yes/no/pad ids and template."""
+"""A model folder read once: its graphs (file, dtype, layout), tokenizer, yes/no/pad ids, template and model type."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from tokenizers import Tokenizer
 
 from ..dtypes import GRAPH_CANDIDATES, Dtype, choose_dtype, graph_dtype
 from ..errors import ModelFormatError
-from ..formatting import PREFIX, SUFFIX
-from ..tokenization import DEFAULT_MAX_LENGTH
 from .manifest import Manifest
 
 # graph_variant → the GPU graph layout it loads, and the `rerank export` flag that writes that layout.
@@ -21,6 +19,10 @@ EXPORT_FLAGS = {"causal": "--cuda-dtype", "fused": "--fused-dtype", "paged": "--
 # What the exporter reads from a Hugging Face checkpoint (and all a Hub download of one needs to fetch).
 CHECKPOINT_PATTERNS = ("*.json", "*.safetensors", "*.txt", "tokenizer*")
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+# What an export folder holds, for errors that say what was expected.
+AN_EXPORT = (
+    "an ONNX export (model.onnx or model_int8.onnx/model_f16.onnx with tokenizer.json, as `rerank export` writes)"
+)
 
 
 @dataclass(frozen=True)
@@ -49,16 +51,19 @@ class ModelFolder:
     yes_id: int
     no_id: int
     pad_id: int
-    prefix: str = PREFIX
-    suffix: str = SUFFIX
-    max_length: int = DEFAULT_MAX_LENGTH
+    model_type: str | None = None  # config.json's, which chooses the model family; None: the folder has none
+    # The template around each pair's content and the tokens per pair; None: the model family's.
+    prefix: str | None = None
+    suffix: str | None = None
+    max_length: int | None = None
 
     @classmethod
     def read(cls, path: str | Path, name: str | None = None) -> ModelFolder:
         """Read `path`: our export (manifest) or a third-party one (known graph names, ids from the tokenizer)."""
         found = cls.find(path, name)
         if found is None:
-            raise not_a_model(Path(path), "model folder")
+            names = sorted(p.name for p in Path(path).iterdir())[:20]
+            raise ModelFormatError(f"model folder: {path} holds files {names}; expected {AN_EXPORT}")
         return found
 
     @classmethod
@@ -78,9 +83,10 @@ class ModelFolder:
         if tokenizer_path is None:
             raise ModelFormatError(f"{folder} lacks tokenizer.json")
         tokenizer = Tokenizer.from_file(str(tokenizer_path / "tokenizer.json"))
+        model_type = config_model_type(folder)
         if manifest is None:
             yes_id, no_id, pad_id = _third_party_ids(folder, tokenizer)
-            return cls(folder, name or folder.name, graphs, tokenizer, yes_id, no_id, pad_id)
+            return cls(folder, name or folder.name, graphs, tokenizer, yes_id, no_id, pad_id, model_type)
         return cls(
             folder,
             name or manifest.source,
@@ -89,6 +95,7 @@ class ModelFolder:
             manifest.yes_id,
             manifest.no_id,
             manifest.pad_id,
+            model_type,
             manifest.prefix,
             manifest.suffix,
             manifest.max_length,
@@ -159,7 +166,7 @@ def graph_patterns() -> list[str]:
     return ["*.json", *(f"{name}*" for names in GRAPH_CANDIDATES.values() for name in names)]
 
 
-def checkpoint_model_type(folder: Path) -> str | None:
+def config_model_type(folder: Path) -> str | None:
     """`model_type` from a Hugging Face config.json in `folder`, or None when there is none."""
     config = folder / "config.json"
     if not config.is_file():
@@ -173,17 +180,3 @@ def checkpoint_model_type(folder: Path) -> str | None:
 def has_weights(folder: Path) -> bool:
     """True when `folder` holds PyTorch weights (safetensors or pytorch_model*.bin)."""
     return any(next(folder.glob(p), None) is not None for p in WEIGHT_PATTERNS)
-
-
-def not_a_model(folder: Path, what: str) -> ModelFormatError:
-    """The error for a folder that is neither an export nor a Qwen3 checkpoint: what was found, what is expected."""
-    names = sorted(p.name for p in folder.iterdir())[:20] if folder.is_dir() else []
-    model_type = checkpoint_model_type(folder)
-    found = f"files {names}" if names else "no files"
-    if model_type is not None and model_type != "qwen3":
-        found += f" (config.json says model_type={model_type!r})"
-    return ModelFormatError(
-        f"{what}: {folder} holds {found}; expected an ONNX export (model.onnx or model_int8.onnx/model_f16.onnx "
-        "with tokenizer.json, as `rerank export` writes) or a Qwen3 checkpoint (config.json with model_type "
-        "'qwen3', *.safetensors and tokenizer files, like Qwen/Qwen3-Reranker-0.6B)"
-    )

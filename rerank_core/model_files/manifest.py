@@ -16,8 +16,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..config import describe_errors
 from ..dtypes import Dtype
 from ..errors import ModelFormatError
-from ..formatting import PREFIX, SUFFIX
-from ..tokenization import DEFAULT_MAX_LENGTH
 
 MANIFEST_NAME = "rerank_manifest.json"
 FORMAT = "qwen-rerank/2"
@@ -47,9 +45,10 @@ class Manifest(BaseModel):
     yes_id: int
     no_id: int
     pad_id: int
-    prefix: str = PREFIX
-    suffix: str = SUFFIX
-    max_length: int = DEFAULT_MAX_LENGTH
+    # The template around each pair's content and the tokens per pair; None: the model family's.
+    prefix: str | None = None
+    suffix: str | None = None
+    max_length: int | None = None
     source: str
     revision: str | None = None
     exporter: str | None = None  # EXPORTER_VERSION of the export that wrote it (None: written before version 4)

@@ -18,6 +18,8 @@ except ImportError as exc:
         "pip install onnx"
     ) from exc
 
+from .paged_standard import unpage_attention
+
 GQA = "GroupQueryAttention"
 PAGED = "PagedAttention"
 Q_NORM, K_NORM = 14, 15  # GroupQueryAttention's q_norm_weight and k_norm_weight inputs
@@ -98,7 +100,5 @@ def standard_equivalent(graph: Path) -> onnx.ModelProto | None:
     None when it has none (a graph exported before they were used)."""
     model = onnx.load(str(graph), load_external_data=False)
     if any(node.op_type == PAGED for node in model.graph.node):
-        from .paged_standard import unpage_attention
-
         return unpage_attention(model)
     return split_qk_norms(model) if has_fused_qk_norms(model) else None

@@ -1,9 +1,10 @@
-"""One adapter per graph layout: its padding, its inputs, and how it runs a batch (continuing a shared prefix or not).
+"""Qwen3's graph layouts, one adapter each: its padding, its inputs, and how it runs a batch (continuing a shared
+prefix or not).
 
 - `past_kv` (our CPU graphs): right-padded ids, `last_index`, the past K/V of a prefix every row continues → `logit`
   and the new tokens' K/V. The only layout that shares prefixes.
 - `causal` (our GPU graphs): right-padded ids and `last_index` → `logit`; fused causal attention, no mask, no K/V.
-- `fused` (our GPU graphs on ONNX Runtime's fused operators): what `causal` takes and returns (export/heads.py).
+- `fused` (our GPU graphs on ONNX Runtime's fused operators): what `causal` takes and returns (heads.py).
 - `paged` (`fused` without padding): packed tokens, per-sequence lengths, a block table and a scratch K/V cache →
   `logit`; rows of a call that start alike share those tokens inside the call (packing.py).
 - `plain` (exports made with --no-past-kv, exporter ≤ 2): left-padded ids and `attention_mask` → `logit`.
@@ -14,14 +15,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import ClassVar
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from ...errors import ModelFormatError
+from ...graph_layout import GraphLayout, Prefix, session_device
 from ...planning import Batch
 from .packing import FED_INPUTS, pack_call
 
@@ -34,63 +34,6 @@ FULL_LOGITS_BYTES = 1 << 30
 # calls of 65,536 tokens scored 1.12× the pairs/s of 32-row calls (docs/gpu.md), which a per-call time of 5.3 ms
 # and 3.9 µs per token explain. The planner splits a call of mixed lengths where its padding costs more.
 GPU_CALL_OVERHEAD_TOKENS = 1_400
-
-
-@dataclass(frozen=True)
-class Prefix:
-    """Keys and values of the tokens every row of a call continues: per layer [1, kv_heads, length, head_dim], in the
-    graph's input order; no tensors for layouts that take none (length 0)."""
-
-    tensors: tuple[np.ndarray, ...]
-    length: int
-
-
-NO_PREFIX = Prefix((), 0)
-
-
-class GraphLayout(ABC):
-    """Runs one graph layout on an ONNX Runtime session; subclasses say how."""
-
-    name: ClassVar[str]
-    right_padded: ClassVar[bool]
-    takes_prefix: ClassVar[bool] = False  # rows continue the K/V of a shared prefix
-    output: ClassVar[str] = "logit"
-    required: ClassVar[frozenset[str]]
-    optional: ClassVar[frozenset[str]] = frozenset()
-    call_overhead_tokens: ClassVar[int | None] = None  # None: each call as full as it may be (planning.py)
-
-    def __init__(self, session: ort.InferenceSession, yes_id: int, no_id: int, share_prefix: bool = True):
-        self.session, self.yes_id, self.no_id, self.share_prefix = session, yes_id, no_id, share_prefix
-        self.inputs = [i.name for i in session.get_inputs()]
-        outputs = {o.name for o in session.get_outputs()}
-        missing, unknown = self.required - set(self.inputs), set(self.inputs) - self.required - self._accepts()
-        if missing or unknown or self.output not in outputs:
-            raise ModelFormatError(
-                f"{self.name} graph: inputs {sorted(self.inputs)} and outputs {sorted(outputs)}; this layout takes "
-                f"{sorted(self.required | self.optional)} and returns {self.output!r} (re-export with: rerank export)"
-            )
-
-    def _accepts(self) -> set[str]:
-        return set(self.optional)
-
-    @property
-    def empty_prefix(self) -> Prefix:
-        """The prefix of length 0 that rows continue when nothing is shared."""
-        return NO_PREFIX
-
-    def extend(self, prefix: Prefix, ids: np.ndarray, chunk: int) -> Prefix:
-        """The prefix `prefix` followed by token ids `ids`; only layouts that take a prefix can grow one."""
-        if len(ids):
-            raise NotImplementedError(f"a {self.name} graph does not continue a shared prefix")
-        return prefix
-
-    def fit_budget(self, token_budget: int) -> int:
-        """The token budget this graph can run under (a layout may need less than asked)."""
-        return token_budget
-
-    @abstractmethod
-    def run(self, batch: Batch, prefix: Prefix) -> np.ndarray:
-        """l_yes − l_no (float32) of each row of `batch`, continuing `prefix`."""
 
 
 class PastKvLayout(GraphLayout):
@@ -158,15 +101,23 @@ class CausalLayout(GraphLayout):
         return self.session.run([self.output], feed)[0].astype(np.float32)
 
 
-class FusedLayout(CausalLayout):
+class CudaOnlyOperators:
+    """A layout whose graphs hold operators only CUDA runs (in f16): elsewhere they run as standard nodes."""
+
+    cuda_only = True
+
+    @classmethod
+    def standard_form(cls, graph_file: Path):
+        """The graph with GroupQueryAttention's fused q/k norms (or PagedAttention) as standard nodes."""
+        from .cuda_only import standard_equivalent  # needs the onnx package, as only this path does
+
+        return standard_equivalent(graph_file)
+
+
+class FusedLayout(CudaOnlyOperators, CausalLayout):
     """`causal`'s inputs and output, computed by ONNX Runtime's fused operators (GroupQueryAttention and co.)."""
 
     name = "fused"
-
-
-def session_device(session: ort.InferenceSession) -> str:
-    """'cuda' when the session runs on the CUDA provider, else 'cpu'."""
-    return "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
 
 
 def flash_block_tokens(head_dim: int) -> int:
@@ -176,7 +127,7 @@ def flash_block_tokens(head_dim: int) -> int:
     return 256 if head_dim <= 64 else 128 if head_dim <= 128 else 64
 
 
-class PagedLayout(GraphLayout):
+class PagedLayout(CudaOnlyOperators, GraphLayout):
     """`fused` on packed tokens: no padding computed, and rows that start alike (a query's documents) continue one
     computation of their shared prompt, in whole blocks of the scratch K/V cache (packing.py)."""
 
@@ -278,14 +229,3 @@ def detect_layout(session: ort.InferenceSession) -> str:
     if any(name.startswith("past_key_") for name in inputs):
         return PastKvLayout.name
     return PlainLayout.name if "attention_mask" in inputs else CausalLayout.name
-
-
-def open_layout(
-    name: str | None, session: ort.InferenceSession, yes_id: int, no_id: int, share_prefix: bool = True
-) -> GraphLayout:
-    """The adapter for layout `name` (None: detected from the graph) over `session`; checks the graph fits it.
-    `share_prefix` False: a `paged` graph computes every row whole (the scorer decides for `past_kv`)."""
-    name = name or detect_layout(session)
-    if name not in LAYOUTS:
-        raise ModelFormatError(f"unknown graph layout {name!r}; this version reads {sorted(LAYOUTS)}")
-    return LAYOUTS[name](session, yes_id, no_id, share_prefix)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..formatting import PREFIX, SUFFIX, format_content
-from .quiet import quiet_export
+from ...quiet_export import quiet_export
+from .template import PREFIX, SUFFIX, format_content
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,108 @@
+"""What a pair holds: a query and a document, each text or content made of parts (text now; images arrive with the
+Qwen3-VL family). Plain `(query, document)` strings are accepted everywhere a pair is."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from .errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class Text:
+    """A part of content that is text."""
+
+    text: str
+
+
+Part = Text  # the kinds of part a side may hold; a family says which it takes
+
+
+@dataclass(frozen=True)
+class Content:
+    """One side of a pair as parts, in the order the client gave them."""
+
+    parts: tuple[Part, ...]
+
+    def __post_init__(self):
+        if not isinstance(self.parts, tuple) or not all(isinstance(p, Part) for p in self.parts):
+            raise TypeError("Content.parts: expected a tuple of parts (Text)")
+
+    @property
+    def text(self) -> str | None:
+        """The content as one string when it is a single text part, else None."""
+        if len(self.parts) == 1 and isinstance(self.parts[0], Text):
+            return self.parts[0].text
+        return None
+
+
+Side = str | Content
+
+
+class Pair(NamedTuple):
+    """A (query, document) pair; a plain tuple of two strings is one too."""
+
+    query: Side
+    document: Side
+
+
+def check_text(value: object, field: str, *, allow_empty: bool) -> str:
+    """Return `value` if it is a usable string, else raise InvalidInputError naming `field`."""
+    if not isinstance(value, str):
+        raise InvalidInputError(field, f"must be a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise InvalidInputError(field, "must not be empty")
+    return value
+
+
+def _check_side(value: object, field: str, *, allow_empty: bool) -> Side:
+    """A side as a string (a Content of one text part becomes its text), or a Content of several parts."""
+    if isinstance(value, Content):
+        if value.text is None:
+            if not value.parts and not allow_empty:
+                raise InvalidInputError(field, "must not be empty")
+            return value
+        value = value.text
+    return check_text(value, field, allow_empty=allow_empty)
+
+
+def validate_pairs(pairs: Sequence[Pair | tuple[Side, Side]]) -> list[Pair]:
+    """Check every pair is (non-empty query, document); raise on the first that is not."""
+    checked = []
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise InvalidInputError(f"pairs[{i}]", "must be a (query, document) pair")
+        query = _check_side(pair[0], f"pairs[{i}].query", allow_empty=False)
+        document = _check_side(pair[1], f"pairs[{i}].document", allow_empty=True)
+        checked.append(Pair(query, document))
+    return checked
+
+
+def text_only(pairs: Sequence[Pair], model: str) -> None:
+    """Refuse pairs with anything but text, naming the first such side: `model` takes text only."""
+    for i, pair in enumerate(pairs):
+        for side, value in zip(("query", "document"), pair):
+            if not isinstance(value, str):
+                raise InvalidInputError(f"pairs[{i}].{side}", f"{model} takes text only, not content parts")
+
+
+def digest(*sides: Side) -> bytes:
+    """A 16-byte digest that is equal exactly when the sides are (text, and each part's kind and bytes)."""
+    hasher = hashlib.blake2b(digest_size=16)
+    for side in sides:
+        parts = (Text(side),) if isinstance(side, str) else side.parts
+        hasher.update(len(parts).to_bytes(8, "little"))
+        for part in parts:
+            data = part.text.encode("utf-8", "surrogatepass")
+            hasher.update(type(part).__name__.encode() + b"\0" + len(data).to_bytes(8, "little"))
+            hasher.update(data)
+    return hasher.digest()
+
+
+def estimate_tokens(side: Side) -> int:
+    """A conservative token estimate without the model's tokenizer: UTF-8 bytes / 3 (≥ 1 token per CJK char)."""
+    texts = [side] if isinstance(side, str) else [part.text for part in side.parts]
+    return sum(len(text.encode("utf-8")) // 3 + 1 for text in texts)

@@ -1,0 +1,131 @@
+"""The seam of a model family: what is specific to one kind of reranker checkpoint, behind one interface.
+
+A family (a package beside this module, chosen by a checkpoint's config.json `model_type`) says which content it takes,
+how a pair becomes token rows (template, default instruction, truncation), what a pair's cache key holds, which
+graph layouts it has and how each runs, and how the exporter traces its checkpoint. Everything else — planning,
+prefix sharing, sessions, dtypes, the score cache, the scheduler, the dialects, the offline job — is shared and never
+asks which family it serves.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import onnxruntime as ort
+
+from ..config import LongDocuments
+from ..content import Pair
+from ..dtypes import Dtype
+from ..errors import ModelFormatError
+from ..graph_layout import GraphLayout
+from ..model_files.folder import ModelFolder
+from ..scorer import Truncation
+from ..tokenization import EncodedPairs
+
+
+class PairEncoder(ABC):
+    """Turns a family's pairs into the token rows its graphs score."""
+
+    pad_id: int
+    prefix_ids: np.ndarray  # the tokens every row starts with (the system prompt), computed once per session
+    fast: bool  # ids from the fast BPE path (rerank_core.fast_bpe)
+
+    @abstractmethod
+    def encode_pairs(
+        self,
+        pairs: list[Pair],
+        instruction: str | None,
+        long_documents: LongDocuments,
+        truncation: Truncation = "right",
+        max_tokens_per_doc: int | None = None,
+    ) -> EncodedPairs:
+        """The rows of `pairs` (validated by the family): one per pair, or one per window of a long document."""
+
+    def row_key(self, encoded: EncodedPairs, row: int) -> bytes:
+        """What a row's score depends on beyond the graph and dtype, for the score cache: its token ids."""
+        ids = encoded.ids[row]
+        return len(ids).to_bytes(8, "little") + ids.tobytes()
+
+
+class ModelFamily(ABC):
+    """One kind of reranker checkpoint: its content, template, truncation, graph layouts and exporter."""
+
+    name: ClassVar[str]
+    model_types: ClassVar[tuple[str, ...]]  # config.json `model_type` values of its checkpoints
+    checkpoint: ClassVar[str]  # what its checkpoints hold, for errors that say what was expected
+    default_instruction: ClassVar[str]
+    layouts: ClassVar[Mapping[str, type[GraphLayout]]]
+
+    @abstractmethod
+    def check_pairs(self, pairs: list[Pair], model: str) -> list[Pair]:
+        """Validated pairs as this family scores them; raises InvalidInputError naming a side it cannot take."""
+
+    @abstractmethod
+    def encoder(self, folder: ModelFolder, max_length: int | None) -> PairEncoder:
+        """The encoder of an export folder's tokenizer and template; `max_length` None: the folder's or the family's."""
+
+    @abstractmethod
+    def detect_layout(self, session: ort.InferenceSession) -> str:
+        """The layout of a graph that comes without a manifest (a third-party export), told by its signature."""
+
+    @abstractmethod
+    def exporter(self) -> FamilyExporter:
+        """What the exporter asks of this family; imports torch (the export extra)."""
+
+    def layout_class(self, name: str) -> type[GraphLayout]:
+        """The adapter class of layout `name`."""
+        if name not in self.layouts:
+            raise ModelFormatError(f"unknown graph layout {name!r}; {self.name} graphs are {sorted(self.layouts)}")
+        return self.layouts[name]
+
+    def open_layout(
+        self, name: str | None, session: ort.InferenceSession, yes_id: int, no_id: int, share_prefix: bool = True
+    ) -> GraphLayout:
+        """The adapter for layout `name` (None: detected from the graph) over `session`; checks the graph fits it."""
+        return self.layout_class(name or self.detect_layout(session))(session, yes_id, no_id, share_prefix)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One graph to trace: the module, its sample inputs (in order), their names, the outputs' names, which input axes
+    vary, and the ONNX opset."""
+
+    module: Any  # torch.nn.Module
+    inputs: tuple
+    input_names: list[str]
+    output_names: list[str]
+    dynamic_shapes: dict
+    opset: int
+
+
+class FamilyExporter(ABC):
+    """What the exporter (rerank_core.export) asks of a family to turn its Hugging Face checkpoint into graphs."""
+
+    prefix: str  # the template around each pair's content, recorded in the manifest
+    suffix: str
+    max_length: int  # tokens per pair by default, recorded in the manifest
+
+    @abstractmethod
+    def load(self, src_dir: Path, dtype: Dtype) -> Any:
+        """The checkpoint's torch model computing in `dtype` (f32 or f16), in eval mode."""
+
+    @abstractmethod
+    def answer_ids(self, src_dir: Path) -> tuple[Any, int, int, int]:
+        """(the checkpoint's Hugging Face tokenizer, the "yes" id, the "no" id, the pad id)."""
+
+    @abstractmethod
+    def trace(self, model: Any, layout: str, yes_id: int, no_id: int) -> Trace:
+        """What to trace for one graph of `layout`."""
+
+    @abstractmethod
+    def finish(self, layout: str, graph_file: Path) -> None:
+        """Touches made to a written graph of `layout` (node names, unused outputs)."""
+
+    @abstractmethod
+    def calibrate_int8(self, src_dir: Path) -> Any:
+        """Activation statistics the int8 graph is quantized with (rerank_core.export.quantize)."""
