@@ -68,9 +68,9 @@ bench: $(STAMP)
 	for b in scorer peers int8 session_options serve offline load first_load; do $(BIN)/python bench/$$b.py || exit 1; done
 
 # The GPU box's offline bundle (onnxruntime-gpu, Ray Serve/Data, the web stack) for its Python 3.12, in pieces of at
-# most 60 MB under gpu-bundle/part-NN/: carry each, then run bench/gpu_run.sh there (docs/gpu.md).
+# most 60 MB under gpu-bundle/part-NN/: carry each, then run bench/gpu/run.sh there (docs/gpu.md).
 gpu-bundle: $(STAMP)
-	$(BIN)/python bench/gpu_bundle.py --out gpu-bundle
+	$(BIN)/python bench/gpu/bundle.py --out gpu-bundle
 
 tiny-model: $(STAMP)
 	$(BIN)/rerank tiny-model rerank_core/assets/tiny-qwen3-reranker --overwrite

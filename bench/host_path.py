@@ -152,7 +152,7 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from bench.gpu_checks import parity_model
+    from bench.gpu.checks import parity_model
     from serve.config import BatchConfig
 
     parser = argparse.ArgumentParser(description=__doc__)

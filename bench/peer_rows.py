@@ -3,7 +3,7 @@
 Runs under our venv (ours, the official recipe) or a peer's own venv (sentence-transformers, vLLM), so it
 imports each row's packages only when that row runs. Input (stdin, JSON): row, checkpoint, seq_cls, export,
 pairs, threads, device, prefix, suffix, instruction. Output: one line `RESULT {load_s, seconds, scores,
-peak_rss_gib}`. Also imported by bench/gpu.py for the sentence-transformers row.
+peak_rss_gib}`. Also imported by bench/gpu/scoring.py for the sentence-transformers row.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ PREFIX_CACHE_BYTES = 64 * 1024 * 1024  # ≈ 4 queries' prompt prefixes at the 0
 # Rows × longest sequence per model call when `token_budget` is unset. Small calls stay in the CPU's caches: on the
 # 0.6B shape, int8 scores 13% more pairs/s at 256 tokens per call than at 512 and 29% more than at 1024 (f32: within
 # ±3% of 512). A GPU wants large calls: on an H200, f16, 65,536 tokens and 256 rows a call scored 855 ~300-token
-# pairs/s and 2,657 ~30-token ones against 763 and 1,932 at 16,384 and 32 (bench/gpu.py; more rows or tokens: no gain).
+# pairs/s and 2,657 ~30-token ones against 763 and 1,932 at 16,384 and 32 (bench/gpu/scoring.py; more: no gain).
 TOKEN_BUDGET = {"cpu": 256, "cuda": 65536}
 MAX_ROWS_PER_CALL = {"cpu": 32, "cuda": 256}
 # The smallest piece of a long pair a call computes ahead (a scheduler's bulk calls stay short). Every call reads all

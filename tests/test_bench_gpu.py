@@ -1,4 +1,4 @@
-"""bench/gpu.py without a GPU says so and exits cleanly; bench/gpu_serve.py's tuning variants reach its config."""
+"""bench/gpu/scoring.py without a GPU says so and exits cleanly; bench/gpu/serving.py's variants reach its config."""
 
 import subprocess
 import sys
@@ -13,17 +13,19 @@ def test_gpu_bench_without_a_gpu_exits_cleanly_with_the_reason():
     import torch
 
     if torch.cuda.is_available():
-        pytest.skip("a GPU is present: run python bench/gpu.py itself")
-    proc = subprocess.run([sys.executable, "bench/gpu.py"], capture_output=True, text=True, timeout=120, cwd=REPO)
+        pytest.skip("a GPU is present: run python bench/gpu/scoring.py itself")
+    proc = subprocess.run(
+        [sys.executable, "bench/gpu/scoring.py"], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     assert proc.returncode == 0, proc.stderr
     assert "no GPU to measure on (torch sees no CUDA GPU)" in proc.stdout
 
 
 def test_serve_variants_set_what_they_name_and_refuse_what_they_cannot():
-    """bench/gpu_serve.py's tuning variants: each one's settings reach the Serve config; a misspelt one is refused."""
+    """bench/gpu/serving.py's tuning variants: each one's settings reach the Serve config; a misspelt one is refused."""
     import argparse
 
-    from bench.gpu_serve import parse_variants, serve_config
+    from bench.gpu.serving import parse_variants, serve_config
 
     variants = parse_variants("default;token_budget=16384,max_rows=64;call_target_s=0.03,gateways=2")
     assert variants == [{}, {"token_budget": 16384, "max_rows": 64}, {"call_target_s": 0.03, "gateways": 2}]

@@ -1,5 +1,5 @@
-"""bench/gpu_run.sh, the GPU box's one run, on the CPU: its offline bundle joined, checked and unpacked from pieces
-(bench/gpu_bundle.py packs them), every section run in smoke mode, and a missing or damaged piece named."""
+"""bench/gpu/run.sh, the GPU box's one run, on the CPU: its offline bundle joined, checked and unpacked from pieces
+(bench/gpu/bundle.py packs them), every section run in smoke mode, and a missing or damaged piece named."""
 
 import os
 import subprocess
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bench.gpu_bundle import pack
+from bench.gpu.bundle import pack
 from tests.conftest import REPO
 
 PIECE_BYTES = 100_000
@@ -25,8 +25,19 @@ def bundle(tmp_path):
     return tmp_path / "gpu-bundle", pieces
 
 
+@pytest.fixture
+def bench_models(tmp_path, tiny_checkpoint, tiny_export):
+    """The smoke run's one model (bench/gpu/checks.py's parity model, tiny): the session's tiny checkpoint and its
+    export, which hold every graph the run loads, so the run builds none of its own."""
+    root = tmp_path / "bench-models" / "gpu-parity-qwen-vocab-smoke"
+    root.mkdir(parents=True)
+    (root / "ckpt").symlink_to(tiny_checkpoint)
+    (root / "export").symlink_to(tiny_export)
+    return root.parent
+
+
 def run(tmp_path, bundle_dir, *args):
-    """bench/gpu_run.sh with `args`, its bundle, site and bench models under tmp_path."""
+    """bench/gpu/run.sh with `args`, its bundle, site and bench models under tmp_path."""
     env = {
         **os.environ,
         "GPU_BUNDLE": str(bundle_dir),
@@ -34,18 +45,18 @@ def run(tmp_path, bundle_dir, *args):
         "RERANK_BENCH_DIR": str(tmp_path / "bench-models"),
         "PYTHON": sys.executable,
     }
-    command = ["bash", "bench/gpu_run.sh", *args]
+    command = ["bash", "bench/gpu/run.sh", *args]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
-def test_smoke_run_unpacks_the_bundle_first_on_the_path_and_runs_every_section(tmp_path, bundle):
+def test_smoke_run_unpacks_the_bundle_first_on_the_path_and_runs_every_section(tmp_path, bundle, bench_models):
     bundle_dir, pieces = bundle
     proc = run(tmp_path, bundle_dir, "--smoke")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert f"bundle: {len(pieces)} pieces joined, checked and unpacked into {tmp_path / 'site'}" in proc.stdout
     summary = proc.stdout.split("== summary")[1]
     assert all(f"{section}: ok" in summary for section in ("prepare", "gpu", "serve", "offline")), summary
-    assert "| f16 GPU graph | all at once, default budget |" in proc.stdout  # bench/gpu.py's parity table printed
+    assert "| f16 GPU graph | all at once, default budget |" in proc.stdout  # the parity table
     assert "| f16 fused GPU graph (ONNX Runtime's fused operators) | all at once, default budget |" in proc.stdout
     paged = [line for line in proc.stdout.splitlines() if line.startswith("| f16 paged GPU graph")]
     assert len(paged) == 6 and all(line.endswith("| ok |") for line in paged), paged  # 3 compositions × 2 budgets

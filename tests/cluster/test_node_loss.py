@@ -17,13 +17,13 @@ from tests.cluster.harness import LocalCluster, descendants
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
-ROWS = 12_000
+ROWS = 6_000
 
 
 def _input(path) -> list[str]:
     ids = [f"r{i}" for i in range(ROWS)]
     docs = [f"document number {i} about " + "cats and dogs " * (1 + i % 6) for i in range(ROWS)]
-    # ~5 MiB carried through, so a streaming job writes several 1 MiB files (max_block_mib), not one at its end
+    # ~2.5 MiB carried through, so a streaming job writes several 1 MiB files (max_block_mib), not one at its end
     payload = [os.urandom(400) for _ in range(ROWS)]
     table = pa.table(
         {"id": ids, "query": [f"query {i % 5}" for i in range(ROWS)], "document": docs, "payload": payload}

@@ -1,11 +1,11 @@
 """The GPU box's offline bundle: the packages a GPU node without network needs beyond its image, resolved for its
 Python, installed into one folder, packed as tar.xz and split into pieces small enough to carry one at a time.
 
-`make gpu-bundle` runs it here (where the package index is reachable); `bench/gpu_run.sh` joins, checks and unpacks
+`make gpu-bundle` runs it here (where the package index is reachable); `bench/gpu/run.sh` joins, checks and unpacks
 the pieces there and puts the folder first on PYTHONPATH. Each piece lies in its own git-ignored folder
 (`gpu-bundle/part-NN/`), so each can be carried alone.
 
-Run: python bench/gpu_bundle.py [--out gpu-bundle] [--piece-mib 56] [--python 3.12]
+Run: python bench/gpu/bundle.py [--out gpu-bundle] [--piece-mib 56] [--python 3.12]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # What the GPU box lacks: the CUDA runtime of ONNX Runtime, Ray with Serve and Data, Serve's web stack, our own
 # dependencies it does not have (pydantic, pyyaml, tiktoken), and the bench's HTTP client.
 REQUIREMENTS = [
@@ -130,7 +130,7 @@ def main() -> None:
         pieces = pack(site, args.out, int(args.piece_mib * 2**20))
     total = sum(p.stat().st_size for p in pieces) / 2**20
     print(f"{len(pieces)} pieces, {total:.0f} MiB in all, in {args.out}/part-*: carry each folder in its own call,")
-    print("then run `bench/gpu_run.sh` there (it joins, checks and unpacks them).")
+    print("then run `bench/gpu/run.sh` there (it joins, checks and unpacks them).")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ fixed replicas instead of autoscaling, and the GPU call sizes of `--token-budget
 `--variants` compares settings, one endpoint each (call sizes, replicas, gateways, layout, the scheduler's call
 target and interactive window), and ends with one line per variant side by side: the tuning the issue asks for.
 
-Run: python bench/gpu_serve.py [--bulk 12] [--interactive 120] [--variants 'default;token_budget=16384'] [--smoke]
+Run: python bench/gpu/serving.py [--bulk 12] [--interactive 120] [--variants 'default;token_budget=16384'] [--smoke]
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from pathlib import Path
 import httpx
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from bench.common import WORDS, cpu_description, print_table  # noqa: E402
-from bench.gpu import bench_models, device_or_none  # noqa: E402
+from bench.gpu.scoring import bench_models, device_or_none  # noqa: E402
+from bench.gpu.usage import Usage  # noqa: E402
 from bench.serve import closed_loop  # noqa: E402
-from bench.usage import Usage  # noqa: E402
 
 PORT = 8791
 DIALECTS = ("cohere", "tei", "nim")
@@ -213,7 +213,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, small counts: check the script")
     args = parser.parse_args()
     variants = parse_variants(args.variants)
-    found = device_or_none("bench/gpu_serve.py", args.smoke)
+    found = device_or_none("bench/gpu/serving.py", args.smoke)
     if found is None:
         return
     device, which = found

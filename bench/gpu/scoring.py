@@ -1,7 +1,7 @@
 """GPU benchmark: every GPU check and our CUDA graph against what users run on GPUs today, same pairs, one run.
 
 Prints, in order: the environment; node placement of our graphs on CUDA (no node on the CPU) and parity with the
-official recipe on Qwen's real vocabulary in several batch compositions (bench/gpu_checks.py); then the rows, each in
+official recipe on Qwen's real vocabulary in several batch compositions (bench/gpu/checks.py); then the rows, each in
 a fresh process (so peak GPU memory is its own): the official transformers recipe (f32 = the score reference, and
 f16) · sentence-transformers CrossEncoder on the sequence-classification form of the reranker (the yes−no row of the
 LM head as its one-label head: how TEI, Infinity and sentence-transformers serve Qwen3 rerankers; f16 and bf16,
@@ -21,7 +21,7 @@ Needs a CUDA GPU with torch, and onnxruntime-gpu for our rows; without a GPU it 
 builds and exports the models only (no GPU needed); `--smoke` runs everything on the CPU with tiny models, to check
 the script itself.
 
-Run: python bench/gpu.py [--pairs 1024] [--smoke] [--prepare]
+Run: python bench/gpu/scoring.py [--pairs 1024] [--smoke] [--prepare]
 """
 
 from __future__ import annotations
@@ -35,9 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from bench import gpu_checks  # noqa: E402
 from bench.common import (  # noqa: E402
     BENCH_DIR,
     BENCH_NAME,
@@ -47,7 +46,8 @@ from bench.common import (  # noqa: E402
     print_table,
     seq_cls_checkpoint,
 )
-from bench.usage import Usage  # noqa: E402
+from bench.gpu import checks as gpu_checks  # noqa: E402
+from bench.gpu.usage import Usage  # noqa: E402
 from rerank_core.config import MAX_ROWS_PER_CALL, TOKEN_BUDGET  # noqa: E402
 
 GPU_EXPORT_DIR = BENCH_DIR / f"{BENCH_NAME}-gpu"
@@ -137,39 +137,39 @@ def make_row(row: str, checkpoint: Path, export: Path, device: str):
     return reranker.score_pairs
 
 
-def child(row: str, n: int, smoke: bool) -> None:
-    """Run one row on every mix in this (fresh) process; print a JSON line per mix with the timing and the scores."""
+def child(rows: list[str], n: int, smoke: bool) -> None:
+    """Run rows on every mix in this (fresh) process; print a JSON line per row and mix with the timing and scores."""
     checkpoint, export, device = bench_models(smoke)
     if device == "cuda":
         import torch  # before any ONNX Runtime session: loads CUDA's libraries
 
-    score = make_row(row, checkpoint, export, device)
-    for mix, pairs in length_mixes(n).items():
-        score(pairs[:FIXED_BATCH])  # warm-up: kernels, allocator
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        scores = score(pairs)
-        seconds = time.perf_counter() - start
-        result = {"mix": mix, "seconds": seconds, "scores": [float(s) for s in scores]}
-        print("RESULT " + json.dumps(result), flush=True)
+    for row in rows:
+        try:
+            score = make_row(row, checkpoint, export, device)
+        except Exception as exc:  # a row its peer's package lacks here, say: the other rows go on
+            print("NOT RUN " + json.dumps({"row": row, "why": f"{type(exc).__name__}: {exc}"[:160]}), flush=True)
+            continue
+        for mix, pairs in length_mixes(n).items():
+            score(pairs[:FIXED_BATCH])  # warm-up: kernels, allocator
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            scores = score(pairs)
+            seconds = time.perf_counter() - start
+            result = {"row": row, "mix": mix, "seconds": seconds, "scores": [float(s) for s in scores]}
+            print("RESULT " + json.dumps(result), flush=True)
 
 
 def bench_models(smoke: bool) -> tuple[Path, Path, str]:
-    """(checkpoint, our export with the f16 GPU graphs and past-K/V graph, device); built and exported once."""
+    """(checkpoint, our export with the f16 GPU graphs and past-K/V graph, device); built and exported once. A smoke
+    run takes the parity model's (tiny, every graph), so it builds one model."""
     from rerank_core.export import export_checkpoint
     from rerank_core.model_files.manifest import Manifest
 
     if smoke:
-        from rerank_core.tiny_model import build_checkpoint
-
-        root = BENCH_DIR / "gpu-smoke"
-        checkpoint = root / "ckpt"
-        if not (checkpoint / "config.json").exists():
-            build_checkpoint(checkpoint)
-        export, device = root / "export", "cpu"
-    else:
-        checkpoint, export, device = bench_checkpoint(), GPU_EXPORT_DIR, "cuda"
+        checkpoint, export = gpu_checks.parity_model(smoke)
+        return checkpoint, export, "cpu"
+    checkpoint, export, device = bench_checkpoint(), GPU_EXPORT_DIR, "cuda"
     manifest = Manifest.read(export) if export.is_dir() else None
     have = {(g.dtype.value, g.layout) for g in manifest.graphs} if gpu_checks.current(manifest) else set()
     if not {("f16", layout) for layout in ("past_kv", "causal", "fused", "paged")} <= have:
@@ -212,14 +212,19 @@ def prepare(smoke: bool) -> None:
     print("prepared", flush=True)
 
 
-def run_row(row: str, n: int, smoke: bool) -> tuple[dict[str, dict], float, str]:
-    """({mix: result}, peak GPU MiB, why it failed) of one row in a fresh process."""
-    command = [sys.executable, __file__, "--child", row, "--pairs", str(n)] + (["--smoke"] if smoke else [])
+def run_rows(rows: list[str], n: int, smoke: bool) -> dict[str, tuple[dict[str, dict], float, str]]:
+    """row → ({mix: result}, peak GPU MiB, why it failed) of `rows` run in one fresh process."""
+    command = [sys.executable, __file__, "--child", ",".join(rows), "--pairs", str(n)] + (["--smoke"] if smoke else [])
     with Usage(gpu=not smoke, interval_s=0.05) as usage:
         proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
-    results = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    why = "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["no output"])[-1][:160]
-    return {r["mix"]: r for r in results}, usage.peak_memory_mib, why
+    lines = proc.stdout.splitlines()
+    results = [json.loads(line[7:]) for line in lines if line.startswith("RESULT ")]
+    why = {r["row"]: r["why"] for r in (json.loads(line[8:]) for line in lines if line.startswith("NOT RUN "))}
+    crash = "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["no output"])[-1][:160]
+    return {
+        row: ({r["mix"]: r for r in results if r["row"] == row}, usage.peak_memory_mib, why.get(row, crash))
+        for row in rows
+    }
 
 
 def call_padding(lengths: np.ndarray) -> dict[str, float]:
@@ -269,12 +274,12 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.pairs, args.smoke)
+        child(args.child.split(","), args.pairs, args.smoke)
         return
     if args.prepare:
         prepare(args.smoke)
         return
-    found = device_or_none("bench/gpu.py", args.smoke)
+    found = device_or_none("bench/gpu/scoring.py", args.smoke)
     if found is None:
         return
     device, which = found
@@ -301,10 +306,12 @@ def rows_table(checkpoint: Path, export: Path, n: int, smoke: bool, which: str) 
     mixes = length_mixes(n)
     lengths = {mix: tokenizer.encode([format_content(q, d) for q, d in pairs]).lengths for mix, pairs in mixes.items()}
     runs = {}
-    for row, label in ROWS.items():
-        runs[row] = run_row(row, n, smoke)
-        rates = ", ".join(f"{n / r['seconds']:.0f}" for r in runs[row][0].values())
-        print(f"  {label}: {rates or 'not run'} pairs/s {runs[row][2]}", flush=True)
+    # Each row in a fresh process of its own (its memory and time its own); a smoke run measures nothing: one for all.
+    for group in [list(ROWS)] if smoke else [[row] for row in ROWS]:
+        runs.update(run_rows(group, n, smoke))
+        for row in group:
+            rates = ", ".join(f"{n / r['seconds']:.0f}" for r in runs[row][0].values())
+            print(f"  {ROWS[row]}: {rates or 'not run'} pairs/s {runs[row][2]}", flush=True)
     for mix in mixes:
         tokens = int(lengths[mix].sum())
         padding = "; ".join(f"{label} {100 * share:.1f}%" for label, share in call_padding(lengths[mix]).items())

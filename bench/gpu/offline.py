@@ -5,10 +5,10 @@ the GPU's busy share, GPU memory per actor (nvidia-smi, per process) and the hos
 CPUs a GPU needs.
 
 The config is configs/offline.yaml with the bench model (random weights, Qwen3-Reranker-0.6B's shape, f16 GPU
-graphs), the generated input and a temporary output. `--smoke` runs it on the CPU with the tiny model and 1,000
+graphs), the generated input and a temporary output. `--smoke` runs it on the CPU with the tiny model and 200
 rows, to check the script (measures nothing).
 
-Run: python bench/gpu_offline.py [--rows 200000] [--scorer-rows 20000] [--actors 2] [--smoke]
+Run: python bench/gpu/offline.py [--rows 200000] [--scorer-rows 20000] [--actors 2] [--smoke]
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from bench.common import BENCH_DIR, WORDS, cpu_description, print_table  # noqa: E402
-from bench.gpu import bench_models, device_or_none  # noqa: E402
-from bench.usage import Usage  # noqa: E402
+from bench.gpu.scoring import bench_models, device_or_none  # noqa: E402
+from bench.gpu.usage import Usage  # noqa: E402
 
 
 def input_set(rows: int) -> Path:
@@ -100,14 +100,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--scorer-rows", type=int, default=20_000, help="pairs the scorer alone is timed on")
     parser.add_argument("--actors", type=int, default=2, help="model actors sharing the GPU")
-    parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, 1,000 rows: check the script")
+    parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, 200 rows: check the script")
     args = parser.parse_args()
-    found = device_or_none("bench/gpu_offline.py", args.smoke)
+    found = device_or_none("bench/gpu/offline.py", args.smoke)
     if found is None:
         return
     device, which = found
     if args.smoke:
-        args.rows, args.scorer_rows = 1000, 200
+        args.rows, args.scorer_rows = 200, 100
     _, export, _ = bench_models(args.smoke)
     source = input_set(args.rows)
     with tempfile.TemporaryDirectory(prefix="gpu-offline-") as tmp:

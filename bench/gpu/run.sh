@@ -3,17 +3,17 @@
 # (`make gpu-bundle`, carried as gpu-bundle/part-NN/) into a folder put first on PYTHONPATH, then run each section in
 # order under its own time limit, saying what ran, what failed and what was skipped and why.
 #
-# Run: bench/gpu_run.sh [--smoke] [--pairs N] [--offline-rows N] [--serve-variants V] [--only SECTION,...]
+# Run: bench/gpu/run.sh [--smoke] [--pairs N] [--offline-rows N] [--serve-variants V] [--only SECTION,...]
 #   --smoke   on the CPU with tiny models (the test suite runs it): checks this script, measures nothing
-#   sections: prepare (build and export the bench models), gpu (bench/gpu.py: placement, parity, speed tables),
-#             serve (bench/gpu_serve.py: rerank serve, two replicas on the GPU, mixed load, per --serve-variants:
+#   sections: prepare (build and export the bench models), gpu (bench/gpu/scoring.py: placement, parity, speed tables),
+#             serve (bench/gpu/serving.py: rerank serve, two replicas on the GPU, mixed load, per --serve-variants:
 #             default "default;interactive_window_s=0;graph_variant=fused"; see that script for the settings a variant may change),
-#             offline (bench/gpu_offline.py: rerank offline, two actors on the GPU, vs the scorer alone)
+#             offline (bench/gpu/offline.py: rerank offline, two actors on the GPU, vs the scorer alone)
 # Environment: GPU_BUNDLE (default: gpu-bundle), GPU_SITE (default: ~/.cache/qwen-rerank/gpu-site),
 #   GPU_SECTION_LIMIT_S (each section's time limit, default 900; smoke: 300).
 set -uo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUNDLE="${GPU_BUNDLE:-$REPO/gpu-bundle}"
 SITE="${GPU_SITE:-$HOME/.cache/qwen-rerank/gpu-site}"
 PYTHON="${PYTHON:-python3}"
@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
     --offline-rows) OFFLINE_ROWS="$2"; shift ;;
     --serve-variants) SERVE_VARIANTS="$2"; shift ;;
     --only) ONLY="$2"; shift ;;
-    *) echo "gpu_run.sh: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
+    *) echo "run.sh: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -95,10 +95,10 @@ print("packages: onnxruntime", onnxruntime.__version__, "providers", onnxruntime
 print("packages that do not import:", "; ".join(f"{k} ({v})" for k, v in failed.items()) if failed else "none")
 EOF
 
-section prepare "$PYTHON" bench/gpu.py --prepare $SMOKE
-section gpu "$PYTHON" bench/gpu.py --pairs "$PAIRS" $SMOKE
-section serve "$PYTHON" bench/gpu_serve.py --variants "$SERVE_VARIANTS" $SMOKE
-section offline "$PYTHON" bench/gpu_offline.py --rows "$OFFLINE_ROWS" $SMOKE
+section prepare "$PYTHON" bench/gpu/scoring.py --prepare $SMOKE
+section gpu "$PYTHON" bench/gpu/scoring.py --pairs "$PAIRS" $SMOKE
+section serve "$PYTHON" bench/gpu/serving.py --variants "$SERVE_VARIANTS" $SMOKE
+section offline "$PYTHON" bench/gpu/offline.py --rows "$OFFLINE_ROWS" $SMOKE
 
 echo; echo "== summary$([ -n "$SMOKE" ] && echo ' (smoke: CPU, tiny models, nothing measured)') =="
 printf '%s\n' "${SUMMARY[@]}"

@@ -5,7 +5,7 @@ left on the CPU fails the session), one batch run; the log's "Node placements" c
 Parity: a small random model with Qwen's real vocabulary, exported f32 and f16 (GPU graph and past-K/V graph), scored
 on CUDA in several batch compositions against the official transformers recipe in f32 on the CPU.
 
-Run by bench/gpu.py (`python bench/gpu.py`); `python bench/gpu_checks.py placement GRAPH DEVICE` is its child.
+Run by bench/gpu/scoring.py; `python bench/gpu/checks.py placement GRAPH DEVICE` is its child.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from bench.common import BENCH_DIR, mixed_pairs, print_table  # noqa: E402
 
@@ -159,13 +159,15 @@ def current(manifest) -> bool:
     return manifest is not None and manifest.exporter == EXPORTER_VERSION
 
 
-def parity_pairs() -> list[tuple[str, str]]:
+def parity_pairs(smoke: bool) -> list[tuple[str, str]]:
     """Pairs whose tokens merge across the template's seams, mixed lengths over a few queries, and short documents
-    of two long queries (prompts that fill whole 128-token blocks: the paged graph shares them)."""
+    of two long queries (prompts that fill whole 128-token blocks: the paged graph shares them); a smoke run takes
+    a few of each kind (the test suite checks parity itself)."""
     from tests.rerank_core.test_real_vocabulary import SEAM_PAIRS
 
-    long_queries = mixed_pairs(8, queries=2, min_words=3, max_words=30, seed=12, query_words=(300, 400))
-    return list(SEAM_PAIRS) + mixed_pairs(54, queries=6, min_words=3, max_words=400, seed=11) + long_queries
+    mixed, long = (6, 4) if smoke else (54, 8)
+    long_queries = mixed_pairs(long, queries=2, min_words=3, max_words=30, seed=12, query_words=(300, 400))
+    return list(SEAM_PAIRS) + mixed_pairs(mixed, queries=6, min_words=3, max_words=400, seed=11) + long_queries
 
 
 def parity(device: str, smoke: bool) -> None:
@@ -174,7 +176,7 @@ def parity(device: str, smoke: bool) -> None:
     from tests.oracle import OfficialRecipe
 
     checkpoint, export = parity_model(smoke)
-    pairs = parity_pairs()
+    pairs = parity_pairs(smoke)
     reference = OfficialRecipe(checkpoint).score(pairs, batch_size=1)
     compositions = {
         "all at once": lambda r: r.score_pairs(pairs),
