@@ -1,20 +1,21 @@
-"""Shared helpers of the benchmarks: the benchmark model, realistic pairs, and table printing."""
+"""Shared helpers of the benchmarks: the benchmark model, realistic pairs, table printing, FLOPs and peaks, RSS,
+percentiles."""
 
 from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
-from typing import Literal
 
 BENCH_DIR = Path(os.environ.get("RERANK_BENCH_DIR", Path.home() / ".cache/qwen-rerank/bench"))
 # Qwen3-Reranker-0.6B's shape with Qwen's real vocabulary and weights stored in bf16 as Qwen's are ("-qv": folders
 # made before it had a tiny vocabulary; "-bf16w": before its weights were bf16, when bf16 and f16 rows paid their
-# rounding, which Qwen's checkpoint does not — bench/bf16_weights.py measures it on a float32-weight twin).
+# rounding, which Qwen's checkpoint does not; docs/benchmarks.md, "bf16 (OpenVINO)").
 BENCH_NAME = "qwen3-0.6b-shape-qv-bf16w"
 BENCH_MODEL_DIR = BENCH_DIR / BENCH_NAME
 BENCH_CHECKPOINT_DIR = BENCH_DIR / f"{BENCH_NAME}-hf"
-F32_WEIGHTS_CHECKPOINT_DIR = BENCH_DIR / "qwen3-0.6b-shape-qv-hf"
 NAIVE_MODEL_DIR = BENCH_DIR / f"{BENCH_NAME}-full-logits"
 SEQ_CLS_DIR = BENCH_DIR / f"{BENCH_NAME}-seq-cls"
 WORDS = (
@@ -24,15 +25,15 @@ WORDS = (
 ).split()
 
 
-def bench_checkpoint(weights: Literal["bfloat16", "float32"] = "bfloat16") -> Path:
-    """The random Hugging Face checkpoint with Qwen3-Reranker-0.6B's exact shape (seed 0), its weights stored in
-    `weights` (float32: the same random draw before bf16 rounding); built once and cached."""
-    folder = {"bfloat16": BENCH_CHECKPOINT_DIR, "float32": F32_WEIGHTS_CHECKPOINT_DIR}[weights]
+def bench_checkpoint() -> Path:
+    """The random Hugging Face checkpoint with Qwen3-Reranker-0.6B's exact shape (seed 0), its weights stored in bf16
+    as Qwen's are; built once and cached."""
+    folder = BENCH_CHECKPOINT_DIR
     if not (folder / "config.json").exists():
         from rerank_core.tiny_model import build_checkpoint
 
-        print(f"building the 0.6B-shape random checkpoint ({weights}) into {folder} (once) ...", flush=True)
-        build_checkpoint(folder, full_size=True, weights=weights)
+        print(f"building the 0.6B-shape random checkpoint into {folder} (once) ...", flush=True)
+        build_checkpoint(folder, full_size=True)
     return folder
 
 
@@ -140,3 +141,44 @@ def peak_rss_gib() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 2**20
     return float("nan")
+
+
+def flops_per_pair(config: dict, tokens: int, attention: str = "square") -> float:
+    """Useful FLOPs to score one sequence of `tokens` tokens: the matmuls of every layer, attention (QKᵀ and AV) over
+    the full masked square (`attention` "square": what a masked graph computes) or its causal half ("causal": what
+    Flash kernels compute), and the yes/no row."""
+    h, layers = config["hidden_size"], config["num_hidden_layers"]
+    q = config["num_attention_heads"] * config["head_dim"]
+    kv = config["num_key_value_heads"] * config["head_dim"]
+    per_token = 2 * (h * q + 2 * h * kv + q * h + 3 * h * config["intermediate_size"])
+    keys = tokens if attention == "square" else (tokens + 1) / 2
+    return layers * (per_token * tokens + 2 * 2 * tokens * keys * q) + 2 * h
+
+
+_PEAK_PROBE = """
+import time, numpy as np
+from threadpoolctl import threadpool_limits
+a = np.random.default_rng(0).standard_normal((4096, 4096), dtype=np.float32)
+best = 0.0
+with threadpool_limits({threads}):
+    for _ in range(4):
+        start = time.perf_counter(); a @ a; best = max(best, 2 * 4096**3 / (time.perf_counter() - start))
+print(best)
+"""
+
+
+def cpu_peak_flops(threads: int) -> float:
+    """Attainable f32 peak: best of 4 float32 4096² sgemms with numpy's OpenBLAS on `threads` threads, in a
+    child process without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (set on some machines here; they slow its kernels)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_PROBE.format(threads=threads)], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    return float(out.strip())
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0–100) of `values` (numpy's linear interpolation); NaN when there are none."""
+    import numpy as np
+
+    return float(np.percentile(values, q)) if len(values) else float("nan")

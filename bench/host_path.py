@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import WORDS, cpu_description, print_table
+from bench.common import WORDS, cpu_description, percentile, print_table
 from bench.serve import closed_loop
 
 GPU_SECONDS_PER_TOKEN = 3.9e-6  # H200, f16 GPU graph, per token of the padded batch (layouts.GPU_CALL_OVERHEAD_TOKENS)
@@ -80,11 +80,6 @@ def stand_in_replica(seconds_per_token: float, seconds_per_call: float):
 def documents(n: int, words: int, rng: random.Random) -> list[str]:
     """`n` documents of `words` words each (≈1.3 Qwen tokens a word), each different."""
     return [f"{rng.randint(0, 10**9)} " + " ".join(rng.choice(WORDS) for _ in range(words)) for _ in range(n)]
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-quantile of sorted `values` (nearest rank)."""
-    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
 def deploy(model: Path, seconds_per_token: float, seconds_per_call: float, call_target_s: float, port: int) -> str:
@@ -182,8 +177,8 @@ def main() -> None:
                         result["pairs_s"],
                         result["pairs_s"] / os.cpu_count(),
                         statistics.median(lat) if lat else float("nan"),
-                        percentile(lat, 0.95),
-                        percentile(lat, 0.99),
+                        percentile(lat, 95),
+                        percentile(lat, 99),
                         result["errors"],
                     ]
                 )

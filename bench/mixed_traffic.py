@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import contextlib
 
-from bench.common import WORDS, bench_model, print_table
+from bench.common import WORDS, bench_model, percentile, print_table
 from bench.serve import deploy
 
 # (documents per small request, words per small document, documents per bulk request, words per bulk document)
@@ -37,10 +37,6 @@ class Texts:
 
     def request(self, docs: int, words: int) -> dict:
         return {"query": self.words(6) + "?", "documents": [self.words(words) for _ in range(docs)]}
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def small_client(url: str, seconds: float, shape: tuple, seed: int, count: int = 0) -> list[float]:

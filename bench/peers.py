@@ -35,6 +35,8 @@ from bench.common import (  # noqa: E402
     bench_checkpoint,
     bench_model,
     cpu_description,
+    cpu_peak_flops,
+    flops_per_pair,
     mixed_pairs,
     print_table,
     seq_cls_checkpoint,
@@ -113,7 +115,6 @@ def main() -> None:
     """Interleaved rounds of every row on the same pairs; print the table."""
     from scipy.stats import spearmanr
 
-    from bench.scorer import cpu_peak_flops, flops_per_pair
     from rerank_core.backends.onnx import OnnxScorer
     from rerank_core.families.qwen3.template import DEFAULT_INSTRUCTION, PREFIX, SUFFIX, format_content
 

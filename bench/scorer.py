@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
 import sys
@@ -33,6 +32,8 @@ from bench.common import (
     bench_checkpoint,
     bench_model,
     cpu_description,
+    cpu_peak_flops,
+    flops_per_pair,
     mixed_pairs,
     naive_model,
     print_table,
@@ -41,38 +42,6 @@ from bench.common import (
 ROW_NAMES = {"official": "official transformers recipe", "naive": "naive full-logits ONNX"}
 
 FIXED_BATCH = 8
-
-
-def flops_per_pair(config: dict, length: int) -> float:
-    """Useful FLOPs to score one sequence of `length` tokens: matmuls of every layer + attention + the yes/no row."""
-    h, layers = config["hidden_size"], config["num_hidden_layers"]
-    q = config["num_attention_heads"] * config["head_dim"]
-    kv = config["num_key_value_heads"] * config["head_dim"]
-    per_token = 2 * (h * q + 2 * h * kv + q * h + 3 * h * config["intermediate_size"])
-    attention = 2 * 2 * length * length * q  # QKᵀ and AV over the full (masked) square
-    return layers * (per_token * length + attention) + 2 * h
-
-
-_PEAK_PROBE = """
-import time, numpy as np
-from threadpoolctl import threadpool_limits
-a = np.random.default_rng(0).standard_normal((4096, 4096), dtype=np.float32)
-best = 0.0
-with threadpool_limits({threads}):
-    for _ in range(4):
-        start = time.perf_counter(); a @ a; best = max(best, 2 * 4096**3 / (time.perf_counter() - start))
-print(best)
-"""
-
-
-def cpu_peak_flops(threads: int) -> float:
-    """Attainable f32 peak: best of 4 float32 4096² sgemms with numpy's OpenBLAS on `threads` threads, in a
-    child process without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (set on some machines here; they slow its kernels)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    out = subprocess.run(
-        [sys.executable, "-c", _PEAK_PROBE.format(threads=threads)], env=env, check=True, capture_output=True, text=True
-    ).stdout
-    return float(out.strip())
 
 
 def rss_probe(row: str, threads: int, pairs: list) -> float:

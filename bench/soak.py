@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import WORDS, bench_model, print_table
+from bench.common import WORDS, bench_model, percentile, print_table
 from bench.serve import deploy
 
 
@@ -89,7 +89,7 @@ class Load:
 
     def p95(self, since: float, until: float) -> float:
         values = [s for end, s in self.small_latencies if since <= end < until]
-        return float(np.percentile(values, 95)) if values else float("nan")
+        return percentile(values, 95)
 
 
 def replica_pid(deployment: str) -> int:

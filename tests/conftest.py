@@ -109,7 +109,14 @@ def ray_cluster():
 
     # The Serve proxy refuses bodies past 1 MiB and holds 8 MiB of them at once; the demo app (64 KiB) in its replica.
     guard_the_proxy(1 << 20, 8 << 20)
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, _metrics_export_port=METRICS_PORT)
+    ray.init(
+        num_cpus=2,
+        num_gpus=1,
+        include_dashboard=False,
+        log_to_driver=False,
+        _metrics_export_port=METRICS_PORT,
+        _system_config={"metrics_report_interval_ms": 1000},  # metrics reach Prometheus in 1 s, not 10 (test_metrics)
+    )
     yield ray
     from ray import serve
 

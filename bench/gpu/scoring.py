@@ -42,6 +42,7 @@ from bench.common import (  # noqa: E402
     BENCH_NAME,
     SEQ_CLS_DIR,
     bench_checkpoint,
+    flops_per_pair,
     mixed_pairs,
     print_table,
     seq_cls_checkpoint,
@@ -250,16 +251,6 @@ def call_padding(lengths: np.ndarray) -> dict[str, float]:
     return shares
 
 
-def flops_per_pair(config: dict, tokens: int) -> float:
-    """Useful FLOPs of one pair of `tokens` tokens: 2 × matmul weights × tokens + causal attention (QKᵀ and AV)."""
-    hidden, heads, kv, head = (
-        config[k] for k in ("hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim")
-    )
-    per_layer = hidden * head * (2 * heads + 2 * kv) + 3 * hidden * config["intermediate_size"]
-    attention = 2 * 2 * heads * head * tokens * (tokens + 1) / 2
-    return config["num_hidden_layers"] * (2 * per_layer * tokens + attention)
-
-
 def dense_peak(gpu: str) -> float | None:
     """The GPU's dense f16/bf16 peak in TFLOP/s from its datasheet, when known."""
     return next((peak for name, peak in DENSE_PEAK_TFLOPS.items() if name in gpu), None)
@@ -315,7 +306,7 @@ def rows_table(checkpoint: Path, export: Path, n: int, smoke: bool, which: str) 
     for mix in mixes:
         tokens = int(lengths[mix].sum())
         padding = "; ".join(f"{label} {100 * share:.1f}%" for label, share in call_padding(lengths[mix]).items())
-        flops = sum(flops_per_pair(config, int(t)) for t in lengths[mix])
+        flops = sum(flops_per_pair(config, int(t), attention="causal") for t in lengths[mix])
         reference = runs["official-f32"][0].get(mix, {}).get("scores")
         table = []
         for row, label in ROWS.items():

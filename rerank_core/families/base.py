@@ -42,9 +42,12 @@ class PairEncoder(ABC):
         instruction: str | None,
         long_documents: LongDocuments,
         truncation: Truncation = "right",
-        max_tokens_per_doc: int | None = None,
     ) -> EncodedPairs:
         """The rows of `pairs` (validated by the family): one per pair, or one per window of a long document."""
+
+    @abstractmethod
+    def cut_documents(self, pairs: list[Pair], max_tokens: int) -> list[Pair]:
+        """The pairs with each document cut after its first `max_tokens` tokens (as the tokenizer splits it alone)."""
 
     def row_key(self, encoded: EncodedPairs, row: int) -> bytes:
         """What a row's score depends on beyond the graph and dtype, for the score cache: its token ids."""

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.processes import descendants
+
 # Ray swaps 127.0.0.1 for the machine's address when it connects; 127.0.0.2 is loopback too, and kept as it is.
 NODE_IP = "127.0.0.2"
 WORKER_PORTS = 201  # each node's range of worker ports
@@ -47,22 +49,6 @@ def free_ports(n: int, avoid: set[int] = frozenset()) -> list[int]:
     finally:
         for s in held:
             s.close()
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (children, their children, …), from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
 
 
 class LocalCluster:
@@ -198,14 +184,12 @@ class LocalCluster:
         return time.monotonic() - start
 
     def stop(self, node: subprocess.Popen) -> None:
-        """Stop a node: SIGTERM its process group, SIGKILL what is left after 20 s."""
-        if node.poll() is not None:
-            return
-        try:
+        """Stop a node: SIGTERM its process group, SIGKILL what is left of the group after 20 s — also when `ray start`
+        itself has exited, since its GCS and raylet may outlive it."""
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(node.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             node.wait(timeout=20)
-        except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(node.pid, signal.SIGKILL)
-            node.wait(timeout=30)
-        except ProcessLookupError:
-            pass
+        node.wait(timeout=30)

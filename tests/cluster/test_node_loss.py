@@ -1,20 +1,19 @@
 """A worker node lost without grace under a running offline job, on a real two-node Ray cluster on this machine:
 the job still writes every input row exactly once, streaming and resumable alike."""
 
-import contextlib
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.cluster.harness import LocalCluster, descendants
+from tests.cluster.harness import LocalCluster
 from tests.conftest import REPO
+from tests.processes import ray_actors
 
 pytestmark = pytest.mark.slow
 ROWS = 6_000
@@ -54,12 +53,7 @@ def _job(tmp_path, name: str, resume: bool) -> tuple[list[str], object]:
 def _scoring_actors(node) -> list[int]:
     """The job's scoring actors running on `node` (the `ray start` process of one node): Ray titles them
     `ray::MapWorker(MapBatches(BatchScorer))` (`PartScorer` when resumable)."""
-    found = []
-    for pid in descendants(node.pid):
-        with contextlib.suppress(OSError):
-            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::MapWorker"):
-                found.append(pid)
-    return found
+    return ray_actors("MapWorker", under=node.pid)
 
 
 def _written(out) -> int:

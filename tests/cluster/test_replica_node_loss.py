@@ -13,8 +13,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.cluster.harness import LocalCluster, descendants
+from tests.cluster.harness import LocalCluster
 from tests.conftest import REPO
+from tests.processes import ray_actors
 
 pytestmark = pytest.mark.slow
 REPLICAS = 3
@@ -67,15 +68,7 @@ def _serve_config(path, port: int) -> None:
 
 def _replica_pids(node) -> list[int]:
     """The Reranker replicas running on `node` (the `ray start` process of one node)."""
-    found = []
-    for pid in descendants(node.pid):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if cmdline.startswith(b"ray::ServeReplica:rerank:Reranker"):
-            found.append(pid)
-    return found
+    return ray_actors("ServeReplica:rerank:Reranker", under=node.pid)
 
 
 def test_worker_nodes_drained_or_lost_under_load_drop_no_request(tmp_path):

@@ -3,6 +3,7 @@ in the replica, whose memory stays flat while it keeps serving; and under many l
 proxy's buffer budget get 503 (retry) instead of its memory."""
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -12,6 +13,8 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+
+from tests.processes import ray_actors
 
 pytestmark = pytest.mark.slow
 MIB = 1 << 20
@@ -26,15 +29,8 @@ def rss_mib(pid: int) -> float:
 
 
 def actor_pid(title: str) -> int:
-    """The process of a live Ray actor: Ray titles its worker processes `ray::<actor class>`."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (FileNotFoundError, PermissionError, NotADirectoryError):
-            continue
-        if cmdline.startswith(f"ray::{title}"):
-            found.append(int(proc.name))
+    """The process of a live actor of the session's Ray (whose processes this one started), titled `ray::<title>`."""
+    found = ray_actors(title, under=os.getpid())
     assert len(found) == 1, (title, found)
     return found[0]
 

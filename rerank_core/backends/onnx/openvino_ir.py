@@ -113,7 +113,7 @@ def mark_ir(xml: Path) -> int:
     OpenVINO's CPU plugin runs every f32 node in bf16 when asked to, so the residual stream, summed by the Adds
     between layers, would be rounded to 8 mantissa bits after every layer (where the official recipe keeps it in
     f32): those roundings moved scores by up to 0.0087 and ranked at Spearman 0.998 against f32 on 96 mixed pairs of
-    the 0.6B-shape bench model; with the sums in f32, 0.0036 and 0.9996 at the same speed (bench/bf16.py). The
+    the 0.6B-shape bench model; with the sums in f32, 0.0036 and 0.9996 at the same speed (docs/benchmarks.md). The
     matmuls still take bf16 inputs and sum in f32; norms, RoPE and attention are fused nodes the marks do not reach.
     """
     tree = ElementTree.parse(xml)

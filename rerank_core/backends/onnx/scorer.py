@@ -23,6 +23,7 @@ from ...config import (
 from ...content import Pair, validate_pairs
 from ...device import resolve_device
 from ...dtypes import Dtype
+from ...errors import InvalidInputError
 from ...families import family_for
 from ...graph_layout import GraphLayout, Prefix, session_device
 from ...model_files.folder import ModelFolder
@@ -138,11 +139,16 @@ class OnnxScorer(Scorer):
     ) -> Prepared:
         """Validate and encode pairs as the model family does (PairEncoder.encode_pairs): a document over the window is
         cut (from the right, or from its start), or with `long_documents` mode `chunk` scored in overlapping windows
-        (default: the model's `long_documents`); `max_tokens_per_doc` first cuts each document to that many tokens."""
+        (default: the model's `long_documents`). `max_tokens_per_doc` first cuts each document after that many of its
+        own tokens (not counted as truncated: it was asked for)."""
         pairs = self.check_pairs(validate_pairs(pairs))
+        if max_tokens_per_doc is not None:
+            if max_tokens_per_doc < 1:
+                raise InvalidInputError("max_tokens_per_doc", f"must be at least 1, got {max_tokens_per_doc}")
+            pairs = self.tokenizer.cut_documents(pairs, max_tokens_per_doc)
         spec = LongDocuments.of(long_documents) or self.long_documents
         instruction = self.instruction if instruction is None else instruction
-        encoded = self.tokenizer.encode_pairs(pairs, instruction, spec, truncation, max_tokens_per_doc)
+        encoded = self.tokenizer.encode_pairs(pairs, instruction, spec, truncation)
         lengths = encoded.lengths
         costs = lengths - np.maximum(encoded.head_lengths, self._system.length) if self.shares_prefix else lengths
         per_pair = encoded.per_pair

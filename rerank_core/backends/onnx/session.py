@@ -67,8 +67,8 @@ def open_session(
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if intra_op_threads:
         options.intra_op_num_threads = intra_op_threads
-    # Idle threads yield instead of spinning: no slower here (bench/session_options.py), and the CPU goes to Ray's
-    # proxy and raylet instead of a busy-wait.
+    # Idle threads yield instead of spinning: no slower here (docs/benchmarks.md, ONNX Runtime knobs), and the CPU
+    # goes to Ray's proxy and raylet instead of a busy-wait.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if model is not None:
         options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(graph.parent))

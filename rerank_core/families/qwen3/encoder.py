@@ -12,7 +12,7 @@ from tokenizers import Tokenizer
 
 from ...config import LongDocuments
 from ...content import Pair
-from ...errors import ConfigError, InvalidInputError
+from ...errors import ConfigError
 from ...fast_bpe import fast_bpe
 from ...tokenization import EncodedPairs, common_prefix_length
 from ...windows import plan_windows
@@ -58,22 +58,10 @@ class PairTokenizer(PairEncoder):
         return self._fast is not None
 
     def encode_pairs(
-        self,
-        pairs: list[Pair],
-        instruction: str | None,
-        long_documents: LongDocuments,
-        truncation: str = "right",
-        max_tokens_per_doc: int | None = None,
+        self, pairs: list[Pair], instruction: str | None, long_documents: LongDocuments, truncation: str
     ) -> EncodedPairs:
         """Each pair in the template: a document over the window is cut (from the right, or from its start with
-        `truncation` 'left'), or with `long_documents` mode `chunk` scored in overlapping windows.
-        `max_tokens_per_doc` first cuts each document after that many of its own tokens (not counted as truncated:
-        it was asked for)."""
-        if max_tokens_per_doc is not None:
-            if max_tokens_per_doc < 1:
-                raise InvalidInputError("max_tokens_per_doc", f"must be at least 1, got {max_tokens_per_doc}")
-            documents = self.cut_texts([d for _, d in pairs], max_tokens_per_doc)
-            pairs = [Pair(q, d) for (q, _), d in zip(pairs, documents)]
+        `truncation` 'left'), or with `long_documents` mode `chunk` scored in overlapping windows."""
         contents = [format_content(q, d, instruction) for q, d in pairs]
         heads = [content_head(q, instruction) for q, _ in pairs]
         if long_documents.mode == "chunk":
@@ -89,6 +77,10 @@ class PairTokenizer(PairEncoder):
         if self._fast is not None:
             return self._fast.encode_batch(texts)
         return [enc.ids for enc in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def cut_documents(self, pairs: list[Pair], max_tokens: int) -> list[Pair]:
+        documents = self.cut_texts([d for _, d in pairs], max_tokens)
+        return [Pair(q, d) for (q, _), d in zip(pairs, documents)]
 
     def cut_texts(self, texts: Sequence[str], max_tokens: int) -> list[str]:
         """Each text cut after its first `max_tokens` tokens (as the tokenizer splits it alone); shorter ones whole."""
