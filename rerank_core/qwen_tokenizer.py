@@ -7,8 +7,11 @@ Qwen3's tokenizer.json, so the models built with it count, truncate and share pr
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
+
+from tokenizers import AddedToken, Tokenizer, normalizers
 
 # Qwen2/Qwen3's pre-tokenizer split; unlike tiktoken's cl100k it keeps digits apart (\p{N}, not \p{N}{1,3}).
 SPLIT_PATTERN = (
@@ -58,9 +61,15 @@ def ranks_file() -> Path:
 
 
 def qwen_tokenizer():
-    """A `tokenizers.Tokenizer` with Qwen3's vocabulary, merges, pre-tokenizer, normalizer and added tokens."""
-    from tokenizers import AddedToken, normalizers
-    from transformers.convert_slow_tokenizer import TikTokenConverter
+    """A `tokenizers.Tokenizer` with Qwen3's vocabulary, merges, pre-tokenizer, normalizer and added tokens (a new
+    object each call, read from the one this process built)."""
+    return Tokenizer.from_str(_qwen_tokenizer_json())
+
+
+@functools.cache
+def _qwen_tokenizer_json() -> str:
+    """Qwen3's tokenizer as JSON, built once per process from the ranks (~5 s)."""
+    from transformers.convert_slow_tokenizer import TikTokenConverter  # the export extra
 
     path = ranks_file()
     tokenizer = TikTokenConverter(vocab_file=str(path), pattern=SPLIT_PATTERN).converted()
@@ -69,4 +78,4 @@ def qwen_tokenizer():
     tokenizer.add_tokens([AddedToken(text, special=special, normalized=False) for text, special in ADDED_TOKENS])
     if tokenizer.token_to_id(ADDED_TOKENS[0][0]) != FIRST_ADDED_ID or tokenizer.get_vocab_size() != VOCAB_SIZE:
         raise AssertionError(f"{path} does not hold Qwen's {FIRST_ADDED_ID} ranks")
-    return tokenizer
+    return tokenizer.to_str()

@@ -75,6 +75,7 @@ def test_smoke_run_unpacks_the_bundle_first_on_the_path_and_runs_every_section(t
     again = run(tmp_path, bundle_dir, "--smoke", "--only", "none")
     assert again.returncode == 0 and f"bundle: {len(pieces)} pieces already unpacked" in again.stdout
     assert "serve: skipped (not in --only none)" in again.stdout  # says what it skipped, and why
+    assert "packages: not checked (no section selected by --only none)" in again.stdout
 
 
 def test_a_missing_or_damaged_piece_is_named_and_fails_the_run(tmp_path, bundle):

@@ -5,8 +5,8 @@ the GPU's busy share, GPU memory per actor (nvidia-smi, per process) and the hos
 CPUs a GPU needs.
 
 The config is configs/offline.yaml with the bench model (random weights, Qwen3-Reranker-0.6B's shape, f16 GPU
-graphs), the generated input and a temporary output. `--smoke` runs it on the CPU with the tiny model and 200
-rows, to check the script (measures nothing).
+graphs), the generated input and a temporary output. `--smoke` runs it on the CPU with the tiny model, one actor and
+200 rows, to check the script (measures nothing).
 
 Run: python bench/gpu/offline.py [--rows 200000] [--scorer-rows 20000] [--actors 2] [--smoke]
 """
@@ -107,7 +107,7 @@ def main() -> None:
         return
     device, which = found
     if args.smoke:
-        args.rows, args.scorer_rows = 200, 100
+        args.rows, args.scorer_rows, args.actors = 200, 100, 1
     _, export, _ = bench_models(args.smoke)
     source = input_set(args.rows)
     with tempfile.TemporaryDirectory(prefix="gpu-offline-") as tmp:

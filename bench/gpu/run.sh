@@ -81,7 +81,11 @@ section() {
 install_bundle || SUMMARY+=("bundle: not installed (above); sections ran on this Python's packages")
 export PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}"
 cd "$REPO"
-"$PYTHON" - <<'EOF'
+selected=""
+for name in prepare gpu serve offline; do case ",$ONLY," in *",$name,"*) selected+=" $name" ;; esac; done
+if [ -z "$selected" ]; then
+  echo "packages: not checked (no section selected by --only $ONLY)"
+else "$PYTHON" - <<'EOF'
 import importlib
 wanted = ["onnxruntime", "torch", "transformers", "pydantic", "yaml", "httpx", "ray.serve", "ray.data", "fastapi"]
 failed = {}
@@ -94,6 +98,7 @@ import onnxruntime
 print("packages: onnxruntime", onnxruntime.__version__, "providers", onnxruntime.get_available_providers())
 print("packages that do not import:", "; ".join(f"{k} ({v})" for k, v in failed.items()) if failed else "none")
 EOF
+fi
 
 section prepare "$PYTHON" bench/gpu/scoring.py --prepare $SMOKE
 section gpu "$PYTHON" bench/gpu/scoring.py --pairs "$PAIRS" $SMOKE

@@ -279,7 +279,8 @@ def main() -> None:
     qk_split_export(export)
     gpu_checks.environment(device)
     _, parity_export = gpu_checks.parity_model(args.smoke)  # the bench model's ops, few layers: opens in seconds
-    gpu_checks.placement(sorted(parity_export.glob("*.onnx")), device)
+    # Every graph on a GPU; a smoke run checks the script on the f16 graph of each layout.
+    gpu_checks.placement(sorted(parity_export.glob("*_f16.onnx" if args.smoke else "*.onnx")), device)
     gpu_checks.parity(device, args.smoke)
     rows_table(checkpoint, export, n, args.smoke, which)
 

@@ -217,8 +217,8 @@ def main() -> None:
     if found is None:
         return
     device, which = found
-    if args.smoke:
-        args.bulk, args.interactive = 2, 6
+    if args.smoke:  # one replica: the script is checked, nothing measured
+        args.bulk, args.interactive, args.replicas = 2, 6, 1
     bulk_sizes = (20, 40) if args.smoke else (200, 1000)
     _, export, _ = bench_models(args.smoke)
     side_by_side = []

@@ -41,9 +41,10 @@ class PairEncoder(ABC):
         pairs: list[Pair],
         instruction: str | None,
         long_documents: LongDocuments,
-        truncation: Truncation = "right",
+        truncation: Truncation,
     ) -> EncodedPairs:
-        """The rows of `pairs` (validated by the family): one per pair, or one per window of a long document."""
+        """The rows of `pairs` (validated by the family): one per pair, or one per window of a long document; a pair
+        over the window is cut from the right, or from its document's start with `truncation` 'left'."""
 
     @abstractmethod
     def cut_documents(self, pairs: list[Pair], max_tokens: int) -> list[Pair]:

@@ -58,6 +58,7 @@ class LocalCluster:
         self.root, self.head_cpus, self.worker_cpus = root, head_cpus, worker_cpus
         self.temp_dir = tempfile.mkdtemp(prefix="rc-", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
         self.nodes: list[subprocess.Popen] = []
+        self.removed: set[int] = set()  # PIDs of nodes killed or drained on purpose: their exit is no failure
         self.gcs_port = free_ports(1)[0]
         self.taken = {self.gcs_port}  # every port and worker-port range handed to a node: Ray refuses overlaps
         self.address = f"{NODE_IP}:{self.gcs_port}"
@@ -74,6 +75,16 @@ class LocalCluster:
             self.__exit__()
             raise
         return self
+
+    def add_worker(self, cpus: int) -> subprocess.Popen:
+        """Start one more worker node and wait until it has joined; the node."""
+        self._wait_for_port(self._start(cpus, head=False), "a worker's raylet")
+        self._wait_for_nodes(len(self.live_nodes()))
+        return self.nodes[-1]
+
+    def live_nodes(self) -> list[subprocess.Popen]:
+        """The nodes still running (head first), in the order they started."""
+        return [node for node in self.nodes if node.poll() is None]
 
     def __exit__(self, *exc) -> None:
         for node in reversed(self.nodes):
@@ -156,7 +167,7 @@ class LocalCluster:
     def _check_nodes_run(self, deadline: float, waiting_for: str) -> None:
         """Raise with its log if a node has exited, or once `deadline` has passed."""
         for node, name in zip(self.nodes, self._names()):
-            if node.poll() is not None:
+            if node.poll() is not None and node.pid not in self.removed:
                 log = (self.root / f"{name}.log").read_text()[-3000:]
                 raise RuntimeError(f"Ray node {name} exited with code {node.returncode}:\n{log}")
         if time.monotonic() > deadline:
@@ -168,6 +179,7 @@ class LocalCluster:
     def kill(self, node: subprocess.Popen) -> None:
         """Lose a node without grace: SIGKILL its `ray start`, raylet and workers (each worker has a session of its
         own, so they are found as the node's descendants by PID) at once."""
+        self.removed.add(node.pid)
         pids = descendants(node.pid)
         os.killpg(node.pid, signal.SIGKILL)
         for pid in pids:
@@ -178,6 +190,7 @@ class LocalCluster:
     def drain(self, node: subprocess.Popen, timeout_s: float = 60) -> float:
         """Remove a worker node as Kubernetes removes its pod: SIGTERM to the `ray start` process alone (a pod's PID
         1), which drains the node (Serve moves its replicas away) and then stops it; the seconds until it exited."""
+        self.removed.add(node.pid)
         start = time.monotonic()
         node.send_signal(signal.SIGTERM)
         node.wait(timeout=timeout_s)

@@ -1,5 +1,6 @@
 """A worker node lost without grace under a running offline job, on a real two-node Ray cluster on this machine:
-the job still writes every input row exactly once, streaming and resumable alike."""
+the job still writes every input row exactly once, streaming and resumable alike (one head for both, a new worker
+node for the second)."""
 
 import os
 import subprocess
@@ -60,40 +61,49 @@ def _written(out) -> int:
     return len([p for p in out.rglob("*.parquet") if not p.name.startswith(".")]) if out.exists() else 0
 
 
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One head for both jobs; each job gets a worker node of its own (the one before was lost)."""
+    with LocalCluster(tmp_path_factory.mktemp("cluster"), head_cpus=3, worker_cpus=[3]) as cluster:
+        yield cluster
+
+
 @pytest.mark.parametrize("resume", [False, True], ids=["streaming", "resume"])
-def test_a_worker_node_lost_mid_job_loses_no_row_and_duplicates_none(tmp_path, resume):
+def test_a_worker_node_lost_mid_job_loses_no_row_and_duplicates_none(tmp_path, cluster, resume):
     ids = _input(tmp_path / "in.parquet")
-    with LocalCluster(tmp_path, head_cpus=3, worker_cpus=[3]) as cluster:
-        command, out = _job(tmp_path, "out", resume)
-        log = open(tmp_path / "job.log", "w")  # noqa: SIM115
-        job = subprocess.Popen(command, env=cluster.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        started = time.monotonic()
+    if len(cluster.live_nodes()) < 2:
+        cluster.add_worker(3)
+    nodes = cluster.live_nodes()  # the head and one worker
+    command, out = _job(tmp_path, "out", resume)
+    log = open(tmp_path / "job.log", "w")  # noqa: SIM115
+    job = subprocess.Popen(command, env=cluster.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    started = time.monotonic()
+    try:
         while _written(out) < 1 and job.poll() is None and time.monotonic() - started < 240:
             time.sleep(0.1)
         assert job.poll() is None, (tmp_path / "job.log").read_text()[-3000:]
-        actors = [len(_scoring_actors(node)) for node in cluster.nodes]
+        actors = [len(_scoring_actors(node)) for node in nodes]
         while not all(actors) and job.poll() is None and time.monotonic() - started < 240:  # the 2nd may still start
             time.sleep(0.1)
-            actors = [len(_scoring_actors(node)) for node in cluster.nodes]
+            actors = [len(_scoring_actors(node)) for node in nodes]
         assert all(actors), f"scoring actors per node (head, worker): {actors}"  # the kill takes one of them
         assert job.poll() is None, (tmp_path / "job.log").read_text()[-3000:]
         killed_at = time.monotonic()
-        cluster.kill(cluster.nodes[1])  # the worker node: its raylet and its actor, no grace
-        try:
-            code = job.wait(timeout=600)
-        finally:
-            if job.poll() is None:
-                job.kill()
+        cluster.kill(nodes[1])  # the worker node: its raylet and its actor, no grace
+        code = job.wait(timeout=600)
+    finally:
+        if job.poll() is None:
+            job.kill()
         log.close()
-        text = (tmp_path / "job.log").read_text()
-        if code != 0 and resume:  # resumable jobs may stop; the same command again finishes the rest
-            code = subprocess.run(command, env=cluster.env, cwd=REPO, capture_output=True, text=True).returncode
-        assert code == 0, text[-3000:]
-        print(
-            f"{'resume' if resume else 'streaming'}: {ROWS} rows, scoring actors per node {actors}, "
-            f"the job ended {time.monotonic() - killed_at:.1f} s "
-            f"after the kill, {time.monotonic() - started:.1f} s in all"
-        )
+    text = (tmp_path / "job.log").read_text()
+    if code != 0 and resume:  # resumable jobs may stop; the same command again finishes the rest
+        code = subprocess.run(command, env=cluster.env, cwd=REPO, capture_output=True, text=True).returncode
+    assert code == 0, text[-3000:]
+    print(
+        f"{'resume' if resume else 'streaming'}: {ROWS} rows, scoring actors per node {actors}, "
+        f"the job ended {time.monotonic() - killed_at:.1f} s "
+        f"after the kill, {time.monotonic() - started:.1f} s in all"
+    )
     got = pq.read_table(out, columns=["id", "score", "error"])
     assert got.num_rows == ROWS
     assert sorted(got.column("id").to_pylist()) == sorted(ids)  # every row once: none missing, none twice

@@ -15,7 +15,10 @@ from tests.conftest import bf16_tolerance
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
 MODEL = {"model": TINY_MODEL, "device": "cpu"}
-COMPUTE = {"concurrency": 2, "num_cpus": 0.5, "batch_size": 16}
+# One actor where a test checks what a job writes; two where rows must spread over actors (the pairs layout, the
+# streaming plan): each actor is a process of its own to start.
+COMPUTE = {"concurrency": 1, "num_cpus": 0.5, "batch_size": 16}
+TWO_ACTORS = {**COMPUTE, "concurrency": 2}
 
 
 def job(tmp_path, table, **overrides):
@@ -51,26 +54,38 @@ def all_to_all_operators(dataset) -> list[str]:
 
 
 def test_pairs_layout_scores_every_row_exactly_and_keeps_bad_ones(tmp_path, tiny_reranker, mixed_pairs):
+    """Every row out once with every column, scored as the library scores it (with its row's instruction, from a
+    column the config names, where it has one), bad rows flagged; one small input gives one output file."""
     long_doc = "machine learning data " * 4000
     queries = [q for q, _ in mixed_pairs] + ["q", "q", None, "", "日本語の質問", "q"]
     docs = [d for _, d in mixed_pairs] + [None, "", "d", "d", "café 🙂 ünïcödé", long_doc]
     n = len(queries)
-    table = pa.table({"id": [f"r{i}" for i in range(n)], "query": queries, "document": docs, "extra": list(range(n))})
-    summary, out = job(tmp_path, table)
+    instructions = [("Find code", "Find recipes", None)[i % 3] for i in range(n)]
+    table = pa.table(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "query": queries,
+            "document": docs,
+            "extra": list(range(n)),
+            "instr": instructions,
+        }
+    )
+    summary, out = job(tmp_path, table, columns={"instruction": "instr"}, compute=TWO_ACTORS)
     assert out.num_rows == n == summary.rows and summary.failed_rows == 4
     rows = by_id(out)
     assert sorted(rows) == sorted(table.column("id").to_pylist())  # every id exactly once
     good = [i for i in range(n) if queries[i] and docs[i]]
-    expected = tiny_reranker.score_pairs([(queries[i], docs[i]) for i in good])
-    for k, i in enumerate(good):
+    for i in good:
         row = rows[f"r{i}"]
+        expected = tiny_reranker.score_pairs([(queries[i], docs[i])], instructions[i])[0]
         assert row["extra"] == i and row["query"] == queries[i] and row["document"] == docs[i]
-        assert row["error"] is None and abs(row["score"] - expected[k]) <= 1e-5
+        assert row["error"] is None and abs(row["score"] - expected) <= 1e-5
     for i in set(range(n)) - set(good):
         assert rows[f"r{i}"]["score"] is None and rows[f"r{i}"]["error"]
     assert "null" in rows[f"r{len(mixed_pairs)}"]["error"] and "empty" in rows[f"r{len(mixed_pairs) + 1}"]["error"]
     assert rows[f"r{n - 1}"]["truncated_tokens"] > 0 and rows[f"r{n - 2}"]["truncated_tokens"] == 0
     assert out.schema.field("score").type == pa.float32()
+    assert len(list((tmp_path / "out").glob("*.parquet"))) == 1  # its batches gathered: one file, not one a batch
 
 
 def test_batches_over_the_device_memory_are_split_and_a_row_that_never_fits_is_flagged(tmp_path, tiny_reranker):
@@ -92,22 +107,6 @@ def test_non_string_document_column_fails_rows_not_the_job(tmp_path):
     table = pa.table({"id": ["a", "b"], "query": ["q", "q"], "document": [1, 2]})
     summary, out = job(tmp_path, table)
     assert summary.failed_rows == 2 and all("not a string" in e for e in out.column("error").to_pylist())
-
-
-def test_per_row_instruction_column(tmp_path, tiny_reranker):
-    table = pa.table(
-        {
-            "id": ["a", "b", "c"],
-            "query": ["q"] * 3,
-            "document": ["x", "y", "z"],
-            "instr": ["Find code", None, "Find recipes"],
-        }
-    )
-    _, out = job(tmp_path, table, columns={"instruction": "instr"})
-    rows = by_id(out)
-    assert rows["a"]["score"] == pytest.approx(tiny_reranker.score_pairs([("q", "x")], "Find code")[0], abs=1e-5)
-    assert rows["b"]["score"] == pytest.approx(tiny_reranker.score_pairs([("q", "y")])[0], abs=1e-5)
-    assert rows["c"]["score"] == pytest.approx(tiny_reranker.score_pairs([("q", "z")], "Find recipes")[0], abs=1e-5)
 
 
 def test_dtype_bf16_job_scores_every_row(tmp_path, tiny_reranker, mixed_pairs):
@@ -313,7 +312,8 @@ def test_offline_without_a_config_names_what_is_missing():
 
 
 def test_the_job_streams_with_no_all_to_all_operator_between_read_and_score(tmp_path):
-    """One small file (one block when read) still reaches every actor, re-blocked without a barrier."""
+    """One small file (one block when read) still reaches every actor, re-blocked without a barrier (the job's
+    written output: the pairs layout test)."""
     from pipelines.offline import actor_setup, streaming_plan
 
     n = 200
@@ -322,17 +322,14 @@ def test_the_job_streams_with_no_all_to_all_operator_between_read_and_score(tmp_
         tmp_path / "in.parquet",
     )
     cfg = OfflineConfig.from_dict(
-        {"model": MODEL, "input": str(tmp_path / "in.parquet"), "output": str(tmp_path / "out"), "compute": COMPUTE}
+        {"model": MODEL, "input": str(tmp_path / "in.parquet"), "output": str(tmp_path / "out"), "compute": TWO_ACTORS}
     )
     plan = streaming_plan(cfg, actor_setup(cfg))
     scored = plan.scored
     assert plan.rows == n and plan.reblocked and all_to_all_operators(scored) == []
     assert all_to_all_operators(scored.repartition(4)) == ["Repartition"]  # what the job used to do
     blocks = [len(b) for b in scored.iter_batches(batch_size=None, batch_format="pyarrow")]
-    assert sum(blocks) == n and len(blocks) >= COMPUTE["concurrency"] * 4 and max(blocks) <= COMPUTE["batch_size"]
-    summary = run_job(cfg)
-    assert summary.rows == n and pq.read_table(tmp_path / "out").num_rows == n
-    assert len(list((tmp_path / "out").glob("*.parquet"))) == 1  # its batches gathered: one file, not 13
+    assert sum(blocks) == n and len(blocks) >= TWO_ACTORS["concurrency"] * 4 and max(blocks) <= COMPUTE["batch_size"]
 
 
 def test_a_large_input_streams_in_bounded_blocks_without_any_re_blocking(tmp_path):
@@ -356,7 +353,7 @@ def test_a_large_input_streams_in_bounded_blocks_without_any_re_blocking(tmp_pat
             "model": MODEL,
             "input": str(tmp_path / "in.parquet"),
             "output": str(tmp_path / "out"),
-            "compute": {**COMPUTE, "max_block_mib": 1},
+            "compute": {**TWO_ACTORS, "max_block_mib": 1},
         }
     )
     plan = streaming_plan(cfg, actor_setup(cfg))

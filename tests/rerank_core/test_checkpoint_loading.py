@@ -133,16 +133,17 @@ def test_cli_score_takes_a_checkpoint_and_the_cache_from_the_environment(tiny_ch
     assert EXPORT_LOG not in proc.stderr and '"relevance_score"' in proc.stdout
 
 
-def test_a_checkpoint_loaded_for_a_gpu_layout_is_exported_with_that_layouts_graph(tiny_checkpoint, tmp_path, official):
-    """graph_variant fused or paged on a checkpoint: the export (one cache entry per layout) holds that GPU graph."""
-    cache = tmp_path / "exports"
-    for variant in ("paged", "fused"):
-        reranker = Reranker.from_pretrained(str(tiny_checkpoint), export_cache_dir=cache, graph_variant=variant)
-        assert reranker.scorer.layout.name == variant and reranker.scorer.graph_path.is_relative_to(cache)
-        assert np.abs(reranker.score_pairs(PAIRS) - official(PAIRS)).max() <= 1e-4
-    assert len(_exports(cache)) == 2
-    again = Reranker.from_pretrained(str(tiny_checkpoint), export_cache_dir=cache, graph_variant="paged")
-    assert again.scorer.layout.name == "paged" and len(_exports(cache)) == 2  # reused, not exported again
+def test_a_checkpoint_loaded_for_a_gpu_layout_is_exported_with_that_layouts_graph(
+    tiny_checkpoint, export_cache, official
+):
+    """graph_variant paged (or fused) on a checkpoint: the export, a cache entry of its own, holds that GPU graph."""
+    before = set(_exports(export_cache))
+    reranker = Reranker.from_pretrained(str(tiny_checkpoint), export_cache_dir=export_cache, graph_variant="paged")
+    assert reranker.scorer.layout.name == "paged" and reranker.scorer.graph_path.is_relative_to(export_cache)
+    assert np.abs(reranker.score_pairs(PAIRS) - official(PAIRS)).max() <= 1e-4
+    (entry,) = set(_exports(export_cache)) - before
+    again = Reranker.from_pretrained(str(tiny_checkpoint), export_cache_dir=export_cache, graph_variant="paged")
+    assert again.scorer.layout.name == "paged" and set(_exports(export_cache)) - before == {entry}  # reused
 
 
 def test_the_cache_key_follows_source_bytes_dtype_and_exporter(tiny_checkpoint, tmp_path):

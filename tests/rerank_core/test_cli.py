@@ -4,7 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rerank_core.tiny_model import TINY_MODEL
+import numpy as np
+
+from rerank_core.backends.onnx import OnnxScorer
+from rerank_core.model_files.manifest import Manifest
+from rerank_core.tiny_model import TINY_MODEL, TINY_NAME, tiny_model_dir
 
 RERANK = str(Path(sys.executable).with_name("rerank"))  # the console script installed beside this interpreter
 
@@ -33,8 +37,11 @@ def test_cli_error_is_one_line_and_exit_2():
     assert proc.returncode == 2 and proc.stderr.startswith("error: ")
 
 
-def test_building_and_exporting_a_model_prints_our_progress_and_no_third_party_noise(tmp_path):
-    """The exporter stack's notes (torchvision missing, deprecations, optimizer INFO lines, progress bars) stay out."""
+def test_building_the_tiny_model_prints_our_progress_no_third_party_noise_and_makes_the_packaged_one(
+    tmp_path, mixed_pairs
+):
+    """The exporter stack's notes (torchvision missing, deprecations, optimizer INFO lines, progress bars) stay out;
+    what `rerank tiny-model` builds is the model shipped in the package."""
     proc = subprocess.run(
         [RERANK, "tiny-model", str(tmp_path / "tiny")], capture_output=True, text=True, check=True, timeout=300
     )
@@ -42,3 +49,7 @@ def test_building_and_exporting_a_model_prints_our_progress_and_no_third_party_n
     assert "INFO rerank_core.export.graph: exporting f32 graph" in said and "tiny model written to" in said
     noise = ["torchvision", "Warning", "onnxscript", "onnx_ir", "Loading weights", "Writing model shards"]
     assert [n for n in noise if n in said] == [], said
+    packaged = OnnxScorer.open(tiny_model_dir()).score(mixed_pairs)
+    np.testing.assert_allclose(OnnxScorer.open(tmp_path / "tiny").score(mixed_pairs), packaged, atol=1e-5)
+    assert (tmp_path / "tiny" / "tokenizer.json").read_text() == (tiny_model_dir() / "tokenizer.json").read_text()
+    assert Manifest.read(tiny_model_dir()).source == Manifest.read(tmp_path / "tiny").source == TINY_NAME

@@ -22,7 +22,6 @@ from rerank_core.families.qwen3.calibration import down_input_maxima
 from rerank_core.families.qwen3.export import kv_names
 from rerank_core.model_files.folder import GraphFile
 from rerank_core.model_files.manifest import Manifest
-from rerank_core.tiny_model import TINY_MODEL, build_tiny_model, tiny_model_dir
 from tests.conftest import bf16_tolerance
 
 pytestmark = pytest.mark.slow
@@ -236,14 +235,6 @@ def test_non_qwen3_checkpoint_is_rejected(tiny_checkpoint, tmp_path):
     (src / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelFormatError, match="qwen3"):
         export_checkpoint(src, tmp_path / "out")
-
-
-def test_packaged_tiny_model_is_what_the_builder_makes(tmp_path, mixed_pairs):
-    rebuilt = build_tiny_model(tmp_path / "tiny")
-    packaged = OnnxScorer.open(tiny_model_dir()).score(mixed_pairs)
-    np.testing.assert_allclose(OnnxScorer.open(rebuilt).score(mixed_pairs), packaged, atol=1e-5)
-    assert (tmp_path / "tiny" / "tokenizer.json").read_text() == (tiny_model_dir() / "tokenizer.json").read_text()
-    assert Manifest.read(tiny_model_dir()).source == TINY_MODEL.split(":", 1)[1]
 
 
 def test_int8_only_export_keeps_no_f32_graph(tiny_checkpoint, tmp_path, mixed_pairs):
