@@ -279,8 +279,10 @@ def main() -> None:
     qk_split_export(export)
     gpu_checks.environment(device)
     _, parity_export = gpu_checks.parity_model(args.smoke)  # the bench model's ops, few layers: opens in seconds
-    # Every graph on a GPU; a smoke run checks the script on the f16 graph of each layout.
-    gpu_checks.placement(sorted(parity_export.glob("*_f16.onnx" if args.smoke else "*.onnx")), device)
+    # Every graph on a GPU; a smoke run checks the script on two f16 graphs: a standard one and a CUDA-only one (which
+    # the CPU runs rewritten).
+    smoke_graphs = [parity_export / "model_f16.onnx", parity_export / "model_paged_f16.onnx"]
+    gpu_checks.placement(smoke_graphs if args.smoke else sorted(parity_export.glob("*.onnx")), device)
     gpu_checks.parity(device, args.smoke)
     rows_table(checkpoint, export, n, args.smoke, which)
 

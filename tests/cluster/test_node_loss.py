@@ -1,6 +1,6 @@
 """A worker node lost without grace under a running offline job, on a real two-node Ray cluster on this machine:
-the job still writes every input row exactly once, streaming and resumable alike (one head for both, a new worker
-node for the second)."""
+the job still writes every input row exactly once, streaming and resumable alike (the cluster tests' head, a worker
+node of its own for each)."""
 
 import os
 import subprocess
@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.cluster.harness import LocalCluster
 from tests.conftest import REPO
 from tests.processes import ray_actors
 
@@ -59,13 +58,6 @@ def _scoring_actors(node) -> list[int]:
 
 def _written(out) -> int:
     return len([p for p in out.rglob("*.parquet") if not p.name.startswith(".")]) if out.exists() else 0
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """One head for both jobs; each job gets a worker node of its own (the one before was lost)."""
-    with LocalCluster(tmp_path_factory.mktemp("cluster"), head_cpus=3, worker_cpus=[3]) as cluster:
-        yield cluster
 
 
 @pytest.mark.parametrize("resume", [False, True], ids=["streaming", "resume"])

@@ -13,7 +13,6 @@ import httpx
 import pytest
 import yaml
 
-from tests.cluster.harness import LocalCluster
 from tests.conftest import REPO
 from tests.processes import ray_actors
 
@@ -71,55 +70,55 @@ def _replica_pids(node) -> list[int]:
     return ray_actors("ServeReplica:rerank:Reranker", under=node.pid)
 
 
-def test_worker_nodes_drained_or_lost_under_load_drop_no_request(tmp_path):
+def test_worker_nodes_drained_or_lost_under_load_drop_no_request(tmp_path, cluster):
     """Under load, one worker node is drained (removed as Kubernetes removes a pod), then the other is lost."""
-    with LocalCluster(tmp_path, head_cpus=2, worker_cpus=[2, 2]) as cluster:
-        port = cluster.reserve_port()  # not in a node's worker-port range, where a Ray worker might take it
-        _serve_config(tmp_path / "serve.yaml", port)
-        url = f"http://127.0.0.1:{port}"
-        head, drained, lost = cluster.nodes
-        server_log = open(tmp_path / "serve.log", "w")  # noqa: SIM115
-        command = [sys.executable, "-m", "rerank_core.cli", "serve", "--config", str(tmp_path / "serve.yaml")]
-        server = subprocess.Popen(command, env=cluster.env, stdout=server_log, stderr=subprocess.STDOUT, cwd=REPO)
-        watcher = None
-        try:
-            deadline = time.monotonic() + 240
-            while sum(len(_replica_pids(node)) for node in cluster.nodes) < REPLICAS or not _answers(url):
-                assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
-                time.sleep(0.5)
-            on_drained = _replica_pids(drained)
-            assert on_drained, "Serve placed no replica on the first worker node"  # its default strategy spreads them
-            watcher = subprocess.Popen(
-                [sys.executable, "-c", WATCH], env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-            )
-            while not watcher.stdout.readline().startswith(b"replicas "):  # it sees the deployment: no dip is missed
-                pass
-            outcomes, stop, clients = _load(url)
-            time.sleep(3)
-            drained_at = time.time()
-            drain_s = cluster.drain(drained)  # SIGTERM to its `ray start` alone: Serve moves its replicas first
-            drained_back_at = _capacity_back(watcher, drained_at, timeout_s=120)
-            time.sleep(2)  # the replacements answer under load
-            on_lost = _replica_pids(lost)
-            assert on_lost, "no replica on the second worker node to lose"
-            killed_at = time.time()
-            cluster.kill(lost)  # its raylet and the replicas on it, no grace
-            back_at = _capacity_back(watcher, killed_at, timeout_s=120)
-            time.sleep(2)
-            stop.set()
-            for thread in clients:
-                thread.join(timeout=ANSWER_BOUND_S + 5)
-            retried = sum(
-                log.read_text(errors="replace").count("a replica was lost while scoring")
-                for log in Path(cluster.temp_dir).glob("session_*/logs/serve/replica_rerank_Gateway_*.log")
-            )
-        finally:
-            if watcher is not None:
-                watcher.kill()
-            server.terminate()
-            server.wait(timeout=60)
-            server_log.close()
+    drained, lost = cluster.add_worker(2), cluster.add_worker(2)
+    nodes = cluster.live_nodes()  # the head and these two
+    port = cluster.reserve_port()  # not in a node's worker-port range, where a Ray worker might take it
+    _serve_config(tmp_path / "serve.yaml", port)
+    url = f"http://127.0.0.1:{port}"
+    server_log = open(tmp_path / "serve.log", "w")  # noqa: SIM115
+    command = [sys.executable, "-m", "rerank_core.cli", "serve", "--config", str(tmp_path / "serve.yaml")]
+    server = subprocess.Popen(command, env=cluster.env, stdout=server_log, stderr=subprocess.STDOUT, cwd=REPO)
+    watcher = None
+    try:
+        deadline = time.monotonic() + 240
+        while sum(len(_replica_pids(node)) for node in nodes) < REPLICAS or not _answers(url):
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+            time.sleep(0.5)
+        on_drained = _replica_pids(drained)
+        assert on_drained, "Serve placed no replica on the first worker node"  # its default strategy spreads them
+        watcher = subprocess.Popen(
+            [sys.executable, "-c", WATCH], env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        while not watcher.stdout.readline().startswith(b"replicas "):  # it sees the deployment: no dip is missed
+            pass
+        outcomes, stop, clients = _load(url)
+        time.sleep(3)
+        drained_at = time.time()
+        drain_s = cluster.drain(drained)  # SIGTERM to its `ray start` alone: Serve moves its replicas first
+        drained_back_at = _capacity_back(watcher, drained_at, timeout_s=120)
+        time.sleep(2)  # the replacements answer under load
+        on_lost = _replica_pids(lost)
+        assert on_lost, "no replica on the second worker node to lose"
+        killed_at = time.time()
+        cluster.kill(lost)  # its raylet and the replicas on it, no grace
+        back_at = _capacity_back(watcher, killed_at, timeout_s=120)
+        time.sleep(2)
+        stop.set()
+        for thread in clients:
+            thread.join(timeout=ANSWER_BOUND_S + 5)
+        retried = sum(
+            log.read_text(errors="replace").count("a replica was lost while scoring")
+            for log in Path(cluster.temp_dir).glob("session_*/logs/serve/replica_rerank_Gateway_*.log")
+        )
+    finally:
+        if watcher is not None:
+            watcher.kill()
+        server.terminate()
+        server.wait(timeout=60)
+        server_log.close()
     statuses = [status for status, _, _ in outcomes]
     while_drained = [status for status, _, sent in outcomes if drained_at <= sent < killed_at]
     after_kill = [o for o in outcomes if o[2] >= killed_at]

@@ -67,6 +67,15 @@ def layers_visited():
         sys.setprofile(None)
 
 
+_LOAD = (
+    "import logging, sys\n"
+    "logging.basicConfig(level=logging.INFO)\n"
+    "from rerank_core import Reranker\n"
+    "r = Reranker.from_pretrained(sys.argv[1], export_cache_dir=sys.argv[2])\n"
+    "print('SCORES', r.score_pairs([('What is ML?', 'ML learns from data.')]).tolist(), flush=True)\n"
+)
+
+
 def _exports(cache: Path) -> list[Path]:
     return sorted(p for p in cache.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -96,12 +105,34 @@ def test_hub_checkpoint_offline_is_exported_once_and_scores_like_the_official_re
     np.testing.assert_array_equal(second.score_pairs(PAIRS), first.score_pairs(PAIRS))
 
 
-def test_local_checkpoint_folder_is_exported_into_the_cache_not_next_to_it(tiny_checkpoint, export_cache, official):
-    before = _snapshot_files(tiny_checkpoint)
+def test_a_local_checkpoint_is_exported_into_the_cache_not_next_to_it_and_a_killed_export_counts_for_nothing(
+    tiny_checkpoint, export_cache, official
+):
+    """An export killed mid-way leaves nothing that passes for complete; the next load exports the folder into the
+    cache (the CLI test below reuses it), writing nothing next to the checkpoint."""
+    before, exported = _snapshot_files(tiny_checkpoint), _exports(export_cache)  # the Hub test's entry
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LOAD, str(tiny_checkpoint), str(export_cache)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in proc.stderr:  # wait until the export has begun, then kill it mid-way
+        if EXPORT_LOG in line:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert _exports(export_cache) == exported  # only the lock file and a staging folder may be left
     reranker = Reranker.from_pretrained(str(tiny_checkpoint), export_cache_dir=export_cache)
     assert _snapshot_files(tiny_checkpoint) == before
     assert reranker.scorer.graph_path.is_relative_to(export_cache)
     assert np.abs(reranker.score_pairs(PAIRS) - official(PAIRS)).max() <= 1e-4
+    staging = [
+        p.name for p in export_cache.iterdir() if p.is_dir() and p.name.startswith(".") and p.name != ".identities"
+    ]
+    assert staging == []  # cleaned up
 
 
 def test_cli_score_takes_a_checkpoint_and_the_cache_from_the_environment(tiny_checkpoint, export_cache, tmp_path):
@@ -161,15 +192,6 @@ def test_the_cache_key_follows_source_bytes_dtype_and_exporter(tiny_checkpoint, 
     assert len(keys) == 3
 
 
-_LOAD = (
-    "import logging, sys\n"
-    "logging.basicConfig(level=logging.INFO)\n"
-    "from rerank_core import Reranker\n"
-    "r = Reranker.from_pretrained(sys.argv[1], export_cache_dir=sys.argv[2])\n"
-    "print('SCORES', r.score_pairs([('What is ML?', 'ML learns from data.')]).tolist(), flush=True)\n"
-)
-
-
 def test_two_processes_loading_at_once_export_once(tiny_checkpoint, tmp_path):
     cache = tmp_path / "exports"
     procs = [
@@ -188,28 +210,6 @@ def test_two_processes_loading_at_once_export_once(tiny_checkpoint, tmp_path):
     scores = [next(line for line in out.splitlines() if line.startswith("SCORES")) for out, _ in outputs]
     assert scores[0] == scores[1]
     assert len(_exports(cache)) == 1
-
-
-def test_a_killed_export_leaves_nothing_that_passes_for_complete(tiny_checkpoint, tmp_path):
-    cache = tmp_path / "exports"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _LOAD, str(tiny_checkpoint), str(cache)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    for line in proc.stderr:  # wait until the export has begun, then kill it mid-way
-        if EXPORT_LOG in line:
-            break
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert _exports(cache) == []  # only the lock file and a staging folder may be left
-    reranker = Reranker.from_pretrained(str(tiny_checkpoint), export_cache_dir=cache)
-    assert reranker.score_pairs([("q", "d")]).shape == (1,)
-    staging = [p.name for p in cache.iterdir() if p.is_dir() and p.name.startswith(".") and p.name != ".identities"]
-    assert staging == []  # cleaned up
 
 
 def test_without_torch_the_error_names_the_extra_and_the_export_command(tiny_checkpoint, tmp_path):

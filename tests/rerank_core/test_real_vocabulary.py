@@ -44,9 +44,7 @@ def qwen_export(qwen_checkpoint, tmp_path_factory):
         qwen_checkpoint,
         tmp_path_factory.mktemp("x") / "qv",
         dtypes=["f32"],
-        cuda_dtypes=["f32"],
-        fused_dtypes=["f32"],
-        paged_dtypes=["f32"],
+        paged_dtypes=["f32"],  # the CUDA and fused graphs split prompts as the default graph does (tiny vocab tests)
     )
 
 
@@ -86,8 +84,6 @@ def test_our_token_ids_are_the_official_recipes(qwen_export, official_qwen):
     [
         {},
         {"share_prefix": False},
-        {"graph_variant": "cuda"},
-        {"graph_variant": "fused"},
         {"graph_variant": "paged"},
         {"token_budget": 64, "max_rows_per_call": 3},
         {"max_length": 80},

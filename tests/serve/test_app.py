@@ -221,43 +221,41 @@ def _deploy_extra(name, args_update, options_update, env=None):
     )
 
 
-def test_api_key_is_required_when_configured(serve_url):
-    _deploy_extra("secured", {"api_key_env": "RERANK_TEST_KEY"}, {}, env={"RERANK_TEST_KEY": "s3cret-key"})
-    url = f"{serve_url}/secured"
-    try:
-        from serve.launcher import wait_healthy
+@pytest.fixture(scope="module")
+def secured_bf16_url(serve_url):
+    """One extra app for two settings that need a replica of their own: an API key, and bf16 weights."""
+    from serve.launcher import load_serve_config, wait_healthy
+    from tests.conftest import REPO
 
-        wait_healthy(url, timeout_s=120)
-        body = {"query": QUERY, "documents": DOCS}
-        assert post(url, "/v1/rerank", body).status_code == 401
-        wrong = post(url, "/v1/rerank", body, headers={"Authorization": "Bearer nope"})
-        assert wrong.status_code == 401 and "s3cret" not in wrong.text
-        ds = post(url, DASHSCOPE_ROUTE, {"model": "m", "input": {"query": QUERY, "documents": DOCS}})
-        assert ds.status_code == 401 and ds.json()["code"] == "InvalidApiKey"
-        assert post(url, "/v1/rerank", body, headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
+    model = load_serve_config(REPO / "configs/demo/serve.yaml")["applications"][0]["args"]["model"]
+    args = {"api_key_env": "RERANK_TEST_KEY", "model": {**model, "dtype": "bf16"}}
+    _deploy_extra("secured", args, {}, env={"RERANK_TEST_KEY": "s3cret-key"})
+    try:
+        wait_healthy(f"{serve_url}/secured", timeout_s=120)
+        yield f"{serve_url}/secured"
     finally:
         serve.delete("secured")
 
 
-def test_dtype_bf16_serves_library_scores(serve_url, tiny_reranker):
+def test_api_key_is_required_when_configured(secured_bf16_url):
+    url = secured_bf16_url
+    body = {"query": QUERY, "documents": DOCS}
+    assert post(url, "/v1/rerank", body).status_code == 401
+    wrong = post(url, "/v1/rerank", body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and "s3cret" not in wrong.text
+    ds = post(url, DASHSCOPE_ROUTE, {"model": "m", "input": {"query": QUERY, "documents": DOCS}})
+    assert ds.status_code == 401 and ds.json()["code"] == "InvalidApiKey"
+    assert post(url, "/v1/rerank", body, headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
+
+
+def test_dtype_bf16_serves_library_scores(secured_bf16_url, tiny_reranker):
     """A replica asked for bf16 runs it where the CPU has bf16, else f32 (one log line); either way it answers."""
-    from serve.launcher import load_serve_config
-    from tests.conftest import REPO
-
-    model = load_serve_config(REPO / "configs/demo/serve.yaml")["applications"][0]["args"]["model"]
-    _deploy_extra("bf16", {"model": {**model, "dtype": "bf16"}}, {})
-    url = f"{serve_url}/bf16"
-    try:
-        from serve.launcher import wait_healthy
-
-        wait_healthy(url, timeout_s=120)
-        reply = post(url, "/v1/rerank", {"query": QUERY, "documents": DOCS})
-        assert reply.status_code == 200
-        got = {r["index"]: r["relevance_score"] for r in reply.json()["results"]}
-        expected = tiny_reranker.score_pairs([(QUERY, d) for d in DOCS])
-        np.testing.assert_allclose([got[i] for i in range(len(DOCS))], expected, atol=bf16_tolerance())
-    finally:
-        serve.delete("bf16")
+    body = {"query": QUERY, "documents": DOCS}
+    reply = post(secured_bf16_url, "/v1/rerank", body, headers={"Authorization": "Bearer s3cret-key"})
+    assert reply.status_code == 200
+    got = {r["index"]: r["relevance_score"] for r in reply.json()["results"]}
+    expected = tiny_reranker.score_pairs([(QUERY, d) for d in DOCS])
+    np.testing.assert_allclose([got[i] for i in range(len(DOCS))], expected, atol=bf16_tolerance())
 
 
 def test_overload_is_answered_quickly_not_queued_forever(serve_url):

@@ -18,6 +18,7 @@ from tests.fake_dashscope import API_KEY, overlap_score
 pytestmark = pytest.mark.slow
 BODY = {"query": "what is machine learning", "documents": ["machine learning is ai", "pizza", "data"] * 4}
 TIMEOUT_S = 30
+TINY = {"model": "builtin:tiny-qwen3-reranker", "device": "cpu", "intra_op_threads": 1}
 
 
 def _deploy(name, model, options=None, env=None):
@@ -42,11 +43,20 @@ def _replicas(ray_cluster, app):
     }
 
 
-def test_killed_replica_is_replaced_and_no_request_hangs(serve_url, ray_cluster):
-    _deploy("faulty", {"model": "builtin:tiny-qwen3-reranker", "device": "cpu", "intra_op_threads": 1})
-    url = f"{serve_url}/faulty"
+@pytest.fixture(scope="module")
+def killable_url(serve_url):
+    """One app whose replica the next two tests kill (the second kills the replacement the first saw come up)."""
+    _deploy("killable", TINY, {"max_ongoing_requests": 4})
+    try:
+        yield f"{serve_url}/killable"
+    finally:
+        serve.delete("killable")
+
+
+def test_killed_replica_is_replaced_and_no_request_hangs(killable_url, ray_cluster):
+    url = killable_url
     wait_healthy(url, timeout_s=120)
-    (victim,) = _replicas(ray_cluster, "faulty")
+    (victim,) = _replicas(ray_cluster, "killable")
     outcomes, stop = [], threading.Event()
 
     def client():
@@ -70,7 +80,7 @@ def test_killed_replica_is_replaced_and_no_request_hangs(serve_url, ray_cluster)
         killed_at = time.monotonic()
         deadline = killed_at + 90
         while time.monotonic() < deadline:  # Serve replaces the replica; the endpoint heals
-            replicas = _replicas(ray_cluster, "faulty")
+            replicas = _replicas(ray_cluster, "killable")
             if replicas and victim not in replicas:
                 try:
                     if httpx.post(f"{url}/v1/rerank", json=BODY, timeout=5).status_code == 200:
@@ -84,7 +94,6 @@ def test_killed_replica_is_replaced_and_no_request_hangs(serve_url, ray_cluster)
         stop.set()
         for t in threads:
             t.join(timeout=TIMEOUT_S + 5)
-        serve.delete("faulty")
     statuses = [s for s, _ in outcomes]
     print(f"kill test: healed in {healed_s:.1f}s; outcomes {dict((s, statuses.count(s)) for s in set(statuses))}")
     assert healed_s < 90
@@ -93,33 +102,28 @@ def test_killed_replica_is_replaced_and_no_request_hangs(serve_url, ray_cluster)
     assert statuses.count(200) > 0 and statuses[-1] == 200
 
 
-def test_requests_whose_replica_dies_mid_call_are_answered_by_its_replacement(serve_url, ray_cluster, tiny_reranker):
+def test_requests_whose_replica_dies_mid_call_are_answered_by_its_replacement(killable_url, ray_cluster, tiny_reranker):
     """Long requests taken by a replica that is then killed: the gateway asks again (of the replacement, the only
     replica left) and answers 200 with the right scores; before the gateway, Serve's proxy answered a bare 500."""
-    model = {"model": "builtin:tiny-qwen3-reranker", "device": "cpu", "intra_op_threads": 1}
-    _deploy("doomed", model, {"max_ongoing_requests": 4})
-    url = f"{serve_url}/doomed"
+    url = killable_url
     documents = [f"document {i} about " + "learning and data " * 80 for i in range(60)]
     body = {"query": "what is machine learning", "documents": documents}
-    try:
-        wait_healthy(url, timeout_s=120)
-        (victim,) = _replicas(ray_cluster, "doomed")
+    wait_healthy(url, timeout_s=120)
+    (victim,) = _replicas(ray_cluster, "killable")
 
-        def ask():
-            reply = httpx.post(f"{url}/v1/rerank", json=body, timeout=TIMEOUT_S)
-            return reply, time.monotonic()
+    def ask():
+        reply = httpx.post(f"{url}/v1/rerank", json=body, timeout=TIMEOUT_S)
+        return reply, time.monotonic()
 
-        with ThreadPoolExecutor(2) as pool:
-            futures = [pool.submit(ask) for _ in range(2)]
-            time.sleep(0.15)  # both reach the replica (each takes seconds there); CI saw one done by 0.4 s
-            ray_cluster.kill(ray_cluster.get_actor(victim, namespace="serve"), no_restart=True)
-            killed_at = time.monotonic()
-            answered = [f.result() for f in futures]
-        assert victim not in _replicas(ray_cluster, "doomed")
-        assert all(at > killed_at for _, at in answered), "a request was answered before the kill: make it longer"
-        replies = [reply for reply, _ in answered]
-    finally:
-        serve.delete("doomed")
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(ask) for _ in range(2)]
+        time.sleep(0.15)  # both reach the replica (each takes seconds there); CI saw one done by 0.4 s
+        ray_cluster.kill(ray_cluster.get_actor(victim, namespace="serve"), no_restart=True)
+        killed_at = time.monotonic()
+        answered = [f.result() for f in futures]
+    assert victim not in _replicas(ray_cluster, "killable")
+    assert all(at > killed_at for _, at in answered), "a request was answered before the kill: make it longer"
+    replies = [reply for reply, _ in answered]
     expected = tiny_reranker.score_pairs([(body["query"], d) for d in documents])
     for reply in replies:
         assert reply.status_code == 200, reply.text
