@@ -5,6 +5,7 @@ from .dtypes import Dtype
 from .errors import (
     ConfigError,
     DeviceMemoryError,
+    ImageRefusedError,
     InvalidInputError,
     ModelFormatError,
     ModelNotFoundError,
@@ -19,6 +20,7 @@ __all__ = [
     "DeviceMemoryError",
     "DocumentRank",
     "Dtype",
+    "ImageRefusedError",
     "InvalidInputError",
     "ModelFormatError",
     "ModelNotFoundError",

@@ -20,6 +20,17 @@ class InvalidInputError(RerankError, ValueError):
         return type(self), (self.field, self._message, self.limit)
 
 
+class ImageRefusedError(InvalidInputError):
+    """An image refused before model work; `reason` is a short stable word for metrics (size, pixels, format, ...)."""
+
+    def __init__(self, field: str, message: str, limit: str | None = None, reason: str = "invalid"):
+        self.reason = reason
+        super().__init__(field, message, limit)
+
+    def __reduce__(self):  # pickled with the arguments it was made from, so it crosses Ray's process boundaries
+        return type(self), (self.field, self._message, self.limit, self.reason)
+
+
 class ModelNotFoundError(RerankError, FileNotFoundError):
     """The model could not be located locally, in the cache, or on the Hub."""
 
