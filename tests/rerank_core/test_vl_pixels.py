@@ -1,7 +1,5 @@
 """Qwen3-VL's image input (rerank_core.families.qwen3_vl.pixels) against the official recipe: sizes by qwen-vl-utils'
-rules (written here again, independently), pixels by transformers' own image processor on the same resized image."""
-
-import math
+rules (tests/oracle_vl.py), pixels by transformers' own image processor on the same resized image."""
 
 import numpy as np
 import pytest
@@ -10,21 +8,10 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 
 from rerank_core.errors import ImageRefusedError
 from rerank_core.families.qwen3_vl.pixels import PixelBudget, image_patches, image_tokens, resized_size
+from tests.oracle_vl import recipe_size
 
 BUDGET = PixelBudget()
 SIZES = [(1280, 720), (800, 1000), (300, 200), (20, 30), (5000, 3000), (1, 150), (33, 17), (4000, 40)]
-
-
-def recipe_size(height: int, width: int, factor=32, min_pixels=4 * 32 * 32, max_pixels=1800 * 32 * 32):
-    """qwen-vl-utils' smart_resize as the reranker recipe calls it: (height, width)."""
-    h_bar, w_bar = max(factor, round(height / factor) * factor), max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > max_pixels:
-        scale = math.sqrt(height * width / max_pixels)
-        return math.floor(height / scale / factor) * factor, math.floor(width / scale / factor) * factor
-    if h_bar * w_bar < min_pixels:
-        scale = math.sqrt(min_pixels / (height * width))
-        return math.ceil(height * scale / factor) * factor, math.ceil(width * scale / factor) * factor
-    return h_bar, w_bar
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Qwen3-VL-Reranker's prompt and truncation (rerank_core.families.qwen3_vl.template) give the token ids of the
-official recipe, built here independently: its message list rendered as Qwen3-VL's chat template renders it, image
+official recipe, built independently (tests/oracle_vl.py): its message list rendered as Qwen3-VL's chat template renders it, image
 pads expanded as its processor expands them, tokenized whole with Qwen's vocabulary by transformers, then cut by its
 truncate_tokens_optimized rule over transformers' all_special_ids."""
 
@@ -10,23 +10,8 @@ from rerank_core.errors import InvalidInputError
 from rerank_core.families.qwen3_vl.pixels import PixelBudget, image_tokens
 from rerank_core.families.qwen3_vl.template import Side, check_texts, prompt, truncate
 from rerank_core.qwen_tokenizer import qwen_tokenizer
-from tests.rerank_core.test_vl_pixels import recipe_size
-
-VISION_AND_CHAT = [
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-]  # Qwen3-VL's additional_special_tokens
+from rerank_core.tiny_vl_model import VL_SPECIAL_TOKENS
+from tests.oracle_vl import recipe_ids
 
 
 @pytest.fixture(scope="module")
@@ -36,48 +21,8 @@ def hf_tokenizer():
         tokenizer_object=qwen_tokenizer(),
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        additional_special_tokens=VISION_AND_CHAT,
+        additional_special_tokens=VL_SPECIAL_TOKENS,
     )
-
-
-def recipe_ids(tokenizer, query: dict, document: dict, instruction, max_length: int) -> list[int]:
-    """The official recipe's input ids for one pair, sides as {"text": [...], "image": [(width, height), ...]}."""
-    system = (
-        "Judge whether the Document meets the requirements based on the Query and the Instruct provided. "
-        'Note that the answer can only be "yes" or "no".'
-    )
-    contents = [
-        {
-            "type": "text",
-            "text": "<Instruct>: "
-            + (instruction or "Given a search query, retrieve relevant candidates that answer the query."),
-        }
-    ]
-    for prefix, side in (("<Query>:", query), ("\n<Document>:", document)):
-        contents.append({"type": "text", "text": prefix})
-        if not side.get("text") and not side.get("image"):
-            contents.append({"type": "text", "text": "NULL"})
-            continue
-        contents += [{"type": "image", "size": size} for size in side.get("image", [])]
-        contents += [{"type": "text", "text": text} for text in side.get("text", [])]
-    rendered = f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"
-    for part in contents:  # the chat template: text as it is, an image as its vision markers
-        if part["type"] == "text":
-            rendered += part["text"]
-        else:
-            height, width = recipe_size(part["size"][1], part["size"][0])
-            rendered += "<|vision_start|>" + "<|image_pad|>" * (height // 16 * (width // 16) // 4) + "<|vision_end|>"
-    rendered += "<|im_end|>\n<|im_start|>assistant\n"
-    ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
-    body, special = ids[:-5], set(tokenizer.all_special_ids)
-    if len(body) > max_length:  # truncate_tokens_optimized
-        keep, kept = max_length - sum(1 for i in body if i in special), []
-        for i in body:
-            if i in special or keep > 0:
-                kept.append(i)
-                keep -= i not in special
-        body = kept
-    return body + ids[-5:]
 
 
 def ours(query: dict, document: dict, instruction, max_length: int, special: frozenset) -> list[int]:
@@ -104,7 +49,8 @@ CASES = [
 @pytest.mark.parametrize(("query", "document", "instruction", "max_length"), CASES)
 def test_our_ids_are_the_recipes(hf_tokenizer, query, document, instruction, max_length):
     special = frozenset(hf_tokenizer.all_special_ids)
-    want = recipe_ids(hf_tokenizer, query, document, instruction, max_length)
+    sizes = [*query.get("image", []), *document.get("image", [])]
+    want = recipe_ids(hf_tokenizer, query, document, instruction, max_length, sizes)
     assert ours(query, document, instruction, max_length, special) == want
 
 
