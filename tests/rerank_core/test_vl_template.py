@@ -1,7 +1,7 @@
 """Qwen3-VL-Reranker's prompt and truncation (rerank_core.families.qwen3_vl.template) give the token ids of the
-official recipe, built independently (tests/oracle_vl.py): its message list rendered as Qwen3-VL's chat template renders it, image
-pads expanded as its processor expands them, tokenized whole with Qwen's vocabulary by transformers, then cut by its
-truncate_tokens_optimized rule over transformers' all_special_ids."""
+official recipe, built independently (tests/oracle_vl.py): its message list rendered as Qwen3-VL's chat template
+renders it, image pads expanded as its processor expands them, tokenized whole with Qwen's vocabulary by transformers,
+then cut by its truncate_tokens_optimized rule over transformers' all_special_ids."""
 
 import pytest
 from transformers import PreTrainedTokenizerFast
