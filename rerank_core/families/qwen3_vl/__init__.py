@@ -1,2 +1,2 @@
-"""Qwen3-VL-Reranker (text and images; issue #51), arriving in parts: its prompt and truncation (template.py) and
-its image input (pixels.py) so far."""
+"""Qwen3-VL-Reranker (text and images; issue #51), arriving in parts: its prompt and truncation (template.py), its
+image input (pixels.py), and what its model derives from the prompt and the images (positions.py, vision_inputs.py)."""
