@@ -58,6 +58,23 @@ def tiny_export(tiny_checkpoint, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_vl_checkpoint(tmp_path_factory) -> Path:
+    """A freshly built random Qwen3-VL checkpoint in the Hub's layout (needs torch)."""
+    pytest.importorskip("torch")
+    from rerank_core.tiny_vl_model import build_vl_checkpoint
+
+    return build_vl_checkpoint(tmp_path_factory.mktemp("tiny-vl-ckpt"))
+
+
+@pytest.fixture(scope="session")
+def official_vl(tiny_vl_checkpoint):
+    """The official Qwen3-VL-Reranker recipe on that checkpoint (tests/oracle_vl.py)."""
+    from tests.oracle_vl import OfficialVLRecipe
+
+    return OfficialVLRecipe(tiny_vl_checkpoint)
+
+
+@pytest.fixture(scope="session")
 def official(tiny_checkpoint):
     """The official Qwen3-Reranker transformers recipe on the same checkpoint, as a scoring function."""
     from tests.oracle import OfficialRecipe

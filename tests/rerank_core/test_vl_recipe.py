@@ -9,8 +9,6 @@ from rerank_core.families.qwen3_vl.pixels import PixelBudget, image_patches, ima
 from rerank_core.families.qwen3_vl.positions import mrope_positions
 from rerank_core.families.qwen3_vl.template import Side, prompt, truncate
 from rerank_core.qwen_tokenizer import qwen_tokenizer
-from rerank_core.tiny_vl_model import build_vl_checkpoint
-from tests.oracle_vl import OfficialVLRecipe
 
 pytestmark = pytest.mark.slow
 
@@ -20,9 +18,9 @@ def photo(width, height, seed):
     return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
 
 
-@pytest.fixture(scope="module")
-def recipe(tmp_path_factory):
-    return OfficialVLRecipe(build_vl_checkpoint(tmp_path_factory.mktemp("tiny-vl")))
+@pytest.fixture
+def recipe(official_vl):
+    return official_vl
 
 
 PAIRS = [
