@@ -8,24 +8,11 @@ import json
 from pathlib import Path
 
 from .quiet_export import quiet_export
-from .qwen_tokenizer import VOCAB_SIZE, qwen_tokenizer
+from .qwen_tokenizer import ADDED_TOKENS, VOCAB_SIZE, qwen_tokenizer
 
-# Qwen3-VL's additional special tokens: with <|endoftext|> (pad), its tokenizer's all_special_ids.
-VL_SPECIAL_TOKENS = [
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-]
+# Qwen3-VL's additional special tokens (Qwen's special added tokens but <|endoftext|>, its pad): with the pad, its
+# tokenizer's all_special_ids.
+VL_SPECIAL_TOKENS = [token for token, special in ADDED_TOKENS if special and token != "<|endoftext|>"]
 TINY_TEXT = dict(
     hidden_size=64,
     intermediate_size=128,

@@ -14,7 +14,7 @@ import numpy as np
 from ...errors import InvalidInputError
 from ...image_intake import ImagePolicy, take_image
 from .export import DECODER_GRAPH, SETTINGS, VISION_GRAPH
-from .pixels import PixelBudget, image_patches, image_tokens
+from .pixels import MERGE_SIZE, PixelBudget, image_patches
 from .positions import mrope_positions
 from .template import MAX_LENGTH, Side, check_texts, prompt, truncate
 from .vision_inputs import vision_inputs
@@ -108,13 +108,14 @@ class VLScorer:
         for name, side in zip(("query", f"documents[{index}]"), pair):
             texts, images = _parts(side, name)
             check_texts(texts, name)
-            taken = [take_image(image, f"{name}.image[{k}]", self.policy).image for k, image in enumerate(images)]
-            tokens = tuple(image_tokens(*im.size, self.budget, f"{name}.image[{k}]") for k, im in enumerate(taken))
-            for k, image in enumerate(taken):
-                image_patch, grid = image_patches(image, self.budget, f"{name}.image[{k}]")
+            tokens = []
+            for k, image in enumerate(images):
+                where = f"{name}.image[{k}]"
+                image_patch, (t, h, w) = image_patches(take_image(image, where, self.policy).image, self.budget, where)
                 patches.append(image_patch)
-                grids.append(grid)
-            sides.append(Side(texts=tuple(texts), image_tokens=tokens))
+                grids.append((t, h, w))
+                tokens.append(t * h * w // MERGE_SIZE**2)  # one token per merged block of patches
+            sides.append(Side(texts=tuple(texts), image_tokens=tuple(tokens)))
         ids = self.tokenizer.encode(prompt(*sides, instruction), add_special_tokens=False).ids
         return _Row(truncate(ids, max_length, self.special_ids), patches, grids)
 
