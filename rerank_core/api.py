@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,7 +13,7 @@ import numpy as np
 from .backends.endpoint import EndpointScorer
 from .backends.onnx import OnnxScorer
 from .config import LocalOptions, LongDocumentsSetting, ModelConfig
-from .content import Pair, check_text
+from .content import Content, Pair, check_text
 from .device import resolve_device
 from .dtypes import Dtype
 from .errors import InvalidInputError
@@ -23,10 +25,11 @@ from .scorer import Scorer, top_indices
 
 @dataclass(frozen=True)
 class DocumentRank:
-    """One ranked document: its text, relevance in 0..1, 1-based rank, and position in the input list; scored in
-    windows (long_documents mode chunk), `window` is the (start, end) character span of the window that decided."""
+    """One ranked document as it was given (text, or {"text", "image"} content), its relevance in 0..1, 1-based
+    rank, and position in the input list; scored in windows (long_documents mode chunk), `window` is the (start,
+    end) character span of the window that decided."""
 
-    document: str
+    document: str | dict | Content
     relevance_score: float
     rank: int
     index: int
@@ -37,19 +40,43 @@ class DocumentRank:
 class RerankerResult:
     """The ranking of the documents for one query, best first."""
 
-    query: str
+    query: str | dict | Content
     documents: list[DocumentRank]
 
 
-def _queries(query: str | Sequence[str]) -> list[str]:
-    queries = [query] if isinstance(query, str) else list(query)
-    return [check_text(q, f"query[{i}]", allow_empty=False) for i, q in enumerate(queries)]
+Side = str | dict | Content  # text, {"text": …, "image": …}, or Content
 
 
-def _documents(documents: Sequence[str]) -> list[str]:
-    if isinstance(documents, str) or not isinstance(documents, Sequence):
-        raise InvalidInputError("documents", "must be a list of strings")
-    return [check_text(d, f"documents[{i}]", allow_empty=True) for i, d in enumerate(documents)]
+def _queries(query: Side | Sequence[Side]) -> list[Side]:
+    queries = [query] if isinstance(query, (str, dict, Content)) else list(query)
+    for i, q in enumerate(queries):
+        if not isinstance(q, (dict, Content)):
+            check_text(q, f"query[{i}]", allow_empty=False)
+    return queries
+
+
+def _documents(documents: Sequence[Side]) -> list[Side]:
+    if isinstance(documents, (str, dict)) or not isinstance(documents, Sequence):
+        raise InvalidInputError("documents", "must be a list of documents (strings or {text, image} objects)")
+    for i, d in enumerate(documents):
+        if not isinstance(d, (dict, Content)):
+            check_text(d, f"documents[{i}]", allow_empty=True)
+    return list(documents)
+
+
+def _named_by_input(exc: InvalidInputError, queries: int, documents: int) -> InvalidInputError:
+    """`exc` about `pairs[i].query…` or `pairs[i].document…` of a query × documents grid, naming the query or the
+    document as the caller gave them (documents[3].image[0])."""
+    match = re.fullmatch(r"pairs\[(\d+)\]\.(query|document)(.*)", exc.field)
+    if match is None:
+        return exc
+    q, d = divmod(int(match[1]), documents)
+    side = f"query[{q}]" if queries > 1 else "query"
+    field = (side if match[2] == "query" else f"documents[{d}]") + match[3]
+    renamed = copy.copy(exc)
+    renamed.field = field
+    renamed.args = (f"{field}: {exc._message}" + (f" (limit: {exc.limit})" if exc.limit else ""),)
+    return renamed
 
 
 class Reranker:
@@ -140,8 +167,8 @@ class Reranker:
 
     def compute_scores(
         self,
-        query: str | Sequence[str],
-        documents: Sequence[str],
+        query: Side | Sequence[Side],
+        documents: Sequence[Side],
         batch_size: int | None = None,
         long_documents: LongDocumentsSetting = None,
     ) -> list[list[float]]:
@@ -151,8 +178,8 @@ class Reranker:
 
     def rerank(
         self,
-        query: str | Sequence[str],
-        documents: Sequence[str],
+        query: Side | Sequence[Side],
+        documents: Sequence[Side],
         top_k: int | None = None,
         instruction: str | None = None,
         batch_size: int | None = None,
@@ -186,9 +213,12 @@ class Reranker:
         pairs = [(q, d) for q in queries for d in docs]
         if not pairs:
             return _Grid(np.zeros((len(queries), len(docs)), np.float32), None)
-        out = self.scorer.score_detailed(
-            pairs, instruction=instruction, batch_size=batch_size, long_documents=long_documents
-        )
+        try:
+            out = self.scorer.score_detailed(
+                pairs, instruction=instruction, batch_size=batch_size, long_documents=long_documents
+            )
+        except InvalidInputError as exc:
+            raise _named_by_input(exc, len(queries), len(docs)) from None
         windows = None if out.windows is None else out.windows.reshape(len(queries), len(docs), 2)
         return _Grid(np.asarray(out.scores, dtype=np.float32).reshape(len(queries), len(docs)), windows)
 

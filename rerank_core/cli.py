@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .api import Reranker
-from .errors import RerankError
+from .errors import InvalidInputError, RerankError
 from .export import export_checkpoint
 from .tiny_model import build_tiny_model
 
@@ -26,8 +26,33 @@ def _read_documents(source: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
+def _documents(args: argparse.Namespace) -> list:
+    """The text documents (one per line of --documents, stdin unless only images are given), then one document
+    per --image."""
+    texts = _read_documents(args.documents or "-") if args.documents or not args.image else []
+    return texts + [{"image": source} for source in args.image or []]
+
+
+def _query(args: argparse.Namespace):
+    if not args.query and not args.query_image:
+        raise InvalidInputError("query", "give --query, --query-image or both")
+    if not args.query_image:
+        return args.query
+    return {"text": [args.query] if args.query else [], "image": args.query_image}
+
+
+def _shown(side) -> str:
+    """A query or document as one line: its text, and each image's source (a path or URL; other sources by kind)."""
+    if isinstance(side, str):
+        return side
+    images = side.get("image", [])
+    texts = side.get("text", [])
+    parts = [texts] if isinstance(texts, str) else list(texts)
+    return " ".join(parts + [f"[image {s if isinstance(s, str) else type(s).__name__}]" for s in images])
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a Hugging Face reranker checkpoint (Qwen3-Reranker) to ONNX."""
+    """Export a Hugging Face reranker checkpoint (Qwen3-Reranker, Qwen3-VL-Reranker) to ONNX."""
     out = export_checkpoint(
         args.src,
         args.out,
@@ -45,13 +70,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    """Rank documents (one per line) for a query and print the ranking."""
-    documents = _read_documents(args.documents)
+    """Rank documents (one per line, and images) for a query (text, images or both) and print the ranking."""
+    query, documents = _query(args), _documents(args)
     if args.endpoint:
         reranker = Reranker.from_endpoint(args.endpoint, instruction=args.instruction)
     else:
-        reranker = Reranker.from_pretrained(args.model, dtype=args.dtype, instruction=args.instruction)
-    (result,) = reranker.rerank(args.query, documents, top_k=args.top_k)
+        images = {"fetch_urls": args.fetch_image_urls}
+        reranker = Reranker.from_pretrained(args.model, dtype=args.dtype, instruction=args.instruction, images=images)
+    (result,) = reranker.rerank(query, documents, top_k=args.top_k)
     if args.json:
         rows = [
             {"rank": d.rank, "index": d.index, "relevance_score": d.relevance_score, "document": d.document}
@@ -59,9 +85,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         ]
         print(json.dumps({"query": result.query, "results": rows}, ensure_ascii=False, indent=2))
     else:
-        print(f"Query: {result.query}")
+        print(f"Query: {_shown(result.query)}")
         for d in result.documents:
-            print(f"  {d.rank:>3}. {d.relevance_score:.4f}  [{d.index}] {d.document}")
+            print(f"  {d.rank:>3}. {d.relevance_score:.4f}  [{d.index}] {_shown(d.document)}")
     return 0
 
 
@@ -104,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also the fused GPU graphs on packed tokens with a block K/V cache (graph_variant: paged): f16, f32",
     )
     p.add_argument("--revision")
-    p.add_argument("--max-length", type=int, help="tokens per pair (default: the model family's; Qwen3: 8192)")
+    p.add_argument(
+        "--max-length", type=int, help="tokens per pair (default: the model family's; Qwen3: 8192, Qwen3-VL: 10240)"
+    )
     p.add_argument(
         "--no-past-kv",
         action="store_true",
@@ -117,8 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="export folder, builtin:NAME or Hub repo id")
     source.add_argument("--endpoint", help="URL of a running `rerank serve` endpoint instead of a local model")
-    p.add_argument("--query", required=True)
-    p.add_argument("--documents", default="-", help="file with one document per line, or - for stdin")
+    p.add_argument("--query", help="the query's text")
+    p.add_argument(
+        "--query-image", action="append", help="an image of the query: path, file:// or http(s) URL (repeatable)"
+    )
+    p.add_argument("--documents", help="file with one document per line, or - for stdin (the default without --image)")
+    p.add_argument("--image", action="append", help="an image document: path or URL (repeatable; VL models)")
+    p.add_argument("--fetch-image-urls", action="store_true", help="fetch http(s) image URLs (public hosts only)")
     p.add_argument("--top-k", type=int)
     p.add_argument("--dtype", default=None, help="f32, f16, int8 or bf16 (default: exact f32 on a CPU, f16 on a GPU)")
     p.add_argument("--instruction")

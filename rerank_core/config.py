@@ -98,6 +98,33 @@ class LongDocuments(StrictModel):
 LongDocumentsSetting = LongDocuments | dict | str | None
 
 
+class ImageOptions(StrictModel):
+    """How images are taken in (rerank_core.image_intake) and how many pixels the model sees of each (models that
+    take images: Qwen3-VL-Reranker)."""
+
+    max_bytes: int = Field(default=20 * 2**20, ge=1, description="an encoded image's bytes, at most")
+    max_pixels: int = Field(
+        default=8192 * 8192, ge=1, description="width × height as the file's header states it, checked before decoding"
+    )
+    allow_paths: bool = Field(default=True, description="a string that is not a URL is a local path (off in servers)")
+    fetch_urls: bool = Field(default=False, description="fetch http(s) image URLs (only from allowed_hosts if set)")
+    allowed_hosts: tuple[str, ...] = Field(default=(), description="hosts URLs may name; empty: any public host")
+    allowed_networks: tuple[str, ...] = Field(
+        default=(), description="non-public networks URLs may resolve to (e.g. 10.0.0.0/8); none by default"
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="seconds to fetch one image URL")
+    min_image_pixels: int = Field(default=4 * 32 * 32, ge=32 * 32, description="the model sees at least this many")
+    max_image_pixels: int = Field(
+        default=1800 * 32 * 32, ge=32 * 32, description="the model sees at most this many (1,800 tokens of 32 × 32)"
+    )
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> ImageOptions:
+        if self.min_image_pixels > self.max_image_pixels:
+            raise ValueError(f"min_image_pixels ({self.min_image_pixels}) must be ≤ max_image_pixels")
+        return self
+
+
 class LocalOptions(StrictModel):
     """How the local ONNX backend finds, loads and runs a model: every option of `Reranker.from_pretrained`."""
 
@@ -144,6 +171,7 @@ class LocalOptions(StrictModel):
     long_documents: LongDocuments = Field(
         default_factory=LongDocuments, description="documents over the window: truncate, or chunk into windows"
     )
+    images: ImageOptions = Field(default_factory=ImageOptions, description="image intake limits and pixel budget")
 
     @field_validator("dtype", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ A model family (rerank_core/families/) writes one adapter per layout of its grap
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -27,6 +28,8 @@ class Prefix:
 
     tensors: tuple[np.ndarray, ...]
     length: int
+    # Its token ids, for layouts whose positions depend on the content before (mRoPE); None: not kept.
+    ids: np.ndarray | None = None
 
 
 NO_PREFIX = Prefix((), 0)
@@ -79,6 +82,10 @@ class GraphLayout(ABC):
         if len(ids):
             raise NotImplementedError(f"a {self.name} graph does not continue a shared prefix")
         return prefix
+
+    def take_media(self, media: Mapping[int, object] | None) -> None:  # noqa: B027 - text layouts take none
+        """What the non-text tokens of the rows about to run stand for (EncodedPairs.media: images, by the id their
+        tokens carry); the graphs of text families take none."""
 
     def fit_budget(self, token_budget: int) -> int:
         """The token budget this graph can run under (a layout may need less than asked)."""

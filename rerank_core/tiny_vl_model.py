@@ -5,10 +5,16 @@ with Qwen's real vocabulary, the vision tokens special as in Qwen3-VL's tokenize
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
+from .cache_dir import build_once, cache_root
 from .quiet_export import quiet_export
 from .qwen_tokenizer import ADDED_TOKENS, VOCAB_SIZE, qwen_tokenizer
+
+# `builtin:tiny-qwen3-vl-reranker` is made on first use (with the export extra) rather than shipped: Qwen's
+# vocabulary alone makes its embeddings 39 MB. Bump the version when the model changes.
+TINY_VL_NAME, TINY_VL_VERSION = "tiny-qwen3-vl-reranker", "1"
 
 # Qwen3-VL's additional special tokens (Qwen's special added tokens but <|endoftext|>, its pad): with the pad, its
 # tokenizer's all_special_ids.
@@ -42,6 +48,36 @@ TINY_VISION = dict(
     spatial_merge_size=2,
     temporal_patch_size=2,
 )
+# Qwen3-VL-Reranker-2B's shape as its public config gives it (for benchmarks): text 28 layers × 2,048, ViT 24 blocks
+# × 1,024, DeepStack after ViT blocks 5, 11 and 17.
+FULL_SIZE_TEXT = dict(
+    hidden_size=2048,
+    intermediate_size=6144,
+    num_hidden_layers=28,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    head_dim=128,
+    vocab_size=VOCAB_SIZE,
+    max_position_embeddings=262144,
+    rope_parameters={
+        "rope_type": "default",
+        "rope_theta": 5_000_000.0,
+        "mrope_section": [24, 20, 20],
+        "mrope_interleaved": True,
+    },
+)
+FULL_SIZE_VISION = dict(
+    depth=24,
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_heads=16,
+    out_hidden_size=2048,
+    num_position_embeddings=2304,
+    deepstack_visual_indexes=[5, 11, 17],
+    patch_size=16,
+    spatial_merge_size=2,
+    temporal_patch_size=2,
+)
 # Qwen3-VL's chat template, as much as a reranker prompt uses: text parts as they are, an image as its markers.
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
@@ -52,9 +88,10 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_vl_checkpoint(out_dir: str | Path, *, seed: int = 0) -> Path:
+def build_vl_checkpoint(out_dir: str | Path, *, seed: int = 0, full_size: bool = False) -> Path:
     """Write a random-weight Qwen3-VL checkpoint (config, safetensors, tokenizer, preprocessor and chat template)
-    to `out_dir`, laid out as Qwen/Qwen3-VL-Reranker-2B is on the Hub."""
+    to `out_dir`, laid out as Qwen/Qwen3-VL-Reranker-2B is on the Hub; `full_size`: with that model's shape, its
+    weights stored in bf16 as Qwen's are."""
     import torch
     from transformers import PreTrainedTokenizerFast, Qwen3VLConfig, Qwen3VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
@@ -67,9 +104,10 @@ def build_vl_checkpoint(out_dir: str | Path, *, seed: int = 0) -> Path:
         additional_special_tokens=VL_SPECIAL_TOKENS,
         padding_side="left",
     )
+    text, vision = (FULL_SIZE_TEXT, FULL_SIZE_VISION) if full_size else (TINY_TEXT, TINY_VISION)
     config = Qwen3VLConfig(
-        text_config=dict(TINY_TEXT, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id),
-        vision_config=dict(TINY_VISION),
+        text_config=dict(text, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id),
+        vision_config=dict(vision),
         tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
@@ -78,6 +116,8 @@ def build_vl_checkpoint(out_dir: str | Path, *, seed: int = 0) -> Path:
         for name, weight in model.named_parameters():
             if name.endswith("norm.weight") or name.endswith("norm1.weight") or name.endswith("norm2.weight"):
                 weight.uniform_(0.5, 1.5)
+    if full_size:
+        model = model.to(torch.bfloat16)
     with quiet_export():
         model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -91,3 +131,26 @@ def build_vl_checkpoint(out_dir: str | Path, *, seed: int = 0) -> Path:
     ).save_pretrained(out)
     (out / "chat_template.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}, indent=2))
     return out
+
+
+def tiny_vl_checkpoint(cache_dir: str | Path | None = None) -> Path:
+    """The built-in tiny VL checkpoint (seed 0), made once under the cache root (`cache_dir`, $QWEN_RERANK_CACHE)."""
+    root = cache_root(cache_dir) / "builtin"
+    final = root / f"{TINY_VL_NAME}-{TINY_VL_VERSION}"
+
+    def build(out: Path) -> None:
+        try:
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                f"builtin:{TINY_VL_NAME} is made on first use and needs the export extra: "
+                "pip install 'qwen-rerank[export]'"
+            ) from None
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+        build_vl_checkpoint(staging)
+        staging.chmod(0o755)
+        staging.rename(out)
+
+    build_once(final, "config.json", build)
+    return final

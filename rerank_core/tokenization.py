@@ -3,8 +3,10 @@ encoder makes and the planner and the engine read."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -14,6 +16,21 @@ def common_prefix_length(a: np.ndarray, b: np.ndarray) -> int:
     n = min(len(a), len(b))
     differ = np.flatnonzero(a[:n] != b[:n])
     return int(differ[0]) if len(differ) else n
+
+
+def shared_head_lengths(
+    ids: Sequence[np.ndarray], heads: Sequence[str], head_ids: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """Tokens each row shares with the other rows of its head, found on the ids (`head_ids`: each head's prompt
+    tokenized alone, from the row's first token): one length per head, at most each row's length − 1 (a
+    document's first token may merge with the head's last), so the same query gives the same prefix in every part
+    of a request; 0 for a head of one row, which has nothing to share."""
+    shortest: dict[str, int] = {}
+    for row, head in zip(ids, heads):
+        length = min(common_prefix_length(row, head_ids[head]), len(row) - 1)
+        shortest[head] = min(length, shortest.get(head, length))
+    counts = Counter(heads)
+    return np.array([shortest[h] if counts[h] > 1 else 0 for h in heads], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,8 @@ class EncodedPairs:
     row_starts: np.ndarray | None = None  # pair i's rows are [row_starts[i], row_starts[i+1]); None: one row each
     spans: np.ndarray | None = None  # [rows, 2] each window's character span in its document
     aggregate: str = "max"  # how a pair's windows make its score (rerank_core.windows.aggregate_windows)
+    # What the rows' non-text tokens stand for, by the (negative) id those tokens carry: images, for the layout.
+    media: Mapping[int, Any] | None = None
 
     @property
     def lengths(self) -> np.ndarray:
@@ -59,7 +78,8 @@ class EncodedPairs:
             heads = [head for part in parts for head in part.heads]
         if parts and all(part.head_lengths is not None for part in parts):
             head_lengths = np.concatenate([part.head_lengths for part in parts])
-        return cls(ids=ids, truncated=truncated, heads=heads, head_lengths=head_lengths)
+        media = {key: item for part in parts for key, item in (part.media or {}).items()} or None
+        return cls(ids=ids, truncated=truncated, heads=heads, head_lengths=head_lengths, media=media)
 
     def select(self, pairs: Sequence[int]) -> EncodedPairs:
         """The pairs at positions `pairs` (all their rows), in that order."""
@@ -78,4 +98,5 @@ class EncodedPairs:
             row_starts=None if counts is None else np.concatenate([[0], np.cumsum(counts)]),
             spans=None if self.spans is None else self.spans[rows],
             aggregate=self.aggregate,
+            media=self.media,
         )

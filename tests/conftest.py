@@ -58,12 +58,18 @@ def tiny_export(tiny_checkpoint, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_vl_checkpoint(tmp_path_factory) -> Path:
-    """A freshly built random Qwen3-VL checkpoint in the Hub's layout (needs torch)."""
+def tiny_vl_checkpoint() -> Path:
+    """The built-in tiny random Qwen3-VL checkpoint in the Hub's layout, made in the session's cache (needs torch)."""
     pytest.importorskip("torch")
-    from rerank_core.tiny_vl_model import build_vl_checkpoint
+    from rerank_core.tiny_vl_model import tiny_vl_checkpoint
 
-    return build_vl_checkpoint(tmp_path_factory.mktemp("tiny-vl-ckpt"))
+    return tiny_vl_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def tiny_vl_reranker(tiny_vl_checkpoint) -> Reranker:
+    """`builtin:tiny-qwen3-vl-reranker` as a user loads it: exported once into the session's export cache."""
+    return Reranker.from_pretrained("builtin:tiny-qwen3-vl-reranker")
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import hashlib
 import json
 import threading
 import time
@@ -14,10 +17,40 @@ ROUTE = "/api/v1/services/rerank/text-rerank/text-rerank"
 API_KEY = "sk-fake-0123456789abcdef"
 
 
-def overlap_score(query: str, document: str) -> float:
+# qwen3-vl-rerank's documented caps: documents per request, image documents among them.
+VL_MODEL, VL_DOCUMENTS, VL_IMAGES = "qwen3-vl-rerank", 100, 40
+
+
+def words(side: str | dict) -> set[str]:
+    """What the fake compares: a text's words; an image is one word, a digest of the URL or data URI it was sent as."""
+    if isinstance(side, str):
+        return set(side.lower().split())
+    if "text" in side:
+        return set(side["text"].lower().split())
+    return {"image:" + hashlib.sha256(side["image"].encode()).hexdigest()[:16]}
+
+
+def overlap_score(query: str | dict, document: str | dict) -> float:
     """The fake service's relevance: word overlap (Jaccard), deterministic, in 0..1."""
-    q, d = set(query.lower().split()), set(document.lower().split())
+    q, d = words(query), words(document)
     return len(q & d) / len(q | d) if q | d else 0.0
+
+
+def bad_image(side: str | dict) -> str | None:
+    """Why the service would refuse a side's image (not an http(s) URL nor a base64 data URI of an image), or None."""
+    if isinstance(side, str) or "image" not in side:
+        return None
+    value = side["image"]
+    if value.startswith(("http://", "https://")):
+        return None
+    header, _, data = value.partition(",")
+    if not (header.startswith("data:image/") and header.endswith(";base64")):
+        return f"unsupported image value {value[:30]!r}"
+    try:
+        base64.b64decode(data, validate=True)
+    except binascii.Error:
+        return "image data is not base64"
+    return None
 
 
 class FakeDashScope:
@@ -86,16 +119,22 @@ class FakeDashScope:
                     return self._reply(
                         status, {"code": code, "message": f"{code} (fake)", "request_id": request_id}, headers
                     )
-                documents = body["input"]["documents"]
-                if len(documents) > 500:
-                    return self._reply(
-                        400, {"code": "InvalidParameter", "message": "too many documents", "request_id": request_id}
-                    )
-                query = body["input"]["query"]
+                documents, query = body["input"]["documents"], body["input"]["query"]
+                images = sum(isinstance(d, dict) and "image" in d for d in documents)
+                if body["model"] == VL_MODEL:
+                    wrong = next(filter(None, map(bad_image, [query, *documents])), None)
+                    if len(documents) > VL_DOCUMENTS or images > VL_IMAGES:
+                        wrong = f"{len(documents)} documents, {images} images: at most {VL_DOCUMENTS}, {VL_IMAGES}"
+                elif images or not isinstance(query, str):
+                    wrong = f"{body['model']} takes text only"
+                else:
+                    wrong = "too many documents" if len(documents) > 500 else None
+                if wrong:
+                    return self._reply(400, {"code": "InvalidParameter", "message": wrong, "request_id": request_id})
                 scored = sorted(((overlap_score(query, d), i) for i, d in enumerate(documents)), key=lambda x: -x[0])
                 top_n = body.get("parameters", {}).get("top_n") or len(documents)
                 results = [{"index": i, "relevance_score": s} for s, i in scored[:top_n]]
-                tokens = sum(len(d.split()) for d in documents) + len(query.split())
+                tokens = sum(len(words(d)) for d in documents) + len(words(query)) + 1_000 * images
                 self._reply(
                     200, {"output": {"results": results}, "usage": {"total_tokens": tokens}, "request_id": request_id}
                 )

@@ -1,19 +1,21 @@
-"""DashScope TextReRank backend (gte-rerank-v2, qwen3-rerank) through the dashscope SDK, behind the Scorer interface."""
+"""DashScope TextReRank backend (gte-rerank-v2, qwen3-rerank, and qwen3-vl-rerank with images) through the dashscope
+SDK, behind the Scorer interface."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..content import Pair, estimate_tokens
+from ..content import Content, Image, Pair, estimate_tokens, text_only
 from ..errors import InvalidInputError, UpstreamError
 from ..retry import RETRYABLE_STATUS, RetryableError, parse_retry_after, with_retries
 from ..scorer import Prepared, ScoreOutput, Scorer, score_per_instruction
+from .dashscope_images import image_value
 
 try:
     import dashscope
@@ -30,31 +32,53 @@ MAX_TOKENS_PER_DOCUMENT = 4_000  # the service truncates longer documents
 
 
 @dataclass(frozen=True)
+class Limits:
+    """A model's documented caps per request: documents (image documents apart), tokens, tokens per document."""
+
+    documents: int = MAX_DOCUMENTS_PER_REQUEST
+    image_documents: int = 0
+    tokens: int = MAX_TOKENS_PER_REQUEST
+    document_tokens: int = MAX_TOKENS_PER_DOCUMENT
+
+
+# The models that take images, and their caps (Model Studio's text rerank API page: 100 text, 40 image documents,
+# 8,000 tokens per item, 120,000 per request).
+MULTIMODAL = {"qwen3-vl-rerank": Limits(documents=100, image_documents=40, tokens=120_000, document_tokens=8_000)}
+
+
+@dataclass(frozen=True)
 class _Chunk:
-    query: str
+    query: str | dict
     positions: list[int]  # indices into the caller's pairs
-    documents: list[str]
+    documents: list[str | dict]
 
 
-def plan_chunks(pairs: Sequence[Pair], max_documents: int, max_tokens: int) -> list[_Chunk]:
-    """Group pairs by query and cut each group into requests under the document and token caps."""
-    groups: dict[str, list[int]] = {}
+def plan_chunks(pairs: Sequence[Pair], limits: Limits, payload: Callable | None = None) -> list[_Chunk]:
+    """Group pairs by query and cut each group into requests under the document, image and token caps;
+    `payload(side, where)` makes what is sent for a side (None: the text as it is)."""
+    payload = payload or (lambda side, where: side)
+    groups: dict[object, list[int]] = {}
     for i, (query, _) in enumerate(pairs):
         groups.setdefault(query, []).append(i)
     chunks = []
     for query, positions in groups.items():
+        sent_query = payload(query, f"pairs[{positions[0]}].query")
         query_tokens = estimate_tokens(query)
-        current: list[int] = []
-        tokens = 0
+        requests, current, tokens, images = [], [], 0, 0
         for i in positions:
-            cost = query_tokens + min(estimate_tokens(pairs[i][1]), MAX_TOKENS_PER_DOCUMENT)
-            if current and (len(current) >= max_documents or tokens + cost > max_tokens):
-                chunks.append(_Chunk(query, current, [pairs[j][1] for j in current]))
-                current, tokens = [], 0
+            document = pairs[i][1]
+            cost = query_tokens + min(estimate_tokens(document), limits.document_tokens)
+            image = int(isinstance(document, Content) and any(isinstance(p, Image) for p in document.parts))
+            full = len(current) >= limits.documents or images + image > limits.image_documents
+            if current and (full or tokens + cost > limits.tokens):
+                requests.append(current)
+                current, tokens, images = [], 0, 0
             current.append(i)
-            tokens += cost
-        if current:
-            chunks.append(_Chunk(query, current, [pairs[j][1] for j in current]))
+            tokens, images = tokens + cost, images + image
+        requests.append(current)
+        for request in requests:
+            documents = [payload(pairs[j][1], f"pairs[{j}].document") for j in request]
+            chunks.append(_Chunk(sent_query, request, documents))
     return chunks
 
 
@@ -78,20 +102,34 @@ class DashScopeScorer(Scorer):
         max_retries: int = 3,
         max_concurrency: int = 4,
         max_documents: int = MAX_DOCUMENTS_PER_REQUEST,
-        max_tokens: int = MAX_TOKENS_PER_REQUEST,
+        max_tokens: int | None = None,
     ):
         key = api_key or os.environ.get("DASHSCOPE_API_KEY")
         if not key:
             raise ValueError("DashScope API key is required: pass api_key= or set DASHSCOPE_API_KEY")
         self._api_key = key
         self.model_name = model
+        self.multimodal = model in MULTIMODAL
+        self.limits = MULTIMODAL.get(model, Limits())
         self.base_url = (base_url or os.environ.get("DASHSCOPE_HTTP_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.instruction = instruction
         self.timeout_s, self.max_retries, self.max_concurrency = timeout_s, max_retries, max_concurrency
-        self.max_documents, self.max_tokens = min(max_documents, MAX_DOCUMENTS_PER_REQUEST), max_tokens
+        self.max_documents = min(max_documents, self.limits.documents)
+        self.max_tokens = max_tokens or self.limits.tokens  # per request: the model's documented cap by default
 
     def __repr__(self) -> str:  # the key never appears
         return f"DashScopeScorer(model={self.model_name!r}, base_url={self.base_url!r})"
+
+    def check_pairs(self, pairs: list[Pair]) -> list[Pair]:
+        """Text pairs for the text models; for qwen3-vl-rerank each side may also be one image (checked here, before
+        anything is sent), not text and images together."""
+        if not self.multimodal:
+            text_only(pairs, self.model_name)
+            return pairs
+        for i, pair in enumerate(pairs):
+            for name, side in zip(("query", "document"), pair):
+                _one_part(side, f"pairs[{i}].{name}", self.model_name)
+        return pairs
 
     def score_prepared(self, items: Sequence[Prepared], *, batch_size: int | None = None) -> list[ScoreOutput]:
         """Score prepared requests; the service takes one instruction per call, so each instruction goes alone."""
@@ -100,7 +138,8 @@ class DashScopeScorer(Scorer):
     def _score(self, pairs: list[Pair], instruction: str | None, batch_size: int | None) -> ScoreOutput:
         """Score pairs in input order: requests per query under the service's caps, sent with bounded concurrency."""
         max_docs = min(batch_size or self.max_documents, self.max_documents)
-        chunks = plan_chunks(pairs, max_docs, self.max_tokens)
+        limits = Limits(max_docs, self.limits.image_documents, self.max_tokens, self.limits.document_tokens)
+        chunks = plan_chunks(pairs, limits, _multimodal_payload if self.multimodal else None)
         scores = np.full(len(pairs), np.nan, dtype=np.float32)
         tokens = np.zeros(len(pairs), dtype=np.int64)
         with ThreadPoolExecutor(max_workers=max(1, min(self.max_concurrency, len(chunks)))) as pool:
@@ -147,6 +186,24 @@ class DashScopeScorer(Scorer):
         results = [{"index": r["index"], "relevance_score": r["relevance_score"]} for r in reply.output["results"]]
         used = int((reply.usage or {}).get("total_tokens") or 0)
         return results, used
+
+
+def _multimodal_payload(side: str | Content, where: str) -> str | dict:
+    """What qwen3-vl-rerank is sent for a side: a text query as it is, a text document as {"text"}, an image as
+    {"image"} (a URL as given; a file, bytes or a PIL image as a base64 data URI)."""
+    if isinstance(side, str):
+        return side if where.endswith(".query") else {"text": side}
+    (part,) = side.parts
+    if isinstance(part, Image):
+        return {"image": image_value(part.source, where)}
+    return part.text if where.endswith(".query") else {"text": part.text}
+
+
+def _one_part(side: str | Content, where: str, model: str) -> None:
+    """Refuse a side DashScope's multimodal reranker cannot take: it takes one text or one image per query and per
+    document."""
+    if isinstance(side, Content) and len(side.parts) != 1:
+        raise InvalidInputError(where, f"{model} takes one text or one image per side, got {len(side.parts)} parts")
 
 
 def _scrub(text: str, secret: str) -> str:

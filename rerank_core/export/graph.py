@@ -129,6 +129,9 @@ def export_checkpoint(
     family = family_for(config_model_type(src_dir), str(src_dir))
     _require_torch()
     exporter = family.exporter()
+    asked_gpu = [layout for layout, (_, dtypes) in gpu_graphs.items() if dtypes]
+    if unsupported := [layout for layout in asked_gpu if layout not in exporter.gpu_layouts]:
+        raise ValueError(f"{family.name} checkpoints have no {unsupported[0]} GPU graph yet; export CPU ones (--dtype)")
     hf_tokenizer, yes_id, no_id, pad_id = exporter.answer_ids(src_dir)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -136,12 +139,13 @@ def export_checkpoint(
     try:
         hf_tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
         shutil.copy(src_dir / "config.json", staging / "config.json")
+        exporter.write_companions(src_dir, staging)
         if full_logits:
             _export_graph(exporter, src_dir, staging / "model.onnx", Dtype.F32, yes_id, no_id, "full_logits")
             (staging / "tokenizer_config.json").write_text(json.dumps({"pad_token": hf_tokenizer.pad_token}))
         else:
             ids = {"yes_id": yes_id, "no_id": no_id}
-            cpu_layout = "past_kv" if past_kv else "plain"
+            cpu_layout = exporter.cpu_layout(past_kv)
             graphs = _export_cpu_graphs(exporter, src_dir, staging, wanted, cpu_layout, **ids)
             for layout, (names, asked) in gpu_graphs.items():
                 for dtype in asked:
@@ -192,9 +196,8 @@ def _export_cpu_graphs(
             f32 = staging / GRAPH_NAMES[Dtype.F32]
             if not f32.exists():
                 _export_graph(exporter, src_dir, f32, Dtype.F32, yes_id, no_id, layout)
-            config = json.loads((src_dir / "config.json").read_text())
             weight_bits = int8_weight_bits()
-            layers = config["num_hidden_layers"]
+            layers = len(maxima)  # one row of statistics per decoder layer
             quantize_int8(f32, target, layers, down_input_max=maxima, weight_bits=weight_bits)
         else:
             _export_graph(exporter, src_dir, target, dtype, yes_id, no_id, layout)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from ..errors import ModelFormatError
 from .base import ModelFamily
 from .qwen3 import QWEN3
+from .qwen3_vl import QWEN3_VL
 
-FAMILIES: tuple[ModelFamily, ...] = (QWEN3,)
+FAMILIES: tuple[ModelFamily, ...] = (QWEN3, QWEN3_VL)
 # A folder without config.json (a third-party export, or one we wrote before they carried it) is a Qwen3 one:
 # the only family whose graphs were ever exported without it.
 WITHOUT_CONFIG = QWEN3

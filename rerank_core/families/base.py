@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import onnxruntime as ort
 
-from ..config import LongDocuments
+from ..config import LocalOptions, LongDocuments
 from ..content import Pair
 from ..dtypes import Dtype
 from ..errors import ModelFormatError
@@ -70,8 +70,9 @@ class ModelFamily(ABC):
         """Validated pairs as this family scores them; raises InvalidInputError naming a side it cannot take."""
 
     @abstractmethod
-    def encoder(self, folder: ModelFolder, max_length: int | None) -> PairEncoder:
-        """The encoder of an export folder's tokenizer and template; `max_length` None: the folder's or the family's."""
+    def encoder(self, folder: ModelFolder, options: LocalOptions) -> PairEncoder:
+        """The encoder of an export folder's tokenizer and template, with the options that shape inputs (max_length
+        None: the folder's or the family's; image limits)."""
 
     @abstractmethod
     def detect_layout(self, session: ort.InferenceSession) -> str:
@@ -88,10 +89,16 @@ class ModelFamily(ABC):
         return self.layouts[name]
 
     def open_layout(
-        self, name: str | None, session: ort.InferenceSession, yes_id: int, no_id: int, share_prefix: bool = True
+        self,
+        name: str | None,
+        session: ort.InferenceSession,
+        folder: ModelFolder,
+        share_prefix: bool = True,
     ) -> GraphLayout:
-        """The adapter for layout `name` (None: detected from the graph) over `session`; checks the graph fits it."""
-        return self.layout_class(name or self.detect_layout(session))(session, yes_id, no_id, share_prefix)
+        """The adapter for layout `name` (None: detected from the graph) over `session`, a graph of `folder`; checks
+        the graph fits it."""
+        layout = self.layout_class(name or self.detect_layout(session))
+        return layout(session, folder.yes_id, folder.no_id, share_prefix)
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,12 @@ class FamilyExporter(ABC):
     prefix: str  # the template around each pair's content, recorded in the manifest
     suffix: str
     max_length: int  # tokens per pair by default, recorded in the manifest
+    gpu_layouts: tuple[str, ...]  # the GPU graph layouts it can write
+
+    @abstractmethod
+    def cpu_layout(self, past_kv: bool) -> str:
+        """The layout of its CPU graphs: one that continues a shared prefix's K/V, or (`past_kv` False) a plain
+        one where the family has it."""
 
     @abstractmethod
     def load(self, src_dir: Path, dtype: Dtype) -> Any:
@@ -133,3 +146,6 @@ class FamilyExporter(ABC):
     @abstractmethod
     def calibrate_int8(self, src_dir: Path) -> Any:
         """Activation statistics the int8 graph is quantized with (rerank_core.export.quantize)."""
+
+    def write_companions(self, src_dir: Path, out_dir: Path) -> None:  # noqa: B027 - most families have none
+        """Files beside the graphs this family's scorer reads (a vision encoder, its settings); none by default."""

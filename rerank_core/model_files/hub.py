@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ModelNotFoundError
+from ..tiny_vl_model import TINY_VL_NAME, tiny_vl_checkpoint
 
 BUILTIN_PREFIX = "builtin:"
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -32,11 +33,13 @@ def resolve_model_dir(
     (HF_HUB_OFFLINE=1 or no network) only the cache is used, and a miss fails at once with what to do.
     """
     text = os.fspath(model)
-    if text.startswith(BUILTIN_PREFIX):
+    if text == BUILTIN_PREFIX + TINY_VL_NAME:
+        root = tiny_vl_checkpoint()
+    elif text.startswith(BUILTIN_PREFIX):
         root = ASSETS / text[len(BUILTIN_PREFIX) :]
         if not root.is_dir():
             known = sorted(p.name for p in ASSETS.iterdir() if p.is_dir()) if ASSETS.is_dir() else []
-            raise ModelNotFoundError(f"no built-in model {text!r}; built-in models: {known}")
+            raise ModelNotFoundError(f"no built-in model {text!r}; built-in models: {[*known, TINY_VL_NAME]}")
     elif Path(text).expanduser().exists():
         root = Path(text).expanduser()
     else:

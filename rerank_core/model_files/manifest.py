@@ -21,7 +21,7 @@ MANIFEST_NAME = "rerank_manifest.json"
 FORMAT = "qwen-rerank/2"
 LEGACY_FORMAT = "qwen-rerank/1"
 # The graph layouts: how a graph wants its rows padded, what it takes, what it returns (one adapter each).
-Layout = Literal["past_kv", "causal", "fused", "paged", "plain", "full_logits"]
+Layout = Literal["past_kv", "causal", "fused", "paged", "plain", "full_logits", "mrope_past_kv"]
 
 
 class GraphEntry(BaseModel):

@@ -1,5 +1,7 @@
 """The DashScope backend against a real HTTP server on 127.0.0.1 that speaks TextReRank's protocol."""
 
+import base64
+import io
 import logging
 
 import numpy as np
@@ -138,3 +140,47 @@ def test_backend_dashscope_in_config(fake_dashscope, monkeypatch):
     r = load_reranker(cfg)
     assert r.score_pairs([(QUERY, "learning")])[0] == pytest.approx(overlap_score(QUERY, "learning"))
     assert fake_dashscope.requests[0]["body"]["model"] == "qwen3-rerank"
+
+
+def test_qwen3_vl_rerank_is_sent_images_as_dashscope_takes_them(fake_dashscope, tmp_path):
+    from PIL import Image as PILImage
+
+    picture = PILImage.new("RGB", (8, 6), (200, 10, 10))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    (tmp_path / "p.png").write_bytes(buffer.getvalue())
+    url = "https://example.com/cat.jpg"
+    documents = ["machine learning", {"image": url}, {"image": buffer.getvalue()}, {"image": str(tmp_path / "p.png")}]
+    documents.append({"image": picture})
+    vl = Reranker.from_dashscope("qwen3-vl-rerank", api_key=API_KEY, base_url=fake_dashscope.base_url)
+    scores = vl.compute_scores({"image": str(tmp_path / "p.png")}, documents)[0]
+    (sent,) = fake_dashscope.requests
+    body = sent["body"]["input"]
+    data_uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    assert body["query"] == {"image": data_uri}
+    want = [{"text": "machine learning"}, {"image": url}, {"image": data_uri}, {"image": data_uri}]
+    assert body["documents"][:4] == want
+    assert body["documents"][4]["image"].startswith("data:image/png;base64,")
+    assert scores == pytest.approx([overlap_score(body["query"], d) for d in body["documents"]])
+    assert scores[2] == scores[3] == 1.0  # the same picture as bytes and as a file
+
+
+def test_qwen3_vl_rerank_requests_stay_within_its_documented_caps(fake_dashscope):
+    vl = Reranker.from_dashscope("qwen3-vl-rerank", api_key=API_KEY, base_url=fake_dashscope.base_url)
+    documents = [{"image": f"https://example.com/{k}.png"} for k in range(90)] + [f"text {k}" for k in range(150)]
+    scores = vl.compute_scores("a query", documents)[0]
+    assert len(scores) == 240
+    sizes = [len(r["body"]["input"]["documents"]) for r in fake_dashscope.requests]
+    images = [sum("image" in d for d in r["body"]["input"]["documents"]) for r in fake_dashscope.requests]
+    assert sum(sizes) == 240 and max(sizes) <= 100 and max(images) <= 40
+
+
+def test_multimodal_inputs_dashscope_cannot_take_are_refused_before_sending(fake_dashscope):
+    vl = Reranker.from_dashscope("qwen3-vl-rerank", api_key=API_KEY, base_url=fake_dashscope.base_url)
+    with pytest.raises(InvalidInputError, match=r"^documents\[0\]: qwen3-vl-rerank takes one text or one image"):
+        vl.rerank("q", [{"text": "t", "image": "https://example.com/a.png"}])
+    with pytest.raises(InvalidInputError, match=r"^documents\[1\]\.image\[0\]|^documents\[1\]: .*format"):
+        vl.rerank("q", ["ok", {"image": b"not an image"}])
+    with pytest.raises(InvalidInputError, match=r"gte-rerank-v2 takes text only, not images"):
+        reranker(fake_dashscope).rerank("q", [{"image": "https://example.com/a.png"}])
+    assert fake_dashscope.requests == []

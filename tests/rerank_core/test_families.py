@@ -9,6 +9,7 @@ import pytest
 from rerank_core import ModelFormatError
 from rerank_core.families import FAMILIES, family_for, model_types
 from rerank_core.families.qwen3 import QWEN3
+from rerank_core.families.qwen3_vl import QWEN3_VL
 from rerank_core.tiny_model import tiny_model_dir
 
 LIBRARY = Path(__file__).resolve().parents[2] / "rerank_core"
@@ -16,12 +17,12 @@ LIBRARY = Path(__file__).resolve().parents[2] / "rerank_core"
 
 def test_a_family_is_chosen_by_model_type():
     assert family_for("qwen3", "here") is QWEN3
+    assert family_for("qwen3_vl", "here") is QWEN3_VL
     assert family_for(None, "here") is QWEN3  # no config.json: third-party exports, all of them Qwen3's
     with pytest.raises(ModelFormatError) as info:
-        family_for("qwen3_vl", "/models/vl")
-    assert (
-        "/models/vl" in str(info.value) and "model_type='qwen3_vl'" in str(info.value) and "'qwen3'" in str(info.value)
-    )
+        family_for("qwen2_vl", "/models/vl")
+    message = str(info.value)
+    assert "/models/vl" in message and "model_type='qwen2_vl'" in message and "'qwen3' or 'qwen3_vl'" in message
 
 
 def test_the_scorer_takes_its_family_from_the_folder(tiny_reranker):

@@ -79,7 +79,8 @@ class OnnxScorer(Scorer):
         self.dtype = self.graph.dtype
         if options.dtype is None and device == "cpu" and self.dtype is Dtype.F32:
             _say_faster_dtypes(folder)
-        self.tokenizer = self.family.encoder(folder, options.max_length)
+        self.tokenizer = self.family.encoder(folder, options)
+        self.folder = folder
         self.yes_id, self.no_id = folder.yes_id, folder.no_id
         layout = self.family.layout_class(self.graph.layout) if self.graph.layout else None
         session = open_graph(
@@ -114,9 +115,7 @@ class OnnxScorer(Scorer):
     def replace_session(self, session: ort.InferenceSession) -> None:
         """Run on `session`: the same graph opened with other options or another runtime (tuning, profiling)."""
         self.session = session
-        self.layout: GraphLayout = self.family.open_layout(
-            self.graph.layout, session, self.yes_id, self.no_id, self._share_prefix
-        )
+        self.layout: GraphLayout = self.family.open_layout(self.graph.layout, session, self.folder, self._share_prefix)
         self.token_budget = self.call_tokens = self.layout.fit_budget(self._budget)
         self.shares_prefix = self._share_prefix and self.layout.takes_prefix
         self.chunk_tokens = PREFILL_CHUNK_TOKENS if self.shares_prefix else None
@@ -182,6 +181,7 @@ class OnnxScorer(Scorer):
 
     def _prefill(self, item: Prepared, pair: int, state: Progress | None, tokens: int) -> Progress:
         encoded: EncodedPairs = item.payload
+        self.layout.take_media(encoded.media)
         first, end = int(encoded.starts[pair]), int(encoded.starts[pair + 1])
         done, kv = list(state.done) if state else [], state.kv if state else None
         while tokens > 0:
@@ -209,6 +209,7 @@ class OnnxScorer(Scorer):
                 if progress.kv is not None:
                     prefilled[first + len(progress.done)] = progress.kv
         with device_memory_errors():
+            self.layout.take_media(encoded.media)
             logits = self._logits(encoded, batch_size or self.max_rows_per_call, prefilled, known)
         return [self._output(item, logits[a:b]) for item, a, b in zip(items, offsets[:-1], offsets[1:])]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import onnxruntime as ort
 
+from ...config import LocalOptions
 from ...content import Pair, text_only
 from ...model_files.folder import ModelFolder
 from ..base import FamilyExporter, ModelFamily
@@ -28,13 +29,13 @@ class Qwen3Family(ModelFamily):
         text_only(pairs, model)
         return pairs
 
-    def encoder(self, folder: ModelFolder, max_length: int | None) -> PairTokenizer:
+    def encoder(self, folder: ModelFolder, options: LocalOptions) -> PairTokenizer:
         return PairTokenizer(
             folder.tokenizer,
             pad_id=folder.pad_id,
             prefix=PREFIX if folder.prefix is None else folder.prefix,
             suffix=SUFFIX if folder.suffix is None else folder.suffix,
-            max_length=max_length or folder.max_length or DEFAULT_MAX_LENGTH,
+            max_length=options.max_length or folder.max_length or DEFAULT_MAX_LENGTH,
         )
 
     def detect_layout(self, session: ort.InferenceSession) -> str:

@@ -74,11 +74,19 @@ def down_input_maxima(checkpoint: str | Path, pairs=CALIBRATION_PAIRS) -> np.nda
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("calibrating the int8 graph's down projections on %d pairs", len(pairs))
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     with quiet_export():
         model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
-    layers = model.model.layers
+    prompts = [PREFIX + format_content(query, document) + SUFFIX for query, document in pairs]
+    return record_down_inputs(model.model.layers, tokenizer, model, prompts)
+
+
+def record_down_inputs(layers, tokenizer, forward, prompts: list[str]) -> np.ndarray:
+    """[layers, intermediate]: max |x| per channel of the input of each of `layers`' MLP down projection while
+    `forward` runs on each prompt, tokenized whole (one at a time)."""
+    import torch
+
+    log.info("calibrating the int8 graph's down projections on %d prompts", len(prompts))
     maxima = [torch.zeros(layer.mlp.down_proj.in_features) for layer in layers]
 
     def record(index):
@@ -91,9 +99,8 @@ def down_input_maxima(checkpoint: str | Path, pairs=CALIBRATION_PAIRS) -> np.nda
     handles = [layer.mlp.down_proj.register_forward_pre_hook(record(i)) for i, layer in enumerate(layers)]
     try:
         with torch.no_grad():
-            for query, document in pairs:
-                text = PREFIX + format_content(query, document) + SUFFIX
-                model(**tokenizer(text, return_tensors="pt", add_special_tokens=False))
+            for text in prompts:
+                forward(**tokenizer(text, return_tensors="pt", add_special_tokens=False))
     finally:
         for handle in handles:
             handle.remove()

@@ -3,7 +3,6 @@ recipe does; long documents in windows of their own tokens."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from ...config import LongDocuments
 from ...content import Pair
 from ...errors import ConfigError
 from ...fast_bpe import fast_bpe
-from ...tokenization import EncodedPairs, common_prefix_length
+from ...tokenization import EncodedPairs, common_prefix_length, shared_head_lengths
 from ...windows import plan_windows
 from ..base import PairEncoder
 from .template import PREFIX, SUFFIX, content_head, format_content
@@ -166,16 +165,8 @@ class PairTokenizer(PairEncoder):
     def _shared_head_lengths(
         self, ids: list[np.ndarray], heads: list[str], head_ids: dict[str, np.ndarray]
     ) -> np.ndarray:
-        """Tokens each row shares with the other rows of its head: one length per head (a document's first token may
-        merge with the head's last), so the same query gives the same prefix in every part of the request; 0 for a
-        head of one row, which has nothing to share."""
-        shortest: dict[str, int] = {}
-        for row, head in zip(ids, heads):
-            content = row[len(self._prefix) :]
-            length = min(len(self._prefix) + common_prefix_length(content, head_ids[head]), len(row) - 1)
-            shortest[head] = min(length, shortest.get(head, length))
-        counts = Counter(heads)
-        return np.array([shortest[h] if counts[h] > 1 else 0 for h in heads], dtype=np.int64)
+        """shared_head_lengths of rows that all start with the template's prefix."""
+        return shared_head_lengths(ids, heads, {h: np.concatenate([self._prefix, t]) for h, t in head_ids.items()})
 
     @property
     def prefix_ids(self) -> np.ndarray:

@@ -30,6 +30,10 @@ class Qwen3Exporter(FamilyExporter):
     """Qwen3ForCausalLM checkpoints → one-logit graphs of every layout (heads.py)."""
 
     prefix, suffix, max_length = PREFIX, SUFFIX, DEFAULT_MAX_LENGTH
+    gpu_layouts = ("causal", "fused", "paged")
+
+    def cpu_layout(self, past_kv: bool) -> str:
+        return "past_kv" if past_kv else "plain"
 
     def load(self, src_dir: Path, dtype: Dtype):
         torch_dtype = torch.float16 if dtype is Dtype.F16 else torch.float32

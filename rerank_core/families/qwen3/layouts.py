@@ -61,19 +61,23 @@ class PastKvLayout(GraphLayout):
         return self._empty
 
     def extend(self, prefix: Prefix, ids: np.ndarray, chunk: int) -> Prefix:
-        """The K/V of `prefix` followed by `ids`, computed `chunk` tokens per call (the token budget bounds a call)."""
-        tensors, length = list(prefix.tensors), prefix.length
+        """The K/V of `prefix` followed by `ids`, computed `chunk` tokens per call (the token budget bounds a call);
+        the prefix's ids grow with it where it keeps them."""
+        tensors, length, known = list(prefix.tensors), prefix.length, prefix.ids
         for start in range(0, len(ids), max(chunk, 1)):
-            part = ids[start : start + chunk][None, :]
-            width = part.shape[1]
+            part = ids[start : start + chunk]
+            width = len(part)
+            before = Prefix(tuple(tensors), length, known)
             new = self.session.run(
                 self._present_names,
-                self._feed(self._whole_blocks(part, length), np.array([width - 1]), Prefix(tuple(tensors), length)),
+                self._feed(self._whole_blocks(part[None, :], length), np.array([width - 1]), before),
             )
+            del before
             for layer, add in enumerate(new):  # one layer at a time: a long row never holds two copies of its K/V
                 tensors[layer] = np.concatenate([tensors[layer], add[:, :, :width]], axis=2)
             length += width
-        return Prefix(tuple(tensors), length)
+            known = None if known is None else np.concatenate([known, part])
+        return Prefix(tuple(tensors), length, known)
 
     def run(self, batch: Batch, prefix: Prefix) -> np.ndarray:
         feed = self._feed(self._whole_blocks(batch.input_ids, prefix.length), batch.last_index, prefix)

@@ -1,3 +1,70 @@
-"""Qwen3-VL-Reranker (text and images; issue #51), arriving in parts: its prompt and truncation (template.py), its
-image input (pixels.py), what its model derives from the prompt and the images (positions.py, vision_inputs.py),
-its two ONNX graphs (export.py) and a scorer over them (scoring.py); not yet behind `Reranker`."""
+"""Qwen3-VL-Reranker (2B, 8B): text and images in Qwen3-VL's chat template as its official recipe prompts and cuts
+them (template.py), images taken in safely and resized as the recipe does (media.py, pixels.py), a vision encoder
+graph and a past-K/V decoder graph with 3-D positions and DeepStack (export.py, layout.py)."""
+
+from __future__ import annotations
+
+import onnxruntime as ort
+
+from ...config import LocalOptions
+from ...content import Pair
+from ...graph_layout import GraphLayout
+from ...image_intake import ImagePolicy
+from ...model_files.folder import ModelFolder
+from ..base import FamilyExporter, ModelFamily
+from .encoder import VLPairEncoder
+from .layout import MropePastKvLayout
+from .pixels import PixelBudget
+from .settings import VLSettings
+from .template import DEFAULT_INSTRUCTION, MAX_LENGTH
+
+
+class Qwen3VLFamily(ModelFamily):
+    """The multimodal family: Qwen3VLForConditionalGeneration checkpoints (`model_type` qwen3_vl)."""
+
+    name = "qwen3_vl"
+    model_types = ("qwen3_vl",)
+    checkpoint = (
+        "a Qwen3-VL checkpoint (config.json with model_type 'qwen3_vl', *.safetensors, tokenizer files, like "
+        "Qwen/Qwen3-VL-Reranker-2B)"
+    )
+    default_instruction = DEFAULT_INSTRUCTION
+    layouts = {MropePastKvLayout.name: MropePastKvLayout}
+
+    def check_pairs(self, pairs: list[Pair], model: str) -> list[Pair]:
+        return pairs  # text and images; each side's parts are checked as they are encoded
+
+    def encoder(self, folder: ModelFolder, options: LocalOptions) -> VLPairEncoder:
+        images = options.images
+        policy = ImagePolicy(
+            max_bytes=images.max_bytes,
+            max_pixels=images.max_pixels,
+            allow_paths=images.allow_paths,
+            fetch_urls=images.fetch_urls,
+            allowed_hosts=tuple(images.allowed_hosts),
+            allowed_networks=tuple(images.allowed_networks),
+            timeout_s=images.timeout_s,
+        )
+        budget = PixelBudget(images.min_image_pixels, images.max_image_pixels)
+        max_length = options.max_length or folder.max_length or MAX_LENGTH
+        return VLPairEncoder(folder.tokenizer, VLSettings.read(folder.path), folder.pad_id, max_length, policy, budget)
+
+    def detect_layout(self, session: ort.InferenceSession) -> str:
+        return MropePastKvLayout.name  # only our exports exist
+
+    def open_layout(
+        self, name: str | None, session: ort.InferenceSession, folder: ModelFolder, share_prefix: bool = True
+    ) -> GraphLayout:
+        return self.layout_class(name or self.detect_layout(session))(
+            session, folder.yes_id, folder.no_id, share_prefix, folder.path
+        )
+
+    def exporter(self) -> FamilyExporter:
+        from .export import Qwen3VLExporter  # torch: the export extra
+
+        return Qwen3VLExporter()
+
+
+QWEN3_VL = Qwen3VLFamily()
+
+__all__ = ["QWEN3_VL", "Qwen3VLFamily"]

@@ -1,156 +1,131 @@
-"""Qwen3-VL-Reranker to two ONNX graphs: the vision encoder (patches and their grid inputs → merged image features
-and DeepStack features) and the decoder (token ids with image features placed by index, DeepStack added by index,
-3-D rotary positions → the yes − no logit at each row's last token). Everything data-dependent is an input, computed
-in numpy (vision_inputs.py, positions.py), so neither graph has a shape that depends on values."""
+"""What the exporter asks of a Qwen3-VL-Reranker checkpoint (imported only when exporting: torch): the model, its
+yes/no ids, the decoder traced as a past-K/V head (layout `mrope_past_kv`), and beside it the vision encoder's graph
+and the settings the scorer reads. Everything data-dependent (positions, the encoder's grid inputs) is an input,
+computed in numpy, so neither graph has a shape that depends on values."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import types
 from pathlib import Path
 
+import torch
+import transformers
+
+from ...dtypes import Dtype
 from ...quiet_export import quiet_export
+from ..base import FamilyExporter, Trace
+from ..qwen3.calibration import CALIBRATION_PAIRS, record_down_inputs
+from .heads import PACKED_ATTENTION, MropePrefixLogit, VisionEncoder, packed_attention
+from .settings import VISION_GRAPH, VLSettings
+from .template import MAX_LENGTH, PREFIX, SUFFIX, Side, prompt
 
-VISION_GRAPH, DECODER_GRAPH, SETTINGS = "vision.onnx", "decoder.onnx", "qwen3_vl.json"
-# transformers routes attention with per-image spans (cu_seqlens) only to implementations named "flash…"; this one
-# is SDPA with a block mask built from the spans, which traces without the split by `cu_seqlens.tolist()`.
-PACKED_ATTENTION = "flash_packed_sdpa"
 OPSET = 18
+LAYOUT = "mrope_past_kv"
 
 
-def _packed_attention(module, query, key, value, attention_mask=None, scaling=None, cu_seq_lens_q=None, **_):
-    """Attention within each image's span of the packed patches: [1, heads, n, d] → [1, n, heads, d]."""
-    import torch
-
-    positions = torch.arange(query.shape[2], device=query.device)
-    image = (positions[:, None] >= cu_seq_lens_q[None, 1:-1]).sum(-1)  # which image each patch belongs to
-    mask = image[:, None] == image[None, :]
-    out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling)
-    return out.transpose(1, 2).contiguous(), None
+def kv_names(num_layers: int, prefix: str = "past_") -> list[str]:
+    """Names of the K/V inputs (prefix 'past_') or outputs (prefix '') of the decoder graph, in layer order."""
+    return [f"{prefix}{kind}_{i}" for i in range(num_layers) for kind in ("key", "value")]
 
 
-def _vision_module(visual):
-    import torch
+class Qwen3VLExporter(FamilyExporter):
+    """Qwen3VLForConditionalGeneration checkpoints → the decoder graph per dtype, and one vision encoder graph."""
 
-    class VisionGraph(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.visual = visual
+    prefix, suffix, max_length = PREFIX, SUFFIX, MAX_LENGTH
+    gpu_layouts = ()
 
-        def forward(self, pixel_values, interp_indices, interp_weights, rotary_ids, cu_seqlens):
-            out = self.visual(
-                pixel_values,
-                grid_thw=None,  # every input it would derive from the grid is given
-                interp_indices=interp_indices,
-                interp_weights=interp_weights,
-                position_ids=rotary_ids,
-                cu_seqlens=cu_seqlens,
-                max_seqlen=1,  # read by flash kernels only
+    def cpu_layout(self, past_kv: bool) -> str:
+        return LAYOUT  # the one CPU layout: the decoder continues a prefix's K/V
+
+    def load(self, src_dir: Path, dtype: Dtype):
+        torch_dtype = torch.float16 if dtype is Dtype.F16 else torch.float32
+        with quiet_export():
+            model = transformers.Qwen3VLForConditionalGeneration.from_pretrained(src_dir, dtype=torch_dtype)
+        transformers.AttentionInterface.register(PACKED_ATTENTION, packed_attention)
+        model.model.visual.config._attn_implementation = PACKED_ATTENTION
+        return model.eval()
+
+    def answer_ids(self, src_dir: Path):
+        tokenizer = transformers.AutoTokenizer.from_pretrained(src_dir)
+        yes_id, no_id = (tokenizer.convert_tokens_to_ids(word) for word in ("yes", "no"))
+        return tokenizer, yes_id, no_id, tokenizer.pad_token_id
+
+    def trace(self, model, layout: str, yes_id: int, no_id: int) -> Trace:
+        if layout != LAYOUT:
+            raise ValueError(f"Qwen3-VL graphs are {LAYOUT!r}, not {layout!r}")
+        text = model.config.text_config
+        layers = len(model.model.visual.deepstack_visual_indexes)
+        dtype = next(model.parameters()).dtype
+        generator = torch.Generator().manual_seed(0)
+        kv_shape = (1, text.num_key_value_heads, 7, text.head_dim)
+        inputs = {
+            "input_ids": torch.randint(0, 1000, (2, 16), generator=generator),
+            "position_ids": torch.arange(7, 23).expand(3, 2, 16).contiguous(),
+            "image_positions": torch.tensor([1, 2, 20]),
+            "image_features": torch.randn(3, text.hidden_size, generator=generator).to(dtype),
+            "deepstack": torch.randn(layers, 3, text.hidden_size, generator=generator).to(dtype),
+            "last_index": torch.tensor([15, 9]),  # right padding: row 1 has 10 real tokens
+            "past": tuple(
+                torch.randn(kv_shape, generator=generator).to(dtype) for _ in range(2 * text.num_hidden_layers)
+            ),
+        }
+        batch, seq, visual = (torch.export.Dim(name) for name in ("batch", "seq", "visual"))
+        past = torch.export.Dim("past")
+        shapes = {
+            "input_ids": {0: batch, 1: seq},
+            "position_ids": {1: batch, 2: seq},
+            "image_positions": {0: visual},
+            "image_features": {0: visual},
+            "deepstack": {1: visual},
+            "last_index": {0: batch},
+            "past": tuple({2: past} for _ in inputs["past"]),
+        }
+        names = [name for name in inputs if name != "past"] + kv_names(text.num_hidden_layers)
+        outputs = ["logit", *kv_names(text.num_hidden_layers, prefix="")]
+        module = MropePrefixLogit(model, yes_id, no_id, layers)
+        return Trace(module, tuple(inputs.values()), names, outputs, shapes, OPSET)
+
+    def finish(self, layout: str, graph_file: Path) -> None:
+        """Nothing to touch."""
+
+    def calibrate_int8(self, src_dir: Path):
+        """The decoder's down-projection statistics on the text family's calibration pairs in this family's prompt
+        (text only: the int8 decoder's images are calibrated by nothing but its weights)."""
+        model = self.load(src_dir, Dtype.F32)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(src_dir)
+        prompts = [prompt(Side((query,)), Side((document,)), None) for query, document in CALIBRATION_PAIRS]
+        text = model.model.language_model
+        return record_down_inputs(text.layers, tokenizer, text, prompts)
+
+    def write_companions(self, src_dir: Path, out_dir: Path) -> None:
+        """The vision encoder's graph (f32: its features feed every decoder dtype) and the scorer's settings."""
+        model = self.load(src_dir, Dtype.F32)
+        visual = model.model.visual
+        patch_dim = visual.patch_embed.proj.weight[0].numel()
+        n, k = torch.export.Dim("patches", min=4), torch.export.Dim("spans", min=2)
+        inputs = {
+            "pixel_values": (torch.zeros(8, patch_dim), {0: n}),
+            "interp_indices": (torch.zeros(8, 4, dtype=torch.int64), {0: n}),
+            "interp_weights": (torch.full((8, 4), 0.25), {0: n}),
+            "rotary_ids": (torch.zeros(8, 2, dtype=torch.int64), {0: n}),
+            "cu_seqlens": (torch.tensor([0, 4, 8], dtype=torch.int32), {0: k}),
+        }
+        with quiet_export(), torch.no_grad():
+            torch.onnx.export(
+                VisionEncoder(visual).eval(),
+                tuple(example for example, _ in inputs.values()),
+                str(out_dir / VISION_GRAPH),
+                input_names=list(inputs),
+                output_names=["image_features", "deepstack"],
+                dynamic_shapes={name: dims for name, (_, dims) in inputs.items()},
+                opset_version=OPSET,
+                dynamo=True,
+                verbose=False,
             )
-            return out.pooler_output, torch.stack(out.deepstack_features)
-
-    return VisionGraph().eval()
-
-
-def _decoder_module(text, direction):
-    import torch
-
-    def add_at_image_positions(self, hidden, image_positions, features):  # DeepStack, by index, not by a mask
-        flat = hidden.reshape(-1, hidden.shape[-1])
-        return flat.index_put((image_positions,), features, accumulate=True).reshape(hidden.shape)
-
-    text._deepstack_process = types.MethodType(add_at_image_positions, text)
-
-    class DecoderGraph(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.text = text
-            self.register_buffer("direction", direction)
-
-        def forward(
-            self, input_ids, attention_mask, position_ids, image_positions, image_features, deepstack, last_index
-        ):
-            embeds = self.text.embed_tokens(input_ids)
-            flat = embeds.reshape(-1, embeds.shape[-1]).index_put((image_positions,), image_features)
-            hidden = self.text(
-                inputs_embeds=flat.reshape(embeds.shape),
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                visual_pos_masks=image_positions,
-                deepstack_visual_embeds=list(deepstack.unbind(0)),
-                use_cache=False,
-            ).last_hidden_state
-            return hidden[torch.arange(hidden.shape[0]), last_index] @ self.direction
-
-    return DecoderGraph().eval()
-
-
-def export_vl_checkpoint(src_dir: str | Path, out_dir: str | Path) -> Path:
-    """Export the Qwen3-VL-Reranker checkpoint in `src_dir` (f32) to `out_dir`: both graphs, the tokenizer and the
-    settings the scorer reads."""
-    import torch
-    from transformers import AttentionInterface, AutoTokenizer, Qwen3VLForConditionalGeneration
-
-    src, out = Path(src_dir), Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(src)
-    yes_id, no_id = (tokenizer.convert_tokens_to_ids(word) for word in ("yes", "no"))
-    with quiet_export():
-        model = Qwen3VLForConditionalGeneration.from_pretrained(src, dtype=torch.float32).eval()
-    AttentionInterface.register(PACKED_ATTENTION, _packed_attention)
-    visual = model.model.visual
-    visual.config._attn_implementation = PACKED_ATTENTION
-    direction = (model.lm_head.weight[yes_id] - model.lm_head.weight[no_id]).detach()
-    patch_dim = visual.patch_embed.proj.weight[0].numel()
-    hidden, layers = model.config.text_config.hidden_size, len(visual.deepstack_visual_indexes)
-    n, k = torch.export.Dim("patches", min=4), torch.export.Dim("spans", min=2)
-    vision_inputs = {
-        "pixel_values": (torch.zeros(8, patch_dim), {0: n}),
-        "interp_indices": (torch.zeros(8, 4, dtype=torch.int64), {0: n}),
-        "interp_weights": (torch.full((8, 4), 0.25), {0: n}),
-        "rotary_ids": (torch.zeros(8, 2, dtype=torch.int64), {0: n}),
-        "cu_seqlens": (torch.tensor([0, 4, 8], dtype=torch.int32), {0: k}),
-    }
-    _export(_vision_module(visual), vision_inputs, ["image_features", "deepstack"], out / VISION_GRAPH)
-    b, s, v = torch.export.Dim("rows", min=1), torch.export.Dim("tokens", min=2), torch.export.Dim("visual", min=1)
-    decoder_inputs = {
-        "input_ids": (torch.ones(2, 6, dtype=torch.int64), {0: b, 1: s}),
-        "attention_mask": (torch.ones(2, 6, dtype=torch.int64), {0: b, 1: s}),
-        "position_ids": (torch.arange(6).expand(3, 2, 6).contiguous(), {1: b, 2: s}),
-        "image_positions": (torch.tensor([1, 2, 8]), {0: v}),
-        "image_features": (torch.zeros(3, hidden), {0: v}),
-        "deepstack": (torch.zeros(layers, 3, hidden), {1: v}),
-        "last_index": (torch.tensor([5, 5]), {0: b}),
-    }
-    _export(_decoder_module(model.model.language_model, direction), decoder_inputs, ["logit"], out / DECODER_GRAPH)
-    tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
-    shutil.copy(src / "config.json", out / "config.json")
-    settings = {
-        "yes_id": yes_id,
-        "no_id": no_id,
-        "image_pad_id": model.config.image_token_id,
-        "special_ids": sorted(tokenizer.all_special_ids),
-        "num_position_embeddings": visual.config.num_position_embeddings,
-        "deepstack_layers": layers,
-        "hidden_size": hidden,
-    }
-    (out / SETTINGS).write_text(json.dumps(settings, indent=2))
-    return out
-
-
-def _export(module, inputs: dict, outputs: list[str], path: Path) -> None:
-    import torch
-
-    with quiet_export(), torch.no_grad():
-        torch.onnx.export(
-            module,
-            tuple(example for example, _ in inputs.values()),
-            str(path),
-            input_names=list(inputs),
-            output_names=outputs,
-            dynamic_shapes={name: dims for name, (_, dims) in inputs.items()},
-            opset_version=OPSET,
-            dynamo=True,
-            verbose=False,
-        )
+        tokenizer = transformers.AutoTokenizer.from_pretrained(src_dir)
+        VLSettings(
+            image_pad_id=model.config.image_token_id,
+            special_ids=tuple(sorted(tokenizer.all_special_ids)),
+            num_position_embeddings=visual.config.num_position_embeddings,
+            deepstack_layers=len(visual.deepstack_visual_indexes),
+            hidden_size=model.config.text_config.hidden_size,
+        ).write(out_dir)

@@ -57,12 +57,22 @@ def image_tokens(width: int, height: int, budget: PixelBudget, where: str) -> in
 def image_patches(image, budget: PixelBudget, where: str) -> tuple[np.ndarray, tuple[int, int, int]]:
     """(patches [tokens × 4, 3 × 2 × 16 × 16] float32, grid (t, h, w) in patches) of an RGB PIL image, in the
     order of the processor: each 2 × 2 group of patches that merges into one token, rows of groups first."""
+    return patches_of(resized_pixels(image, budget, where))
+
+
+def resized_pixels(image, budget: PixelBudget, where: str) -> np.ndarray:
+    """An RGB PIL image resized as the recipe resizes it (bicubic, to `resized_size`): [height, width, 3] uint8."""
     from PIL import Image
 
     new_w, new_h = resized_size(*image.size, budget, where)
-    pixels = np.asarray(image.resize((new_w, new_h), Image.Resampling.BICUBIC), dtype=np.float32)
-    pixels = (pixels / np.float32(255) - np.float32(MEAN)) / np.float32(STD)
-    grid_h, grid_w = new_h // PATCH_SIZE, new_w // PATCH_SIZE
+    return np.asarray(image.resize((new_w, new_h), Image.Resampling.BICUBIC), dtype=np.uint8)
+
+
+def patches_of(pixels: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """`image_patches` of pixels already resized (resized_pixels): rescaled, normalized, cut into patches."""
+    height, width = pixels.shape[:2]
+    pixels = (pixels.astype(np.float32) / np.float32(255) - np.float32(MEAN)) / np.float32(STD)
+    grid_h, grid_w = height // PATCH_SIZE, width // PATCH_SIZE
     channels = pixels.transpose(2, 0, 1)  # C, H, W
     blocks = channels.reshape(
         3, grid_h // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE, grid_w // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE

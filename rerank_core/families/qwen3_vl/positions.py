@@ -13,7 +13,7 @@ from .pixels import MERGE_SIZE
 
 def mrope_positions(ids: Sequence[int], grids: Sequence[tuple[int, int, int]], image_pad_id: int) -> np.ndarray:
     """[3, len(ids)] int64 positions; `grids` the (t, h, w) patch grid of each image, in prompt order, one per run
-    of image pad tokens."""
+    of image pad tokens (the last run may stop short of its image: ids that end inside it)."""
     ids = np.asarray(ids)
     is_pad = ids == image_pad_id
     positions = np.empty((3, len(ids)), dtype=np.int64)
@@ -28,10 +28,11 @@ def mrope_positions(ids: Sequence[int], grids: Sequence[tuple[int, int, int]], i
         else:
             t, h, w = next(next_grid)
             rows, columns = h // MERGE_SIZE, w // MERGE_SIZE
-            if t * rows * columns != end - start:
+            if t * rows * columns != end - start and not (end == len(ids) and end - start < t * rows * columns):
                 raise ValueError(f"an image of {t}×{rows}×{columns} tokens met a run of {end - start} image pads")
             grid_t, grid_h, grid_w = np.meshgrid(np.arange(t), np.arange(rows), np.arange(columns), indexing="ij")
-            positions[:, start:end] = np.stack([grid_t.ravel(), grid_h.ravel(), grid_w.ravel()]) + current
+            grid = np.stack([grid_t.ravel(), grid_h.ravel(), grid_w.ravel()])
+            positions[:, start:end] = grid[:, : end - start] + current
             current += max(rows, columns)
         start = end
     return positions

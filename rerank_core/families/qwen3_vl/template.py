@@ -49,10 +49,12 @@ def check_texts(texts: Iterable[str], where: str) -> None:
 
 def prompt(query: Side, document: Side, instruction: str | None) -> str:
     """The whole prompt of one pair; an empty or missing instruction is the recipe's default."""
-    return (
-        f"{PREFIX}<Instruct>: {instruction or DEFAULT_INSTRUCTION}"
-        f"{_side('<Query>:', query)}{_side(chr(10) + '<Document>:', document)}{SUFFIX}"
-    )
+    return f"{head(query, instruction)}{_side(chr(10) + '<Document>:', document)}{SUFFIX}"
+
+
+def head(query: Side, instruction: str | None) -> str:
+    """The prompt up to the end of the query: what every document of one query starts with."""
+    return f"{PREFIX}<Instruct>: {instruction or DEFAULT_INSTRUCTION}{_side('<Query>:', query)}"
 
 
 def _side(tag: str, side: Side) -> str:

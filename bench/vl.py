@@ -1,0 +1,197 @@
+"""Qwen3-VL-Reranker on a CPU: the official recipe (transformers, one pair per forward, tests/oracle_vl.py) against
+ours in f32 and int8 (and bf16 where the CPU multiplies it), at Qwen3-VL-Reranker-2B's shape (random weights,
+Qwen's vocabulary), on (a) a text query against 8 screenshot-size images (1280×720 and 800×1000), (b) an image
+query against 16 texts, (c) a mix of both. Each row runs in a fresh process, the scenarios one after another in it
+(each with images no other scenario or warm-up has shown); columns: pairs/s per scenario, × the recipe, peak RSS,
+max |Δscore| and Spearman against the recipe (random weights: a proxy for int8's and bf16's error only).
+
+Run: python bench/vl.py [--threads 2] [--rows recipe,ours-f32,ours-int8] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from bench.common import BENCH_DIR, cpu_description, print_table  # noqa: E402
+
+CHECKPOINT = BENCH_DIR / "qwen3-vl-2b-shape-hf"
+EXPORT = BENCH_DIR / "qwen3-vl-2b-shape"
+WORDS = "revenue chart quarter slide table figure screenshot invoice total product photo red blue page report".split()
+
+
+def bench_vl_model(smoke: bool) -> tuple[Path, Path]:
+    """(checkpoint, export): the 2B-shape random checkpoint and our f32 + int8 export of it, built once and cached
+    (`--smoke`: the tiny model, in a temporary folder)."""
+    from rerank_core.export import export_checkpoint
+    from rerank_core.tiny_vl_model import build_vl_checkpoint
+
+    checkpoint, export = (BENCH_DIR / "vl-smoke-hf", BENCH_DIR / "vl-smoke") if smoke else (CHECKPOINT, EXPORT)
+    if not (checkpoint / "config.json").is_file():
+        print(f"building the {'tiny' if smoke else '2B-shape'} random checkpoint into {checkpoint} ...", flush=True)
+        build_vl_checkpoint(checkpoint, full_size=not smoke)
+    if not (export / "rerank_manifest.json").is_file():
+        print(f"exporting it (f32, int8) into {export} ...", flush=True)
+        export_checkpoint(checkpoint, export, dtypes=["f32", "int8"], overwrite=True)
+    return checkpoint, export
+
+
+def picture(width: int, height: int, seed: int) -> bytes:
+    """A PNG of a screenshot-like picture: blocks of flat colour with noisy 'text' lines."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    pixels = np.full((height, width, 3), 245, dtype=np.uint8)
+    for _ in range(12):
+        y, x = rng.integers(0, height - 20), rng.integers(0, width - 40)
+        pixels[y : y + rng.integers(10, 120), x : x + rng.integers(40, 400)] = rng.integers(0, 256, 3)
+    rows = rng.integers(0, height, 40)
+    pixels[rows] = rng.integers(0, 120, (len(rows), width, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def text(seed: int, words: int) -> str:
+    rng = np.random.default_rng(seed)
+    return " ".join(rng.choice(WORDS, size=words))
+
+
+def scenarios(smoke: bool) -> dict[str, list]:
+    """Each scenario's pairs, as the recipe takes them ({"text": [...], "image": [...]} sides; images as PNG bytes)."""
+    big, tall = ((128, 72), (80, 100)) if smoke else ((1280, 720), (800, 1000))
+    query_image = (64, 48) if smoke else (640, 480)
+    count = 2 if smoke else 1
+    screenshots = [picture(*(big if k % 2 else tall), 100 + k) for k in range(8 // count)]
+    a = [({"text": ["which slide shows the quarterly revenue chart?"]}, {"image": [s]}) for s in screenshots]
+    photo = picture(*query_image, 200)
+    b = [({"image": [photo]}, {"text": [text(300 + k, 40 + 5 * k)]}) for k in range(16 // count)]
+    mixed = [{"image": [picture(*big, 400 + k)]} for k in range(2)] + [{"text": [text(500 + k, 60)]} for k in range(3)]
+    mixed += [{"text": [text(600, 30)], "image": [picture(*tall, 601)]}]
+    c = [({"text": ["total of the invoice"]}, d) for d in mixed]
+    c += [
+        ({"image": [picture(*query_image, 700)], "text": ["this product"]}, {"text": [text(800 + k, 50)]})
+        for k in range(2)
+    ]
+    return {"a: text → 8 screenshots": a, "b: image → 16 texts": b, "c: mix": c}
+
+
+def warm_up_pair() -> tuple:
+    return ({"text": ["warm up"]}, {"image": [picture(96, 64, 999)], "text": ["not timed"]})
+
+
+def _decoded(side: dict) -> dict:
+    from PIL import Image
+
+    return {**side, "image": [Image.open(io.BytesIO(data)) for data in side.get("image", [])]}
+
+
+def run_row(spec: dict) -> dict:
+    """In a fresh process: load the row, warm it up, time each scenario; peak RSS at the end."""
+    row, threads = spec["row"], spec["threads"]
+    started = time.perf_counter()
+    if row == "recipe":
+        import torch
+
+        from tests.oracle_vl import OfficialVLRecipe
+
+        torch.set_num_threads(threads)
+        recipe = OfficialVLRecipe(spec["checkpoint"])
+
+        def score(pairs):  # the recipe takes PIL images (its fetch_image decodes what it is given the same way)
+            return recipe.score([tuple(_decoded(side) for side in pair) for pair in pairs])
+    else:
+        from rerank_core import Reranker
+
+        dtype = row.removeprefix("ours-")
+        reranker = Reranker.from_pretrained(spec["export"], dtype=dtype, intra_op_threads=threads)
+
+        def score(pairs):
+            return reranker.score_pairs(pairs)
+
+    load_s = time.perf_counter() - started
+    score([warm_up_pair()])
+    results = {}
+    for name, pairs in scenarios(spec["smoke"]).items():
+        started = time.perf_counter()
+        scores = score(pairs)
+        results[name] = {"seconds": time.perf_counter() - started, "scores": [float(s) for s in scores]}
+    peak = next(int(x.split()[1]) for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM"))
+    return {"load_s": load_s, "scenarios": results, "peak_rss_gib": peak / 2**20}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rows", default="recipe,ours-f32,ours-int8")
+    parser.add_argument("--smoke", action="store_true", help="the tiny model and small images: checks the bench runs")
+    parser.add_argument("--row-spec", help=argparse.SUPPRESS)  # a child process: the row to run, as JSON
+    args = parser.parse_args()
+    if args.row_spec:
+        print("RESULT " + json.dumps(run_row(json.loads(args.row_spec))), flush=True)
+        return
+    checkpoint, export = bench_vl_model(args.smoke)
+    spec = {"checkpoint": str(checkpoint), "export": str(export), "threads": args.threads, "smoke": args.smoke}
+    results = {}
+    for row in args.rows.split(","):
+        print(f"running {row} ...", flush=True)
+        child = subprocess.run(
+            [sys.executable, __file__, "--row-spec", json.dumps({**spec, "row": row})],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        line = next((x for x in child.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line is None:
+            print(f"{row} failed:\n{child.stderr[-3000:]}", flush=True)
+            continue
+        results[row] = json.loads(line.removeprefix("RESULT "))
+    print_rows(results, args)
+
+
+def print_rows(results: dict, args: argparse.Namespace) -> None:
+    from scipy.stats import spearmanr
+
+    names = list(scenarios(args.smoke))
+    base = results.get("recipe")
+    rows = []
+    for row, result in results.items():
+        cells = [row]
+        for name in names:
+            part = result["scenarios"][name]
+            rate = len(part["scores"]) / part["seconds"]
+            ratio = ""
+            if base is not None:
+                base_part = base["scenarios"][name]
+                ratio = f" ({rate / (len(base_part['scores']) / base_part['seconds']):.2f}×)"
+            cells.append(f"{rate:.3f}{ratio}")
+        if base is not None:
+            ours = np.concatenate([result["scenarios"][n]["scores"] for n in names])
+            want = np.concatenate([base["scenarios"][n]["scores"] for n in names])
+            cells += [f"{np.abs(ours - want).max():.1e}", f"{spearmanr(ours, want).statistic:.4f}"]
+        cells += [f"{result['load_s']:.0f}", f"{result['peak_rss_gib']:.1f}"]
+        rows.append(cells)
+    header = [
+        "row",
+        *[f"{n} pairs/s (× recipe)" for n in names],
+        "max |Δ| vs recipe",
+        "Spearman",
+        "load s",
+        "peak RSS GiB",
+    ]
+    machine = "smoke: tiny model" if args.smoke else cpu_description()
+    title = f"Qwen3-VL-Reranker-2B shape, {args.threads} threads ({machine})"
+    print_table(title, header, rows)
+
+
+if __name__ == "__main__":
+    main()

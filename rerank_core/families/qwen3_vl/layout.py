@@ -1,0 +1,169 @@
+"""The Qwen3-VL decoder's layout, `mrope_past_kv`: Qwen3's past-K/V layout (a shared prefix's K/V in, each row's
+logit and the new tokens' K/V out) with what the VL decoder takes besides — 3-D rotary positions, and for the image
+tokens among the new ones their features and DeepStack features — computed here from the ids, which carry each
+image's id (media.py), and from the features of the vision encoder, run once per distinct image and kept across
+calls."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ...graph_layout import Prefix
+from ..qwen3.layouts import PastKvLayout
+from .media import ImageEntry
+from .pixels import patches_of
+from .positions import mrope_positions
+from .settings import VISION_GRAPH, VLSettings
+from .vision_inputs import vision_inputs
+
+# Vision features kept across calls (features and DeepStack features, f32): about 9 screenshots' worth at the 2B
+# shape (880 tokens × 4 × 2,048 × 4 bytes each).
+FEATURE_CACHE_BYTES = 256 * 2**20
+# Patches per vision call, at most, unless one image alone has more: its attention is quadratic in them.
+VISION_CALL_PATCHES = 4096
+
+
+class ImageFeatures:
+    """Each image's (grid, features, DeepStack features) by its id: least recently used ones dropped past
+    `max_bytes`, never those of the call running (`pin`)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes, self.bytes = max_bytes, 0
+        self._entries: OrderedDict[int, tuple] = OrderedDict()
+        self._pinned: frozenset[int] = frozenset()
+        self.computed = 0  # images run through the vision encoder (what the cache saves is visible in tests)
+
+    def __contains__(self, key: int) -> bool:
+        return key in self._entries
+
+    def __getitem__(self, key: int) -> tuple:
+        self._entries.move_to_end(key)
+        return self._entries[key]
+
+    def pin(self, keys) -> None:
+        """Keep the entries of `keys` (the running call's images) whatever the bound."""
+        self._pinned = frozenset(keys)
+        self._trim()
+
+    def put(self, key: int, entry: tuple) -> None:
+        """Keep `entry` for image `key`."""
+        self._entries[key] = entry
+        self.bytes += entry[1].nbytes + entry[2].nbytes
+        self._trim()
+
+    def _trim(self) -> None:
+        for key in [k for k in self._entries if k not in self._pinned]:
+            if self.bytes <= self.max_bytes:
+                break
+            _, features, deepstack = self._entries.pop(key)
+            self.bytes -= features.nbytes + deepstack.nbytes
+
+
+class MropePastKvLayout(PastKvLayout):
+    """Our Qwen3-VL CPU graph: past K/V of a shared prefix, 3-D positions, image and DeepStack features by index."""
+
+    name = "mrope_past_kv"
+    required = frozenset({"input_ids", "position_ids", "image_positions", "image_features", "deepstack", "last_index"})
+
+    def __init__(self, session: ort.InferenceSession, yes_id: int, no_id: int, share_prefix: bool, folder: Path):
+        super().__init__(session, yes_id, no_id, share_prefix)
+        self.settings = VLSettings.read(folder)
+        self._empty = Prefix(self._empty.tensors, 0, np.zeros(0, dtype=np.int64))
+        self.vision = _vision_session(folder / VISION_GRAPH, session)
+        self.features = ImageFeatures(FEATURE_CACHE_BYTES)
+
+    def take_media(self, media: Mapping[int, ImageEntry] | None) -> None:
+        """Run the vision encoder on the images of `media` it has not seen (a few per call, by patches) and keep
+        their features for the rows about to run."""
+        media = media or {}
+        self.features.pin(media)
+        missing = [key for key in media if key not in self.features]
+        group, patches = [], 0
+        for key in missing:
+            size = int(np.prod(media[key].grid))
+            if group and patches + size > VISION_CALL_PATCHES:
+                self._encode_images(group, media)
+                group, patches = [], 0
+            group.append(key)
+            patches += size
+        if group:
+            self._encode_images(group, media)
+
+    def _encode_images(self, keys: list[int], media: Mapping[int, ImageEntry]) -> None:
+        grids = [media[key].grid for key in keys]
+        inputs = vision_inputs(grids, self.settings.num_position_embeddings)
+        features, deepstack = self.vision.run(
+            None,
+            {
+                "pixel_values": np.concatenate([patches_of(media[key].pixels)[0] for key in keys]),
+                "interp_indices": inputs.interp_indices,
+                "interp_weights": inputs.interp_weights,
+                "rotary_ids": inputs.rotary_ids,
+                "cu_seqlens": inputs.cu_seqlens,
+            },
+        )
+        bounds = np.cumsum([0] + [media[key].tokens for key in keys])
+        for key, grid, start, end in zip(keys, grids, bounds[:-1], bounds[1:]):
+            self.features.put(key, (grid, features[start:end], deepstack[:, start:end]))
+            self.features.computed += 1
+
+    def _feed(self, input_ids: np.ndarray, last_index: np.ndarray, prefix: Prefix) -> dict:
+        """Positions and image inputs of each row as the continuation of `prefix` (whose ids it keeps)."""
+        rows, width = input_ids.shape
+        hidden, layers = self.settings.hidden_size, self.settings.deepstack_layers
+        positions = np.zeros((3, rows, width), dtype=np.int64)
+        at, features, deepstack = [], [], []
+        for b in range(rows):
+            row = input_ids[b, : int(last_index[b]) + 1]
+            whole = np.concatenate([prefix.ids, row])
+            starts, index = _image_runs(whole)
+            grids = [self.features[int(whole[start])][0] for start in starts]
+            positions[:, b, : len(row)] = mrope_positions(
+                np.where(whole < 0, self.settings.image_pad_id, whole), grids, self.settings.image_pad_id
+            )[:, prefix.length :]
+            for offset in np.flatnonzero(row < 0):
+                _, image, stacked = self.features[int(row[offset])]
+                k = index[prefix.length + offset]
+                at.append(b * width + offset)
+                features.append(image[k])
+                deepstack.append(stacked[:, k])
+        return {
+            "input_ids": np.where(input_ids < 0, self.settings.image_pad_id, input_ids),
+            "position_ids": positions,
+            "image_positions": np.asarray(at, dtype=np.int64),
+            "image_features": np.stack(features) if features else np.zeros((0, hidden), np.float32),
+            "deepstack": np.stack(deepstack, axis=1) if deepstack else np.zeros((layers, 0, hidden), np.float32),
+            "last_index": last_index,
+            **dict(zip(self._past_names, prefix.tensors)),
+        }
+
+
+def _run_starts(ids: np.ndarray) -> np.ndarray:
+    """Where each run of one image's tokens starts (images are ids below zero; two runs are never adjacent)."""
+    image = ids < 0
+    return np.flatnonzero(image & ~np.r_[False, image[:-1]])
+
+
+def _image_runs(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(run starts, each token's index within its image's run; 0 for text)."""
+    starts = _run_starts(ids)
+    first = np.zeros(len(ids), dtype=np.int64)
+    first[starts] = starts
+    first = np.maximum.accumulate(first)
+    return starts, np.where(ids < 0, np.arange(len(ids)) - first, 0)
+
+
+def _vision_session(graph: Path, decoder: ort.InferenceSession) -> ort.InferenceSession:
+    """The vision encoder on ONNX Runtime with the decoder session's threads (f32: its features feed every dtype)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if hasattr(decoder, "get_session_options"):
+        options.intra_op_num_threads = decoder.get_session_options().intra_op_num_threads
+    providers = decoder.get_providers() if isinstance(decoder, ort.InferenceSession) else ["CPUExecutionProvider"]
+    return ort.InferenceSession(str(graph), options, providers=providers)

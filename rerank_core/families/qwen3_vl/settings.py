@@ -1,0 +1,36 @@
+"""What a Qwen3-VL export holds beside its decoder graph: the vision encoder's graph, and the settings its scorer
+reads (the image pad id, the special ids the recipe's cut keeps, the encoder's shape)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ...errors import ModelFormatError
+
+VISION_GRAPH, SETTINGS = "vision.onnx", "qwen3_vl.json"
+
+
+@dataclass(frozen=True)
+class VLSettings:
+    """The numbers the encoder and the layout need that the manifest does not carry."""
+
+    image_pad_id: int
+    special_ids: tuple[int, ...]  # the tokenizer's all_special_ids: never cut (template.truncate)
+    num_position_embeddings: int  # the vision encoder's learned position grid (a square)
+    deepstack_layers: int  # features added after the first decoder layers
+    hidden_size: int  # the decoder's
+
+    def write(self, folder: Path) -> None:
+        """Write the settings into an export folder."""
+        (folder / SETTINGS).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, folder: Path) -> VLSettings:
+        """The settings of an export folder; a folder without them is not a Qwen3-VL export we wrote."""
+        path = folder / SETTINGS
+        if not path.is_file() or not (folder / VISION_GRAPH).is_file():
+            raise ModelFormatError(f"{folder} lacks {SETTINGS} or {VISION_GRAPH}: re-export it with `rerank export`")
+        data = json.loads(path.read_text())
+        return cls(**{**data, "special_ids": tuple(data["special_ids"])})
