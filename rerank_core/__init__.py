@@ -1,6 +1,7 @@
-"""qwen-rerank core library: Qwen3-Reranker scoring on ONNX Runtime, with no Ray dependency."""
+"""qwen-rerank core library: Qwen3-Reranker and Qwen3-VL-Reranker scoring on ONNX Runtime, with no Ray dependency."""
 
 from .api import DocumentRank, Reranker, RerankerResult
+from .content import Content, Image, Text
 from .dtypes import Dtype
 from .errors import (
     ConfigError,
@@ -17,9 +18,11 @@ from .scorer import ScoreOutput, Scorer
 
 __all__ = [
     "ConfigError",
+    "Content",
     "DeviceMemoryError",
     "DocumentRank",
     "Dtype",
+    "Image",
     "ImageRefusedError",
     "InvalidInputError",
     "ModelFormatError",
@@ -29,6 +32,7 @@ __all__ = [
     "RerankError",
     "Scorer",
     "ScoreOutput",
+    "Text",
     "UpstreamError",
     "format_document",
     "format_query",

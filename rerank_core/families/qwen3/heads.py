@@ -81,22 +81,32 @@ class PrefixLastTokenLogit(RightPaddedHead):
 
     def forward(self, input_ids, last_index, past):
         """(logit [batch], key_0, value_0, key_1, …) for continuations of the prefix whose K/V is `past`."""
-        batch, seq = input_ids.shape
-        past_len = past[0].shape[2]
-        hidden, cos, sin = _embed(self.body, input_ids, past_len)
-        own = torch.arange(seq, device=input_ids.device).unsqueeze(1)
-        visible = torch.arange(past_len + seq, device=input_ids.device).unsqueeze(0) <= own + past_len
-        present = []
-        for i, layer in enumerate(self.body.layers):
-            q, k, v = _qkv(layer.self_attn, layer.input_layernorm(hidden), cos, sin)
-            present += [k, v]
-            k = torch.cat([past[2 * i].expand(batch, -1, -1, -1), k], dim=2)
-            v = torch.cat([past[2 * i + 1].expand(batch, -1, -1, -1), v], dim=2)
-            out = torch.nn.functional.scaled_dot_product_attention(
-                q, k, v, attn_mask=visible, scale=layer.self_attn.scaling, enable_gqa=True
-            )
-            hidden = _finish_layer(layer, hidden, out)
+        hidden, cos, sin = _embed(self.body, input_ids, past[0].shape[2])
+        hidden, present = continue_prefix(self.body.layers, hidden, cos, sin, past)
         return (_logit_at(self.body, hidden, last_index, self.direction), *present)
+
+
+def continue_prefix(layers, hidden, cos, sin, past, after_layer=None):
+    """(hidden states after `layers`, the new tokens' K/V per layer) of right-padded rows `hidden` continuing the
+    prefix whose K/V is `past` ([1, kv_heads, P, head_dim] each, broadcast over the batch): token i sees the whole
+    prefix and tokens ≤ i of its own row. `after_layer(i, hidden)`, where given, changes each layer's output."""
+    batch, seq = hidden.shape[:2]
+    past_len = past[0].shape[2]
+    own = torch.arange(seq, device=hidden.device).unsqueeze(1)
+    visible = torch.arange(past_len + seq, device=hidden.device).unsqueeze(0) <= own + past_len
+    present = []
+    for i, layer in enumerate(layers):
+        q, k, v = _qkv(layer.self_attn, layer.input_layernorm(hidden), cos, sin)
+        present += [k, v]
+        k = torch.cat([past[2 * i].expand(batch, -1, -1, -1), k], dim=2)
+        v = torch.cat([past[2 * i + 1].expand(batch, -1, -1, -1), v], dim=2)
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=visible, scale=layer.self_attn.scaling, enable_gqa=True
+        )
+        hidden = _finish_layer(layer, hidden, out)
+        if after_layer is not None:
+            hidden = after_layer(i, hidden)
+    return hidden, present
 
 
 class FusedLastTokenLogit(RightPaddedHead):

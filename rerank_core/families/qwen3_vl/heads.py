@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..qwen3.heads import _finish_layer, _logit_at, _qkv
+from ..qwen3.heads import _logit_at, continue_prefix
 
 # transformers routes attention with per-image spans (cu_seqlens) only to implementations named "flash…"; this one
 # is SDPA with a block mask built from the spans, which traces without the split by `cu_seqlens.tolist()`.
@@ -60,26 +60,18 @@ class MropePrefixLogit(torch.nn.Module):
 
     def forward(self, input_ids, position_ids, image_positions, image_features, deepstack, last_index, past):
         """(logit [batch], key_0, value_0, key_1, …) for continuations of the prefix whose K/V is `past`."""
-        batch, seq = input_ids.shape
-        past_len = past[0].shape[2]
         embeds = self.body.embed_tokens(input_ids)
         width = embeds.shape[-1]
         hidden = embeds.reshape(-1, width).index_put((image_positions,), image_features).reshape(embeds.shape)
         cos, sin = self.body.rotary_emb(hidden, position_ids)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        own = torch.arange(seq, device=input_ids.device).unsqueeze(1)
-        visible = torch.arange(past_len + seq, device=input_ids.device).unsqueeze(0) <= own + past_len
-        present = []
-        for i, layer in enumerate(self.body.layers):
-            q, k, v = _qkv(layer.self_attn, layer.input_layernorm(hidden), cos, sin)
-            present += [k, v]
-            k = torch.cat([past[2 * i].expand(batch, -1, -1, -1), k], dim=2)
-            v = torch.cat([past[2 * i + 1].expand(batch, -1, -1, -1), v], dim=2)
-            out = torch.nn.functional.scaled_dot_product_attention(
-                q, k, v, attn_mask=visible, scale=layer.self_attn.scaling, enable_gqa=True
-            )
-            hidden = _finish_layer(layer, hidden, out)
-            if i < self.deepstack_layers:
-                flat = hidden.reshape(-1, width).index_put((image_positions,), deepstack[i], accumulate=True)
-                hidden = flat.reshape(hidden.shape)
+
+        def add_deepstack(i, hidden):
+            if i >= self.deepstack_layers:
+                return hidden
+            flat = hidden.reshape(-1, width).index_put((image_positions,), deepstack[i], accumulate=True)
+            return flat.reshape(hidden.shape)
+
+        hidden, present = continue_prefix(
+            self.body.layers, hidden, cos.unsqueeze(1), sin.unsqueeze(1), past, add_deepstack
+        )
         return (_logit_at(self.body, hidden, last_index, self.direction), *present)
