@@ -10,7 +10,7 @@ asks which family it serves.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -93,10 +93,11 @@ class ModelFamily(ABC):
         name: str | None,
         session: ort.InferenceSession,
         folder: ModelFolder,
+        open_companion: Callable[[Path], ort.InferenceSession],
         share_prefix: bool = True,
     ) -> GraphLayout:
         """The adapter for layout `name` (None: detected from the graph) over `session`, a graph of `folder`; checks
-        the graph fits it."""
+        the graph fits it. `open_companion(path)` opens another graph of the folder as the scorer opens its own."""
         layout = self.layout_class(name or self.detect_layout(session))
         return layout(session, folder.yes_id, folder.no_id, share_prefix)
 

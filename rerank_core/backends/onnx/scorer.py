@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -33,7 +34,7 @@ from ...tokenization import EncodedPairs
 from ...windows import aggregate_windows
 from .memory import device_memory_errors, is_allocation_failure
 from .prefix_cache import PrefixCache
-from .session import choose_precision, faster_dtypes, open_graph
+from .session import choose_precision, faster_dtypes, open_graph, open_session
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,13 @@ class OnnxScorer(Scorer):
         self._budget = options.token_budget or TOKEN_BUDGET[self.device]
         self._share_prefix = options.share_prefix
         self._prefix_cache_bytes = options.prefix_cache_bytes
+        # A graph beside the scored one (a family's vision encoder) opens with this scorer's device, threads and cap.
+        self._open_companion = functools.partial(
+            open_session,
+            device=options.device,
+            intra_op_threads=options.intra_op_threads,
+            memory_limit_mib=options.memory_limit_mib,
+        )
         self.memory_splits = 0  # calls split because the device's memory refused them whole
         self.replace_session(session)
         self.model_name = folder.name
@@ -115,7 +123,9 @@ class OnnxScorer(Scorer):
     def replace_session(self, session: ort.InferenceSession) -> None:
         """Run on `session`: the same graph opened with other options or another runtime (tuning, profiling)."""
         self.session = session
-        self.layout: GraphLayout = self.family.open_layout(self.graph.layout, session, self.folder, self._share_prefix)
+        self.layout: GraphLayout = self.family.open_layout(
+            self.graph.layout, session, self.folder, self._open_companion, self._share_prefix
+        )
         self.token_budget = self.call_tokens = self.layout.fit_budget(self._budget)
         self.shares_prefix = self._share_prefix and self.layout.takes_prefix
         self.chunk_tokens = PREFILL_CHUNK_TOKENS if self.shares_prefix else None

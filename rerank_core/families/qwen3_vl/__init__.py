@@ -4,6 +4,9 @@ graph and a past-K/V decoder graph with 3-D positions and DeepStack (export.py, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import onnxruntime as ort
 
 from ...config import LocalOptions
@@ -15,7 +18,7 @@ from ..base import FamilyExporter, ModelFamily
 from .encoder import VLPairEncoder
 from .layout import MropePastKvLayout
 from .pixels import PixelBudget
-from .settings import VLSettings
+from .settings import VISION_GRAPH, VLSettings
 from .template import DEFAULT_INSTRUCTION, MAX_LENGTH
 
 
@@ -53,10 +56,21 @@ class Qwen3VLFamily(ModelFamily):
         return MropePastKvLayout.name  # only our exports exist
 
     def open_layout(
-        self, name: str | None, session: ort.InferenceSession, folder: ModelFolder, share_prefix: bool = True
+        self,
+        name: str | None,
+        session: ort.InferenceSession,
+        folder: ModelFolder,
+        open_companion: Callable[[Path], ort.InferenceSession],
+        share_prefix: bool = True,
     ) -> GraphLayout:
-        return self.layout_class(name or self.detect_layout(session))(
-            session, folder.yes_id, folder.no_id, share_prefix, folder.path
+        layout = self.layout_class(name or self.detect_layout(session))
+        return layout(
+            session,
+            folder.yes_id,
+            folder.no_id,
+            share_prefix,
+            VLSettings.read(folder.path),
+            open_companion(folder.path / VISION_GRAPH),
         )
 
     def exporter(self) -> FamilyExporter:

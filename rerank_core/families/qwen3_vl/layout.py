@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -18,7 +17,7 @@ from ..qwen3.layouts import PastKvLayout
 from .media import ImageEntry
 from .pixels import patches_of
 from .positions import mrope_positions
-from .settings import VISION_GRAPH, VLSettings
+from .settings import VLSettings
 from .vision_inputs import vision_inputs
 
 # Vision features kept across calls (features and DeepStack features, f32): about 9 screenshots' worth at the 2B
@@ -70,11 +69,18 @@ class MropePastKvLayout(PastKvLayout):
     name = "mrope_past_kv"
     required = frozenset({"input_ids", "position_ids", "image_positions", "image_features", "deepstack", "last_index"})
 
-    def __init__(self, session: ort.InferenceSession, yes_id: int, no_id: int, share_prefix: bool, folder: Path):
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        yes_id: int,
+        no_id: int,
+        share_prefix: bool,
+        settings: VLSettings,
+        vision: ort.InferenceSession,
+    ):
         super().__init__(session, yes_id, no_id, share_prefix)
-        self.settings = VLSettings.read(folder)
+        self.settings, self.vision = settings, vision  # vision: f32 whatever the decoder's dtype (export.py)
         self._empty = Prefix(self._empty.tensors, 0, np.zeros(0, dtype=np.int64))
-        self.vision = _vision_session(folder / VISION_GRAPH, session)
         self.features = ImageFeatures(FEATURE_CACHE_BYTES)
 
     def take_media(self, media: Mapping[int, ImageEntry] | None) -> None:
@@ -156,14 +162,3 @@ def _image_runs(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     first[starts] = starts
     first = np.maximum.accumulate(first)
     return starts, np.where(ids < 0, np.arange(len(ids)) - first, 0)
-
-
-def _vision_session(graph: Path, decoder: ort.InferenceSession) -> ort.InferenceSession:
-    """The vision encoder on ONNX Runtime with the decoder session's threads (f32: its features feed every dtype)."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if hasattr(decoder, "get_session_options"):
-        options.intra_op_num_threads = decoder.get_session_options().intra_op_num_threads
-    providers = decoder.get_providers() if isinstance(decoder, ort.InferenceSession) else ["CPUExecutionProvider"]
-    return ort.InferenceSession(str(graph), options, providers=providers)
