@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,7 +11,7 @@ import numpy as np
 from .backends.endpoint import EndpointScorer
 from .backends.onnx import OnnxScorer
 from .config import LocalOptions, LongDocumentsSetting, ModelConfig
-from .content import Content, Pair, check_text
+from .content import Content, Pair, check_text, named_by_input
 from .device import resolve_device
 from .dtypes import Dtype
 from .errors import InvalidInputError
@@ -62,21 +60,6 @@ def _documents(documents: Sequence[Side]) -> list[Side]:
         if not isinstance(d, (dict, Content)):
             check_text(d, f"documents[{i}]", allow_empty=True)
     return list(documents)
-
-
-def _named_by_input(exc: InvalidInputError, queries: int, documents: int) -> InvalidInputError:
-    """`exc` about `pairs[i].query…` or `pairs[i].document…` of a query × documents grid, naming the query or the
-    document as the caller gave them (documents[3].image[0])."""
-    match = re.fullmatch(r"pairs\[(\d+)\]\.(query|document)(.*)", exc.field)
-    if match is None:
-        return exc
-    q, d = divmod(int(match[1]), documents)
-    side = f"query[{q}]" if queries > 1 else "query"
-    field = (side if match[2] == "query" else f"documents[{d}]") + match[3]
-    renamed = copy.copy(exc)
-    renamed.field = field
-    renamed.args = (f"{field}: {exc._message}" + (f" (limit: {exc.limit})" if exc.limit else ""),)
-    return renamed
 
 
 class Reranker:
@@ -218,7 +201,7 @@ class Reranker:
                 pairs, instruction=instruction, batch_size=batch_size, long_documents=long_documents
             )
         except InvalidInputError as exc:
-            raise _named_by_input(exc, len(queries), len(docs)) from None
+            raise named_by_input(exc, len(queries), len(docs)) from None
         windows = None if out.windows is None else out.windows.reshape(len(queries), len(docs), 2)
         return _Grid(np.asarray(out.scores, dtype=np.float32).reshape(len(queries), len(docs)), windows)
 

@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -69,6 +71,23 @@ class Pair(NamedTuple):
 
     query: Side
     document: Side
+
+
+def named_by_input(
+    exc: InvalidInputError, queries: int, documents: int, fields: tuple[str, str] = ("query", "documents")
+) -> InvalidInputError:
+    """`exc` about `pairs[i].query…` or `pairs[i].document…` of a queries × documents grid, naming the query or the
+    document as the caller gave them (documents[3].image[0]; `fields` names the two lists)."""
+    match = re.fullmatch(r"pairs\[(\d+)\]\.(query|document)(.*)", exc.field or "")
+    if match is None:
+        return exc
+    q, d = divmod(int(match[1]), documents)
+    side = f"{fields[0]}[{q}]" if queries > 1 else fields[0]
+    field = (side if match[2] == "query" else f"{fields[1]}[{d}]") + match[3]
+    renamed = copy.copy(exc)
+    renamed.field = field
+    renamed.args = (f"{field}: {exc._message}" + (f" (limit: {exc.limit})" if exc.limit else ""),)
+    return renamed
 
 
 def check_text(value: object, field: str, *, allow_empty: bool) -> str:

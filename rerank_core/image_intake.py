@@ -14,9 +14,13 @@ import warnings
 from dataclasses import dataclass, field
 from http.client import HTTPConnection, HTTPException, HTTPSConnection
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urljoin, urlsplit
 
 from .errors import ImageRefusedError
+
+if TYPE_CHECKING:
+    from .config import ImageOptions
 
 # What Pillow may decode: the formats clients send for screenshots and photos (no PSD, EPS, PDF, ICO, ...).
 IMAGE_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"})
@@ -47,6 +51,17 @@ class ImagePolicy:
 
     def __post_init__(self):
         object.__setattr__(self, "networks", tuple(ipaddress.ip_network(n) for n in self.allowed_networks))
+
+    @classmethod
+    def of(cls, options: ImageOptions, **overrides) -> ImagePolicy:
+        """The policy an `images` option (config.ImageOptions) sets, with `overrides` (a server: allow_paths=False)."""
+        fields = ("max_bytes", "max_pixels", "allow_paths", "fetch_urls", "allowed_hosts", "allowed_networks")
+        taken = {name: getattr(options, name) for name in fields} | {"timeout_s": options.timeout_s}
+        taken["allowed_hosts"], taken["allowed_networks"] = (
+            tuple(taken["allowed_hosts"]),
+            tuple(taken["allowed_networks"]),
+        )
+        return cls(**(taken | overrides))
 
 
 @dataclass(frozen=True)
@@ -91,8 +106,31 @@ def _taken_pil(image, where: str, policy: ImagePolicy) -> TakenImage:
     return TakenImage(rgb, digest)
 
 
-def _decoded(data: bytes, where: str, policy: ImagePolicy) -> TakenImage:
-    """Decode `data` after checking its size, its format and its header's width × height; the first frame only."""
+def image_header(data: bytes, where: str, policy: ImagePolicy) -> tuple[int, int]:
+    """(width, height) of encoded image `data` as its header states them, after the size, format and pixel checks
+    that come before decoding: nothing is decoded."""
+    return _opened(data, where, policy).size
+
+
+def client_image_bytes(source: str, where: str, policy: ImagePolicy) -> bytes:
+    """The encoded bytes of an image a remote client sent as a string that is not a URL: a base64 `data:` URI or bare
+    base64 (never a path: a client names no file of the server's); its size checked before decoding."""
+    if source[:5].lower() == "data:":
+        return _data_uri_bytes(source, where, policy)
+    if len(source) // 4 * 3 > policy.max_bytes:
+        raise _too_big(len(source) // 4 * 3, where, policy)
+    try:
+        return base64.b64decode(source, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageRefusedError(
+            where,
+            "must be an http(s) URL or base64 (a data: URI or bare), not a file path or other text",
+            reason="base64",
+        ) from None
+
+
+def _opened(data: bytes, where: str, policy: ImagePolicy):
+    """`data` opened by Pillow, its header read and checked (size, format, width × height); nothing decoded yet."""
     from PIL import Image, UnidentifiedImageError
 
     if len(data) > policy.max_bytes:
@@ -109,8 +147,13 @@ def _decoded(data: bytes, where: str, policy: ImagePolicy) -> TakenImage:
         raise ImageRefusedError(where, f"too many pixels ({exc})", limit, "pixels") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageRefusedError(where, f"cannot be read as an image ({exc})", reason="corrupt") from None
-    width, height = image.size
-    _check_pixels(width, height, where, policy)
+    _check_pixels(*image.size, where, policy)
+    return image
+
+
+def _decoded(data: bytes, where: str, policy: ImagePolicy) -> TakenImage:
+    """Decode `data` after checking its size, its format and its header's width × height; the first frame only."""
+    image = _opened(data, where, policy)
     try:
         image.load()  # the first frame of an animated image
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data

@@ -93,6 +93,13 @@ class Scorer(ABC):
     # The smallest piece of a pair a call computes ahead (`prefill`), so a long pair need not fill one long call;
     # None: pairs are scored whole.
     chunk_tokens: int | None = None
+    takes_images: bool = False  # pairs may hold Image parts (a multimodal model)
+
+    def image_tokens(self, pairs: Sequence[Pair]) -> int:
+        """Tokens the images of `pairs` (each side given as text or Content) take, every time a pair holds one, read
+        from their headers before any is decoded; what only taking one in tells (a URL) is counted then. Raises
+        ImageRefusedError naming `pairs[i].query…` or `pairs[i].document…` for a header it refuses."""
+        return 0
 
     def prepare(
         self,

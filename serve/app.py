@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import time
 from typing import Any
 
@@ -22,12 +23,15 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rerank_core.errors import ConfigError, InvalidInputError, UpstreamError
+from rerank_core.errors import ConfigError, ImageRefusedError, InvalidInputError, UpstreamError
+from rerank_core.image_intake import ImagePolicy
 
 from . import protocols as p
 from .body_limit import BodyLimit
 from .config import GATEWAY, REPLICA_LOSS_RETRIES, RETRY_AFTER_S, ServeAppConfig
+from .documents import is_multimodal_part_list
 from .errors import ApiError, detail_error, error_style, openai_error
+from .images import has_images, take_images
 from .metrics import CountRequests, GatewayMetrics
 from .protocols import BATCH_HEADER, CACHED_HEADER, TIMEOUT_HEADER, TRUNCATED_HEADER
 from .replica import Reply, Reranker
@@ -58,6 +62,7 @@ from .schemas import (
     RerankResponse,
     TeiRank,
     TeiRerankRequest,
+    VllmRerankRequest,
     VllmScoreRequest,
     VllmScoreResponse,
     VoyageRerankRequest,
@@ -87,9 +92,13 @@ def _error_response(request: Request, error: ApiError) -> JSONResponse:
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
+# Pydantic's names of a union's branches in an error's location: types, not fields of the request.
+_BRANCH = re.compile(r"^(str|int|float|bool|dict|list|none)$|^[A-Z]|[\[\],]")
+
+
 def _location(loc: tuple) -> str:
     out = ""
-    for part in (x for x in loc if x != "body"):
+    for part in (x for x in loc if x != "body" and not (isinstance(x, str) and _BRANCH.search(x))):
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "body"
 
@@ -147,6 +156,16 @@ async def _json(request: Request) -> Any:
         raise ApiError(400, "body", f"not valid JSON ({exc})") from None
 
 
+def _has_content_parts(data: Any) -> bool:
+    """Whether a rerank body is vLLM's or SGLang's multimodal shape: its query, its documents or one document given
+    as content parts."""
+    if not isinstance(data, dict) or "texts" in data:
+        return False
+    documents = data.get("documents")
+    items = documents if isinstance(documents, list) else [documents]
+    return any(is_multimodal_part_list(side) for side in [data.get("query"), *items])
+
+
 def _one_of(*models: type[BaseModel]) -> dict:
     """OpenAPI's request body of a route that takes any of `models`, told apart by their fields."""
     schemas = [m.model_json_schema() for m in models]
@@ -166,9 +185,12 @@ class Gateway:
             if not self._api_key:
                 raise ConfigError(f"api_key_env: environment variable {self.cfg.api_key_env} is not set in the gateway")
         self.reranker = reranker
+        # A client's image string is a URL or base64, never a path on this machine.
+        self._image_policy = ImagePolicy.of(self.cfg.model.images, allow_paths=False)
+        self._takes_images: bool | None = None  # asked of a replica on first need
         app.state.max_body_bytes = self.cfg.max_body_bytes
         app.state.max_buffered_body_bytes = self.cfg.max_buffered_body_bytes
-        app.state.metrics = GatewayMetrics()
+        self.metrics = app.state.metrics = GatewayMetrics()
         self._started = int(time.time())
 
     def _timeout(self, request: Request) -> float | None:
@@ -201,11 +223,30 @@ class Gateway:
             raise ApiError(
                 400, "documents", f"{len(call.pairs)} documents exceeds max_documents={self.cfg.max_documents}"
             )
-        reply = await self._ask_replica(call, self._timeout(request))
+        try:
+            if has_images(call):
+                call = await self._images_taken(call)
+            reply = await self._ask_replica(call, self._timeout(request))
+        except ImageRefusedError as exc:  # by the gateway's intake or the replica's
+            self.metrics.image_refusals.inc(tags={"reason": exc.reason})
+            raise
         response.headers[BATCH_HEADER] = str(reply.shared_with)
         response.headers[CACHED_HEADER] = str(reply.cached)
         response.headers[TRUNCATED_HEADER] = str(reply.truncated)
         return reply
+
+    async def takes_images(self) -> bool:
+        """Whether the served model reads images (asked of a replica once)."""
+        if self._takes_images is None:
+            self._takes_images = bool((await self.reranker.info.remote()).get("images"))
+        return self._takes_images
+
+    async def _images_taken(self, call: p.RankCall) -> p.RankCall:
+        """The call's images checked and as encoded bytes (serve/images.py), off the event loop; a 400 on a model
+        that reads text only."""
+        if not await self.takes_images():
+            raise ApiError(400, call.fields[1], "this model takes text only, not images")
+        return await asyncio.to_thread(take_images, call, self._image_policy, self.cfg.images)
 
     async def _ask_replica(self, call: p.RankCall, timeout_s: float | None) -> Reply:
         """A model replica's Reply; asked again of a live replica when the one scoring it dies (scoring has no side
@@ -230,13 +271,13 @@ class Gateway:
         COHERE_ROUTES[0],
         response_model=RerankResponse | VoyageRerankResponse,
         response_model_exclude_none=True,
-        openapi_extra=_one_of(RerankRequest, VoyageRerankRequest),
+        openapi_extra=_one_of(RerankRequest, VoyageRerankRequest, VllmRerankRequest),
     )
     @app.post(
         COHERE_ROUTES[1],
         response_model=RerankResponse | VoyageRerankResponse,
         response_model_exclude_none=True,
-        openapi_extra=_one_of(RerankRequest, VoyageRerankRequest),
+        openapi_extra=_one_of(RerankRequest, VoyageRerankRequest, VllmRerankRequest),
     )
     async def rerank(self, request: Request, response: Response):
         """Cohere / Jina / vLLM rerank, results best first; Voyage's when the body has `top_k` or `truncation` and
@@ -247,9 +288,18 @@ class Gateway:
             voyage = _parse(VoyageRerankRequest, data)
             reply = await self._rank(p.voyage_call(voyage), request, response)
             return p.voyage_answer(voyage, reply.ranked, reply.model)
+        if _has_content_parts(data):
+            return await self._vllm_rerank(data, request, response)
         body = _parse(RerankRequest, data)
-        reply = await self._rank(p.cohere_call(body), request, response)
+        reply = await self._rank(p.cohere_call(body, await self.takes_images()), request, response)
         return p.cohere_answer(body, reply.ranked, reply.model)
+
+    async def _vllm_rerank(self, data: Any, request: Request, response: Response) -> RerankResponse:
+        """vLLM's or SGLang's rerank with content parts; errors in vLLM's (OpenAI's) shape on either route."""
+        request.state.error_style = openai_error
+        body = _parse(VllmRerankRequest, data)
+        reply = await self._rank(p.vllm_rerank_call(body), request, response)
+        return p.vllm_rerank_answer(body, reply.ranked, reply.model)
 
     @app.post(DASHSCOPE_ROUTE, response_model=DashScopeResponse, response_model_exclude_none=True)
     async def dashscope(self, body: DashScopeRequest, request: Request, response: Response) -> DashScopeResponse:
@@ -265,13 +315,16 @@ class Gateway:
 
     @app.post(
         TEI_ROUTE,
-        response_model=list[TeiRank] | InfinityRerankResponse,
+        response_model=list[TeiRank] | InfinityRerankResponse | RerankResponse,
         response_model_exclude_none=True,
-        openapi_extra=_one_of(TeiRerankRequest, InfinityRerankRequest),
+        openapi_extra=_one_of(TeiRerankRequest, InfinityRerankRequest, VllmRerankRequest),
     )
     async def rerank_tei_or_infinity(self, request: Request, response: Response):
-        """Text Embeddings Inference's rerank when the body has `texts`, Infinity's when it has `documents`."""
+        """Text Embeddings Inference's rerank when the body has `texts`; vLLM's or SGLang's when a side is content
+        parts; else Infinity's (`documents` of texts)."""
         data = await _json(request)
+        if _has_content_parts(data):
+            return await self._vllm_rerank(data, request, response)
         if isinstance(data, dict) and "documents" in data and "texts" not in data:
             request.state.error_style = openai_error
             body = _parse(InfinityRerankRequest, data)
@@ -308,7 +361,7 @@ class Gateway:
         return p.vllm_answer(reply.ranked, reply.model)
 
     @app.get("/health")
-    async def health(self) -> dict[str, str]:
+    async def health(self) -> dict[str, str | bool]:
         """200 once a model replica is loaded (a replica only takes traffic after its constructor finished)."""
         return {"status": "ok", **await self.reranker.info.remote()}
 

@@ -65,6 +65,18 @@ class BatchConfig(StrictModel):
     )
 
 
+class ImageLimits(StrictModel):
+    """What one request may send as images (models that take them); each image's own caps (bytes, header pixels,
+    which URLs) are the model's `images` option."""
+
+    max_images_per_request: int = Field(default=40, ge=0, description="images per request (DashScope's 40)")
+    max_image_bytes_per_request: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="encoded image bytes per request, base64 decoded (the body cap first)",
+    )
+
+
 class ServeAppConfig(StrictModel):
     """`args` of the Serve application (`serve.app:build_app`)."""
 
@@ -87,6 +99,7 @@ class ServeAppConfig(StrictModel):
     )
     api_key_env: str | None = Field(default=None, description="env var holding the Bearer key; unset = no auth")
     batch: BatchConfig = BatchConfig()
+    images: ImageLimits = ImageLimits()
 
     @model_validator(mode="after")
     def _one_body_fits_the_buffer(self) -> ServeAppConfig:

@@ -37,6 +37,11 @@ class GatewayMetrics:
         self.requests = Counter(
             "rerank_requests", description="HTTP requests answered, by route and status", tag_keys=("route", "status")
         )
+        self.image_refusals = Counter(
+            "rerank_image_refusals",
+            description="images refused before model work, by reason (bytes, pixels, format, corrupt, url, ...)",
+            tag_keys=("reason",),
+        )
 
 
 class ReplicaMetrics:

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from rerank_core.config import LongDocuments
+from rerank_core.content import Side
 
-from .documents import document_texts
+from .documents import document_texts, side_of
 from .errors import ApiError
 from .schemas import (
     CompatibleRerankRequest,
@@ -37,6 +38,7 @@ from .schemas import (
     TeiRerankRequest,
     TokenUsage,
     Usage,
+    VllmRerankRequest,
     VllmScoreData,
     VllmScoreRequest,
     VllmScoreResponse,
@@ -64,7 +66,7 @@ class Refusal:
 class RankCall:
     """What any dialect's request asks of the model."""
 
-    pairs: list[tuple[str, str]]
+    pairs: list[tuple[Side, Side]]
     instruction: str | None = None
     top_n: int | None = None
     sort: bool = True  # best first; vLLM's score API keeps input order
@@ -74,6 +76,7 @@ class RankCall:
     score_threshold: float | None = None  # results below it are dropped, after top_n
     threshold_on_logits: bool = False  # the answer carries logits: the threshold is one
     max_tokens_per_doc: int | None = None  # each document cut after this many of its tokens first
+    fields: tuple[str, str] = ("query", "documents")  # the request's names of the two sides, for errors
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,22 @@ def _call(body: RankOptions, pairs: list[tuple[str, str]], **options: Any) -> Ra
     )
 
 
-def _pairs(query: str, documents: list[str]) -> list[tuple[str, str]]:
+def _pairs(query: Side, documents: list[Side]) -> list[tuple[Side, Side]]:
     return [(query, d) for d in documents]
+
+
+def _sides(query: object, documents: list, fields: tuple[str, str] = ("query", "documents")) -> list[tuple[Side, Side]]:
+    """Pairs of a query and documents each given as text or content (serve/documents.py: side_of)."""
+    return _pairs(side_of(query, fields[0]), [side_of(d, f"{fields[1]}[{i}]") for i, d in enumerate(documents)])
+
+
+def _as_sent(document: object) -> dict:
+    """A document as an answer echoes it: {text} for a text, an object as it was sent."""
+    if isinstance(document, str):
+        return {"text": document}
+    if isinstance(document, list):  # SGLang's content parts
+        return {"content": document}
+    return document if isinstance(document, dict) else document.model_dump()
 
 
 # ---- Cohere / Jina / vLLM's rerank: POST /v1/rerank, /v2/rerank ----
@@ -117,9 +134,33 @@ def cohere_texts(body: RerankRequest) -> list[str]:
     return document_texts(body.documents, body.rank_fields or COHERE_RANK_FIELDS, "documents")
 
 
-def cohere_call(body: RerankRequest) -> RankCall:
-    """The RankCall of a Cohere-style request."""
-    return _call(body, _pairs(body.query, cohere_texts(body)), top_n=body.top_n, long_documents=body.long_documents)
+def cohere_call(body: RerankRequest, takes_images: bool = False) -> RankCall:
+    """The RankCall of a Cohere-style request; on a model that reads images, an object's `image` is one (Jina's
+    multimodal documents), elsewhere just a field."""
+    documents = document_texts(body.documents, body.rank_fields or COHERE_RANK_FIELDS, "documents", takes_images)
+    return _call(body, _pairs(body.query, documents), top_n=body.top_n, long_documents=body.long_documents)
+
+
+def vllm_rerank_call(body: VllmRerankRequest) -> RankCall:
+    """The RankCall of a vLLM or SGLang rerank request with content parts: one `{"content"}` object is one document."""
+    documents = body.documents if isinstance(body.documents, list) else [body.documents]
+    query = body.query if isinstance(body.query, str | list) else body.query.model_dump()
+    items = [d if isinstance(d, str | list) else d.model_dump() for d in documents]
+    return _call(body, _sides(query, items), top_n=body.top_n)
+
+
+def vllm_rerank_answer(body: VllmRerankRequest, ranked: Ranked, model: str) -> RerankResponse:
+    """vLLM's rerank answer (Cohere's shape): results best first, each document as it was sent."""
+    documents = body.documents if isinstance(body.documents, list) else [body.documents]
+    results = [
+        RerankResult(
+            index=int(i),
+            relevance_score=float(ranked.scores[i]),
+            document=_as_sent(documents[i]) if body.return_documents else None,
+        )
+        for i in ranked.order
+    ]
+    return RerankResponse(id=uuid.uuid4().hex, model=model, results=results, usage=Usage(total_tokens=ranked.tokens))
 
 
 def cohere_answer(body: RerankRequest, ranked: Ranked, model: str) -> RerankResponse:
@@ -155,12 +196,12 @@ def voyage_answer(body: VoyageRerankRequest, ranked: Ranked, model: str) -> Voya
     return VoyageRerankResponse(data=data, model=model, usage=Usage(total_tokens=ranked.tokens))
 
 
-def _results(ranked: Ranked, texts: list[str], with_documents: bool) -> list[RerankResult]:
+def _results(ranked: Ranked, documents: list, with_documents: bool) -> list[RerankResult]:
     return [
         RerankResult(
             index=int(i),
             relevance_score=float(ranked.scores[i]),
-            document={"text": texts[i]} if with_documents else None,
+            document=_as_sent(documents[i]) if with_documents else None,
         )
         for i in ranked.order
     ]
@@ -172,7 +213,7 @@ def _results(ranked: Ranked, texts: list[str], with_documents: bool) -> list[Rer
 def dashscope_call(body: DashScopeRequest) -> RankCall:
     """The RankCall of a native DashScope request (our options sit in `parameters`, beside `instruct`)."""
     params = body.parameters
-    return _call(params, _pairs(body.input.query, body.input.documents), top_n=params.top_n)
+    return _call(params, _sides(body.input.query, body.input.documents), top_n=params.top_n)
 
 
 def dashscope_answer(body: DashScopeRequest, ranked: Ranked, model: str) -> DashScopeResponse:
@@ -257,16 +298,24 @@ def infinity_answer(body: InfinityRerankRequest, ranked: Ranked, model: str) -> 
 
 def vllm_call(body: VllmScoreRequest) -> RankCall:
     """Pairs as vLLM forms them: one text_1 against every text_2 (1:1, 1:N), or item by item (N:N); input order."""
-    first = [body.text_1] if isinstance(body.text_1, str) else body.text_1
-    second = [body.text_2] if isinstance(body.text_2, str) else body.text_2
+    first, second = _items(body.text_1, "text_1"), _items(body.text_2, "text_2")
     if len(first) == 1:
         first = first * len(second)
     elif len(first) != len(second):
         raise ApiError(400, "text_1", f"input lengths must be 1:1, 1:N or N:N; got {len(first)} and {len(second)}")
     for i, text in enumerate(first):
-        if not text.strip():
+        if isinstance(text, str) and not text.strip():
             raise ApiError(400, f"text_1[{i}]" if isinstance(body.text_1, list) else "text_1", "must not be empty")
-    return _call(body, list(zip(first, second)), sort=False)
+    return _call(body, list(zip(first, second)), sort=False, fields=("text_1", "text_2"))
+
+
+def _items(value: object, field: str) -> list[Side]:
+    """One side of a score request as a list: a text, texts, or one `{"content": [parts]}` item."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return value
+    return [side_of(value.model_dump(), field)]
 
 
 def vllm_answer(ranked: Ranked, model: str) -> VllmScoreResponse:

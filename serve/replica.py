@@ -12,7 +12,8 @@ import numpy as np
 from ray import serve
 
 from rerank_core.api import load_reranker
-from rerank_core.errors import DeviceMemoryError
+from rerank_core.content import named_by_input
+from rerank_core.errors import DeviceMemoryError, InvalidInputError
 from rerank_core.scorer import Prepared, top_indices
 
 from . import protocols as p
@@ -41,7 +42,11 @@ class Reranker:
 
     def __init__(self, args: dict[str, Any]):
         self.cfg = ServeAppConfig.from_dict(args, source="serve application args")
-        self.scorer = load_reranker(self.cfg.model).scorer
+        # A replica takes images as the gateway passes them (bytes, URLs within the model's policy), never paths.
+        model = self.cfg.model.model_copy(
+            update={"images": self.cfg.model.images.model_copy(update={"allow_paths": False})}
+        )
+        self.scorer = load_reranker(model).scorer
         self.model_name = self.scorer.model_name
         self.max_tokens = self.cfg.max_tokens(self.scorer.device)
         self.metrics = ReplicaMetrics()
@@ -64,20 +69,17 @@ class Reranker:
             self.scorer.chunk_tokens,
         )
 
-    def info(self) -> dict[str, str]:
-        """The model this replica serves and the device it runs on."""
-        return {"model": self.model_name, "device": self.scorer.device}
+    def info(self) -> dict[str, str | bool]:
+        """The model this replica serves, the device it runs on, whether it reads images."""
+        return {"model": self.model_name, "device": self.scorer.device, "images": self.scorer.takes_images}
 
     async def rank(self, call: p.RankCall, timeout_s: float | None) -> Reply:
-        """The one scoring path of every dialect: token limits, tokenization, the scheduler, ranking, metrics."""
-        prepared = await asyncio.to_thread(
-            self.scorer.prepare,
-            call.pairs,
-            instruction=call.instruction,
-            truncation=call.truncation,
-            long_documents=call.long_documents,
-            max_tokens_per_doc=call.max_tokens_per_doc,
-        )
+        """The one scoring path of every dialect: token limits (images' from their headers, before any is decoded),
+        tokenization, the scheduler, ranking, metrics."""
+        try:
+            prepared = await asyncio.to_thread(self._prepare, call)
+        except InvalidInputError as exc:  # named as the request names its sides: documents[3].image[0]
+            raise named_by_input(exc, 1, len(call.pairs), call.fields) from None
         cut = int(np.count_nonzero(prepared.truncated))
         if call.refuse_long is not None and cut:
             raise self._refusal(call.refuse_long, prepared, cut)
@@ -106,6 +108,23 @@ class Reranker:
             order = order[values[order] >= call.score_threshold]
         ranked = p.Ranked(order=order, scores=out.scores, logits=out.logits, tokens=out.total_tokens)
         return Reply(ranked, self.model_name, scored.shared_with, scored.cached, cut)
+
+    def _prepare(self, call: p.RankCall) -> Prepared:
+        """The call's pairs tokenized, once their images' tokens (read from the headers) fit the request's limit."""
+        image_tokens = self.scorer.image_tokens(call.pairs)
+        if image_tokens > self.max_tokens:
+            raise ApiError(
+                400,
+                call.fields[1],
+                f"the request's images take {image_tokens} tokens, over max_tokens_per_request={self.max_tokens}",
+            )
+        return self.scorer.prepare(
+            call.pairs,
+            instruction=call.instruction,
+            truncation=call.truncation,
+            long_documents=call.long_documents,
+            max_tokens_per_doc=call.max_tokens_per_doc,
+        )
 
     def _refusal(self, refusal: p.Refusal, prepared: Prepared, cut: int) -> ApiError:
         """The error naming the first document over the window, its tokens and the limit."""

@@ -27,6 +27,10 @@ def _non_blank(value: str) -> str:
     return value
 
 
+def _non_blank_text(value: object) -> object:
+    return _non_blank(value) if isinstance(value, str) else value
+
+
 class _Model(BaseModel):
     # Clients of these protocols send extra fields (rank_fields, max_chunks_per_doc, …): accept and ignore them.
     model_config = ConfigDict(extra="ignore")
@@ -45,6 +49,16 @@ class RankOptions(_Model):
 
 
 Document = StrictStr | dict[str, Any]  # a text, or an object ranked on named fields (serve/documents.py)
+PartList = Annotated[list[dict[str, Any]], Field(min_length=1)]  # content parts: {"type": "text" | "image_url", …}
+
+
+class ContentObject(BaseModel):
+    """vLLM's multimodal item: `{"content": [parts]}` (serve/documents.py reads the parts)."""
+
+    model_config = ConfigDict(extra="ignore")
+    content: PartList
+
+
 RankFields = Annotated[list[StrictStr], Field(min_length=1)]
 
 
@@ -98,10 +112,11 @@ class RerankResponse(_Model):
 class DashScopeInput(_Model):
     """`input` of a DashScope TextReRank request."""
 
-    query: StrictStr
-    documents: Annotated[list[StrictStr], Field(min_length=1)]
+    # qwen3-vl-rerank's: a text, or an object of `text`, `image` (URL or base64) or `video` (refused for now)
+    query: StrictStr | dict[str, Any]
+    documents: Annotated[list[StrictStr | dict[str, Any]], Field(min_length=1)]
 
-    _query_not_blank = field_validator("query")(_non_blank)
+    _query_not_blank = field_validator("query")(_non_blank_text)
 
 
 class DashScopeParameters(RankOptions):
@@ -214,8 +229,22 @@ class VllmScoreRequest(RankOptions):
     """POST /score and /v1/score: vLLM's score API; text_1 against text_2 as 1:1, 1:N or N:N."""
 
     model: StrictStr | None = None
-    text_1: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
-    text_2: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
+    # Each side also as vLLM's multimodal `{"content": [parts]}`: one item, text and images.
+    text_1: StrictStr | Annotated[list[StrictStr], Field(min_length=1)] | ContentObject
+    text_2: StrictStr | Annotated[list[StrictStr], Field(min_length=1)] | ContentObject
+
+
+class VllmRerankRequest(RankOptions):
+    """POST /rerank or /v1/rerank with content parts: vLLM's (`{"content": [parts]}`, one document; `documents` a
+    list of them or one) and SGLang's (a list of parts per side) multimodal rerank."""
+
+    model: StrictStr | None = None
+    query: StrictStr | ContentObject | PartList
+    documents: Annotated[list[StrictStr | ContentObject | PartList], Field(min_length=1)] | ContentObject
+    top_n: StrictInt | None = Field(default=None, ge=1)
+    return_documents: StrictBool = True  # vLLM answers each document
+
+    _query_not_blank = field_validator("query")(_non_blank_text)
 
 
 class VllmScoreData(_Model):

@@ -109,7 +109,7 @@ class DashScopeScorer(Scorer):
             raise ValueError("DashScope API key is required: pass api_key= or set DASHSCOPE_API_KEY")
         self._api_key = key
         self.model_name = model
-        self.multimodal = model in MULTIMODAL
+        self.multimodal = self.takes_images = model in MULTIMODAL
         self.limits = MULTIMODAL.get(model, Limits())
         self.base_url = (base_url or os.environ.get("DASHSCOPE_HTTP_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.instruction = instruction

@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..config import LocalOptions, LongDocuments
-from ..content import Pair
+from ..content import Image, Pair
 from ..dtypes import Dtype
 from ..errors import ModelFormatError
 from ..graph_layout import GraphLayout
@@ -50,6 +50,11 @@ class PairEncoder(ABC):
     def cut_documents(self, pairs: list[Pair], max_tokens: int) -> list[Pair]:
         """The pairs with each document cut after its first `max_tokens` tokens (as the tokenizer splits it alone)."""
 
+    def image_tokens(self, image: Image, where: str) -> int:
+        """The tokens `image` takes in a prompt, read from its encoded header before anything is decoded; 0 when only
+        taking it in tells (a URL, a PIL image) or the family takes no images (it refuses them in check_pairs)."""
+        return 0
+
     def row_key(self, encoded: EncodedPairs, row: int) -> bytes:
         """What a row's score depends on beyond the graph and dtype, for the score cache: its token ids."""
         ids = encoded.ids[row]
@@ -63,6 +68,7 @@ class ModelFamily(ABC):
     model_types: ClassVar[tuple[str, ...]]  # config.json `model_type` values of its checkpoints
     checkpoint: ClassVar[str]  # what its checkpoints hold, for errors that say what was expected
     default_instruction: ClassVar[str]
+    takes_images: ClassVar[bool] = False
     layouts: ClassVar[Mapping[str, type[GraphLayout]]]
 
     @abstractmethod

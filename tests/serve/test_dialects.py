@@ -250,6 +250,6 @@ def test_docs_list_every_route(serve_url):
     paths = httpx.get(serve_url + "/openapi.json", timeout=10).json()["paths"]
     assert set(RANK_ROUTES) | {MODELS_ROUTE} <= set(paths)
     schema = paths["/rerank"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert {s["title"] for s in schema["oneOf"]} == {"TeiRerankRequest", "InfinityRerankRequest"}
+    assert {s["title"] for s in schema["oneOf"]} == {"TeiRerankRequest", "InfinityRerankRequest", "VllmRerankRequest"}
     schema = paths["/v1/rerank"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert {s["title"] for s in schema["oneOf"]} == {"RerankRequest", "VoyageRerankRequest"}
+    assert {s["title"] for s in schema["oneOf"]} == {"RerankRequest", "VoyageRerankRequest", "VllmRerankRequest"}

@@ -21,8 +21,8 @@ TIMEOUT_S = 30
 TINY = {"model": "builtin:tiny-qwen3-reranker", "device": "cpu", "intra_op_threads": 1}
 
 
-def _deploy(name, model, options=None, env=None):
-    args = {"model": model, "max_documents": 64}
+def _deploy(name, model, options=None, env=None, args=None):
+    args = {"model": model, "max_documents": 64, **(args or {})}
     opts = {
         "num_replicas": 1,
         "max_ongoing_requests": 16,

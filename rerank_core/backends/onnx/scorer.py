@@ -21,7 +21,7 @@ from ...config import (
     LongDocuments,
     LongDocumentsSetting,
 )
-from ...content import Pair, validate_pairs
+from ...content import Content, Image, Pair, validate_pairs
 from ...device import resolve_device
 from ...dtypes import Dtype
 from ...errors import InvalidInputError
@@ -81,6 +81,7 @@ class OnnxScorer(Scorer):
         if options.dtype is None and device == "cpu" and self.dtype is Dtype.F32:
             _say_faster_dtypes(folder)
         self.tokenizer = self.family.encoder(folder, options)
+        self.takes_images = self.family.takes_images
         self.folder = folder
         self.yes_id, self.no_id = folder.yes_id, folder.no_id
         layout = self.family.layout_class(self.graph.layout) if self.graph.layout else None
@@ -166,6 +167,21 @@ class OnnxScorer(Scorer):
     def check_pairs(self, pairs: list[Pair]) -> list[Pair]:
         """The pairs as the model family takes them (the text family refuses content parts)."""
         return self.family.check_pairs(pairs, self.model_name)
+
+    def image_tokens(self, pairs: Sequence[Pair]) -> int:
+        """Tokens of the pairs' images as the family reads them from their headers, each distinct image's once."""
+        if not self.takes_images:
+            return 0
+        tokens: dict[Image, int] = {}
+        total = 0
+        for i, pair in enumerate(validate_pairs(pairs)):
+            for name, side in zip(("query", "document"), pair):
+                images = [p for p in side.parts if isinstance(p, Image)] if isinstance(side, Content) else []
+                for k, image in enumerate(images):
+                    if image not in tokens:
+                        tokens[image] = self.tokenizer.image_tokens(image, f"pairs[{i}].{name}.image[{k}]")
+                    total += tokens[image]
+        return total
 
     def cache_keys(self, prepared: Prepared) -> list[bytes]:
         """A pair's rows as the family encodes them (token ids, for text) and the dtype that computes them say all its

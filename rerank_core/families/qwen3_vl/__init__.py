@@ -32,6 +32,7 @@ class Qwen3VLFamily(ModelFamily):
         "Qwen/Qwen3-VL-Reranker-2B)"
     )
     default_instruction = DEFAULT_INSTRUCTION
+    takes_images = True
     layouts = {MropePastKvLayout.name: MropePastKvLayout}
 
     def check_pairs(self, pairs: list[Pair], model: str) -> list[Pair]:
@@ -39,15 +40,7 @@ class Qwen3VLFamily(ModelFamily):
 
     def encoder(self, folder: ModelFolder, options: LocalOptions) -> VLPairEncoder:
         images = options.images
-        policy = ImagePolicy(
-            max_bytes=images.max_bytes,
-            max_pixels=images.max_pixels,
-            allow_paths=images.allow_paths,
-            fetch_urls=images.fetch_urls,
-            allowed_hosts=tuple(images.allowed_hosts),
-            allowed_networks=tuple(images.allowed_networks),
-            timeout_s=images.timeout_s,
-        )
+        policy = ImagePolicy.of(images)
         budget = PixelBudget(images.min_image_pixels, images.max_image_pixels)
         max_length = options.max_length or folder.max_length or MAX_LENGTH
         return VLPairEncoder(folder.tokenizer, VLSettings.read(folder.path), folder.pad_id, max_length, policy, budget)

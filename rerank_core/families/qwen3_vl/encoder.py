@@ -12,11 +12,11 @@ from tokenizers import Tokenizer
 from ...config import LongDocuments
 from ...content import Content, Image, Pair, Text
 from ...errors import InvalidInputError
-from ...image_intake import ImagePolicy
+from ...image_intake import ImagePolicy, image_header
 from ...tokenization import EncodedPairs, shared_head_lengths
 from ..base import PairEncoder
 from .media import ImageEntry, take
-from .pixels import PixelBudget
+from .pixels import PixelBudget, image_tokens
 from .settings import VLSettings
 from .template import PREFIX, Side, check_texts, head, prompt, truncate
 
@@ -48,6 +48,14 @@ class VLPairEncoder(PairEncoder):
         self.pad_id, self.max_length = int(pad_id), int(max_length)
         self.policy, self.budget = policy, budget
         self.prefix_ids = self._encode([PREFIX])[0]
+
+    def image_tokens(self, image: Image, where: str) -> int:
+        """An encoded image's `<|vision_start|>`, pads and `<|vision_end|>`, read from its header (0 for a URL or
+        a PIL image: known once taken in)."""
+        if not isinstance(image.source, (bytes, bytearray, memoryview)):
+            return 0
+        width, height = image_header(bytes(image.source), where, self.policy)
+        return image_tokens(width, height, self.budget, where) + 2
 
     def encode_pairs(
         self, pairs: list[Pair], instruction: str | None, long_documents: LongDocuments, truncation: str
