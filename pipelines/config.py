@@ -16,6 +16,11 @@ class ColumnsConfig(StrictModel):
     document: str = "document"  # layout: pairs
     documents: str = "documents"  # layout: grouped (a list column)
     instruction: str | None = None  # optional per-row instruction column
+    # Models that read images, layout pairs: a binary column of encoded images or a string column of paths/URIs;
+    # a row's text column, where it has a value, joins its image. Layout grouped: documents items may be structs
+    # with `text` and `image` fields.
+    query_image: str | None = None
+    document_image: str | None = None
 
 
 class ComputeConfig(StrictModel):

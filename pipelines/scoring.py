@@ -12,6 +12,7 @@ from rerank_core.config import ModelConfig
 from rerank_core.scorer import ScoreOutput, group_by_instruction, top_indices
 
 from .config import ColumnsConfig
+from .images import ImageCellError, grouped_item, side
 
 SCORE, ERROR, TRUNCATED = "score", "error", "truncated_tokens"
 SCORES, RANKING = "scores", "ranking"
@@ -22,10 +23,12 @@ WINDOW_STARTS, WINDOW_ENDS = "window_starts", "window_ends"
 
 
 def row_problem(query: Any, document: Any, field: str = "document") -> str | None:
-    """Why a (query, document) row cannot be scored, or None if it can."""
+    """Why a (query, document) row cannot be scored, or None if it can (a side with an image is {"text"?, "image"})."""
     for name, value in (("query", query), (field, document)):
         if value is None:
             return f"{name} is null"
+        if isinstance(value, dict):
+            continue
         if not isinstance(value, str):
             return f"{name} is not a string ({type(value).__name__})"
         if not value.strip():
@@ -39,6 +42,7 @@ class BatchScorer:
     def __init__(self, model: dict, layout: str, columns: dict, top_k: int | None = None):
         config = ModelConfig.model_validate(model)
         self.reranker = load_reranker(config)
+        self.image_bytes = config.images.max_bytes
         self.layout, self.columns, self.top_k = layout, ColumnsConfig.model_validate(columns), top_k
         self.windows = config.long_documents.mode == "chunk"
 
@@ -83,10 +87,29 @@ class BatchScorer:
                         errors[i] = f"scoring failed: {type(exc).__name__}: {exc}"[:500]
         return ScoreOutput(scores, np.zeros(n, np.int64), cut, windows=windows), errors
 
+    def _column(self, batch: pa.Table, name: str | None) -> list:
+        """A column's values; all None for a column not configured, or a text column an image table lacks."""
+        return batch.column(name).to_pylist() if name and name in batch.column_names else [None] * batch.num_rows
+
+    def _sides(self, batch: pa.Table) -> tuple[list, list, list[str | None]]:
+        """Each row's query and document (text, or text with its image) and why it cannot be scored, if so."""
+        c = self.columns
+        texts = self._column(batch, c.query), self._column(batch, c.document)
+        images = self._column(batch, c.query_image), self._column(batch, c.document_image)
+        queries, documents, errors = [], [], []
+        for q, d, qi, di in zip(*texts, *images):
+            try:
+                query, document = side(q, qi, self.image_bytes), side(d, di, self.image_bytes)
+                problem = row_problem(query, document)
+            except ImageCellError as exc:
+                query, document, problem = None, None, str(exc)[:500]
+            queries.append(query)
+            documents.append(document)
+            errors.append(problem)
+        return queries, documents, errors
+
     def _pairs(self, batch: pa.Table) -> pa.Table:
-        queries = batch.column(self.columns.query).to_pylist()
-        documents = batch.column(self.columns.document).to_pylist()
-        errors = [row_problem(q, d) for q, d in zip(queries, documents)]
+        queries, documents, errors = self._sides(batch)
         good = [i for i, e in enumerate(errors) if e is None]
         instructions = self._instructions(batch)
         scores: list[float | None] = [None] * len(errors)
@@ -120,11 +143,19 @@ class BatchScorer:
                 problem = f"{self.columns.documents} items {bad[:10]} are null, empty or not strings"
         return problem
 
+    def _group(self, query: Any, docs: Any) -> tuple[Any, str | None]:
+        """A grouped row's documents as the library takes them (struct items: text and image) and its problem."""
+        try:
+            docs = [grouped_item(d, self.image_bytes) for d in docs] if isinstance(docs, list) else docs
+        except ImageCellError as exc:
+            return docs, str(exc)[:500]
+        return docs, self._group_problem(query, docs)
+
     def _grouped(self, batch: pa.Table) -> pa.Table:
         queries = batch.column(self.columns.query).to_pylist()
-        candidates = batch.column(self.columns.documents).to_pylist()
+        grouped = [self._group(q, docs) for q, docs in zip(queries, batch.column(self.columns.documents).to_pylist())]
+        candidates, errors = [docs for docs, _ in grouped], [problem for _, problem in grouped]
         instructions = self._instructions(batch)
-        errors = [self._group_problem(q, docs) for q, docs in zip(queries, candidates)]
         spans: dict[int, tuple[int, int]] = {}
         flat: list[tuple[str, str]] = []
         flat_instructions: list[str | None] = []
