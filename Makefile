@@ -28,28 +28,29 @@ lock: $(BIN)/uv
 
 DEMO_DIR := demo-output
 DEMO_PORT ?= 8765
-DEMO_URL := http://127.0.0.1:$(DEMO_PORT)
 QUERY := What is machine learning?
+IMAGE_QUERY := a chart of the quarterly sales
+PICTURES := $(wildcard configs/demo/data/images/*.png)
 
 # 1. library: build the tiny random Qwen3 reranker, export it to ONNX, rank the seed's example documents.
 # 2. online: start the Serve endpoint on local Ray, send it one rerank request, print the answer, stop it.
 # 3. offline: score the sample Parquet dataset with a Ray Data actor pool, print the summary and first rows.
+# 4. images: the built-in tiny Qwen3-VL model (made on first use) ranks generated pictures the same three ways.
 demo: $(STAMP)
 	@echo "== 1. library: tiny model built, exported, scored =="
 	$(BIN)/rerank tiny-model $(DEMO_DIR)/tiny-model --overwrite
 	$(BIN)/rerank score --model $(DEMO_DIR)/tiny-model --query "$(QUERY)" --documents configs/demo/documents.txt
 	@echo "== 2. online: rerank serve on local Ray =="
-	@set -e; \
-	$(BIN)/rerank serve --config configs/demo/serve.yaml --port $(DEMO_PORT) > $(DEMO_DIR)/serve.log 2>&1 & pid=$$!; \
-	trap 'kill -TERM $$pid 2>/dev/null; wait $$pid 2>/dev/null || true' EXIT; \
-	for i in $$(seq 1 180); do curl -sf $(DEMO_URL)/health >/dev/null && break; \
-	  kill -0 $$pid 2>/dev/null || { cat $(DEMO_DIR)/serve.log; exit 1; }; sleep 1; done; \
-	echo "endpoint up at $(DEMO_URL); POST /v1/rerank:"; \
-	curl -sf -X POST $(DEMO_URL)/v1/rerank -H 'content-type: application/json' \
-	  -d '{"query": "$(QUERY)", "documents": ["Machine learning is a subset of AI.", "Pizza is a popular food."], "return_documents": true}'; \
-	echo; echo "stopping the endpoint"
+	@echo '{"query": "$(QUERY)", "documents": ["Machine learning is a subset of AI.", "Pizza is a popular food."], "return_documents": true}' \
+	  | configs/demo/ask_endpoint.sh $(BIN) $(DEMO_PORT) $(DEMO_DIR)/serve.log /v1/rerank -- --config configs/demo/serve.yaml
 	@echo "== 3. offline: rerank offline on local Ray (Ray Data) =="
 	$(BIN)/rerank offline --config configs/demo/offline.yaml
+	@echo "== 4. images: the tiny Qwen3-VL model ranks generated pictures (library, endpoint, offline) =="
+	$(BIN)/rerank score --model builtin:tiny-qwen3-vl-reranker --query "$(IMAGE_QUERY)" $(foreach p,$(PICTURES),--image $(p))
+	@echo '{"model": "qwen3-vl-rerank", "input": {"query": "$(IMAGE_QUERY)", "documents": [{"image": "data:image/png;base64,'"$$(base64 -w0 configs/demo/data/images/green-bars.png)"'"}, {"text": "pizza"}]}}' \
+	  | configs/demo/ask_endpoint.sh $(BIN) $(DEMO_PORT) $(DEMO_DIR)/serve-images.log /api/v1/services/rerank/text-rerank/text-rerank \
+	  -- --model builtin:tiny-qwen3-vl-reranker
+	$(BIN)/rerank offline --config configs/demo/offline_images.yaml
 
 # The slowest tests are listed after every run, so the suite's budget (10 minutes on 2 cores) stays visible.
 test: $(STAMP)

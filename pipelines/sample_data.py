@@ -1,7 +1,9 @@
-"""Generate the small sample datasets the demo and docs use (deterministic): python -m pipelines.sample_data DIR."""
+"""Generate the small sample datasets the demo and docs use (deterministic): python -m pipelines.sample_data DIR.
+The image dataset's pictures are drawn here (shapes, bars), so the project ships no photos."""
 
 from __future__ import annotations
 
+import io
 import random
 import sys
 from pathlib import Path
@@ -56,13 +58,60 @@ def make_grouped(seed: int = 0) -> pa.Table:
     )
 
 
+PICTURES = {  # name: (caption, colour, what is drawn)
+    "red-circle": ("a red circle", (220, 30, 30), "circle"),
+    "blue-square": ("a blue square", (30, 60, 220), "square"),
+    "green-bars": ("a bar chart of quarterly sales", (40, 160, 60), "bars"),
+    "orange-stripes": ("orange stripes", (240, 140, 20), "stripes"),
+}
+IMAGE_QUERIES = ["a chart of the quarterly sales", "something round and red"]
+
+
+def picture(kind: str, colour: tuple[int, int, int], size: int = 96) -> bytes:
+    """A PNG of one simple drawing on white."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(image)
+    if kind == "circle":
+        draw.ellipse((12, 12, size - 12, size - 12), fill=colour)
+    elif kind == "square":
+        draw.rectangle((16, 16, size - 16, size - 16), fill=colour)
+    elif kind == "bars":
+        for k, height in enumerate((30, 55, 42, 75)):
+            draw.rectangle((10 + 20 * k, size - 8 - height, 24 + 20 * k, size - 8), fill=colour)
+    else:
+        for y in range(0, size, 16):
+            draw.rectangle((0, y, size, y + 7), fill=colour)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_images() -> pa.Table:
+    """Every image query against every picture: (id, query, caption, image as PNG bytes)."""
+    rows = [(q, name) for q in IMAGE_QUERIES for name in PICTURES]
+    return pa.table(
+        {
+            "id": [f"img-{i:02d}" for i in range(len(rows))],
+            "query": [q for q, _ in rows],
+            "caption": [PICTURES[name][0] for _, name in rows],
+            "image": pa.array([picture(PICTURES[name][2], PICTURES[name][1]) for _, name in rows], pa.binary()),
+        }
+    )
+
+
 def main(out: str) -> None:
-    """Write sample_pairs.parquet and sample_grouped.parquet into `out`."""
+    """Write sample_pairs.parquet, sample_grouped.parquet, sample_images.parquet and the pictures as PNG files."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(make_pairs(), folder / "sample_pairs.parquet")
     pq.write_table(make_grouped(), folder / "sample_grouped.parquet")
-    print(f"wrote {folder}/sample_pairs.parquet and sample_grouped.parquet")
+    pq.write_table(make_images(), folder / "sample_images.parquet")
+    (folder / "images").mkdir(exist_ok=True)
+    for name, (_, colour, kind) in PICTURES.items():
+        (folder / "images" / f"{name}.png").write_bytes(picture(kind, colour))
+    print(f"wrote {folder}/sample_pairs.parquet, sample_grouped.parquet, sample_images.parquet and images/")
 
 
 if __name__ == "__main__":

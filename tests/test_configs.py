@@ -25,7 +25,7 @@ def test_serve_configs_are_valid_serve_files_with_valid_args(path):
     ServeAppConfig.from_dict(app["args"])
 
 
-@pytest.mark.parametrize("path", ["offline.yaml", "demo/offline.yaml"])
+@pytest.mark.parametrize("path", ["offline.yaml", "demo/offline.yaml", "demo/offline_images.yaml"])
 def test_offline_configs_are_valid(path):
     OfflineConfig.from_yaml(CONFIGS / path)
 
