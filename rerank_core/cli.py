@@ -45,8 +45,8 @@ def _shown(side) -> str:
     """A query or document as one line: its text, and each image's source (a path or URL; other sources by kind)."""
     if isinstance(side, str):
         return side
-    images = side.get("image", [])
-    texts = side.get("text", [])
+    images, texts = side.get("image", []), side.get("text", [])
+    images = images if isinstance(images, list) else [images]
     parts = [texts] if isinstance(texts, str) else list(texts)
     return " ".join(parts + [f"[image {s if isinstance(s, str) else type(s).__name__}]" for s in images])
 

@@ -169,6 +169,8 @@ def test_the_cli_ranks_image_documents_for_an_image_query(tiny_vl_reranker, tmp_
     want = tiny_vl_reranker.compute_scores(query, documents)[0]
     got = {r["index"]: r["relevance_score"] for r in out["results"]}
     np.testing.assert_allclose([got[i] for i in range(3)], want, atol=1e-6)
+    assert main([a for a in argv if a != "--json"]) == 0  # the table names each image once, by its path
+    assert f"[image {tmp_path / 'p1.png'}]" in capsys.readouterr().out
 
 
 def test_rerank_export_writes_f32_and_int8_graphs_that_load_from_the_folder(tiny_vl_reranker, tmp_path):
