@@ -1,7 +1,8 @@
 """Mixed traffic on one replica: small interactive requests alone, under bulk load, right after abandoned bulk
-requests; bulk throughput; a repeated request; the endpoint's scores against the library's.
+requests; bulk throughput; a repeated request; the endpoint's scores against the library's. `--shape vl` serves the
+built-in tiny Qwen3-VL model and adds a row of small text requests beside bulk requests of 40 screenshots each.
 
-Run: python bench/mixed_traffic.py [--shape tiny|0.6b] [--seconds 30]
+Run: python bench/mixed_traffic.py [--shape tiny|vl|0.6b] [--seconds 30]
 """
 
 from __future__ import annotations
@@ -23,7 +24,31 @@ from bench.common import WORDS, bench_model, percentile, print_table
 from bench.serve import deploy
 
 # (documents per small request, words per small document, documents per bulk request, words per bulk document)
-SHAPES = {"tiny": (8, 12, 100, 50), "0.6b": (8, 12, 40, 100)}
+SHAPES = {"tiny": (8, 12, 100, 50), "vl": (8, 12, 100, 50), "0.6b": (8, 12, 40, 100)}
+SCREENSHOTS = 40  # per image-bulk request (DashScope's cap), 1280 × 720 each: 880 image tokens at Qwen3-VL's budget
+# Screenshots made before the timed phases (encoding them during it would load the 2 cores the server runs on); a
+# request takes the next 40, so an image comes back only after the whole pool was sent.
+SCREENSHOT_POOL = 600
+_pool: list[str] = []
+_pool_lock = threading.Lock()
+_pool_next = 0
+
+
+def screenshot(tag: int) -> str:
+    """A distinct 1280 × 720 'screenshot' (panels and a tag that makes its bytes unique) as a PNG data URI."""
+    import base64
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (1280, 720), "white")
+    draw = ImageDraw.Draw(image)
+    for k in range(6):
+        draw.rectangle((40 + 200 * k, 80, 200 + 200 * k, 80 + 60 * (k + 2)), fill=(30 * k, 120, 255 - 30 * k))
+    draw.text((40, 20), f"dashboard {tag}", fill="black")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 class Texts:
@@ -37,6 +62,14 @@ class Texts:
 
     def request(self, docs: int, words: int) -> dict:
         return {"query": self.words(6) + "?", "documents": [self.words(words) for _ in range(docs)]}
+
+    def screenshots(self, docs: int, words: int) -> dict:
+        """A bulk request of the pool's next SCREENSHOTS images (Jina's image objects), whatever the shape says."""
+        global _pool_next
+        with _pool_lock:
+            start, _pool_next = _pool_next, (_pool_next + SCREENSHOTS) % len(_pool)
+        images = [_pool[(start + k) % len(_pool)] for k in range(SCREENSHOTS)]
+        return {"query": self.words(6) + "?", "documents": [{"image": image} for image in images]}
 
 
 def small_client(url: str, seconds: float, shape: tuple, seed: int, count: int = 0) -> list[float]:
@@ -53,15 +86,16 @@ def small_client(url: str, seconds: float, shape: tuple, seed: int, count: int =
 
 
 def bulk_clients(
-    url: str, n: int, stop: threading.Event, shape: tuple, done: list, seed: int
+    url: str, n: int, stop: threading.Event, shape: tuple, done: list, seed: int, images: bool = False
 ) -> list[threading.Thread]:
-    """`n` closed-loop bulk clients until `stop`; each answered request appends (pairs, seconds) to `done`."""
+    """`n` closed-loop bulk clients until `stop` (of screenshots with `images`); each answered request appends
+    (pairs, seconds) to `done`."""
 
     def client(k: int) -> None:
         texts = Texts(seed + k)
         with httpx.Client(timeout=600) as http:
             while not stop.is_set():
-                body = texts.request(shape[2], shape[3])
+                body = (texts.screenshots if images else texts.request)(shape[2], shape[3])
                 start = time.monotonic()
                 http.post(f"{url}/v1/rerank", json=body).raise_for_status()
                 done.append((len(body["documents"]), time.monotonic() - start, time.monotonic()))
@@ -102,6 +136,12 @@ def main() -> None:
         from rerank_core.tiny_model import tiny_model_dir
 
         model, dtype = tiny_model_dir(), "f32"
+    elif args.shape == "vl":
+        from rerank_core import Reranker
+
+        model, dtype = "builtin:tiny-qwen3-vl-reranker", "f32"
+        Reranker.from_pretrained(model)  # made and exported once, before Ray starts
+        _pool.extend(screenshot(tag) for tag in range(SCREENSHOT_POOL))
     else:
         model, dtype = bench_model(), args.dtype
 
@@ -110,7 +150,8 @@ def main() -> None:
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        url = deploy(model, dtype, 32, 0.005, args.threads, args.port, args.token_budget)
+        max_tokens = 2 * SCREENSHOTS * 1024 if args.shape == "vl" else None  # 40 screenshots fit one request
+        url = deploy(model, dtype, 32, 0.005, args.threads, args.port, args.token_budget, max_tokens)
         small_client(url, 2, shape, seed=99)  # warm-up
         alone = small_client(url, args.seconds, shape, seed=1)
 
@@ -131,6 +172,16 @@ def main() -> None:
         stop.set()
         for t in threads:
             t.join()
+
+        image_mixed = []
+        if args.shape == "vl":
+            stop, image_bulk = threading.Event(), []
+            threads = bulk_clients(url, args.bulk_clients, stop, shape, image_bulk, seed=4000, images=True)
+            time.sleep(args.bulk_warmup)
+            image_mixed = small_client(url, args.seconds, shape, seed=4)
+            stop.set()
+            for t in threads:
+                t.join()
 
         time.sleep(2)
         abandoned = after_abandoned(url, 3, shape)
@@ -157,19 +208,22 @@ def main() -> None:
         serve.shutdown()
         ray.shutdown()
 
-    from rerank_core.backends.onnx import OnnxScorer
+    from rerank_core import Reranker
 
-    library = OnnxScorer.open(model, dtype=dtype).score([(check["query"], d) for d in check["documents"]])
+    library = Reranker.from_pretrained(model, dtype=dtype).scorer.score(
+        [(check["query"], d) for d in check["documents"]]
+    )
     served_scores = np.array([r["relevance_score"] for r in sorted(served, key=lambda r: r["index"])])
 
     p95_alone = percentile(alone, 95)
     rows = [
-        ["small alone", len(alone), 1000 * percentile(alone, 50), 1000 * p95_alone, 1.0],
+        ["small alone", len(alone), 1000 * percentile(alone, 50), 1000 * p95_alone, 1000 * max(alone), 1.0],
         [
             f"small under {args.bulk_clients} bulk clients",
             len(loaded),
             1000 * percentile(loaded, 50),
             1000 * percentile(loaded, 95),
+            1000 * max(loaded),
             percentile(loaded, 95) / p95_alone,
         ],
         [
@@ -177,13 +231,26 @@ def main() -> None:
             len(abandoned),
             1000 * percentile(abandoned, 50),
             1000 * percentile(abandoned, 95),
+            1000 * max(abandoned),
             percentile(abandoned, 95) / p95_alone,
         ],
     ]
+    if image_mixed:
+        rows.insert(
+            2,
+            [
+                f"small under {args.bulk_clients} bulk clients of {SCREENSHOTS} screenshots (pool {len(_pool)})",
+                len(image_mixed),
+                1000 * percentile(image_mixed, 50),
+                1000 * percentile(image_mixed, 95),
+                1000 * max(image_mixed),
+                percentile(image_mixed, 95) / p95_alone,
+            ],
+        )
     print_table(
-        f"Small requests ({shape[0]} docs × {shape[1]} words) — {model.name} {dtype}, bulk {shape[2]} docs × "
+        f"Small requests ({shape[0]} docs × {shape[1]} words) — {Path(model).name} {dtype}, bulk {shape[2]} docs × "
         f"{shape[3]} words, {args.threads} ORT threads, token budget {args.token_budget or 'default'}",
-        ["traffic", "requests", "p50 ms", "p95 ms", "p95 ÷ alone"],
+        ["traffic", "requests", "p50 ms", "p95 ms", "max ms", "p95 ÷ alone"],
         rows,
     )
     mixed_rate = sum(p for p, _, _ in bulk_mixed) / (max(end for _, _, end in bulk_mixed) - t1) if bulk_mixed else 0.0

@@ -77,7 +77,14 @@ def bare_scorer(model: Path, dtype: str, requests: list[dict], threads: int) -> 
 
 
 def deploy(
-    model: Path, dtype: str, batch: int, wait: float, threads: int, port: int, token_budget: int | None = None
+    model: Path | str,
+    dtype: str,
+    batch: int,
+    wait: float,
+    threads: int,
+    port: int,
+    token_budget: int | None = None,
+    max_tokens: int | None = None,
 ) -> str:
     """Deploy the benchmark app on local Serve with the given batching; return its URL once healthy."""
     from ray import serve
@@ -94,6 +101,7 @@ def deploy(
             "token_budget": token_budget,
         },
         "max_documents": 1000,
+        "max_tokens_per_request": max_tokens,
     }
     options = {
         "num_replicas": 1,
