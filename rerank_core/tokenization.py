@@ -4,7 +4,7 @@ encoder makes and the planner and the engine read."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +81,13 @@ class EncodedPairs:
         media = {key: item for part in parts for key, item in (part.media or {}).items()} or None
         return cls(ids=ids, truncated=truncated, heads=heads, head_lengths=head_lengths, media=media)
 
+    def media_of(self, rows: Iterable[int]) -> dict[int, Any] | None:
+        """The media the tokens of `rows` name: what computing those rows needs, and nothing more."""
+        if not self.media:
+            return None
+        named = {int(key) for row in rows for key in np.unique(self.ids[row][self.ids[row] < 0])}
+        return {key: self.media[key] for key in named if key in self.media} or None
+
     def select(self, pairs: Sequence[int]) -> EncodedPairs:
         """The pairs at positions `pairs` (all their rows), in that order."""
         if self.row_starts is None:
@@ -98,5 +105,5 @@ class EncodedPairs:
             row_starts=None if counts is None else np.concatenate([[0], np.cumsum(counts)]),
             spans=None if self.spans is None else self.spans[rows],
             aggregate=self.aggregate,
-            media=self.media,
+            media=self.media_of(rows),  # a call with some of a request's pairs computes their images only
         )

@@ -295,8 +295,7 @@ class Gateway:
         return p.cohere_answer(body, reply.ranked, reply.model)
 
     async def _vllm_rerank(self, data: Any, request: Request, response: Response) -> RerankResponse:
-        """vLLM's or SGLang's rerank with content parts; errors in vLLM's (OpenAI's) shape on either route."""
-        request.state.error_style = openai_error
+        """vLLM's or SGLang's rerank with content parts (errors in the route's shape)."""
         body = _parse(VllmRerankRequest, data)
         reply = await self._rank(p.vllm_rerank_call(body), request, response)
         return p.vllm_rerank_answer(body, reply.ranked, reply.model)
@@ -324,6 +323,7 @@ class Gateway:
         parts; else Infinity's (`documents` of texts)."""
         data = await _json(request)
         if _has_content_parts(data):
+            request.state.error_style = openai_error  # {error: {message, …}} as Infinity's, not TEI's
             return await self._vllm_rerank(data, request, response)
         if isinstance(data, dict) and "documents" in data and "texts" not in data:
             request.state.error_style = openai_error

@@ -153,6 +153,20 @@ def test_a_pair_computed_ahead_in_pieces_that_cut_its_images_scores_the_same(tin
     np.testing.assert_allclose(ahead, tiny_vl_reranker.score_pairs([pair]), atol=1e-5)
 
 
+def test_a_call_or_a_piece_with_some_of_a_requests_pairs_encodes_only_their_images(tiny_vl_reranker):
+    """What a scheduler relies on to bound a call: taking pairs 2 and 4 of six image pairs runs the vision encoder on
+    their two images only, and a piece of pair 5 computed ahead on its image only."""
+    scorer = tiny_vl_reranker.scorer
+    pairs = [("which one?", {"image": photo(40 + 8 * k, 48, 70 + k)}) for k in range(6)]
+    item = scorer.prepare(pairs)
+    before = scorer.layout.features.computed
+    scores = scorer.score_prepared([item.select([2, 4])])[0].scores
+    assert scorer.layout.features.computed - before == 2
+    scorer.prefill(item, 5, None, int(item.tokens[5]) - 2)
+    assert scorer.layout.features.computed - before == 3
+    np.testing.assert_allclose(scores, tiny_vl_reranker.score_pairs([pairs[2], pairs[4]]), atol=1e-5)
+
+
 def test_the_cli_ranks_image_documents_for_an_image_query(tiny_vl_reranker, tmp_path, capsys):
     for k in range(2):
         (tmp_path / f"p{k}.png").write_bytes(png(photo(80, 60, 30 + k)))

@@ -207,8 +207,8 @@ class OnnxScorer(Scorer):
 
     def _prefill(self, item: Prepared, pair: int, state: Progress | None, tokens: int) -> Progress:
         encoded: EncodedPairs = item.payload
-        self.layout.take_media(encoded.media)
         first, end = int(encoded.starts[pair]), int(encoded.starts[pair + 1])
+        self.layout.take_media(encoded.media_of(range(first, end)))  # this pair's images, not its request's
         done, kv = list(state.done) if state else [], state.kv if state else None
         while tokens > 0:
             row = first + len(done)
