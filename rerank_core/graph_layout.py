@@ -87,6 +87,10 @@ class GraphLayout(ABC):
         """What the non-text tokens of the rows about to run stand for (EncodedPairs.media: images, by the id their
         tokens carry); the graphs of text families take none."""
 
+    def encode_ahead(self, media: Mapping[int, object] | None) -> None:  # noqa: B027 - text layouts take none
+        """Compute now, outside any model call, what `media` needs before its rows run (a vision encoder's features),
+        where it can be kept until then; may be called from another thread than the calls'."""
+
     def fit_budget(self, token_budget: int) -> int:
         """The token budget this graph can run under (a layout may need less than asked)."""
         return token_budget

@@ -101,6 +101,10 @@ class Scorer(ABC):
         ImageRefusedError naming `pairs[i].query…` or `pairs[i].document…` for a header it refuses."""
         return 0
 
+    def precompute(self, prepared: Prepared) -> None:  # noqa: B027 - most scorers have nothing to compute ahead
+        """Compute what `prepared` needs besides its tokens (a vision encoder's images) now, outside the model calls
+        that will score it, so those calls stay short; safe beside them in another thread."""
+
     def prepare(
         self,
         pairs: Sequence[Pair],

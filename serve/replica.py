@@ -118,13 +118,18 @@ class Reranker:
                 call.fields[1],
                 f"the request's images take {image_tokens} tokens, over max_tokens_per_request={self.max_tokens}",
             )
-        return self.scorer.prepare(
+        prepared = self.scorer.prepare(
             call.pairs,
             instruction=call.instruction,
             truncation=call.truncation,
             long_documents=call.long_documents,
             max_tokens_per_doc=call.max_tokens_per_doc,
         )
+        try:  # images encoded here, beside the model calls: a small request never waits behind a vision encoder
+            self.scorer.precompute(prepared)
+        except Exception as exc:  # the model calls encode what is missing, and report their own errors
+            log.warning("encoding ahead failed (%s: %s); left to the model calls", type(exc).__name__, exc)
+        return prepared
 
     def _refusal(self, refusal: p.Refusal, prepared: Prepared, cut: int) -> ApiError:
         """The error naming the first document over the window, its tokens and the limit."""

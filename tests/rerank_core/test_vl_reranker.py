@@ -167,6 +167,20 @@ def test_a_call_or_a_piece_with_some_of_a_requests_pairs_encodes_only_their_imag
     np.testing.assert_allclose(scores, tiny_vl_reranker.score_pairs([pairs[2], pairs[4]]), atol=1e-5)
 
 
+def test_images_encoded_ahead_leave_the_model_calls_none_to_encode(tiny_vl_reranker):
+    """What a replica does at admission (Scorer.precompute): every image of the request encoded once, one at a time,
+    before its calls; the calls then encode none, and the scores are the same."""
+    scorer = tiny_vl_reranker.scorer
+    pairs = [("which one?", {"image": photo(48 + 8 * k, 40, 90 + k)}) for k in range(3)]
+    item = scorer.prepare(pairs)
+    before = scorer.layout.features.computed
+    scorer.precompute(item)
+    assert scorer.layout.features.computed - before == 3
+    scores = scorer.score_prepared([item])[0].scores
+    assert scorer.layout.features.computed - before == 3
+    np.testing.assert_allclose(scores, tiny_vl_reranker.score_pairs(pairs), atol=1e-5)
+
+
 def test_the_cli_ranks_image_documents_for_an_image_query(tiny_vl_reranker, tmp_path, capsys):
     for k in range(2):
         (tmp_path / f"p{k}.png").write_bytes(png(photo(80, 60, 30 + k)))

@@ -168,6 +168,12 @@ class OnnxScorer(Scorer):
         """The pairs as the model family takes them (the text family refuses content parts)."""
         return self.family.check_pairs(pairs, self.model_name)
 
+    def precompute(self, prepared: Prepared) -> None:
+        """The layout's work ahead for the request's media (Qwen3-VL: each image's vision features, one at a time)."""
+        if prepared.payload is not None and prepared.payload.media:
+            with device_memory_errors():
+                self.layout.encode_ahead(prepared.payload.media)
+
     def image_tokens(self, pairs: Sequence[Pair]) -> int:
         """Tokens of the pairs' images as the family reads them from their headers, each distinct image's once."""
         if not self.takes_images:

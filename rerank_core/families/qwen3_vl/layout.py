@@ -6,6 +6,7 @@ calls."""
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -29,31 +30,39 @@ VISION_CALL_PATCHES = 4096
 
 class ImageFeatures:
     """Each image's (grid, features, DeepStack features) by its id: least recently used ones dropped past
-    `max_bytes`, never those of the call running (`pin`)."""
+    `max_bytes`, never those of the call running (`pin`). Shared by the model calls' thread and the one encoding
+    ahead (MropePastKvLayout.encode_ahead)."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes, self.bytes = max_bytes, 0
         self._entries: OrderedDict[int, tuple] = OrderedDict()
         self._pinned: frozenset[int] = frozenset()
+        self._lock = threading.Lock()
         self.computed = 0  # images run through the vision encoder (what the cache saves is visible in tests)
 
     def __contains__(self, key: int) -> bool:
         return key in self._entries
 
     def __getitem__(self, key: int) -> tuple:
-        self._entries.move_to_end(key)
-        return self._entries[key]
+        with self._lock:
+            self._entries.move_to_end(key)
+            return self._entries[key]
 
     def pin(self, keys) -> None:
         """Keep the entries of `keys` (the running call's images) whatever the bound."""
-        self._pinned = frozenset(keys)
-        self._trim()
+        with self._lock:
+            self._pinned = frozenset(keys)
+            self._trim()
 
     def put(self, key: int, entry: tuple) -> None:
         """Keep `entry` for image `key`."""
-        self._entries[key] = entry
-        self.bytes += entry[1].nbytes + entry[2].nbytes
-        self._trim()
+        with self._lock:
+            if key in self._entries:  # encoded twice at once (ahead and in a call): keep one
+                return
+            self._entries[key] = entry
+            self.bytes += entry[1].nbytes + entry[2].nbytes
+            self.computed += 1
+            self._trim()
 
     def _trim(self) -> None:
         for key in [k for k in self._entries if k not in self._pinned]:
@@ -100,6 +109,18 @@ class MropePastKvLayout(PastKvLayout):
         if group:
             self._encode_images(group, media)
 
+    def encode_ahead(self, media: Mapping[int, ImageEntry] | None) -> None:
+        """Run the vision encoder now, one image at a time, on the images of `media` not kept yet — when their
+        features fit in half the cache, so they are still there when their rows run; else the calls encode them."""
+        media = media or {}
+        missing = [key for key in media if key not in self.features]
+        per_token = 4 * self.settings.hidden_size * (1 + self.settings.deepstack_layers)  # f32 features + DeepStack
+        if not missing or sum(media[key].tokens for key in missing) * per_token > self.features.max_bytes // 2:
+            return
+        for key in missing:
+            if key not in self.features:
+                self._encode_images([key], media)
+
     def _encode_images(self, keys: list[int], media: Mapping[int, ImageEntry]) -> None:
         grids = [media[key].grid for key in keys]
         inputs = vision_inputs(grids, self.settings.num_position_embeddings)
@@ -116,7 +137,6 @@ class MropePastKvLayout(PastKvLayout):
         bounds = np.cumsum([0] + [media[key].tokens for key in keys])
         for key, grid, start, end in zip(keys, grids, bounds[:-1], bounds[1:]):
             self.features.put(key, (grid, features[start:end], deepstack[:, start:end]))
-            self.features.computed += 1
 
     def _feed(self, input_ids: np.ndarray, last_index: np.ndarray, prefix: Prefix) -> dict:
         """Positions and image inputs of each row as the continuation of `prefix` (whose ids it keeps)."""
