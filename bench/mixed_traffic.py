@@ -216,37 +216,23 @@ def main() -> None:
     served_scores = np.array([r["relevance_score"] for r in sorted(served, key=lambda r: r["index"])])
 
     p95_alone = percentile(alone, 95)
-    rows = [
-        ["small alone", len(alone), 1000 * percentile(alone, 50), 1000 * p95_alone, 1000 * max(alone), 1.0],
-        [
-            f"small under {args.bulk_clients} bulk clients",
-            len(loaded),
-            1000 * percentile(loaded, 50),
-            1000 * percentile(loaded, 95),
-            1000 * max(loaded),
-            percentile(loaded, 95) / p95_alone,
-        ],
-        [
-            "5 small right after 6 abandoned bulk requests (×3)",
-            len(abandoned),
-            1000 * percentile(abandoned, 50),
-            1000 * percentile(abandoned, 95),
-            1000 * max(abandoned),
-            percentile(abandoned, 95) / p95_alone,
-        ],
-    ]
+
+    def row(traffic: str, latencies: list[float]) -> list:
+        p95 = percentile(latencies, 95)
+        return [
+            traffic,
+            len(latencies),
+            1000 * percentile(latencies, 50),
+            1000 * p95,
+            1000 * max(latencies),
+            p95 / p95_alone,
+        ]
+
+    rows = [row("small alone", alone), row(f"small under {args.bulk_clients} bulk clients", loaded)]
     if image_mixed:
-        rows.insert(
-            2,
-            [
-                f"small under {args.bulk_clients} bulk clients of {SCREENSHOTS} screenshots (pool {len(_pool)})",
-                len(image_mixed),
-                1000 * percentile(image_mixed, 50),
-                1000 * percentile(image_mixed, 95),
-                1000 * max(image_mixed),
-                percentile(image_mixed, 95) / p95_alone,
-            ],
-        )
+        label = f"small under {args.bulk_clients} bulk clients of {SCREENSHOTS} screenshots (pool {len(_pool)})"
+        rows.append(row(label, image_mixed))
+    rows.append(row("5 small right after 6 abandoned bulk requests (×3)", abandoned))
     print_table(
         f"Small requests ({shape[0]} docs × {shape[1]} words) — {Path(model).name} {dtype}, bulk {shape[2]} docs × "
         f"{shape[3]} words, {args.threads} ORT threads, token budget {args.token_budget or 'default'}",

@@ -25,16 +25,14 @@ def image_cell(value: Any, max_bytes: int) -> Any:
 
     try:
         filesystem, path = fs.FileSystem.from_uri(value)
-        size = filesystem.get_file_info(path).size
-        if size is not None and size > max_bytes:
-            raise ImageCellError(f"{value[:200]}: {size:,} bytes is too large (limit: {max_bytes:,} bytes)")
-        with filesystem.open_input_stream(path) as stream:
-            data = stream.read(max_bytes + 1)
+        size = filesystem.get_file_info(path).size  # stated before any byte is read; None where the store says none
+        data = b""
+        if size is None or size <= max_bytes:
+            with filesystem.open_input_stream(path) as stream:
+                data = stream.read(max_bytes + 1)
     except (OSError, ValueError) as exc:
-        if isinstance(exc, ImageCellError):
-            raise
         raise ImageCellError(f"cannot read {value[:200]} ({exc})") from None
-    if len(data) > max_bytes:
+    if (size or 0) > max_bytes or len(data) > max_bytes:
         raise ImageCellError(f"{value[:200]}: too large (limit: {max_bytes:,} bytes)")
     return data
 

@@ -55,13 +55,10 @@ class ImagePolicy:
     @classmethod
     def of(cls, options: ImageOptions, **overrides) -> ImagePolicy:
         """The policy an `images` option (config.ImageOptions) sets, with `overrides` (a server: allow_paths=False)."""
-        fields = ("max_bytes", "max_pixels", "allow_paths", "fetch_urls", "allowed_hosts", "allowed_networks")
-        taken = {name: getattr(options, name) for name in fields} | {"timeout_s": options.timeout_s}
-        taken["allowed_hosts"], taken["allowed_networks"] = (
-            tuple(taken["allowed_hosts"]),
-            tuple(taken["allowed_networks"]),
-        )
-        return cls(**(taken | overrides))
+        fields = ("max_bytes", "max_pixels", "allow_paths", "fetch_urls", "timeout_s")
+        taken = {name: getattr(options, name) for name in fields}
+        lists = {"allowed_hosts": tuple(options.allowed_hosts), "allowed_networks": tuple(options.allowed_networks)}
+        return cls(**(taken | lists | overrides))
 
 
 @dataclass(frozen=True)
@@ -117,16 +114,8 @@ def client_image_bytes(source: str, where: str, policy: ImagePolicy) -> bytes:
     base64 (never a path: a client names no file of the server's); its size checked before decoding."""
     if source[:5].lower() == "data:":
         return _data_uri_bytes(source, where, policy)
-    if len(source) // 4 * 3 > policy.max_bytes:
-        raise _too_big(len(source) // 4 * 3, where, policy)
-    try:
-        return base64.b64decode(source, validate=True)
-    except (binascii.Error, ValueError):
-        raise ImageRefusedError(
-            where,
-            "must be an http(s) URL or base64 (a data: URI or bare), not a file path or other text",
-            reason="base64",
-        ) from None
+    not_base64 = "must be an http(s) URL or base64 (a data: URI or bare), not a file path or other text"
+    return _base64_bytes(source, where, policy, not_base64)
 
 
 def _opened(data: bytes, where: str, policy: ImagePolicy):
@@ -187,12 +176,17 @@ def _data_uri_bytes(uri: str, where: str, policy: ImagePolicy) -> bytes:
     header, comma, payload = uri.partition(",")
     if not comma or not header.lower().endswith(";base64"):
         raise ImageRefusedError(where, "a data: URI must be base64 (data:image/png;base64,...)", reason="base64")
+    return _base64_bytes(payload, where, policy, "the data: URI is not valid base64")
+
+
+def _base64_bytes(payload: str, where: str, policy: ImagePolicy, invalid: str) -> bytes:
+    """`payload` decoded from base64, its decoded size checked first; refused with `invalid` when it is not base64."""
     if len(payload) // 4 * 3 > policy.max_bytes:
         raise _too_big(len(payload) // 4 * 3, where, policy)
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        raise ImageRefusedError(where, "the data: URI is not valid base64", reason="base64") from None
+        raise ImageRefusedError(where, invalid, reason="base64") from None
 
 
 def _file_bytes(path: Path, where: str, policy: ImagePolicy) -> bytes:
