@@ -102,7 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Start local Ray and the HTTP endpoint in the foreground."""
     from serve.launcher import run_foreground
 
-    return run_foreground(config_path=args.config, model=args.model, host=args.host, port=args.port)
+    return run_foreground(config_path=args.config, models=args.model, host=args.host, port=args.port)
 
 
 def cmd_offline(args: argparse.Namespace) -> int:
@@ -172,7 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the HTTP rerank endpoint on local Ray")
     p.add_argument("--config", help="Serve config YAML (default: one replica per node, fitted to the cluster)")
     p.add_argument(
-        "--model", help="the model (folder, Hub id such as Qwen/Qwen3-Reranker-0.6B); overrides the config's"
+        "--model",
+        action="append",
+        help="the model (folder, Hub id such as Qwen/Qwen3-Reranker-0.6B, builtin:NAME); overrides the config's. "
+        "Give it again to serve several, each named as given (a folder by its name), the first the default",
     )
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)

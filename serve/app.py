@@ -24,7 +24,6 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rerank_core.errors import ConfigError, ImageRefusedError, InvalidInputError, UpstreamError
-from rerank_core.image_intake import ImagePolicy
 
 from . import protocols as p
 from .body_limit import BodyLimit
@@ -45,6 +44,7 @@ from .routes import (
     SCORE_ROUTES,
     TEI_ROUTE,
 )
+from .routing import ModelRouter, Route
 from .schemas import (
     CompatibleRerankRequest,
     CompatibleRerankResponse,
@@ -177,17 +177,14 @@ def _one_of(*models: type[BaseModel]) -> dict:
 class Gateway:
     """The HTTP face of the app: authorizes, parses each dialect, and asks a model replica for the ranking."""
 
-    def __init__(self, reranker: DeploymentHandle, args: dict[str, Any]):
+    def __init__(self, rerankers: dict[str, DeploymentHandle], args: dict[str, Any]):
         self.cfg = ServeAppConfig.from_dict(args, source="serve application args")
         self._api_key = None
         if self.cfg.api_key_env:
             self._api_key = os.environ.get(self.cfg.api_key_env)
             if not self._api_key:
                 raise ConfigError(f"api_key_env: environment variable {self.cfg.api_key_env} is not set in the gateway")
-        self.reranker = reranker
-        # A client's image string is a URL or base64, never a path on this machine.
-        self._image_policy = ImagePolicy.of(self.cfg.model.images, allow_paths=False)
-        self._takes_images: bool | None = None  # asked of a replica on first need
+        self.router = ModelRouter(self.cfg, rerankers)
         app.state.max_body_bytes = self.cfg.max_body_bytes
         app.state.max_buffered_body_bytes = self.cfg.max_buffered_body_bytes
         self.metrics = app.state.metrics = GatewayMetrics()
@@ -219,36 +216,39 @@ class Gateway:
         """Every dialect's way to the model: authorization, the document limit (before anything is sent to a replica),
         the deadline, a replica's ranking, the headers."""
         self._authorize(request)
+        route = self.router.pick(call.model)
+        request.state.model = route.name  # for the request counter (serve/metrics.py)
         if len(call.pairs) > self.cfg.max_documents:
             raise ApiError(
                 400, "documents", f"{len(call.pairs)} documents exceeds max_documents={self.cfg.max_documents}"
             )
         try:
             if has_images(call):
-                call = await self._images_taken(call)
-            reply = await self._ask_replica(call, self._timeout(request))
+                call = await self._images_taken(route, call)
+            reply = await self._ask_replica(route, call, self._timeout(request))
         except ImageRefusedError as exc:  # by the gateway's intake or the replica's
-            self.metrics.image_refusals.inc(tags={"reason": exc.reason})
+            self.metrics.image_refusals.inc(tags={"model": route.name, "reason": exc.reason})
             raise
         response.headers[BATCH_HEADER] = str(reply.shared_with)
         response.headers[CACHED_HEADER] = str(reply.cached)
         response.headers[TRUNCATED_HEADER] = str(reply.truncated)
         return reply
 
-    async def takes_images(self) -> bool:
-        """Whether the served model reads images (asked of a replica once)."""
-        if self._takes_images is None:
-            self._takes_images = bool((await self.reranker.info.remote()).get("images"))
-        return self._takes_images
+    @staticmethod
+    async def _takes_images(route: Route) -> bool:
+        """Whether the route's model reads images (asked of one of its replicas once)."""
+        if route.takes_images is None:
+            route.takes_images = bool((await route.handle.info.remote()).get("images"))
+        return route.takes_images
 
-    async def _images_taken(self, call: p.RankCall) -> p.RankCall:
+    async def _images_taken(self, route: Route, call: p.RankCall) -> p.RankCall:
         """The call's images checked and as encoded bytes (serve/images.py), off the event loop; a 400 on a model
         that reads text only."""
-        if not await self.takes_images():
-            raise ApiError(400, call.fields[1], "this model takes text only, not images")
-        return await asyncio.to_thread(take_images, call, self._image_policy, self.cfg.images)
+        if not await self._takes_images(route):
+            raise ApiError(400, call.fields[1], f"{route.name} takes text only, not images")
+        return await asyncio.to_thread(take_images, call, route.image_policy, self.cfg.images)
 
-    async def _ask_replica(self, call: p.RankCall, timeout_s: float | None) -> Reply:
+    async def _ask_replica(self, route: Route, call: p.RankCall, timeout_s: float | None) -> Reply:
         """A model replica's Reply; asked again of a live replica when the one scoring it dies (scoring has no side
         effects), up to REPLICA_LOSS_RETRIES times within the deadline."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -257,15 +257,22 @@ class Gateway:
             if left is not None and left <= 0:
                 raise ApiError(504, TIMEOUT_HEADER, f"not scored within {timeout_s:.3g} s (a replica was lost)")
             try:
-                return await self.reranker.rank.remote(call, left)
+                return await route.handle.rank.remote(call, left)
             except RayTaskError as exc:  # the replica answered with an error of its own: the client's to read
                 raise exc.cause from None
             except BackPressureError:
-                raise ApiError(503, None, "every replica's queue is full (max_queued_requests); retry") from None
+                message = f"every {route.name} replica's queue is full (max_queued_requests); retry"
+                raise ApiError(503, None, message) from None
             except RayActorError as exc:  # the replica died before answering: its node was lost, or it was killed
-                log.warning("a replica was lost while scoring a request (attempt %d): %s", attempt, type(exc).__name__)
+                log.warning(
+                    "a %s replica was lost while scoring a request (attempt %d): %s",
+                    route.name,
+                    attempt,
+                    type(exc).__name__,
+                )
                 await asyncio.sleep(0.1 * attempt)  # the router drops a dead replica within moments
-        raise ApiError(503, None, f"the replica scoring this request was lost {REPLICA_LOSS_RETRIES + 1} times; retry")
+        lost = f"the {route.name} replica scoring this request was lost {REPLICA_LOSS_RETRIES + 1} times; retry"
+        raise ApiError(503, None, lost)
 
     @app.post(
         COHERE_ROUTES[0],
@@ -291,7 +298,9 @@ class Gateway:
         if _has_content_parts(data):
             return await self._vllm_rerank(data, request, response)
         body = _parse(RerankRequest, data)
-        reply = await self._rank(p.cohere_call(body, await self.takes_images()), request, response)
+        self._authorize(request)  # before the model's name is looked up: a 404 lists the served models
+        takes_images = await self._takes_images(self.router.pick(body.model))
+        reply = await self._rank(p.cohere_call(body, takes_images), request, response)
         return p.cohere_answer(body, reply.ranked, reply.model)
 
     async def _vllm_rerank(self, data: Any, request: Request, response: Response) -> RerankResponse:
@@ -348,10 +357,11 @@ class Gateway:
 
     @app.get(MODELS_ROUTE, response_model=ModelList)
     async def models(self, request: Request) -> ModelList:
-        """The model this endpoint serves, as OpenAI lists models (NIM clients look here for the name to send)."""
+        """The models this endpoint serves, the default first, then each alias (its `root` the model's name), as
+        OpenAI lists models (NIM clients look here for the name to send)."""
         self._authorize(request)
-        model = (await self.reranker.info.remote())["model"]
-        return ModelList(data=[ModelCard(id=model, created=self._started, root=model)])
+        names = [(name, route.name) for route in self.router.routes for name in (route.name, *route.served.aliases)]
+        return ModelList(data=[ModelCard(id=name, created=self._started, root=root) for name, root in names])
 
     @app.post(SCORE_ROUTES[0], response_model=VllmScoreResponse, response_model_exclude_none=True)
     @app.post(SCORE_ROUTES[1], response_model=VllmScoreResponse, response_model_exclude_none=True)
@@ -361,9 +371,15 @@ class Gateway:
         return p.vllm_answer(reply.ranked, reply.model)
 
     @app.get("/health")
-    async def health(self) -> dict[str, str | bool]:
-        """200 once a model replica is loaded (a replica only takes traffic after its constructor finished)."""
-        return {"status": "ok", **await self.reranker.info.remote()}
+    async def health(self) -> dict[str, Any]:
+        """200 once a replica of every model is loaded (a replica only takes traffic after its constructor
+        finished): the default model's name, device and whether it reads images, and `models`, each one's."""
+        infos = await asyncio.gather(*(route.handle.info.remote() for route in self.router.routes))
+        return {
+            "status": "ok",
+            **infos[0],
+            "models": {route.name: info for route, info in zip(self.router.routes, infos)},
+        }
 
 
 def build_app(
@@ -372,17 +388,27 @@ def build_app(
     gateway_options: dict[str, Any] | None = None,
     *,
     replica: serve.Deployment = Reranker,
+    options_by_deployment: dict[str, dict[str, Any]] | None = None,
 ) -> serve.Application:
-    """The Serve application for `args` (ServeAppConfig): the gateway in front of the Reranker deployment; the
-    import_path target of configs/serve.yaml. The gateway runs in the Reranker's runtime_env (where api_key_env is
-    set) unless `gateway_options` give it one. `replica` replaces the model deployment from code only (the host-path
-    bench's stand-in); a config cannot name it."""
-    ServeAppConfig.from_dict(args, source="serve application args")  # fail here, not inside a replica
-    reranker = replica.options(**deployment_options) if deployment_options else replica
+    """The Serve application for `args` (ServeAppConfig): the gateway in front of one Reranker deployment per
+    model; the import_path target of configs/serve.yaml. `deployment_options` go to every model's deployment, then
+    `options_by_deployment` (by deployment name) over them. The gateway runs in the default model's runtime_env (where
+    api_key_env is set) unless `gateway_options` give it one. `replica` replaces the model deployment from code only
+    (the host-path bench's stand-in); a config cannot name it."""
+    cfg = ServeAppConfig.from_dict(args, source="serve application args")  # fail here, not inside a replica
+    args = cfg.resolved()  # every process reads the names decided here
+    options = {
+        served.name: {**(deployment_options or {}), **(options_by_deployment or {}).get(served.deployment, {})}
+        for served in cfg.served()
+    }
+    rerankers = {
+        served.name: replica.options(name=served.deployment, **options[served.name]).bind(args, served.name)
+        for served in cfg.served()
+    }
     gateway = {**GATEWAY, **(gateway_options or {})}
     actor = dict(gateway["ray_actor_options"])
-    runtime_env = ((deployment_options or {}).get("ray_actor_options") or {}).get("runtime_env")
+    runtime_env = (options[cfg.served()[0].name].get("ray_actor_options") or {}).get("runtime_env")
     if runtime_env and "runtime_env" not in actor:
         actor["runtime_env"] = runtime_env
     gateway["ray_actor_options"] = actor
-    return Gateway.options(**gateway).bind(reranker.bind(args), args)
+    return Gateway.options(**gateway).bind(rerankers, args)

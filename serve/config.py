@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -77,10 +79,60 @@ class ImageLimits(StrictModel):
     )
 
 
-class ServeAppConfig(StrictModel):
-    """`args` of the Serve application (`serve.app:build_app`)."""
+def model_name(model: str) -> str:
+    """What requests name a model by when its config names it not: a folder by its own name, anything else (a Hub
+    id, builtin:NAME, a DashScope model) as given."""
+    path = Path(model).expanduser()
+    return path.resolve().name if path.is_dir() else model
+
+
+def deployment_name(name: str) -> str:
+    """The Reranker deployment of the model named `name`: `Reranker-` and the name, characters other than letters,
+    digits, `.`, `_` and `-` made `-`."""
+    return "Reranker-" + re.sub(r"[^A-Za-z0-9._-]", "-", name)
+
+
+class ServedModel(StrictModel):
+    """One model of the app, scored by a Reranker deployment of its own (replicas, autoscaling, resources)."""
 
     model: ModelConfig
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        description="what a request's `model` names it by; unset: a folder's name, else the model as given",
+    )
+    aliases: list[str] = Field(default_factory=list, description="other names requests may give it")
+    deployment: str | None = Field(
+        default=None,
+        min_length=1,
+        pattern=r"^[^#]+$",
+        description="its deployment's name, for the Serve config's `deployments` list; unset: Reranker-<name>",
+    )
+    max_tokens_per_request: int | None = Field(
+        default=None, ge=1, description="this model's per-request token limit; unset: the app's"
+    )
+
+    def named(self) -> ServedModel:
+        """This entry with its name and deployment filled in."""
+        name = self.name or model_name(self.model.model)
+        return self.model_copy(update={"name": name, "deployment": self.deployment or deployment_name(name)})
+
+
+class ServeAppConfig(StrictModel):
+    """`args` of the Serve application (`serve.app:build_app`): one model (`model`), or several (`models`), each
+    with a deployment of its own, routed by the request's `model`."""
+
+    model: ModelConfig | None = Field(default=None, description="the one model served (deployment `Reranker`)")
+    models: list[ServedModel] = Field(
+        default_factory=list, description="several models, each its own deployment; instead of `model`"
+    )
+    default_model: str | None = Field(
+        default=None, description="the name or alias of the model for requests naming none; unset: the first"
+    )
+    strict_model_names: bool = Field(
+        default=False,
+        description="a request naming no served model gets a 404 listing them; off: it goes to the default model",
+    )
     max_documents: int = Field(default=1000, ge=1, description="documents per request")
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024, description="enforced while the body arrives")
     max_buffered_body_bytes: int = Field(
@@ -102,6 +154,39 @@ class ServeAppConfig(StrictModel):
     images: ImageLimits = ImageLimits()
 
     @model_validator(mode="after")
+    def _models_named_once(self) -> ServeAppConfig:
+        if (self.model is None) == (not self.models):
+            raise ValueError("give exactly one of `model` (one model) and `models` (a list of them)")
+        seen: dict[str, int] = {}
+        for i, served in enumerate(self.served()):
+            for name in [served.name, *served.aliases]:
+                if seen.setdefault(name, i) != i:
+                    raise ValueError(f"models[{i}]: the name {name!r} is already models[{seen[name]}]'s")
+        deployments = [served.deployment for served in self.served()]
+        if len(set(deployments)) != len(deployments):
+            raise ValueError(f"models: two models share a deployment name ({deployments})")
+        if self.default_model is not None and self.default_model not in seen:
+            raise ValueError(
+                f"default_model: {self.default_model!r} is none of the served models' names {sorted(seen)}"
+            )
+        return self
+
+    def served(self) -> list[ServedModel]:
+        """Every model served, named, the default first."""
+        if self.model is not None:
+            return [ServedModel(model=self.model, deployment=DEPLOYMENT["name"]).named()]
+        named = [served.named() for served in self.models]
+        first = next((s for s in named if self.default_model in (s.name, *s.aliases)), named[0])
+        return [first, *(s for s in named if s is not first)]
+
+    def resolved(self) -> dict[str, Any]:
+        """These args with every model's name and deployment written out, so each process reading them (the
+        gateway, every replica) agrees on the names without looking at its own file system."""
+        args = self.model_dump(mode="json", exclude_unset=True, exclude={"model", "models", "default_model"})
+        args["models"] = [served.model_dump(mode="json", exclude_unset=True) for served in self.served()]
+        return args
+
+    @model_validator(mode="after")
     def _one_body_fits_the_buffer(self) -> ServeAppConfig:
         if self.max_buffered_body_bytes < self.max_body_bytes:
             raise ValueError(
@@ -110,9 +195,10 @@ class ServeAppConfig(StrictModel):
             )
         return self
 
-    def max_tokens(self, device: str) -> int:
-        """The per-request token limit on a replica whose scorer runs on `device`."""
-        return self.max_tokens_per_request or MAX_TOKENS_PER_REQUEST.get(device, MAX_TOKENS_PER_REQUEST["cuda"])
+    def max_tokens(self, device: str, served: ServedModel) -> int:
+        """The per-request token limit of `served` on a replica whose scorer runs on `device`."""
+        limit = served.max_tokens_per_request or self.max_tokens_per_request
+        return limit or MAX_TOKENS_PER_REQUEST.get(device, MAX_TOKENS_PER_REQUEST["cuda"])
 
 
 def default_serve_config(model: str) -> dict[str, Any]:

@@ -58,6 +58,7 @@ _OPENAI_TYPES = {
 _COMPATIBLE_CODES = {
     400: "invalid_parameter_error",
     401: "invalid_api_key",
+    404: "model_not_found",
     413: "invalid_parameter_error",
     429: "throttling",
     503: "service_unavailable",

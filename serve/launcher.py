@@ -19,19 +19,20 @@ from rerank_core.integrations.ray import check_gpus, ensure_ray, fit_actor
 
 from .app import build_app
 from .body_limit import guard_the_proxy
-from .config import ServeAppConfig, default_serve_config
+from .config import DEPLOYMENT, ServeAppConfig, ServedModel, default_serve_config
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "Qwen/Qwen3-Reranker-0.6B"
 
 
-def load_serve_config(path: str | Path | None, *, model: str | None = None) -> dict[str, Any]:
+def load_serve_config(path: str | Path | None, *, models: list[str] | None = None) -> dict[str, Any]:
     """Read a Serve config file (None: the default config), validate it with Serve's schema and our app args;
-    apply a model override."""
+    apply a model override (`models`: one replaces the config's model, several replace it by a list of them, each
+    with the config's model options and Reranker deployment options, the first the default)."""
     from ray.serve.schema import ServeDeploySchema
 
     if path is None:
-        config, path = default_serve_config(model or DEFAULT_MODEL), Path("<default config>")
+        config, path = default_serve_config(DEFAULT_MODEL), Path("<default config>")
     else:
         path = Path(path)
         if not path.is_file():
@@ -45,10 +46,27 @@ def load_serve_config(path: str | Path | None, *, model: str | None = None) -> d
     if len(apps) != 1:
         raise ConfigError(f"{path}: applications: expected exactly one application, found {len(apps)}")
     args = apps[0].setdefault("args", {})
-    if model:
-        args["model"] = {**args.get("model", {}), "model": model}
+    if models:
+        if "models" in args:
+            raise ConfigError(f"{path}: its application lists `models`; name them there, not with --model")
+        override_models(apps[0], models)
     ServeAppConfig.from_dict(args, source=f"{path}: applications[0].args")
     return config
+
+
+def override_models(application: dict[str, Any], models: list[str]) -> None:
+    """Serve `models` instead of the application's one model: each with its model options, the first the default;
+    several each get a deployment of their own with the options of its `Reranker` deployment."""
+    args = application["args"]
+    base = args.pop("model", {})
+    if len(models) == 1:
+        args["model"] = {**base, "model": models[0]}
+        return
+    args["models"] = [{"model": {**base, "model": model}} for model in models]
+    named = ServeAppConfig.from_dict(args, source="--model").served()
+    options = deployment_options(application, DEPLOYMENT["name"])
+    kept = [d for d in application.get("deployments", []) if d.get("name") != DEPLOYMENT["name"]]
+    application["deployments"] = kept + [{"name": served.deployment, **copy.deepcopy(options)} for served in named]
 
 
 def deployment_options(application: dict[str, Any], name: str) -> dict[str, Any]:
@@ -57,21 +75,28 @@ def deployment_options(application: dict[str, Any], name: str) -> dict[str, Any]
     return copy.deepcopy({k: v for k, v in options.items() if k != "name"})
 
 
-def fit_to_cluster(application: dict[str, Any]) -> dict[str, Any]:
-    """Deployment options for the Reranker with what the config left unset fitted to this cluster; `application`'s
-    model args get the ONNX Runtime thread count that goes with it."""
-    options = deployment_options(application, "Reranker")
-    actor = options.setdefault("ray_actor_options", {})
-    shape = fit_actor(actor.get("num_cpus"), actor.get("num_gpus"))
-    check_gpus(shape.num_gpus, 1, "deployments[Reranker].ray_actor_options")
-    actor.update(num_cpus=shape.num_cpus, num_gpus=shape.num_gpus)
-    model = application["args"].setdefault("model", {})
-    if shape.threads and model.get("intra_op_threads") is None:
-        model["intra_op_threads"] = shape.threads
-    if "autoscaling_config" in options:
-        options["autoscaling_config"].setdefault("max_replicas", shape.fits)
-    log.info("Reranker replicas: %s", shape)
-    return options
+def fit_to_cluster(application: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each model's deployment options, by deployment name, with what the config left unset fitted to this cluster
+    (the models sharing its CPUs); `application`'s model args get the ONNX Runtime thread count that goes with it."""
+    args = application["args"]
+    if "model" in args:
+        models = [(DEPLOYMENT["name"], args["model"])]
+    else:
+        models = [(ServedModel.from_dict(entry).named().deployment, entry["model"]) for entry in args["models"]]
+    fitted = {}
+    for deployment, model in models:
+        options = deployment_options(application, deployment)
+        actor = options.setdefault("ray_actor_options", {})
+        shape = fit_actor(actor.get("num_cpus"), actor.get("num_gpus"), share=len(models))
+        check_gpus(shape.num_gpus, 1, f"deployments[{deployment}].ray_actor_options")
+        actor.update(num_cpus=shape.num_cpus, num_gpus=shape.num_gpus)
+        if shape.threads and model.get("intra_op_threads") is None:
+            model["intra_op_threads"] = shape.threads
+        if "autoscaling_config" in options:
+            options["autoscaling_config"].setdefault("max_replicas", shape.fits)
+        log.info("%s replicas (%s): %s", deployment, model["model"], shape)
+        fitted[deployment] = options
+    return fitted
 
 
 def start_ray(config: dict[str, Any]) -> None:
@@ -92,7 +117,11 @@ def deploy(config: dict[str, Any], *, host: str | None = None, port: int | None 
     serve.start(proxy_location=config.get("proxy_location", "HeadOnly"), http_options={"host": host, "port": port})
     route = application.get("route_prefix", "/")
     serve.run(
-        build_app(application["args"], options, deployment_options(application, "Gateway")),
+        build_app(
+            application["args"],
+            gateway_options=deployment_options(application, "Gateway"),
+            options_by_deployment=options,
+        ),
         name=application.get("name", "rerank"),
         route_prefix=route,
         blocking=False,
@@ -118,10 +147,10 @@ def wait_healthy(url: str, timeout_s: float = 300.0) -> None:
 
 
 def run_foreground(
-    config_path: str | None = None, model: str | None = None, host: str | None = None, port: int | None = None
+    config_path: str | None = None, models: list[str] | None = None, host: str | None = None, port: int | None = None
 ) -> int:
     """Deploy, print the URL, and block until Ctrl-C or SIGTERM; then shut Serve down cleanly."""
-    config = load_serve_config(config_path, model=model)
+    config = load_serve_config(config_path, models=models)
     start_ray(config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs handlers of its own

@@ -35,58 +35,81 @@ class GatewayMetrics:
         from ray.serve.metrics import Counter
 
         self.requests = Counter(
-            "rerank_requests", description="HTTP requests answered, by route and status", tag_keys=("route", "status")
+            "rerank_requests",
+            description="HTTP requests answered, by route, status and the model that took them ('' before one did)",
+            tag_keys=("route", "status", "model"),
         )
         self.image_refusals = Counter(
             "rerank_image_refusals",
-            description="images refused before model work, by reason (bytes, pixels, format, corrupt, url, ...)",
-            tag_keys=("reason",),
+            description="images refused before model work, by model and reason (bytes, pixels, format, corrupt, url, ...)",
+            tag_keys=("model", "reason"),
         )
 
 
 class ReplicaMetrics:
-    """The model replica's counters and histograms; made inside the replica, where Ray's metrics exporter runs."""
+    """The model replica's counters and histograms, each tagged with the served model's name; made inside the
+    replica, where Ray's metrics exporter runs."""
 
-    def __init__(self):
+    def __init__(self, model: str):
         from ray.serve.metrics import Counter, Histogram
 
-        self.pairs = Counter("rerank_pairs_scored", description="(query, document) pairs scored")
-        self.tokens = Counter("rerank_tokens_scored", description="tokens of the scored pairs, after truncation")
-        self.truncated = Counter("rerank_pairs_truncated", description="pairs whose document was cut to max_length")
-        self.requests_per_call = Histogram(
+        def tagged(metric_type, name: str, tag_keys: tuple[str, ...] = (), **options):
+            metric = metric_type(name, tag_keys=("model", *tag_keys), **options)
+            metric.set_default_tags({"model": model})
+            return metric
+
+        self.pairs = tagged(Counter, "rerank_pairs_scored", description="(query, document) pairs scored")
+        self.tokens = tagged(
+            Counter, "rerank_tokens_scored", description="tokens of the scored pairs, after truncation"
+        )
+        self.truncated = tagged(
+            Counter, "rerank_pairs_truncated", description="pairs whose document was cut to max_length"
+        )
+        self.requests_per_call = tagged(
+            Histogram,
             "rerank_requests_per_model_call",
             boundaries=REQUESTS_PER_CALL_BUCKETS,
             description="requests with pairs in one model call",
         )
-        self.call_seconds = Histogram(
-            "rerank_model_call_seconds", boundaries=SECONDS_BUCKETS, description="seconds one model call takes"
+        self.call_seconds = tagged(
+            Histogram,
+            "rerank_model_call_seconds",
+            boundaries=SECONDS_BUCKETS,
+            description="seconds one model call takes",
         )
-        self.queue_seconds = Histogram(
+        self.queue_seconds = tagged(
+            Histogram,
             "rerank_queue_wait_seconds",
             boundaries=SECONDS_BUCKETS,
             description="seconds from admission to a request's first pairs in a model call",
         )
-        self.request_seconds = Histogram(
+        self.request_seconds = tagged(
+            Histogram,
             "rerank_request_seconds",
+            ("size",),
             boundaries=SECONDS_BUCKETS,
             description="seconds from admission to a request's last score, by request size (pairs)",
-            tag_keys=("size",),
         )
-        self.pairs_dropped = Counter(
+        self.pairs_dropped = tagged(
+            Counter,
             "rerank_pairs_dropped",
+            ("reason",),
             description="queued pairs never scored: their request was cancelled or passed its deadline",
-            tag_keys=("reason",),
         )
-        self.calls_split = Counter(
+        self.calls_split = tagged(
+            Counter,
             "rerank_model_calls_split",
             description="model calls split in halves because the device's memory refused them whole",
         )
-        self.device_memory_errors = Counter(
+        self.device_memory_errors = tagged(
+            Counter,
             "rerank_device_memory_errors",
             description="requests answered 503 because a call did not fit the device's memory even one row at a time",
         )
-        self.cache_hits = Counter("rerank_score_cache_hits", description="pairs answered from the score cache")
-        self.cache_misses = Counter("rerank_score_cache_misses", description="pairs the score cache did not hold")
+        self.cache_hits = tagged(Counter, "rerank_score_cache_hits", description="pairs answered from the score cache")
+        self.cache_misses = tagged(
+            Counter, "rerank_score_cache_misses", description="pairs the score cache did not hold"
+        )
 
     def record(self, name: str, value: float, tags: dict[str, str]) -> None:
         """Add `value` to counter `name`, or observe it in histogram `name`."""
@@ -109,9 +132,12 @@ class CountRequests:
             await self.app(scope, receive, send)
             return
 
+        state = scope.setdefault("state", {})  # the routes' request.state: the gateway names the model there
+
         async def counted(message: Message) -> None:
             if message["type"] == "http.response.start":
-                metrics.requests.inc(tags={"route": route_label(scope["path"]), "status": str(message["status"])})
+                tags = {"route": route_label(scope["path"]), "status": str(message["status"])}
+                metrics.requests.inc(tags={**tags, "model": state.get("model", "")})
             await send(message)
 
         await self.app(scope, receive, counted)

@@ -77,6 +77,7 @@ class RankCall:
     threshold_on_logits: bool = False  # the answer carries logits: the threshold is one
     max_tokens_per_doc: int | None = None  # each document cut after this many of its tokens first
     fields: tuple[str, str] = ("query", "documents")  # the request's names of the two sides, for errors
+    model: str | None = None  # the model the request names (routing: serve/routing.py)
 
 
 @dataclass(frozen=True)
@@ -90,13 +91,13 @@ class Ranked:
 
 
 def _call(body: RankOptions, pairs: list[tuple[str, str]], **options: Any) -> RankCall:
-    """A RankCall with the options every dialect takes (instruction, score_threshold, max_tokens_per_doc)."""
+    """A RankCall with the options every dialect takes (model, instruction, score_threshold, max_tokens_per_doc)."""
     return RankCall(
         pairs,
         instruction=body.instruction,
         score_threshold=body.score_threshold,
         max_tokens_per_doc=body.max_tokens_per_doc,
-        **options,
+        **{"model": getattr(body, "model", None), **options},
     )
 
 
@@ -213,7 +214,7 @@ def _results(ranked: Ranked, documents: list, with_documents: bool) -> list[Rera
 def dashscope_call(body: DashScopeRequest) -> RankCall:
     """The RankCall of a native DashScope request (our options sit in `parameters`, beside `instruct`)."""
     params = body.parameters
-    return _call(params, _sides(body.input.query, body.input.documents), top_n=params.top_n)
+    return _call(params, _sides(body.input.query, body.input.documents), top_n=params.top_n, model=body.model)
 
 
 def dashscope_answer(body: DashScopeRequest, ranked: Ranked, model: str) -> DashScopeResponse:

@@ -13,7 +13,7 @@ from ray import serve
 
 from rerank_core.api import load_reranker
 from rerank_core.content import named_by_input
-from rerank_core.errors import DeviceMemoryError, InvalidInputError
+from rerank_core.errors import ConfigError, DeviceMemoryError, InvalidInputError
 from rerank_core.scorer import Prepared, top_indices
 
 from . import protocols as p
@@ -40,16 +40,20 @@ class Reply:
 class Reranker:
     """One replica: loads the model once; its scheduler scores the pairs of concurrent requests of every dialect."""
 
-    def __init__(self, args: dict[str, Any]):
+    def __init__(self, args: dict[str, Any], name: str | None = None):
         self.cfg = ServeAppConfig.from_dict(args, source="serve application args")
+        served = self.cfg.served()
+        served = next((s for s in served if s.name == name), None) if name else served[0]
+        if served is None:
+            raise ConfigError(f"no served model is named {name!r}")
         # A replica takes images as the gateway passes them (bytes, URLs within the model's policy), never paths.
-        model = self.cfg.model.model_copy(
-            update={"images": self.cfg.model.images.model_copy(update={"allow_paths": False})}
+        model = served.model.model_copy(
+            update={"images": served.model.images.model_copy(update={"allow_paths": False})}
         )
         self.scorer = load_reranker(model).scorer
-        self.model_name = self.scorer.model_name
-        self.max_tokens = self.cfg.max_tokens(self.scorer.device)
-        self.metrics = ReplicaMetrics()
+        self.model_name = served.name
+        self.max_tokens = self.cfg.max_tokens(self.scorer.device, served)
+        self.metrics = ReplicaMetrics(self.model_name)
         self.scheduler = Scheduler(self.scorer, self.cfg.batch, self.cfg.score_cache_bytes, self.metrics)
         self.reconfigure(self.cfg.batch.model_dump())
 
@@ -58,8 +62,9 @@ class Reranker:
         batch = BatchConfig.from_dict(user_config, source="user_config")
         self.scheduler.configure(batch)
         log.info(
-            "scheduler: max_batch_size=%d wait=%.4fs call_target=%.3fs interactive_window=%.1fs aging=%.1fs "
+            "%s scheduler: max_batch_size=%d wait=%.4fs call_target=%.3fs interactive_window=%.1fs aging=%.1fs "
             "call_tokens=%s chunk_tokens=%s",
+            self.model_name,
             batch.max_batch_size,
             batch.batch_wait_timeout_s,
             batch.call_target_s,

@@ -71,10 +71,13 @@ class ActorShape:
         return f"num_cpus={self.num_cpus:g}, {where} ({self.fits} such actors fit the cluster)"
 
 
-def fit_actor(num_cpus: float | None, num_gpus: float | None, *, spare_cpus: float = 0.0) -> ActorShape:
+def fit_actor(
+    num_cpus: float | None, num_gpus: float | None, *, spare_cpus: float = 0.0, share: int = 1
+) -> ActorShape:
     """Fill in what a config left unset so it runs on this cluster: GPUs only where it has them, else CPU threads.
 
-    `spare_cpus` stay unreserved on a node for other tasks (Ray Data's reads and writes).
+    `spare_cpus` stay unreserved on a node for other tasks (Ray Data's reads and writes); `share` kinds of actor
+    (the models of one Serve app) reserve a node's CPUs together, each using all its cores while the others idle.
     """
     import ray
 
@@ -87,5 +90,5 @@ def fit_actor(num_cpus: float | None, num_gpus: float | None, *, spare_cpus: flo
         return ActorShape(cpus, num_gpus, None, max(1, int(total_gpus // num_gpus)))
     node_cpus = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=total_cpus)
     threads = max(1, int(min(node_cpus, MAX_CPU_THREADS)))
-    cpus = max(0.5, threads - spare_cpus) if num_cpus is None else num_cpus
+    cpus = max(0.5 / share, (threads - spare_cpus) / share) if num_cpus is None else num_cpus
     return ActorShape(cpus, 0.0, threads, max(1, int(total_cpus // threads)))

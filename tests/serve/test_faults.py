@@ -10,43 +10,20 @@ import pytest
 from ray import serve
 
 from rerank_core import Reranker
-from serve.app import build_app
 from serve.launcher import wait_healthy
 from serve.routes import DASHSCOPE_ROUTE
 from tests.fake_dashscope import API_KEY, overlap_score
+from tests.serve.apps import TINY, deploy, replicas
 
 pytestmark = pytest.mark.slow
 BODY = {"query": "what is machine learning", "documents": ["machine learning is ai", "pizza", "data"] * 4}
 TIMEOUT_S = 30
-TINY = {"model": "builtin:tiny-qwen3-reranker", "device": "cpu", "intra_op_threads": 1}
-
-
-def _deploy(name, model, options=None, env=None, args=None):
-    args = {"model": model, "max_documents": 64, **(args or {})}
-    opts = {
-        "num_replicas": 1,
-        "max_ongoing_requests": 16,
-        "max_queued_requests": 64,
-        "ray_actor_options": {"num_cpus": 0.25},
-        "health_check_period_s": 1,
-        "graceful_shutdown_timeout_s": 1,
-    }
-    if env:
-        opts["ray_actor_options"]["runtime_env"] = {"env_vars": env}
-    opts.update(options or {})
-    serve.run(build_app(args, opts), name=name, route_prefix=f"/{name}", blocking=False)
-
-
-def _replicas(ray_cluster, app):
-    return {
-        a["name"] for a in ray_cluster.util.list_named_actors(all_namespaces=True) if f"{app}#Reranker" in a["name"]
-    }
 
 
 @pytest.fixture(scope="module")
 def killable_url(serve_url):
     """One app whose replica the next two tests kill (the second kills the replacement the first saw come up)."""
-    _deploy("killable", TINY, {"max_ongoing_requests": 4})
+    deploy("killable", TINY, {"max_ongoing_requests": 4})
     try:
         yield f"{serve_url}/killable"
     finally:
@@ -56,7 +33,7 @@ def killable_url(serve_url):
 def test_killed_replica_is_replaced_and_no_request_hangs(killable_url, ray_cluster):
     url = killable_url
     wait_healthy(url, timeout_s=120)
-    (victim,) = _replicas(ray_cluster, "killable")
+    (victim,) = replicas(ray_cluster, "killable")
     outcomes, stop = [], threading.Event()
 
     def client():
@@ -80,8 +57,8 @@ def test_killed_replica_is_replaced_and_no_request_hangs(killable_url, ray_clust
         killed_at = time.monotonic()
         deadline = killed_at + 90
         while time.monotonic() < deadline:  # Serve replaces the replica; the endpoint heals
-            replicas = _replicas(ray_cluster, "killable")
-            if replicas and victim not in replicas:
+            live = replicas(ray_cluster, "killable")
+            if live and victim not in live:
                 try:
                     if httpx.post(f"{url}/v1/rerank", json=BODY, timeout=5).status_code == 200:
                         break
@@ -109,7 +86,7 @@ def test_requests_whose_replica_dies_mid_call_are_answered_by_its_replacement(ki
     documents = [f"document {i} about " + "learning and data " * 80 for i in range(60)]
     body = {"query": "what is machine learning", "documents": documents}
     wait_healthy(url, timeout_s=120)
-    (victim,) = _replicas(ray_cluster, "killable")
+    (victim,) = replicas(ray_cluster, "killable")
 
     def ask():
         reply = httpx.post(f"{url}/v1/rerank", json=body, timeout=TIMEOUT_S)
@@ -121,7 +98,7 @@ def test_requests_whose_replica_dies_mid_call_are_answered_by_its_replacement(ki
         ray_cluster.kill(ray_cluster.get_actor(victim, namespace="serve"), no_restart=True)
         killed_at = time.monotonic()
         answered = [f.result() for f in futures]
-    assert victim not in _replicas(ray_cluster, "killable")
+    assert victim not in replicas(ray_cluster, "killable")
     assert all(at > killed_at for _, at in answered), "a request was answered before the kill: make it longer"
     replies = [reply for reply, _ in answered]
     expected = tiny_reranker.score_pairs([(body["query"], d) for d in documents])
@@ -140,11 +117,11 @@ def test_failing_dashscope_upstream_gives_clear_errors_and_the_replica_survives(
         "max_retries": 1,
         "timeout_s": 5,
     }
-    _deploy("upstream", model, env={"UPSTREAM_KEY": API_KEY})
+    deploy("upstream", model, env={"UPSTREAM_KEY": API_KEY})
     url = f"{serve_url}/upstream"
     try:
         wait_healthy(url, timeout_s=120)
-        (replica,) = _replicas(ray_cluster, "upstream")
+        (replica,) = replicas(ray_cluster, "upstream")
         fake_dashscope.fail(503, "ServiceUnavailable", times=2, retry_after=0.01)
         reply = httpx.post(f"{url}/v1/rerank", json=BODY, timeout=TIMEOUT_S)
         assert reply.status_code == 503 and "ServiceUnavailable" in reply.json()["message"]
@@ -160,7 +137,7 @@ def test_failing_dashscope_upstream_gives_clear_errors_and_the_replica_survives(
         assert ok.status_code == 200
         got = {r["index"]: r["relevance_score"] for r in ok.json()["results"]}
         assert got == pytest.approx({i: overlap_score(BODY["query"], d) for i, d in enumerate(BODY["documents"])})
-        assert _replicas(ray_cluster, "upstream") == {replica}  # the same replica, alive
+        assert replicas(ray_cluster, "upstream") == {replica}  # the same replica, alive
     finally:
         serve.delete("upstream")
 
@@ -173,17 +150,17 @@ def test_a_call_over_the_device_memory_is_split_and_a_row_that_never_fits_is_a_r
 
     calls = {"token_budget": 8192, "max_rows_per_call": 32, "intra_op_threads": 1}
     model = {"model": "builtin:tiny-qwen3-reranker", "device": "cpu", "memory_limit_mib": 64, **calls}
-    _deploy("memory", model)
+    deploy("memory", model)
     url = f"{serve_url}/memory"
     documents = [f"document {i}: " + "some words about things " * 40 for i in range(32)]
     body = {"query": "what is it about?", "documents": documents}
     try:
         wait_healthy(url, timeout_s=120)
-        (replica,) = _replicas(ray_cluster, "memory")
+        (replica,) = replicas(ray_cluster, "memory")
         bulk = httpx.post(f"{url}/v1/rerank", json=body, timeout=TIMEOUT_S)
         too_big = httpx.post(f"{url}/v1/rerank", json={"query": "q", "documents": ["word " * 3000]}, timeout=TIMEOUT_S)
         after = httpx.post(f"{url}/v1/rerank", json=BODY, timeout=TIMEOUT_S)
-        assert _replicas(ray_cluster, "memory") == {replica}  # the same replica, alive
+        assert replicas(ray_cluster, "memory") == {replica}  # the same replica, alive
         deadline, counted = time.monotonic() + 40, {}
         while time.monotonic() < deadline:  # Ray exports metrics every few seconds
             counted = scrape("memory")

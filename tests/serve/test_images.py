@@ -1,6 +1,6 @@
-"""Images through the endpoint on a real Serve app of the built-in tiny Qwen3-VL-Reranker: the dashscope SDK, Jina's
-image objects and vLLM's / SGLang's content parts score as the library does; hostile images get a 400 in the
-dialect's shape naming the document and the limit, counted by reason, and the replica goes on serving."""
+"""Images through the endpoint on a real Serve app whose default model is the built-in tiny Qwen3-VL-Reranker: the
+dashscope SDK, Jina's image objects and vLLM's / SGLang's content parts score as the library does; hostile images get
+a 400 in the dialect's shape naming the document and the limit, counted by reason, and the replica goes on serving."""
 
 import base64
 import io
@@ -13,13 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serve.launcher import wait_healthy
 from serve.routes import DASHSCOPE_ROUTE
-from tests.serve.test_faults import _deploy
+from tests.serve.apps import MAX_IMAGES
 from tests.serve.test_metrics import scrape
 
 pytestmark = pytest.mark.slow
-MAX_IMAGES = 4
 TIMEOUT_S = 60
 
 
@@ -44,21 +42,6 @@ def with_header_size(data: bytes, width: int, height: int) -> bytes:
 
 PHOTO, CHART = png(64, 48, 1), png(40, 72, 2)
 QUERY = "a chart of the quarterly sales"
-
-
-@pytest.fixture(scope="module")
-def vl_url(serve_url, tiny_vl_reranker):
-    """One app of the built-in tiny VL model (exported once by the session's library fixture) with a small image cap;
-    URLs may be fetched, never from loopback or private addresses."""
-    from ray import serve
-
-    model = {"model": "builtin:tiny-qwen3-vl-reranker", "device": "cpu", "intra_op_threads": 1}
-    _deploy("vl", {**model, "images": {"fetch_urls": True}}, args={"images": {"max_images_per_request": MAX_IMAGES}})
-    try:
-        wait_healthy(f"{serve_url}/vl", timeout_s=180)
-        yield f"{serve_url}/vl"
-    finally:
-        serve.delete("vl")
 
 
 def post(url: str, route: str, body: dict) -> httpx.Response:

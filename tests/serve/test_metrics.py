@@ -11,18 +11,17 @@ from tests.conftest import METRICS_PORT
 pytestmark = pytest.mark.slow
 
 
-def scrape(app: str = "rerank") -> dict[str, float]:
-    """Every sample of an app's rerank_* metrics: 'name{labels}' → value, summed over replicas."""
+def scrape(app: str = "rerank", labels=("route", "status", "le", "reason", "size")) -> dict[str, float]:
+    """Every sample of an app's rerank_* metrics: 'name{labels}' → value (only `labels` kept), summed over the rest
+    (replicas, models)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
     samples: dict[str, float] = {}
     for line in text.splitlines():
         if not line.startswith("ray_rerank_") or f'application="{app}"' not in line:
             continue
         head, value = line.rsplit(" ", 1)
-        name, labels = head.split("{", 1)
-        keep = sorted(
-            p for p in labels.rstrip("}").split(",") if p.split("=")[0] in ("route", "status", "le", "reason", "size")
-        )
+        name, tags = head.split("{", 1)
+        keep = sorted(p for p in tags.rstrip("}").split(",") if p.split("=")[0] in labels)
         key = f"{name}{{{','.join(keep)}}}"
         samples[key] = samples.get(key, 0.0) + float(value)
     return samples
