@@ -41,7 +41,7 @@ class GatewayMetrics:
         )
         self.image_refusals = Counter(
             "rerank_image_refusals",
-            description="images refused before model work, by model and reason (bytes, pixels, format, corrupt, url, ...)",
+            description="images refused before model work, by model and reason (bytes, pixels, format, url, ...)",
             tag_keys=("model", "reason"),
         )
 

@@ -12,17 +12,18 @@ from serve.config import ServeAppConfig
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("path", ["serve.yaml", "demo/serve.yaml"])
+@pytest.mark.parametrize("path", ["serve.yaml", "demo/serve.yaml", "serve_models.yaml"])
 def test_serve_configs_are_valid_serve_files_with_valid_args(path):
     from serve.launcher import load_serve_config
 
     config = load_serve_config(CONFIGS / path)
     app = config["applications"][0]
     assert app["import_path"] == "serve.app:build_app"
-    deployment = app["deployments"][0]
-    assert deployment["max_ongoing_requests"] >= deployment["user_config"]["max_batch_size"]
-    assert "max_queued_requests" in deployment
-    ServeAppConfig.from_dict(app["args"])
+    deployments = {d["name"]: d for d in app["deployments"]}
+    for served in ServeAppConfig.from_dict(app["args"]).served():  # every model's deployment is configured
+        deployment = deployments[served.deployment]
+        assert deployment["max_ongoing_requests"] >= deployment["user_config"]["max_batch_size"]
+        assert "max_queued_requests" in deployment
 
 
 @pytest.mark.parametrize("path", ["offline.yaml", "demo/offline.yaml", "demo/offline_images.yaml"])
@@ -30,10 +31,12 @@ def test_offline_configs_are_valid(path):
     OfflineConfig.from_yaml(CONFIGS / path)
 
 
-def test_rayservice_serve_config_is_configs_serve_yaml():
+def test_rayservice_serve_config_is_configs_serve_models_yaml():
     service = yaml.safe_load((CONFIGS / "kuberay/rayservice.yaml").read_text())
     assert service["kind"] == "RayService"
-    assert yaml.safe_load(service["spec"]["serveConfigV2"]) == yaml.safe_load((CONFIGS / "serve.yaml").read_text())
+    served = yaml.safe_load(service["spec"]["serveConfigV2"])
+    assert served == yaml.safe_load((CONFIGS / "serve_models.yaml").read_text())
+    assert len(ServeAppConfig.from_dict(served["applications"][0]["args"]).served()) == 2
 
 
 def test_rayjob_runs_the_offline_config_on_gpu_workers():
@@ -123,3 +126,46 @@ def test_the_dockerfile_and_the_manifests_name_the_package_version():
     assert base_python[1:] == lock_python
     ray = re.search(r"^ray==([\d.]+)", (root / "requirements.lock").read_text(), re.M).group(1)
     assert base_python[0] == ray  # the base image's Ray is the locked one
+
+
+def test_several_models_are_named_once_each_with_a_deployment_and_a_default():
+    from rerank_core import ConfigError
+
+    folder = CONFIGS / "demo"  # a folder: named by its name
+    args = {"models": [{"model": {"model": "Qwen/Qwen3-Reranker-4B"}}, {"model": {"model": str(folder)}}]}
+    served = ServeAppConfig.from_dict({**args, "default_model": "demo"}).served()
+    assert [(s.name, s.deployment) for s in served] == [
+        ("demo", "Reranker-demo"),  # the default first
+        ("Qwen/Qwen3-Reranker-4B", "Reranker-Qwen-Qwen3-Reranker-4B"),
+    ]
+    resolved = ServeAppConfig.from_dict(args).resolved()  # what every replica reads: names written out
+    assert [m["name"] for m in resolved["models"]] == ["Qwen/Qwen3-Reranker-4B", "demo"]
+    taken = {"models": [{"model": {"model": "a"}}, {"model": {"model": "b"}, "aliases": ["a"]}]}
+    for bad, message in [
+        (taken, "the name 'a' is already models\\[0\\]'s"),
+        ({**args, "default_model": "nope"}, "default_model: 'nope' is none of"),
+        ({**args, "model": {"model": "c"}}, "exactly one of `model`"),
+        ({}, "exactly one of `model`"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            ServeAppConfig.from_dict(bad)
+
+
+def test_serve_with_several_models_gives_each_a_deployment_with_the_configs_options():
+    from rerank_core import ConfigError
+    from serve.launcher import load_serve_config
+
+    config = load_serve_config(CONFIGS / "serve.yaml", models=["Qwen/Qwen3-Reranker-0.6B", "Qwen/Qwen3-Reranker-8B"])
+    app = config["applications"][0]
+    assert [m["model"]["model"] for m in app["args"]["models"]] == [
+        "Qwen/Qwen3-Reranker-0.6B",
+        "Qwen/Qwen3-Reranker-8B",
+    ]
+    assert all(m["model"]["dtype"] == "f16" for m in app["args"]["models"])  # the config's model options, each
+    deployments = {d["name"]: d for d in app["deployments"]}
+    assert set(deployments) == {"Gateway", "Reranker-Qwen-Qwen3-Reranker-0.6B", "Reranker-Qwen-Qwen3-Reranker-8B"}
+    assert deployments["Reranker-Qwen-Qwen3-Reranker-8B"]["max_queued_requests"] == 256
+    default = load_serve_config(None, models=["builtin:a", "builtin:b"])["applications"][0]
+    assert [d["name"] for d in default["deployments"]] == ["Reranker-builtin-a", "Reranker-builtin-b"]
+    with pytest.raises(ConfigError, match="lists `models`"):
+        load_serve_config(CONFIGS / "serve_models.yaml", models=["builtin:a"])

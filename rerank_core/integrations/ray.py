@@ -71,9 +71,7 @@ class ActorShape:
         return f"num_cpus={self.num_cpus:g}, {where} ({self.fits} such actors fit the cluster)"
 
 
-def fit_actor(
-    num_cpus: float | None, num_gpus: float | None, *, spare_cpus: float = 0.0, share: int = 1
-) -> ActorShape:
+def fit_actor(num_cpus: float | None, num_gpus: float | None, *, spare_cpus: float = 0.0, share: int = 1) -> ActorShape:
     """Fill in what a config left unset so it runs on this cluster: GPUs only where it has them, else CPU threads.
 
     `spare_cpus` stay unreserved on a node for other tasks (Ray Data's reads and writes); `share` kinds of actor
