@@ -8,9 +8,9 @@ from tests.serve.apps import MAX_IMAGES, TEXT_ALIASES, TEXT_NAME, TINY, VL_NAME,
 
 @pytest.fixture(scope="package")
 def vl_url(serve_url, tiny_vl_reranker):
-    """App `vl`: the built-in tiny VL model (exported once by the session's library fixture), the default, with a
-    small image cap, URLs fetched but never from loopback or private addresses; beside it the tiny text model,
-    named with aliases, on a deployment of its own."""
+    """App `vl`, strict model names: the built-in tiny VL model (exported once by the session's library fixture),
+    the default, one replica, with a small image cap, URLs fetched but never from loopback or private addresses; and
+    the tiny text model, named with aliases, on a deployment of its own with two replicas at least."""
     from ray import serve
 
     vl = {"model": "builtin:tiny-qwen3-vl-reranker", "device": "cpu", "intra_op_threads": 1}
@@ -18,7 +18,12 @@ def vl_url(serve_url, tiny_vl_reranker):
         {"name": VL_NAME, "aliases": ["qwen3-vl-rerank"], "model": {**vl, "images": {"fetch_urls": True}}},
         {"name": TEXT_NAME, "aliases": TEXT_ALIASES, "model": TINY},
     ]
-    deploy("vl", args={"models": models, "images": {"max_images_per_request": MAX_IMAGES}})
+    args = {"models": models, "strict_model_names": True, "images": {"max_images_per_request": MAX_IMAGES}}
+    bounds = {
+        f"Reranker-{VL_NAME}": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}},
+        f"Reranker-{TEXT_NAME}": {"autoscaling_config": {"min_replicas": 2, "max_replicas": 3, "initial_replicas": 2}},
+    }
+    deploy("vl", args=args, options={"num_replicas": None}, by_deployment=bounds)
     try:
         wait_healthy(f"{serve_url}/vl", timeout_s=180)
         yield f"{serve_url}/vl"

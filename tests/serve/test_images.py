@@ -82,7 +82,7 @@ def test_the_dashscope_sdk_ranks_images_as_the_library_does(vl_url, tiny_vl_rera
         vl_url,
         DASHSCOPE_ROUTE,
         {
-            "model": "m",
+            "model": "qwen3-vl-rerank",
             "input": {"query": {"image": data_uri(CHART)}, "documents": ["sales", {"image": data_uri(CHART)}]},
         },
     )
@@ -129,7 +129,9 @@ HOSTILE = {
 def test_hostile_images_are_refused_naming_the_document_and_the_limit(vl_url, case):
     image, field, words = HOSTILE[case]
     reply = post(
-        vl_url, DASHSCOPE_ROUTE, {"model": "m", "input": {"query": QUERY, "documents": ["fine", {"image": image}]}}
+        vl_url,
+        DASHSCOPE_ROUTE,
+        {"model": "qwen3-vl-rerank", "input": {"query": QUERY, "documents": ["fine", {"image": image}]}},
     )
     assert reply.status_code == 400, reply.text
     assert (
@@ -152,7 +154,7 @@ def test_too_many_images_special_tokens_and_video_are_refused_and_the_replica_se
     video = post(
         vl_url,
         DASHSCOPE_ROUTE,
-        {"model": "m", "input": {"query": QUERY, "documents": [{"video": "https://example.com/v.mp4"}]}},
+        {"model": "qwen3-vl-rerank", "input": {"query": QUERY, "documents": [{"video": "https://example.com/v.mp4"}]}},
     )
     assert video.status_code == 400 and "documents[0]" in video.text and "video" in video.text, video.text
     fine = post(vl_url, "/v1/rerank", {"query": QUERY, "documents": [{"image": data_uri(PHOTO)}]})
@@ -174,7 +176,10 @@ def test_fuzzed_image_bodies_never_cause_a_5xx(vl_url):
 
     rng = random.Random(52)
     routes = {
-        DASHSCOPE_ROUTE: lambda image: {"model": "m", "input": {"query": QUERY, "documents": [{"image": image}]}},
+        DASHSCOPE_ROUTE: lambda image: {
+            "model": "qwen3-vl-rerank",
+            "input": {"query": QUERY, "documents": [{"image": image}]},
+        },
         "/v1/rerank": lambda image: {"query": QUERY, "documents": [{"image": image, "text": "t"}]},
         "/rerank": lambda image: {
             "query": QUERY,

@@ -11,9 +11,8 @@ import pytest
 from ray import serve
 from ray.serve.schema import ReplicaState
 
-from serve.launcher import wait_healthy
 from serve.routes import COMPATIBLE_ROUTE, DASHSCOPE_ROUTE, NIM_ROUTE
-from tests.serve.apps import TEXT_ALIASES, TEXT_NAME, TINY, VL_NAME, deploy, replicas
+from tests.serve.apps import TEXT_ALIASES, TEXT_NAME, VL_NAME, replicas
 from tests.serve.test_images import PHOTO, data_uri
 from tests.serve.test_metrics import scrape
 
@@ -57,8 +56,7 @@ def test_each_request_reaches_the_model_it_names_and_the_default_takes_the_rest(
         (COMPATIBLE_ROUTE, TEXT_NAME, TEXT_NAME),
         ("/score", TEXT_NAME, TEXT_NAME),
         ("/rerank", TEXT_NAME, TEXT_NAME),
-        ("/rerank", None, VL_NAME),  # no model: the default
-        ("/v1/rerank", "no-such-model", VL_NAME),  # names are not strict here: the default
+        ("/rerank", None, VL_NAME),  # no model: the default, strict names or not
         (DASHSCOPE_ROUTE, "qwen3-vl-rerank", VL_NAME),
     ]
     for route, named, served in cases:
@@ -95,31 +93,7 @@ def test_each_request_reaches_the_model_it_names_and_the_default_takes_the_rest(
         time.sleep(1)
 
 
-@pytest.fixture(scope="module")
-def pair_url(serve_url):
-    """App `pair`, strict names: two tiny text models, `small` (the default; one replica at most) and `large`
-    (alias `big`; two replicas at least)."""
-    models = [{"name": "small", "model": TINY}, {"name": "large", "aliases": ["big"], "model": TINY}]
-    bounds = {
-        "Reranker-small": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}},
-        "Reranker-large": {"autoscaling_config": {"min_replicas": 2, "max_replicas": 3, "initial_replicas": 2}},
-    }
-    deploy(
-        "pair",
-        args={"models": models, "strict_model_names": True},
-        options={"num_replicas": None},
-        by_deployment=bounds,
-    )
-    try:
-        wait_healthy(f"{serve_url}/pair", timeout_s=180)
-        yield f"{serve_url}/pair"
-    finally:
-        serve.delete("pair")
-
-
-def test_strict_names_answer_404_in_each_dialect_naming_the_served_models(pair_url):
-    assert ask(pair_url, "/v1/rerank", "big").json()["model"] == "large"
-    assert ask(pair_url, "/v1/rerank", None).json()["model"] == "small"  # no model: the default, strict or not
+def test_strict_names_answer_404_in_each_dialect_naming_the_served_models(vl_url):
     shapes = {
         "/v1/rerank": lambda body: body["message"],
         DASHSCOPE_ROUTE: lambda body: body["code"] == "NotFound" and body["message"],
@@ -129,38 +103,39 @@ def test_strict_names_answer_404_in_each_dialect_naming_the_served_models(pair_u
         NIM_ROUTE: lambda body: body["status"] == 404 and body["detail"],
     }
     for route, message in shapes.items():
-        reply = ask(pair_url, route, "qwen3-rerank")
+        reply = ask(vl_url, route, "rerank-v3.5")
         assert reply.status_code == 404, (route, reply.text)
         text = message(reply.json())
-        assert text and all(name in text for name in ("'qwen3-rerank'", "small", "large", "big")), (route, text)
+        served = ("'rerank-v3.5'", VL_NAME, TEXT_NAME, *TEXT_ALIASES)
+        assert text and all(name in text for name in served), (route, text)
 
 
-def test_each_model_keeps_its_own_replicas_and_one_losing_its_replica_never_fails_the_other(pair_url, ray_cluster):
-    deployments = serve.status().applications["pair"].deployments
+def test_each_model_keeps_its_own_replicas_and_one_losing_a_replica_never_fails_the_other(vl_url, ray_cluster):
+    deployments = serve.status().applications["vl"].deployments
     running = {name: d.replica_states.get(ReplicaState.RUNNING, 0) for name, d in deployments.items()}
-    assert running == {"Gateway": 1, "Reranker-small": 1, "Reranker-large": 2}, running
-    (victim,) = replicas(ray_cluster, "pair", "Reranker-small")
-    large, small, stop = [], [], threading.Event()
+    assert running == {"Gateway": 1, f"Reranker-{VL_NAME}": 1, f"Reranker-{TEXT_NAME}": 2}, running  # each its bounds
+    (victim,) = replicas(ray_cluster, "vl", f"Reranker-{VL_NAME}")
+    text, vl, stop = [], [], threading.Event()
 
     def client(model: str, outcomes: list):
         while not stop.is_set():
-            outcomes.append(ask(pair_url, "/v1/rerank", model).status_code)
+            outcomes.append(ask(vl_url, "/v1/rerank", model).status_code)
 
-    threads = [threading.Thread(target=client, args=args) for args in [("large", large)] * 2 + [("small", small)]]
+    threads = [threading.Thread(target=client, args=args) for args in [(TEXT_NAME, text)] * 2 + [(VL_NAME, vl)]]
     for thread in threads:
         thread.start()
     try:
         time.sleep(1.0)
         ray_cluster.kill(ray_cluster.get_actor(victim, namespace="serve"), no_restart=True)
         deadline = time.monotonic() + 90
-        while not (live := replicas(ray_cluster, "pair", "Reranker-small")) or victim in live:
-            assert time.monotonic() < deadline, "the lost replica of `small` was not replaced"
+        while not (live := replicas(ray_cluster, "vl", f"Reranker-{VL_NAME}")) or victim in live:
+            assert time.monotonic() < deadline, "the lost VL replica was not replaced"
             time.sleep(0.5)
         time.sleep(1.0)
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=TIMEOUT_S + 5)
-    assert large and set(large) == {200}, {s: large.count(s) for s in set(large)}  # untouched by small's loss
-    assert set(small) <= {200, 503}, {s: small.count(s) for s in set(small)}
-    assert ask(pair_url, "/v1/rerank", "small").status_code == 200  # healed
+    assert text and set(text) == {200}, {s: text.count(s) for s in set(text)}  # untouched by the VL model's loss
+    assert set(vl) <= {200, 503}, {s: vl.count(s) for s in set(vl)}
+    assert ask(vl_url, "/v1/rerank", VL_NAME).status_code == 200  # healed
