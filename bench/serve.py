@@ -85,8 +85,10 @@ def deploy(
     port: int,
     token_budget: int | None = None,
     max_tokens: int | None = None,
+    app_args: dict | None = None,
 ) -> str:
-    """Deploy the benchmark app on local Serve with the given batching; return its URL once healthy."""
+    """Deploy the benchmark app on local Serve with the given batching (and `app_args` over its args); return its
+    URL once healthy."""
     from ray import serve
 
     from serve.app import build_app
@@ -102,6 +104,7 @@ def deploy(
         },
         "max_documents": 1000,
         "max_tokens_per_request": max_tokens,
+        **(app_args or {}),
     }
     options = {
         "num_replicas": 1,

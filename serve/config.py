@@ -68,14 +68,20 @@ class BatchConfig(StrictModel):
 
 
 class ImageLimits(StrictModel):
-    """What one request may send as images (models that take them); each image's own caps (bytes, header pixels,
-    which URLs) are the model's `images` option."""
+    """What one request may send as images (models that take them), and what a replica holds decoded at once; each
+    image's own caps (bytes, header pixels, which URLs) are the model's `images` option."""
 
     max_images_per_request: int = Field(default=40, ge=0, description="images per request (DashScope's 40)")
     max_image_bytes_per_request: int = Field(
         default=64 * 1024 * 1024,
         ge=0,
         description="encoded image bytes per request, base64 decoded (the body cap first)",
+    )
+    max_image_tokens_in_flight: int = Field(
+        default=65_536,
+        ge=1,
+        description="image tokens a replica's requests hold decoded at once (~3 KiB of resized pixels each, read "
+        "from the headers before decoding); later requests wait their turn, one larger than this runs alone",
     )
 
 

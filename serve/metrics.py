@@ -106,6 +106,11 @@ class ReplicaMetrics:
             "rerank_device_memory_errors",
             description="requests answered 503 because a call did not fit the device's memory even one row at a time",
         )
+        self.image_budget_waits = tagged(
+            Counter,
+            "rerank_image_budget_waits",
+            description="requests that waited for the replica's image budget (max_image_tokens_in_flight)",
+        )
         self.cache_hits = tagged(Counter, "rerank_score_cache_hits", description="pairs answered from the score cache")
         self.cache_misses = tagged(
             Counter, "rerank_score_cache_misses", description="pairs the score cache did not hold"

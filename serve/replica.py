@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from rerank_core.scorer import Prepared, top_indices
 from . import protocols as p
 from .config import DEPLOYMENT, BatchConfig, ServeAppConfig
 from .errors import ApiError
+from .image_budget import ImageBudget
 from .metrics import ReplicaMetrics
 from .scheduler import DeadlineExceeded, Scheduler
 
@@ -55,6 +57,7 @@ class Reranker:
         self.max_tokens = self.cfg.max_tokens(self.scorer.device, served)
         self.metrics = ReplicaMetrics(self.model_name)
         self.scheduler = Scheduler(self.scorer, self.cfg.batch, self.cfg.score_cache_bytes, self.metrics)
+        self.image_budget = ImageBudget(self.cfg.images.max_image_tokens_in_flight)
         self.reconfigure(self.cfg.batch.model_dump())
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -80,11 +83,31 @@ class Reranker:
 
     async def rank(self, call: p.RankCall, timeout_s: float | None) -> Reply:
         """The one scoring path of every dialect: token limits (images' from their headers, before any is decoded),
-        tokenization, the scheduler, ranking, metrics."""
+        the replica's image budget, tokenization, the scheduler, ranking, metrics."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
-            prepared = await asyncio.to_thread(self._prepare, call)
+            image_tokens = await asyncio.to_thread(self._image_tokens, call) if self.scorer.takes_images else 0
+            if image_tokens:
+                await self._wait_for_images(image_tokens, timeout_s)
+            try:
+                left = None if deadline is None else max(deadline - time.monotonic(), 1e-3)
+                return await self._rank(call, left)
+            finally:
+                self.image_budget.release(image_tokens)
         except InvalidInputError as exc:  # named as the request names its sides: documents[3].image[0]
             raise named_by_input(exc, 1, len(call.pairs), call.fields) from None
+
+    async def _wait_for_images(self, tokens: int, timeout_s: float | None) -> None:
+        """Hold `tokens` of the image budget, waiting for earlier requests' images within the deadline."""
+        try:
+            if await asyncio.wait_for(self.image_budget.acquire(tokens), timeout_s):
+                self.metrics.image_budget_waits.inc()
+        except TimeoutError:
+            raise ApiError(504, p.TIMEOUT_HEADER, f"not scored within {timeout_s:.3g} s (waiting for images)") from None
+
+    async def _rank(self, call: p.RankCall, timeout_s: float | None) -> Reply:
+        """rank's work once the request's images may be decoded."""
+        prepared = await asyncio.to_thread(self._prepare, call)
         cut = int(np.count_nonzero(prepared.truncated))
         if call.refuse_long is not None and cut:
             raise self._refusal(call.refuse_long, prepared, cut)
@@ -114,8 +137,8 @@ class Reranker:
         ranked = p.Ranked(order=order, scores=out.scores, logits=out.logits, tokens=out.total_tokens)
         return Reply(ranked, self.model_name, scored.shared_with, scored.cached, cut)
 
-    def _prepare(self, call: p.RankCall) -> Prepared:
-        """The call's pairs tokenized, once their images' tokens (read from the headers) fit the request's limit."""
+    def _image_tokens(self, call: p.RankCall) -> int:
+        """The tokens of the call's images, read from their headers, once they fit the request's limit."""
         image_tokens = self.scorer.image_tokens(call.pairs)
         if image_tokens > self.max_tokens:
             raise ApiError(
@@ -123,6 +146,10 @@ class Reranker:
                 call.fields[1],
                 f"the request's images take {image_tokens} tokens, over max_tokens_per_request={self.max_tokens}",
             )
+        return image_tokens
+
+    def _prepare(self, call: p.RankCall) -> Prepared:
+        """The call's pairs tokenized, their images decoded and encoded ahead."""
         prepared = self.scorer.prepare(
             call.pairs,
             instruction=call.instruction,

@@ -9,6 +9,7 @@ from serve.app import build_app
 VL_NAME, TEXT_NAME = "qwen3-vl-reranker", "qwen3-reranker"
 TEXT_ALIASES = ["qwen3-rerank", "gte-rerank-v2"]
 MAX_IMAGES = 4
+IMAGE_BUDGET = 20  # image tokens a replica holds at once: two 64 × 48 photos (6 tokens each) fit, four do not
 TINY = {"model": "builtin:tiny-qwen3-reranker", "device": "cpu", "intra_op_threads": 1}
 OPTIONS = {
     "num_replicas": 1,

@@ -209,3 +209,29 @@ def test_fuzzed_image_bodies_never_cause_a_5xx(vl_url):
             assert reply.status_code < 500, (route, kind, image[:40], reply.text[:300])
     assert set(statuses) <= {200, 400}, (statuses, reply.text[:300])
     assert http.is_closed and post(vl_url, "/v1/rerank", {"query": QUERY, "documents": ["fine"]}).status_code == 200
+
+
+def test_concurrent_image_requests_take_turns_within_the_replicas_image_budget(vl_url, tiny_vl_reranker):
+    """Six requests of two new photos each (12 image tokens: two such never fit the budget of 20 together) and one of
+    four (24: over the whole budget, it runs alone), all at once: each waits its turn and scores as the library."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    requests = [[png(64, 48, 100 + 2 * i), png(64, 48, 101 + 2 * i)] for i in range(6)]
+    requests.append([png(64, 48, 200 + k) for k in range(MAX_IMAGES)])
+    waits = "ray_rerank_image_budget_waits_total{}"
+    before = scrape("vl").get(waits, 0)
+
+    def ask(images: list[bytes]) -> httpx.Response:
+        return post(vl_url, "/v1/rerank", {"query": QUERY, "documents": [{"image": data_uri(i)} for i in images]})
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        replies = list(pool.map(ask, requests))
+    for images, reply in zip(requests, replies):
+        assert reply.status_code == 200, reply.text
+        expected = tiny_vl_reranker.score_pairs([(QUERY, {"image": image}) for image in images])
+        got = {r["index"]: r["relevance_score"] for r in reply.json()["results"]}
+        assert [got[i] for i in range(len(images))] == pytest.approx(expected.tolist(), abs=1e-5)
+    deadline = time.monotonic() + 15  # Ray exports metrics every second (the session's setting)
+    while scrape("vl").get(waits, 0) <= before:
+        assert time.monotonic() < deadline, "no request waited for the image budget"
+        time.sleep(1)
