@@ -95,10 +95,11 @@ class Scorer(ABC):
     chunk_tokens: int | None = None
     takes_images: bool = False  # pairs may hold Image parts (a multimodal model)
 
-    def image_tokens(self, pairs: Sequence[Pair]) -> int:
+    def image_tokens(self, pairs: Sequence[Pair], *, at_most: bool = False) -> int:
         """Tokens the images of `pairs` (each side given as text or Content) take, every time a pair holds one, read
-        from their headers before any is decoded; what only taking one in tells (a URL) is counted then. Raises
-        ImageRefusedError naming `pairs[i].query…` or `pairs[i].document…` for a header it refuses."""
+        from their headers before any is decoded; what only taking one in tells (a URL) is counted then, or with
+        `at_most` as the most an image can take. Raises ImageRefusedError naming `pairs[i].query…` or
+        `pairs[i].document…` for a header it refuses."""
         return 0
 
     def precompute(self, prepared: Prepared) -> None:  # noqa: B027 - most scorers have nothing to compute ahead

@@ -138,7 +138,8 @@ class Reranker:
         return Reply(ranked, self.model_name, scored.shared_with, scored.cached, cut)
 
     def _image_tokens(self, call: p.RankCall) -> int:
-        """The tokens of the call's images, read from their headers, once they fit the request's limit."""
+        """The tokens of the call's images the image budget holds for it — read from their headers, a URL's counted
+        as the most an image can take until it is fetched — once those headers tell fit the request's limit."""
         image_tokens = self.scorer.image_tokens(call.pairs)
         if image_tokens > self.max_tokens:
             raise ApiError(
@@ -146,7 +147,7 @@ class Reranker:
                 call.fields[1],
                 f"the request's images take {image_tokens} tokens, over max_tokens_per_request={self.max_tokens}",
             )
-        return image_tokens
+        return self.scorer.image_tokens(call.pairs, at_most=True)
 
     def _prepare(self, call: p.RankCall) -> Prepared:
         """The call's pairs tokenized, their images decoded and encoded ahead."""

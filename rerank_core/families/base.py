@@ -50,9 +50,10 @@ class PairEncoder(ABC):
     def cut_documents(self, pairs: list[Pair], max_tokens: int) -> list[Pair]:
         """The pairs with each document cut after its first `max_tokens` tokens (as the tokenizer splits it alone)."""
 
-    def image_tokens(self, image: Image, where: str) -> int:
-        """The tokens `image` takes in a prompt, read from its encoded header before anything is decoded; 0 when only
-        taking it in tells (a URL, a PIL image) or the family takes no images (it refuses them in check_pairs)."""
+    def image_tokens(self, image: Image, where: str, *, at_most: bool = False) -> int:
+        """The tokens `image` takes in a prompt, read from its encoded header before anything is decoded; when only
+        taking it in tells (a URL, a PIL image), 0, or with `at_most` the most any image can take (what a budget
+        must hold for it); 0 where the family takes no images (it refuses them in check_pairs)."""
         return 0
 
     def row_key(self, encoded: EncodedPairs, row: int) -> bytes:

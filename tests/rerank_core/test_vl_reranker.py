@@ -181,6 +181,18 @@ def test_images_encoded_ahead_leave_the_model_calls_none_to_encode(tiny_vl_reran
     np.testing.assert_allclose(scores, tiny_vl_reranker.score_pairs(pairs), atol=1e-5)
 
 
+def test_image_tokens_read_from_headers_and_a_urls_counted_at_most_for_a_budget(tiny_vl_reranker):
+    """Encoded bytes: their header's tokens, exact either way; a URL (its size unknown before it is fetched): 0, or
+    with `at_most` the recipe's most, 1,800 pads and the two vision markers."""
+    scorer = tiny_vl_reranker.scorer
+    encoded = png(photo(64, 48, 5))
+    url = {"image": "https://example.com/a.png"}
+    exact = scorer.image_tokens([("q", {"image": encoded})])
+    assert exact == scorer.image_tokens([("q", {"image": encoded})], at_most=True) > 2
+    assert scorer.image_tokens([("q", url), ("q", {"image": encoded})]) == exact
+    assert scorer.image_tokens([("q", url), ("q", {"image": encoded})], at_most=True) == 1802 + exact
+
+
 def test_the_cli_ranks_image_documents_for_an_image_query(tiny_vl_reranker, tmp_path, capsys):
     for k in range(2):
         (tmp_path / f"p{k}.png").write_bytes(png(photo(80, 60, 30 + k)))

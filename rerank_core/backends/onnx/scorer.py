@@ -174,7 +174,7 @@ class OnnxScorer(Scorer):
             with device_memory_errors():
                 self.layout.encode_ahead(prepared.payload.media)
 
-    def image_tokens(self, pairs: Sequence[Pair]) -> int:
+    def image_tokens(self, pairs: Sequence[Pair], *, at_most: bool = False) -> int:
         """Tokens of the pairs' images as the family reads them from their headers, each distinct image's once."""
         if not self.takes_images:
             return 0
@@ -185,7 +185,8 @@ class OnnxScorer(Scorer):
                 images = [p for p in side.parts if isinstance(p, Image)] if isinstance(side, Content) else []
                 for k, image in enumerate(images):
                     if image not in tokens:
-                        tokens[image] = self.tokenizer.image_tokens(image, f"pairs[{i}].{name}.image[{k}]")
+                        where = f"pairs[{i}].{name}.image[{k}]"
+                        tokens[image] = self.tokenizer.image_tokens(image, where, at_most=at_most)
                     total += tokens[image]
         return total
 

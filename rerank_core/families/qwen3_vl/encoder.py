@@ -16,7 +16,7 @@ from ...image_intake import ImagePolicy, image_header
 from ...tokenization import EncodedPairs, shared_head_lengths
 from ..base import PairEncoder
 from .media import ImageEntry, take
-from .pixels import PixelBudget, image_tokens
+from .pixels import BLOCK, PixelBudget, image_tokens
 from .settings import VLSettings
 from .template import PREFIX, Side, check_texts, head, prompt, truncate
 
@@ -49,11 +49,11 @@ class VLPairEncoder(PairEncoder):
         self.policy, self.budget = policy, budget
         self.prefix_ids = self._encode([PREFIX])[0]
 
-    def image_tokens(self, image: Image, where: str) -> int:
-        """An encoded image's `<|vision_start|>`, pads and `<|vision_end|>`, read from its header (0 for a URL or
-        a PIL image: known once taken in)."""
+    def image_tokens(self, image: Image, where: str, *, at_most: bool = False) -> int:
+        """An encoded image's `<|vision_start|>`, pads and `<|vision_end|>`, read from its header (for a URL or a
+        PIL image, known once taken in: 0, or with `at_most` the pixel budget's most)."""
         if not isinstance(image.source, (bytes, bytearray, memoryview)):
-            return 0
+            return self.budget.max_pixels // BLOCK**2 + 2 if at_most else 0
         width, height = image_header(bytes(image.source), where, self.policy)
         return image_tokens(width, height, self.budget, where) + 2
 
