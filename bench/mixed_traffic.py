@@ -2,7 +2,7 @@
 requests; bulk throughput; a repeated request; the endpoint's scores against the library's. `--shape vl` serves the
 built-in tiny Qwen3-VL model and adds a row of small text requests beside bulk requests of 40 screenshots each.
 
-Run: python bench/mixed_traffic.py [--shape tiny|vl|0.6b] [--seconds 30]
+Run: python bench/mixed_traffic.py [--shape tiny|vl|0.6b] [--seconds 30] [--image-budget TOKENS]
 """
 
 from __future__ import annotations
@@ -129,6 +129,9 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--token-budget", type=int, help="tokens per model call (default: the device's)")
+    parser.add_argument(
+        "--image-budget", type=int, help="the replica's images.max_image_tokens_in_flight (default: the app's)"
+    )
     parser.add_argument("--port", type=int, default=8797)
     args = parser.parse_args()
     shape = SHAPES[args.shape]
@@ -151,7 +154,8 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         max_tokens = 2 * SCREENSHOTS * 1024 if args.shape == "vl" else None  # 40 screenshots fit one request
-        url = deploy(model, dtype, 32, 0.005, args.threads, args.port, args.token_budget, max_tokens)
+        images = {"images": {"max_image_tokens_in_flight": args.image_budget}} if args.image_budget else None
+        url = deploy(model, dtype, 32, 0.005, args.threads, args.port, args.token_budget, max_tokens, images)
         small_client(url, 2, shape, seed=99)  # warm-up
         alone = small_client(url, args.seconds, shape, seed=1)
 
@@ -173,9 +177,9 @@ def main() -> None:
         for t in threads:
             t.join()
 
-        image_mixed = []
+        image_mixed, image_bulk, t2 = [], [], time.monotonic()
         if args.shape == "vl":
-            stop, image_bulk = threading.Event(), []
+            stop = threading.Event()
             threads = bulk_clients(url, args.bulk_clients, stop, shape, image_bulk, seed=4000, images=True)
             time.sleep(args.bulk_warmup)
             image_mixed = small_client(url, args.seconds, shape, seed=4)
@@ -235,16 +239,19 @@ def main() -> None:
     rows.append(row("5 small right after 6 abandoned bulk requests (×3)", abandoned))
     print_table(
         f"Small requests ({shape[0]} docs × {shape[1]} words) — {Path(model).name} {dtype}, bulk {shape[2]} docs × "
-        f"{shape[3]} words, {args.threads} ORT threads, token budget {args.token_budget or 'default'}",
+        f"{shape[3]} words, {args.threads} ORT threads, token budget {args.token_budget or 'default'}, image budget "
+        f"{args.image_budget or 'default'}",
         ["traffic", "requests", "p50 ms", "p95 ms", "max ms", "p95 ÷ alone"],
         rows,
     )
     mixed_rate = sum(p for p, _, _ in bulk_mixed) / (max(end for _, _, end in bulk_mixed) - t1) if bulk_mixed else 0.0
+    image_rate = sum(p for p, _, _ in image_bulk) / (max(e for _, _, e in image_bulk) - t2) if image_bulk else "—"
     print_table(
         "Bulk, repeat, exactness",
         [
             "bulk pairs/s alone",
             "bulk pairs/s with small traffic",
+            "screenshot pairs/s with small traffic",
             "fresh ms (median of 5)",
             "repeat ms (median)",
             "fresh ÷ repeat",
@@ -255,6 +262,7 @@ def main() -> None:
             [
                 bulk_rate,
                 mixed_rate,
+                image_rate,
                 1000 * fresh_s,
                 1000 * repeat_s,
                 fresh_s / repeat_s,
