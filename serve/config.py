@@ -164,11 +164,12 @@ class ServeAppConfig(StrictModel):
         if (self.model is None) == (not self.models):
             raise ValueError("give exactly one of `model` (one model) and `models` (a list of them)")
         seen: dict[str, int] = {}
-        for i, served in enumerate(self.served()):
-            for name in [served.name, *served.aliases]:
+        served = self.served()
+        for i, model in enumerate(served):
+            for name in [model.name, *model.aliases]:
                 if seen.setdefault(name, i) != i:
                     raise ValueError(f"models[{i}]: the name {name!r} is already models[{seen[name]}]'s")
-        deployments = [served.deployment for served in self.served()]
+        deployments = [model.deployment for model in served]
         if len(set(deployments)) != len(deployments):
             raise ValueError(f"models: two models share a deployment name ({deployments})")
         if self.default_model is not None and self.default_model not in seen:

@@ -140,14 +140,16 @@ class Reranker:
     def _image_tokens(self, call: p.RankCall) -> int:
         """The tokens of the call's images the image budget holds for it — read from their headers, a URL's counted
         as the most an image can take until it is fetched — once those headers tell fit the request's limit."""
-        image_tokens = self.scorer.image_tokens(call.pairs)
-        if image_tokens > self.max_tokens:
+        held = self.scorer.image_tokens(call.pairs, at_most=True)
+        # What the headers tell is at most `held`: read them again only when the limit may be passed.
+        told = self.scorer.image_tokens(call.pairs) if held > self.max_tokens else held
+        if told > self.max_tokens:
             raise ApiError(
                 400,
                 call.fields[1],
-                f"the request's images take {image_tokens} tokens, over max_tokens_per_request={self.max_tokens}",
+                f"the request's images take {told} tokens, over max_tokens_per_request={self.max_tokens}",
             )
-        return self.scorer.image_tokens(call.pairs, at_most=True)
+        return held
 
     def _prepare(self, call: p.RankCall) -> Prepared:
         """The call's pairs tokenized, their images decoded and encoded ahead."""
