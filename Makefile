@@ -52,9 +52,11 @@ demo: $(STAMP)
 	  -- --model builtin:tiny-qwen3-vl-reranker
 	$(BIN)/rerank offline --config configs/demo/offline_images.yaml
 
-# The slowest tests are listed after every run, so the suite's budget (10 minutes on 2 cores) stays visible.
+# Two pytest-xdist workers, each taking whole groups of tests (tests/conftest.py: the tests on the session's Ray on
+# one, the cluster tests on one, each other module on one). The slowest tests are listed after every run, so the
+# suite's budget (10 minutes on 2 cores) stays visible.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

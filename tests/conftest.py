@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +19,83 @@ from rerank_core.tiny_model import TINY_MODEL
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the suite may reach for the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Files derived at load (OpenVINO graphs) go to a folder of this session, not the user's cache; tests of the export
-# cache name their own.
-_SESSION_CACHE = tempfile.mkdtemp(prefix="qwen-rerank-test-cache-")
-os.environ.setdefault(CACHE_ENV, _SESSION_CACHE)
+# One folder for the run, shared by its pytest-xdist workers, which inherit the environment of the process that made
+# it (`make test` runs two): what the session builds (the tiny checkpoint, its export, the built-in VL model) is
+# built there once, whichever worker asks first. Files derived at load (exports of built-in models, OpenVINO graphs)
+# go to its cache, not the user's; tests of the export cache name their own.
+_RUN_ENV = "QWEN_RERANK_TEST_RUN"
+_MADE_HERE = _RUN_ENV not in os.environ
+if _MADE_HERE:
+    os.environ[_RUN_ENV] = tempfile.mkdtemp(prefix="qwen-rerank-test-")
+RUN_DIR = Path(os.environ[_RUN_ENV])
+os.environ[CACHE_ENV] = str(RUN_DIR / "cache")
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Remove the session's cache folder."""
-    shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+    """The process that made the run's folder (xdist's controller, which ends last) removes it."""
+    if _MADE_HERE:
+        shutil.rmtree(RUN_DIR, ignore_errors=True)
+
+
+def built_once(name: str, build: Callable[[Path], object]) -> Path:
+    """The run's folder `name`, made by `build(folder)` once across the run's processes (rerank_core's cache lock)."""
+    from rerank_core.cache_dir import build_once
+
+    def staged(final: Path) -> None:
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+        build(staging / name)
+        (staging / name / ".built").touch()
+        (staging / name).rename(final)
+        staging.rmdir()
+
+    final = RUN_DIR / "built" / name
+    build_once(final, ".built", staged)
+    return final
+
+
+SESSION_RAY, CLUSTER = "session-ray", "cluster"
+# The longest groups, which two xdist workers start first so that neither ends with one alone (measured: ~430, ~170
+# and ~80 s on a 2-core machine).
+LONGEST = (SESSION_RAY, CLUSTER, "tests/test_gpu_run.py")
+_GROUPS = RUN_DIR / "groups.json"
+
+
+def _group(item) -> str:
+    """The item's group, which one xdist worker runs whole: the tests on the session's Ray (one worker starts it),
+    the cluster tests (one head), else its module (its module fixtures built once)."""
+    if "ray_cluster" in item.fixturenames:
+        return SESSION_RAY
+    return CLUSTER if item.nodeid.startswith("tests/cluster/") else item.nodeid.split("::")[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    """In one process the session's Ray tests run last, so the Ray they start does not idle beside the rest; an
+    xdist worker writes each test's group for the scheduler below and puts the LONGEST groups first."""
+    groups = {item.nodeid: _group(item) for item in items}
+    if hasattr(config, "workerinput"):
+        staging = _GROUPS.with_name(f".groups-{config.workerinput['workerid']}.json")
+        staging.write_text(json.dumps(groups))
+        staging.replace(_GROUPS)  # both workers collect the same tests
+        rank = {group: i - len(LONGEST) for i, group in enumerate(LONGEST)}
+    else:
+        rank = {SESSION_RAY: 1}
+    items.sort(key=lambda item: rank.get(groups[item.nodeid], 0))
+
+
+if importlib.util.find_spec("xdist"):
+
+    def pytest_xdist_make_scheduler(config, log):
+        """xdist's workers take whole groups (`_group`), in the order the workers collected them."""
+        from xdist.scheduler import LoadScopeScheduling
+
+        class GroupScheduling(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                if not hasattr(self, "groups"):
+                    self.groups = json.loads(_GROUPS.read_text())
+                return self.groups[nodeid]
+
+        config.option.loadscopereorder = False
+        return GroupScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -34,27 +105,30 @@ def tiny_reranker() -> Reranker:
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
+def tiny_checkpoint() -> Path:
     """A freshly built random Hugging Face Qwen3 checkpoint (needs torch)."""
     pytest.importorskip("torch")
     from rerank_core.tiny_model import build_checkpoint
 
-    return build_checkpoint(tmp_path_factory.mktemp("tiny-ckpt"))
+    return built_once("tiny-ckpt", build_checkpoint)
 
 
 @pytest.fixture(scope="session")
-def tiny_export(tiny_checkpoint, tmp_path_factory) -> Path:
+def tiny_export(tiny_checkpoint) -> Path:
     """The checkpoint exported by our exporter, f32, int8 and f16, plus the f32 and f16 GPU graphs of every layout."""
     from rerank_core.export import export_checkpoint
 
-    return export_checkpoint(
-        tiny_checkpoint,
-        tmp_path_factory.mktemp("x") / "tiny",
-        dtypes=["f32", "int8", "f16"],
-        cuda_dtypes=["f32", "f16"],
-        fused_dtypes=["f32", "f16"],
-        paged_dtypes=["f32", "f16"],
-    )
+    def export(out: Path) -> None:
+        export_checkpoint(
+            tiny_checkpoint,
+            out,
+            dtypes=["f32", "int8", "f16"],
+            cuda_dtypes=["f32", "f16"],
+            fused_dtypes=["f32", "f16"],
+            paged_dtypes=["f32", "f16"],
+        )
+
+    return built_once("tiny", export)
 
 
 @pytest.fixture(scope="session")

@@ -16,14 +16,14 @@ from tests.conftest import REPO
 from tests.processes import ray_actors
 
 pytestmark = pytest.mark.slow
-ROWS = 6_000
+ROWS = 3_000
 
 
 def _input(path) -> list[str]:
     ids = [f"r{i}" for i in range(ROWS)]
     docs = [f"document number {i} about " + "cats and dogs " * (1 + i % 6) for i in range(ROWS)]
     # ~2.5 MiB carried through, so a streaming job writes several 1 MiB files (max_block_mib), not one at its end
-    payload = [os.urandom(400) for _ in range(ROWS)]
+    payload = [os.urandom(800) for _ in range(ROWS)]
     table = pa.table(
         {"id": ids, "query": [f"query {i % 5}" for i in range(ROWS)], "document": docs, "payload": payload}
     )

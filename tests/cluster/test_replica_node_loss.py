@@ -18,7 +18,8 @@ from tests.processes import ray_actors
 
 pytestmark = pytest.mark.slow
 REPLICAS = 3
-CLIENTS = 6
+CLIENTS = 4
+PAUSE_S = 0.2  # each client's pause between requests: requests always in flight, the CPU not saturated by them
 ANSWER_BOUND_S = 30  # every request's answer comes within this
 # Requests in flight on the lost node's replicas are asked again of a live one (by Serve's router, or by the gateway
 # when the replica died after taking the request: "asked again" counts those, from the gateway's log).
@@ -147,7 +148,8 @@ def _answers(url: str) -> bool:
 
 
 def _load(url: str) -> tuple[list, threading.Event, list[threading.Thread]]:
-    """CLIENTS threads posting BODY until the event is set; outcomes: (status or error name, seconds, sent at)."""
+    """CLIENTS threads posting BODY, each pausing PAUSE_S between requests, until the event is set; outcomes: (status
+    or error name, seconds, sent at)."""
     outcomes, stop = [], threading.Event()
 
     def client():
@@ -164,6 +166,7 @@ def _load(url: str) -> tuple[list, threading.Event, list[threading.Thread]]:
                 except httpx.TransportError as exc:
                     status = type(exc).__name__
                 outcomes.append((status, time.monotonic() - start, sent))
+                stop.wait(PAUSE_S)
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(CLIENTS)]
     for thread in threads:
