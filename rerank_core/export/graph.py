@@ -23,7 +23,7 @@ from .quantize import quantize_int8
 log = logging.getLogger(__name__)
 
 # Bump when the graphs change: cached exports (export/cache.py) are keyed by it.
-EXPORTER_VERSION = "9"
+EXPORTER_VERSION = "10"  # 10: the VL decoder adds DeepStack without an accumulating scatter (f16 on CPU)
 GRAPH_NAMES = {Dtype.F32: "model.onnx", Dtype.F16: "model_f16.onnx", Dtype.INT8: "model_int8.onnx"}
 # The GPU graphs (right padding, fused causal attention); f32 exists to check them on a CPU.
 CUDA_GRAPH_NAMES = {Dtype.F32: "model_cuda.onnx", Dtype.F16: "model_cuda_f16.onnx"}

@@ -17,6 +17,7 @@ from rerank_core.cli import main
 from rerank_core.content import Content, Image, Text
 from rerank_core.errors import ImageRefusedError, InvalidInputError
 from rerank_core.families.qwen3_vl.layout import ImageFeatures
+from rerank_core.model_files.folder import ModelFolder
 from tests.rerank_core.test_vl_recipe import PAIRS, photo
 
 pytestmark = pytest.mark.slow
@@ -213,9 +214,9 @@ def test_the_cli_ranks_image_documents_for_an_image_query(tiny_vl_reranker, tmp_
     assert f"[image {tmp_path / 'p1.png'}]" in capsys.readouterr().out
 
 
-def test_rerank_export_writes_f32_and_int8_graphs_that_load_from_the_folder(tiny_vl_reranker, tmp_path):
+def test_rerank_export_writes_f32_int8_and_f16_graphs_that_load_from_the_folder(tiny_vl_reranker, tmp_path):
     out = tmp_path / "vl"
-    assert main(["export", "builtin:tiny-qwen3-vl-reranker", "--out", str(out), "--dtype", "f32,int8"]) == 0
+    assert main(["export", "builtin:tiny-qwen3-vl-reranker", "--out", str(out), "--dtype", "f32,int8,f16"]) == 0
     pairs = PAIRS + [
         ({"text": [f"q {k}"]}, {"text": [f"word {k} " * k], "image": [photo(40 + k, 50, k)]}) for k in range(8)
     ]
@@ -224,3 +225,7 @@ def test_rerank_export_writes_f32_and_int8_graphs_that_load_from_the_folder(tiny
     int8 = Reranker.from_pretrained(out, dtype="int8").score_pairs(pairs)
     # Random weights: a proxy only (docs/models.md); on the tiny model int8 moved scores by ~1e-3, Spearman 0.997.
     assert np.abs(int8 - f32).max() < 0.02 and spearmanr(int8, f32).statistic > 0.95
+    # The f16 decoder (the vision encoder stays f32), checked on the CPU provider; the graph CUDA loads by default.
+    f16 = Reranker.from_pretrained(out, dtype="f16").score_pairs(pairs)
+    np.testing.assert_allclose(f16, f32, atol=1e-3)
+    assert ModelFolder.read(out).choose_graph(None, "cuda").path.name == "model_f16.onnx"

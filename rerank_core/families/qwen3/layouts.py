@@ -27,7 +27,8 @@ from .packing import FED_INPUTS, pack_call
 
 log = logging.getLogger(__name__)
 
-_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+# ONNX Runtime's input types as numpy dtypes, for the tensors a layout feeds.
+NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 # A full-logits graph materialises [batch, seq, vocab] float32: keep one call's logits under this many bytes.
 FULL_LOGITS_BYTES = 1 << 30
 # What one more model call costs a GPU graph, in tokens' worth of time: on an H200 (f16 GPU graph, ~300-token pairs)
@@ -51,7 +52,7 @@ class PastKvLayout(GraphLayout):
         self._present_names = [name.removeprefix("past_") for name in self._past_names]
         self._key_block = getattr(session, "key_block", 1)  # an ONNX Runtime session needs none
         _, heads, _, head_dim = past[0].shape
-        self._empty = Prefix(tuple(np.zeros((1, heads, 0, head_dim), _TYPES[past[0].type]) for _ in past), 0)
+        self._empty = Prefix(tuple(np.zeros((1, heads, 0, head_dim), NUMPY_TYPES[past[0].type]) for _ in past), 0)
 
     def _accepts(self) -> set[str]:
         return set(self._past_names)
@@ -148,7 +149,7 @@ class PagedLayout(CudaOnlyOperators, GraphLayout):
     ):
         super().__init__(session, yes_id, no_id, share_prefix)
         cache = next(i for i in session.get_inputs() if i.name == "key_cache")
-        self._cache_type, self._cache_shape = _TYPES[cache.type], tuple(cache.shape[2:])
+        self._cache_type, self._cache_shape = NUMPY_TYPES[cache.type], tuple(cache.shape[2:])
         self.block_size = block_size or flash_block_tokens(self._cache_shape[-1])  # None: what Flash reads
         self._device = session_device(session)
         self._caches: tuple[ort.OrtValue, ort.OrtValue] | None = None

@@ -68,7 +68,10 @@ class MropePrefixLogit(torch.nn.Module):
         def add_deepstack(i, hidden):
             if i >= self.deepstack_layers:
                 return hidden
-            flat = hidden.reshape(-1, width).index_put((image_positions,), deepstack[i], accumulate=True)
+            # Gathered, added and put back (each position once): an accumulating put is a ScatterND with reduction
+            # 'add', which ONNX Runtime's CPU provider has no f16 kernel for.
+            flat = hidden.reshape(-1, width)
+            flat = flat.index_put((image_positions,), flat[image_positions] + deepstack[i])
             return flat.reshape(hidden.shape)
 
         hidden, present = continue_prefix(

@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ...graph_layout import Prefix
-from ..qwen3.layouts import PastKvLayout
+from ..qwen3.layouts import NUMPY_TYPES, PastKvLayout
 from .media import ImageEntry
 from .pixels import patches_of
 from .positions import mrope_positions
@@ -89,6 +89,8 @@ class MropePastKvLayout(PastKvLayout):
     ):
         super().__init__(session, yes_id, no_id, share_prefix)
         self.settings, self.vision = settings, vision  # vision: f32 whatever the decoder's dtype (export.py)
+        # The features enter the decoder in its own dtype (f16 for an f16 graph): cast once per call, not kept so.
+        self._feature_type = next(NUMPY_TYPES[i.type] for i in session.get_inputs() if i.name == "image_features")
         self._empty = Prefix(self._empty.tensors, 0, np.zeros(0, dtype=np.int64))
         self.features = ImageFeatures(FEATURE_CACHE_BYTES)
 
@@ -162,8 +164,10 @@ class MropePastKvLayout(PastKvLayout):
             "input_ids": np.where(input_ids < 0, self.settings.image_pad_id, input_ids),
             "position_ids": positions,
             "image_positions": np.asarray(at, dtype=np.int64),
-            "image_features": np.stack(features) if features else np.zeros((0, hidden), np.float32),
-            "deepstack": np.stack(deepstack, axis=1) if deepstack else np.zeros((layers, 0, hidden), np.float32),
+            "image_features": (np.stack(features) if features else np.zeros((0, hidden))).astype(self._feature_type),
+            "deepstack": (np.stack(deepstack, axis=1) if deepstack else np.zeros((layers, 0, hidden))).astype(
+                self._feature_type
+            ),
             "last_index": last_index,
             **dict(zip(self._past_names, prefix.tensors)),
         }
