@@ -225,7 +225,8 @@ def test_rerank_export_writes_f32_int8_and_f16_graphs_that_load_from_the_folder(
     int8 = Reranker.from_pretrained(out, dtype="int8").score_pairs(pairs)
     # Random weights: a proxy only (docs/models.md); on the tiny model int8 moved scores by ~1e-3, Spearman 0.997.
     assert np.abs(int8 - f32).max() < 0.02 and spearmanr(int8, f32).statistic > 0.95
-    # The f16 decoder (the vision encoder stays f32), checked on the CPU provider; the graph CUDA loads by default.
-    f16 = Reranker.from_pretrained(out, dtype="f16").score_pairs(pairs)
-    np.testing.assert_allclose(f16, f32, atol=1e-3)
+    # The f16 decoder (the vision encoder stays f32), checked on the CPU provider (slow there: the recipe's pairs
+    # only); the graph CUDA loads by default.
+    f16 = Reranker.from_pretrained(out, dtype="f16").score_pairs(PAIRS)
+    np.testing.assert_allclose(f16, f32[: len(PAIRS)], atol=1e-3)
     assert ModelFolder.read(out).choose_graph(None, "cuda").path.name == "model_f16.onnx"
