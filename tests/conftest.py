@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -89,9 +90,12 @@ if importlib.util.find_spec("xdist"):
         from xdist.scheduler import LoadScopeScheduling
 
         class GroupScheduling(LoadScopeScheduling):
+            @functools.cached_property
+            def groups(self) -> dict[str, str]:
+                """Read once asked, after the workers have collected (and written it)."""
+                return json.loads(_GROUPS.read_text())
+
             def _split_scope(self, nodeid: str) -> str:
-                if not hasattr(self, "groups"):
-                    self.groups = json.loads(_GROUPS.read_text())
                 return self.groups[nodeid]
 
         config.option.loadscopereorder = False

@@ -164,13 +164,15 @@ class MropePastKvLayout(PastKvLayout):
             "input_ids": np.where(input_ids < 0, self.settings.image_pad_id, input_ids),
             "position_ids": positions,
             "image_positions": np.asarray(at, dtype=np.int64),
-            "image_features": (np.stack(features) if features else np.zeros((0, hidden))).astype(self._feature_type),
-            "deepstack": (np.stack(deepstack, axis=1) if deepstack else np.zeros((layers, 0, hidden))).astype(
-                self._feature_type
-            ),
+            "image_features": self._as_fed(np.stack(features) if features else np.zeros((0, hidden))),
+            "deepstack": self._as_fed(np.stack(deepstack, axis=1) if deepstack else np.zeros((layers, 0, hidden))),
             "last_index": last_index,
             **dict(zip(self._past_names, prefix.tensors)),
         }
+
+    def _as_fed(self, features: np.ndarray) -> np.ndarray:
+        """`features` in the decoder's input dtype, not copied again where they are in it already (f32)."""
+        return features.astype(self._feature_type, copy=False)
 
 
 def _run_starts(ids: np.ndarray) -> np.ndarray:
