@@ -1,11 +1,16 @@
-"""Qwen3-VL-Reranker on a CPU: the official recipe (transformers, one pair per forward, tests/oracle_vl.py) against
-ours in f32 and int8 (and bf16 where the CPU multiplies it), at Qwen3-VL-Reranker-2B's shape (random weights,
-Qwen's vocabulary), on (a) a text query against 8 screenshot-size images (1280×720 and 800×1000), (b) an image
-query against 16 texts, (c) a mix of both. Each row runs in a fresh process, the scenarios one after another in it
-(each with images no other scenario or warm-up has shown); columns: pairs/s per scenario, × the recipe, peak RSS,
-max |Δscore| and Spearman against the recipe (random weights: a proxy for int8's and bf16's error only).
+"""Qwen3-VL-Reranker: the official recipe (transformers, one pair per forward, tests/oracle_vl.py) against ours, at
+Qwen3-VL-Reranker-2B's shape (random weights, Qwen's vocabulary), on (a) a text query against 8 screenshot-size images
+(1280×720 and 800×1000), (b) an image query against 16 texts, (c) a mix of both. Each row runs in a fresh process,
+the scenarios one after another in it (each with images no other scenario or warm-up has shown); columns: pairs/s per
+scenario, × the recipe, peak memory, max |Δscore| and Spearman against the recipe in f32 (random weights: a proxy
+for the error of int8, bf16 and f16 only).
 
-Run: python bench/vl.py [--threads 2] [--rows recipe,ours-f32,ours-int8] [--smoke]
+On a CPU (default): the recipe in f32 against ours in f32 and int8 (and bf16 where the CPU multiplies it). With
+`--device cuda` (bench/gpu/run.sh's `vl` section): the recipe in f32 (the reference) and bf16 on the GPU against ours
+on CUDA, the f16 decoder graph beside the f32 vision graph; without a GPU it says so and exits 0. `--smoke`: the tiny
+model and small images on the CPU, to check the bench runs (any `--device`).
+
+Run: python bench/vl.py [--threads 2] [--rows recipe,ours-f32,ours-int8] [--device cpu|cuda] [--smoke]
 """
 
 from __future__ import annotations
@@ -23,25 +28,32 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench.common import BENCH_DIR, cpu_description, print_table  # noqa: E402
+from bench.gpu.scoring import device_or_none  # noqa: E402
+from bench.gpu.usage import Usage  # noqa: E402
 
 CHECKPOINT = BENCH_DIR / "qwen3-vl-2b-shape-hf"
-EXPORT = BENCH_DIR / "qwen3-vl-2b-shape"
+EXPORTS = {"cpu": BENCH_DIR / "qwen3-vl-2b-shape", "cuda": BENCH_DIR / "qwen3-vl-2b-shape-gpu"}
+DEFAULT_ROWS = {"cpu": "recipe,ours-f32,ours-int8", "cuda": "recipe,recipe-bf16,ours-f16"}
 WORDS = "revenue chart quarter slide table figure screenshot invoice total product photo red blue page report".split()
 
 
-def bench_vl_model(smoke: bool) -> tuple[Path, Path]:
-    """(checkpoint, export): the 2B-shape random checkpoint and our f32 + int8 export of it, built once and cached
-    (`--smoke`: the tiny model, in a temporary folder)."""
+def bench_vl_model(smoke: bool, device: str, dtypes: set[str]) -> tuple[Path, Path]:
+    """(checkpoint, export): the 2B-shape random checkpoint and our export of it holding `dtypes`' decoder graphs (one
+    folder per device), built once and cached (`--smoke`: the tiny model)."""
     from rerank_core.export import export_checkpoint
+    from rerank_core.model_files.manifest import Manifest
     from rerank_core.tiny_vl_model import build_vl_checkpoint
 
-    checkpoint, export = (BENCH_DIR / "vl-smoke-hf", BENCH_DIR / "vl-smoke") if smoke else (CHECKPOINT, EXPORT)
+    checkpoint, export = (BENCH_DIR / "vl-smoke-hf", BENCH_DIR / "vl-smoke") if smoke else (CHECKPOINT, EXPORTS[device])
     if not (checkpoint / "config.json").is_file():
         print(f"building the {'tiny' if smoke else '2B-shape'} random checkpoint into {checkpoint} ...", flush=True)
         build_vl_checkpoint(checkpoint, full_size=not smoke)
-    if not (export / "rerank_manifest.json").is_file():
-        print(f"exporting it (f32, int8) into {export} ...", flush=True)
-        export_checkpoint(checkpoint, export, dtypes=["f32", "int8"], overwrite=True)
+    have = (
+        {g.dtype.value for g in Manifest.read(export).graphs} if (export / "rerank_manifest.json").is_file() else set()
+    )
+    if not dtypes <= have:
+        print(f"exporting it ({', '.join(sorted(dtypes | have))}) into {export} ...", flush=True)
+        export_checkpoint(checkpoint, export, dtypes=sorted(dtypes | have), overwrite=True)
     return checkpoint, export
 
 
@@ -97,15 +109,16 @@ def _decoded(side: dict) -> dict:
 
 def run_row(spec: dict) -> dict:
     """In a fresh process: load the row, warm it up, time each scenario; peak RSS at the end."""
-    row, threads = spec["row"], spec["threads"]
+    row, threads, device = spec["row"], spec["threads"], spec["device"]
     started = time.perf_counter()
-    if row == "recipe":
+    if row.startswith("recipe"):
         import torch
 
         from tests.oracle_vl import OfficialVLRecipe
 
         torch.set_num_threads(threads)
-        recipe = OfficialVLRecipe(spec["checkpoint"])
+        dtype = {"recipe": "float32", "recipe-bf16": "bfloat16"}[row]
+        recipe = OfficialVLRecipe(spec["checkpoint"], device=device, dtype=dtype)
 
         def score(pairs):  # the recipe takes PIL images (its fetch_image decodes what it is given the same way)
             return recipe.score([tuple(_decoded(side) for side in pair) for pair in pairs])
@@ -113,7 +126,9 @@ def run_row(spec: dict) -> dict:
         from rerank_core import Reranker
 
         dtype = row.removeprefix("ours-")
-        reranker = Reranker.from_pretrained(spec["export"], dtype=dtype, intra_op_threads=threads)
+        reranker = Reranker.from_pretrained(spec["export"], dtype=dtype, device=device, intra_op_threads=threads)
+        if reranker.scorer.device != device:  # a CPU timing must not pass for a GPU one
+            raise SystemExit(f"ours runs on {reranker.scorer.device}, not {device}")
 
         def score(pairs):
             return reranker.score_pairs(pairs)
@@ -132,33 +147,41 @@ def run_row(spec: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rows", default="recipe,ours-f32,ours-int8")
+    parser.add_argument("--rows", help=f"default: {DEFAULT_ROWS['cpu']} (CPU); {DEFAULT_ROWS['cuda']} (CUDA)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--smoke", action="store_true", help="the tiny model and small images: checks the bench runs")
     parser.add_argument("--row-spec", help=argparse.SUPPRESS)  # a child process: the row to run, as JSON
     args = parser.parse_args()
     if args.row_spec:
         print("RESULT " + json.dumps(run_row(json.loads(args.row_spec))), flush=True)
         return
-    checkpoint, export = bench_vl_model(args.smoke)
+    rows = (args.rows or DEFAULT_ROWS[args.device]).split(",")
+    found = device_or_none("bench/vl.py", args.smoke) if args.device == "cuda" else ("cpu", cpu_description())
+    if found is None:
+        return
+    device, machine = found
+    dtypes = {row.removeprefix("ours-") for row in rows if row.startswith("ours-")}
+    checkpoint, export = bench_vl_model(args.smoke, args.device, dtypes)
     spec = {"checkpoint": str(checkpoint), "export": str(export), "threads": args.threads, "smoke": args.smoke}
     results = {}
-    for row in args.rows.split(","):
+    for row in rows:
         print(f"running {row} ...", flush=True)
-        child = subprocess.run(
-            [sys.executable, __file__, "--row-spec", json.dumps({**spec, "row": row})],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-        )
+        with Usage(gpu=device == "cuda", interval_s=0.05) as usage:
+            child = subprocess.run(
+                [sys.executable, __file__, "--row-spec", json.dumps({**spec, "row": row, "device": device})],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+            )
         line = next((x for x in child.stdout.splitlines() if x.startswith("RESULT ")), None)
         if line is None:
             print(f"{row} failed:\n{child.stderr[-3000:]}", flush=True)
             continue
-        results[row] = json.loads(line.removeprefix("RESULT "))
-    print_rows(results, args)
+        results[row] = {**json.loads(line.removeprefix("RESULT ")), "peak_gpu_mib": usage.peak_memory_mib}
+    print_rows(results, args, device, "smoke: tiny model" if args.smoke else machine)
 
 
-def print_rows(results: dict, args: argparse.Namespace) -> None:
+def print_rows(results: dict, args: argparse.Namespace, device: str, machine: str) -> None:
     from scipy.stats import spearmanr
 
     names = list(scenarios(args.smoke))
@@ -178,19 +201,23 @@ def print_rows(results: dict, args: argparse.Namespace) -> None:
             ours = np.concatenate([result["scenarios"][n]["scores"] for n in names])
             want = np.concatenate([base["scenarios"][n]["scores"] for n in names])
             cells += [f"{np.abs(ours - want).max():.1e}", f"{spearmanr(ours, want).statistic:.4f}"]
+        else:
+            cells += ["-", "-"]
         cells += [f"{result['load_s']:.0f}", f"{result['peak_rss_gib']:.1f}"]
+        if device == "cuda":
+            cells.append(f"{result['peak_gpu_mib']:.0f}")
         rows.append(cells)
     header = [
         "row",
         *[f"{n} pairs/s (× recipe)" for n in names],
-        "max |Δ| vs recipe",
+        "max |Δ| vs recipe f32",
         "Spearman",
         "load s",
         "peak RSS GiB",
+        *(["peak GPU MiB"] if device == "cuda" else []),
     ]
-    machine = "smoke: tiny model" if args.smoke else cpu_description()
-    title = f"Qwen3-VL-Reranker-2B shape, {args.threads} threads ({machine})"
-    print_table(title, header, rows)
+    where = f"{args.threads} threads" if device == "cpu" else "CUDA"
+    print_table(f"Qwen3-VL-Reranker-2B shape, {where} ({machine})", header, rows)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,11 @@ class GraphLayout(ABC):
         """What the non-text tokens of the rows about to run stand for (EncodedPairs.media: images, by the id their
         tokens carry); the graphs of text families take none."""
 
+    def media_cost(self, media: Mapping[int, object] | None) -> int:
+        """Tokens' worth of the work `media` still needs before its rows run, beside their tokens (a vision encoder's
+        on images whose features are not kept): 0 for text layouts."""
+        return 0
+
     def encode_ahead(self, media: Mapping[int, object] | None) -> None:  # noqa: B027 - text layouts take none
         """Compute now, outside any model call, what `media` needs before its rows run (a vision encoder's features),
         where it can be kept until then; may be called from another thread than the calls'."""

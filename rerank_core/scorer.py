@@ -106,6 +106,11 @@ class Scorer(ABC):
         """Compute what `prepared` needs besides its tokens (a vision encoder's images) now, outside the model calls
         that will score it, so those calls stay short; safe beside them in another thread."""
 
+    def with_pending_work(self, prepared: Prepared) -> Prepared:
+        """`prepared` with the work its model calls still have besides its tokens (images not encoded ahead) in the
+        costs of the pairs that need it first: what a scheduler packs calls by."""
+        return prepared
+
     def prepare(
         self,
         pairs: Sequence[Pair],

@@ -164,7 +164,7 @@ class Reranker:
             self.scorer.precompute(prepared)
         except Exception as exc:  # the model calls encode what is missing, and report their own errors
             log.warning("encoding ahead failed (%s: %s); left to the model calls", type(exc).__name__, exc)
-        return prepared
+        return self.scorer.with_pending_work(prepared)
 
     def _refusal(self, refusal: p.Refusal, prepared: Prepared, cut: int) -> ApiError:
         """The error naming the first document over the window, its tokens and the limit."""

@@ -151,6 +151,17 @@ def tiny_vl_reranker(tiny_vl_checkpoint) -> Reranker:
 
 
 @pytest.fixture(scope="session")
+def tiny_vl_export_all(tiny_vl_checkpoint) -> Path:
+    """`rerank export builtin:tiny-qwen3-vl-reranker --dtype f32,int8,f16`'s folder, made once per run."""
+    from rerank_core.cli import main
+
+    def export(out: Path) -> None:
+        assert main(["export", "builtin:tiny-qwen3-vl-reranker", "--out", str(out), "--dtype", "f32,int8,f16"]) == 0
+
+    return built_once("tiny-vl-all", export)
+
+
+@pytest.fixture(scope="session")
 def official_vl(tiny_vl_checkpoint):
     """The official Qwen3-VL-Reranker recipe on that checkpoint (tests/oracle_vl.py)."""
     from tests.oracle_vl import OfficialVLRecipe

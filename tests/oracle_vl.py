@@ -80,15 +80,16 @@ def recipe_ids(tokenizer, query: dict, document: dict, instruction, max_length: 
 class OfficialVLRecipe:
     """The recipe on a checkpoint: one pair per forward, sigmoid((lm_head[yes] − lm_head[no]) · last hidden state)."""
 
-    def __init__(self, checkpoint: str | Path):
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", dtype: str = "float32"):
         import torch
         from transformers import AutoTokenizer, Qwen3VLForConditionalGeneration
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-        self._torch = torch
+        self._torch, self.device = torch, device
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         self.images = Qwen2VLImageProcessorPil.from_pretrained(checkpoint)
-        model = Qwen3VLForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32).eval()
+        model = Qwen3VLForConditionalGeneration.from_pretrained(checkpoint, dtype=getattr(torch, dtype))
+        model = model.to(device).eval()
         self.model = model.model
         yes, no = (self.tokenizer.get_vocab()[word] for word in ("yes", "no"))
         self.direction = (model.lm_head.weight[yes] - model.lm_head.weight[no]).detach()
@@ -107,8 +108,9 @@ class OfficialVLRecipe:
         }
         if images:
             pixels = self.images(images=images, do_resize=False, return_tensors="pt")
-            inputs.update(pixel_values=pixels["pixel_values"], image_grid_thw=pixels["image_grid_thw"])
-        return inputs
+            pixel_values = pixels["pixel_values"].to(self.model.dtype)
+            inputs.update(pixel_values=pixel_values, image_grid_thw=pixels["image_grid_thw"])
+        return {name: value.to(self.device) for name, value in inputs.items()}
 
     def score(self, pairs, instruction=None, max_length: int = 10_240) -> np.ndarray:
         """Scores of (query side, document side) pairs, one forward each."""
@@ -116,5 +118,5 @@ class OfficialVLRecipe:
         with self._torch.no_grad():
             for query, document in pairs:
                 hidden = self.model(**self.inputs(query, document, instruction, max_length)).last_hidden_state
-                out.append(float(self._torch.sigmoid(hidden[0, -1] @ self.direction)))
+                out.append(float(self._torch.sigmoid((hidden[0, -1] @ self.direction).float())))
         return np.asarray(out, dtype=np.float64)

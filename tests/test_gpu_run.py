@@ -26,13 +26,15 @@ def bundle(tmp_path):
 
 
 @pytest.fixture
-def bench_models(tmp_path, tiny_checkpoint, tiny_export):
-    """The smoke run's one model (bench/gpu/checks.py's parity model, tiny): the session's tiny checkpoint and its
-    export, which hold every graph the run loads, so the run builds none of its own."""
+def bench_models(tmp_path, tiny_checkpoint, tiny_export, tiny_vl_checkpoint, tiny_vl_export_all):
+    """The smoke run's models, the session's tiny ones, whose exports hold every graph the run loads, so it builds
+    none of its own: bench/gpu/checks.py's parity model and bench/vl.py's."""
     root = tmp_path / "bench-models" / "gpu-parity-qwen-vocab-smoke"
     root.mkdir(parents=True)
     (root / "ckpt").symlink_to(tiny_checkpoint)
     (root / "export").symlink_to(tiny_export)
+    (root.parent / "vl-smoke-hf").symlink_to(tiny_vl_checkpoint)
+    (root.parent / "vl-smoke").symlink_to(tiny_vl_export_all)
     return root.parent
 
 
@@ -55,7 +57,7 @@ def test_smoke_run_unpacks_the_bundle_first_on_the_path_and_runs_every_section(t
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert f"bundle: {len(pieces)} pieces joined, checked and unpacked into {tmp_path / 'site'}" in proc.stdout
     summary = proc.stdout.split("== summary")[1]
-    assert all(f"{section}: ok" in summary for section in ("prepare", "gpu", "serve", "offline")), summary
+    assert all(f"{section}: ok" in summary for section in ("prepare", "gpu", "serve", "offline", "vl")), summary
     assert "| f16 GPU graph | all at once, default budget |" in proc.stdout  # the parity table
     assert "| f16 fused GPU graph (ONNX Runtime's fused operators) | all at once, default budget |" in proc.stdout
     paged = [line for line in proc.stdout.splitlines() if line.startswith("| f16 paged GPU graph")]
@@ -65,6 +67,8 @@ def test_smoke_run_unpacks_the_bundle_first_on_the_path_and_runs_every_section(t
     assert len(speed) == 2 * 4 and not any("not run" in line for line in speed), speed  # sharing on/off × 4 mixes
     assert "| interactive alone | 8–20 docs |" in proc.stdout and "interactive p95 mixed / alone" in proc.stdout
     assert "| the scorer alone (one process, the whole device) |" in proc.stdout
+    vl = [line for line in proc.stdout.splitlines() if line.startswith(("| recipe", "| ours-f16 |"))]
+    assert [line.split("|")[1].strip() for line in vl] == ["recipe", "recipe-bf16", "ours-f16"], vl
     probe = subprocess.run(
         [sys.executable, "-c", "import bundle_probe; print(bundle_probe.WHERE)"],
         env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},

@@ -8,7 +8,9 @@
 #   sections: prepare (build and export the bench models), gpu (bench/gpu/scoring.py: placement, parity, speed tables),
 #             serve (bench/gpu/serving.py: rerank serve, two replicas on the GPU, mixed load, per --serve-variants:
 #             default "default;interactive_window_s=0;graph_variant=fused"; see that script for the settings a variant may change),
-#             offline (bench/gpu/offline.py: rerank offline, two actors on the GPU, vs the scorer alone)
+#             offline (bench/gpu/offline.py: rerank offline, two actors on the GPU, vs the scorer alone),
+#             vl (bench/vl.py --device cuda: Qwen3-VL-Reranker at the 2B shape, built and exported on first run;
+#             the recipe in f32 and bf16 against our f16 decoder + vision graphs on image, text and mixed pairs)
 # Environment: GPU_BUNDLE (default: gpu-bundle), GPU_SITE (default: ~/.cache/qwen-rerank/gpu-site),
 #   GPU_SECTION_LIMIT_S (each section's time limit, default 900; smoke: 300).
 set -uo pipefail
@@ -21,7 +23,7 @@ SMOKE=""
 PAIRS=1024
 OFFLINE_ROWS=200000
 SERVE_VARIANTS=""
-ONLY="prepare,gpu,serve,offline"
+ONLY="prepare,gpu,serve,offline,vl"
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE="--smoke"; PAIRS=8 ;;
@@ -82,7 +84,7 @@ install_bundle || SUMMARY+=("bundle: not installed (above); sections ran on this
 export PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}"
 cd "$REPO"
 selected=""
-for name in prepare gpu serve offline; do case ",$ONLY," in *",$name,"*) selected+=" $name" ;; esac; done
+for name in prepare gpu serve offline vl; do case ",$ONLY," in *",$name,"*) selected+=" $name" ;; esac; done
 if [ -z "$selected" ]; then
   echo "packages: not checked (no section selected by --only $ONLY)"
 else "$PYTHON" - <<'EOF'
@@ -104,6 +106,7 @@ section prepare "$PYTHON" bench/gpu/scoring.py --prepare $SMOKE
 section gpu "$PYTHON" bench/gpu/scoring.py --pairs "$PAIRS" $SMOKE
 section serve "$PYTHON" bench/gpu/serving.py --variants "$SERVE_VARIANTS" $SMOKE
 section offline "$PYTHON" bench/gpu/offline.py --rows "$OFFLINE_ROWS" $SMOKE
+section vl "$PYTHON" bench/vl.py --device cuda $SMOKE
 
 echo; echo "== summary$([ -n "$SMOKE" ] && echo ' (smoke: CPU, tiny models, nothing measured)') =="
 printf '%s\n' "${SUMMARY[@]}"

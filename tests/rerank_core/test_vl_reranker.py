@@ -16,8 +16,10 @@ from rerank_core import Reranker
 from rerank_core.cli import main
 from rerank_core.content import Content, Image, Text
 from rerank_core.errors import ImageRefusedError, InvalidInputError
+from rerank_core.families.qwen3_vl.costs import VisionCost
 from rerank_core.families.qwen3_vl.layout import ImageFeatures
 from rerank_core.model_files.folder import ModelFolder
+from rerank_core.tiny_vl_model import FULL_SIZE_TEXT, FULL_SIZE_VISION
 from tests.rerank_core.test_vl_recipe import PAIRS, photo
 
 pytestmark = pytest.mark.slow
@@ -182,6 +184,37 @@ def test_images_encoded_ahead_leave_the_model_calls_none_to_encode(tiny_vl_reran
     np.testing.assert_allclose(scores, tiny_vl_reranker.score_pairs(pairs), atol=1e-5)
 
 
+def test_images_the_calls_will_encode_are_charged_once_to_the_first_pair_that_names_them(tiny_vl_reranker):
+    """What a replica's scheduler packs calls by (Scorer.with_pending_work): a pair's tokens, plus the vision work of
+    each image not encoded yet, charged once, to its first pair; nothing once the images are encoded ahead. A piece
+    computed ahead counts the images it encodes as part of its work."""
+    scorer = tiny_vl_reranker.scorer
+    first, second = photo(120, 64, 140), photo(64, 96, 141)
+    pairs = [("q", {"image": first}), ("q", {"text": "d", "image": second}), ("q", {"image": first}), ("q", "text")]
+    item = scorer.prepare(pairs)
+    media = item.payload.media
+    cost = {key: scorer.layout.vision_cost.of_image(int(np.prod(entry.grid))) for key, entry in media.items()}
+    assert all(c > 0 for c in cost.values())
+    charged = scorer.with_pending_work(item).costs - item.costs
+    keys = [next(iter(item.payload.media_of([i]) or {None: 0})) for i in range(len(pairs))]
+    np.testing.assert_array_equal(charged, [cost[keys[0]], cost[keys[1]], 0, 0])
+    before = scorer.layout.features.computed
+    state = scorer.prefill(item, 1, None, cost[keys[1]])  # the piece's work: encoding the document's image only
+    assert scorer.layout.features.computed - before == 1 and state.kv is None
+    scorer.precompute(item)
+    np.testing.assert_array_equal(scorer.with_pending_work(item).costs, item.costs)
+
+
+def test_a_screenshot_costs_more_to_encode_than_its_tokens_at_the_2b_shape():
+    """At Qwen3-VL-Reranker-2B's shape a 1280 × 720 screenshot (3,520 patches, 880 tokens) takes more multiply-adds
+    in the vision encoder than its 880 tokens in the decoder, and its attention makes a larger image dearer per
+    patch."""
+    config = {"text_config": FULL_SIZE_TEXT, "vision_config": FULL_SIZE_VISION}
+    cost = VisionCost.of_config(config)
+    assert 880 < cost.of_image(44 * 80) < 2 * 880
+    assert cost.of_image(2 * 44 * 80) > 2 * cost.of_image(44 * 80)
+
+
 def test_image_tokens_read_from_headers_and_a_urls_counted_at_most_for_a_budget(tiny_vl_reranker):
     """Encoded bytes: their header's tokens, exact either way; a URL (its size unknown before it is fetched): 0, or
     with `at_most` the recipe's most, 1,800 pads and the two vision markers."""
@@ -214,9 +247,8 @@ def test_the_cli_ranks_image_documents_for_an_image_query(tiny_vl_reranker, tmp_
     assert f"[image {tmp_path / 'p1.png'}]" in capsys.readouterr().out
 
 
-def test_rerank_export_writes_f32_int8_and_f16_graphs_that_load_from_the_folder(tiny_vl_reranker, tmp_path):
-    out = tmp_path / "vl"
-    assert main(["export", "builtin:tiny-qwen3-vl-reranker", "--out", str(out), "--dtype", "f32,int8,f16"]) == 0
+def test_rerank_export_writes_f32_int8_and_f16_graphs_that_load_from_the_folder(tiny_vl_reranker, tiny_vl_export_all):
+    out = tiny_vl_export_all  # made by `rerank export … --dtype f32,int8,f16`
     pairs = PAIRS + [
         ({"text": [f"q {k}"]}, {"text": [f"word {k} " * k], "image": [photo(40 + k, 50, k)]}) for k in range(8)
     ]

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +174,20 @@ class OnnxScorer(Scorer):
             with device_memory_errors():
                 self.layout.encode_ahead(prepared.payload.media)
 
+    def with_pending_work(self, prepared: Prepared) -> Prepared:
+        """`prepared` with each image its calls will encode (its features not kept) charged to the first pair that
+        names it, in tokens' worth of vision work (the layout's `media_cost`)."""
+        encoded: EncodedPairs = prepared.payload
+        if encoded is None or not encoded.media:
+            return prepared
+        starts, seen = encoded.starts, set()
+        extra = np.zeros(len(prepared), dtype=np.int64)
+        for i in range(len(prepared)):
+            media = encoded.media_of(range(int(starts[i]), int(starts[i + 1]))) or {}
+            extra[i] = self.layout.media_cost({key: entry for key, entry in media.items() if key not in seen})
+            seen.update(media)
+        return replace(prepared, costs=prepared.costs + extra) if extra.any() else prepared
+
     def image_tokens(self, pairs: Sequence[Pair], *, at_most: bool = False) -> int:
         """Tokens of the pairs' images as the family reads them from their headers, each distinct image's once."""
         if not self.takes_images:
@@ -215,7 +229,9 @@ class OnnxScorer(Scorer):
     def _prefill(self, item: Prepared, pair: int, state: Progress | None, tokens: int) -> Progress:
         encoded: EncodedPairs = item.payload
         first, end = int(encoded.starts[pair]), int(encoded.starts[pair + 1])
-        self.layout.take_media(encoded.media_of(range(first, end)))  # this pair's images, not its request's
+        media = encoded.media_of(range(first, end))  # this pair's images, not its request's
+        tokens -= self.layout.media_cost(media)  # images to encode are part of the piece's work (with_pending_work)
+        self.layout.take_media(media)
         done, kv = list(state.done) if state else [], state.kv if state else None
         while tokens > 0:
             row = first + len(done)

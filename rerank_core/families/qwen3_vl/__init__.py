@@ -15,6 +15,7 @@ from ...graph_layout import GraphLayout
 from ...image_intake import ImagePolicy
 from ...model_files.folder import ModelFolder
 from ..base import FamilyExporter, ModelFamily
+from .costs import VisionCost
 from .encoder import VLPairEncoder
 from .layout import MropePastKvLayout
 from .pixels import PixelBudget
@@ -64,6 +65,7 @@ class Qwen3VLFamily(ModelFamily):
             share_prefix,
             VLSettings.read(folder.path),
             open_companion(folder.path / VISION_GRAPH),
+            VisionCost.of_folder(folder.path),
         )
 
     def exporter(self) -> FamilyExporter:

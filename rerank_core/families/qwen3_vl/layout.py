@@ -15,6 +15,7 @@ import onnxruntime as ort
 
 from ...graph_layout import Prefix
 from ..qwen3.layouts import NUMPY_TYPES, PastKvLayout
+from .costs import VisionCost
 from .media import ImageEntry
 from .pixels import patches_of
 from .positions import mrope_positions
@@ -86,9 +87,11 @@ class MropePastKvLayout(PastKvLayout):
         share_prefix: bool,
         settings: VLSettings,
         vision: ort.InferenceSession,
+        vision_cost: VisionCost,
     ):
         super().__init__(session, yes_id, no_id, share_prefix)
         self.settings, self.vision = settings, vision  # vision: f32 whatever the decoder's dtype (export.py)
+        self.vision_cost = vision_cost
         # The features enter the decoder in its own dtype (f16 for an f16 graph): cast once per call, not kept so.
         self._feature_type = next(NUMPY_TYPES[i.type] for i in session.get_inputs() if i.name == "image_features")
         self._empty = Prefix(self._empty.tensors, 0, np.zeros(0, dtype=np.int64))
@@ -110,6 +113,13 @@ class MropePastKvLayout(PastKvLayout):
             patches += size
         if group:
             self._encode_images(group, media)
+
+    def media_cost(self, media: Mapping[int, ImageEntry] | None) -> int:
+        """Tokens' worth of vision work the images of `media` still need: those whose features are not kept."""
+        media = media or {}
+        return sum(
+            self.vision_cost.of_image(int(np.prod(media[key].grid))) for key in media if key not in self.features
+        )
 
     def encode_ahead(self, media: Mapping[int, ImageEntry] | None) -> None:
         """Run the vision encoder now, one image at a time, on the images of `media` not kept yet — when their
