@@ -18,12 +18,12 @@ from ..model_files.folder import CHECKPOINT_PATTERNS, config_model_type
 from ..model_files.hub import resolve_model_dir
 from ..model_files.manifest import GraphEntry, Manifest
 from ..quiet_export import quiet_export
-from .quantize import quantize_int8
+from .quantize import quantize_blocks_int8, quantize_int8
 
 log = logging.getLogger(__name__)
 
 # Bump when the graphs change: cached exports (export/cache.py) are keyed by it.
-EXPORTER_VERSION = "10"  # 10: the VL decoder adds DeepStack without an accumulating scatter (f16 on CPU)
+EXPORTER_VERSION = "11"  # 11: a VL export with int8 has an int8 vision encoder beside the f32 one
 GRAPH_NAMES = {Dtype.F32: "model.onnx", Dtype.F16: "model_f16.onnx", Dtype.INT8: "model_int8.onnx"}
 # The GPU graphs (right padding, fused causal attention); f32 exists to check them on a CPU.
 CUDA_GRAPH_NAMES = {Dtype.F32: "model_cuda.onnx", Dtype.F16: "model_cuda_f16.onnx"}
@@ -140,6 +140,9 @@ def export_checkpoint(
         hf_tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
         shutil.copy(src_dir / "config.json", staging / "config.json")
         exporter.write_companions(src_dir, staging)
+        if Dtype.INT8 in wanted:
+            for f32_file, int8_file in exporter.int8_companions.items():
+                quantize_blocks_int8(staging / f32_file, staging / int8_file)
         if full_logits:
             _export_graph(exporter, src_dir, staging / "model.onnx", Dtype.F32, yes_id, no_id, "full_logits")
             (staging / "tokenizer_config.json").write_text(json.dumps({"pad_token": hf_tokenizer.pad_token}))

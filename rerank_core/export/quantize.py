@@ -1,4 +1,5 @@
-"""The int8 graph: an f32 export's linear layers as int8 MatMuls, per-channel weight and per-token activation scales."""
+"""The int8 graphs: an f32 export's linear layers (a decoder's, a vision encoder's blocks') as int8 MatMuls,
+per-channel weight and per-token activation scales."""
 
 from __future__ import annotations
 
@@ -107,14 +108,10 @@ def quantize_int8(
     `weight_bits`: ≤ 8, None for this CPU's (`cpu.int8_weight_bits`); `signed_activations` (int8 instead of uint8)
     exists to compare recipes (bench/int8.py)."""
     import onnx
-    from onnx import helper, numpy_helper
 
     model = onnx.load(str(f32_graph), load_external_data=False)  # weights over ~1.5 GB stay in their file
     graph = model.graph
-    external = f32_graph.with_suffix(".onnx.data").exists()
-    store = _WeightFile(out_file, f32_graph.parent) if external else None
     read = _reader(f32_graph.parent)
-    weights = {t.name: t for t in graph.initializer}
     linear = _linear_matmuls(graph)
     per_layer = len(linear) // max(num_layers, 1)
     kept_layers = default_f32_layers(num_layers) if f32_layers is None else set(f32_layers)
@@ -127,7 +124,55 @@ def quantize_int8(
         arrays = smooth_down_projections(
             graph, num_layers, quantized_layers, down_input_max, smoothing_alpha, read=read
         )
+    _write_int8(model, f32_graph, out_file, chosen, arrays, weight_bits, signed_activations)
 
+
+def quantize_blocks_int8(f32_graph: Path, out_file: Path, *, weight_bits: int | None = None) -> None:
+    """Write `out_file`: an encoder's `f32_graph` with the linear layers of its repeated blocks in int8 (Gemm nodes
+    whose weight is named `….blocks.N.…`, as torch's exporter names a ViT's); the rest stays f32 (a vision encoder's
+    patch embedding and mergers, whose outputs are the decoder's features)."""
+    import onnx
+
+    model = onnx.load(str(f32_graph), load_external_data=False)
+    chosen = {n.name for n in model.graph.node if n.op_type == "Gemm" and ".blocks." in n.input[1]}
+    if not chosen:
+        raise ValueError(f"{f32_graph}: no Gemm node of an encoder block to quantize")
+    _write_int8(model, f32_graph, out_file, chosen, {}, weight_bits, False)
+
+
+def _weight_of(node, read: Callable, tensor) -> np.ndarray:
+    """A linear node's weight as [in, out]: a MatMul's as it is, a Gemm's (B transposed, no bias, scale 1) turned."""
+    from onnx import helper
+
+    weight = read(tensor)
+    if node.op_type == "MatMul":
+        return weight
+    attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if len(node.input) > 2 or attributes.get("transA") or attributes.get("alpha", 1.0) != 1.0:
+        raise ValueError(f"{node.name}: only Gemm(A, B) with transB and no bias or scale is quantized")
+    return np.ascontiguousarray(weight.T) if attributes.get("transB") else weight
+
+
+def _write_int8(
+    model,
+    f32_graph: Path,
+    out_file: Path,
+    chosen: set[str],
+    arrays: dict[str, np.ndarray],
+    weight_bits: int | None,
+    signed_activations: bool,
+) -> None:
+    """Save `model` (loaded from `f32_graph` without its weights) to `out_file` with the linear nodes named in
+    `chosen` as int8 MatMulIntegerToFloat: per-output-channel weight scales, per-token activation scales. `arrays`:
+    weights to quantize in place of the graph's own (smoothed)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    external = f32_graph.with_suffix(".onnx.data").exists()
+    store = _WeightFile(out_file, f32_graph.parent) if external else None
+    read = _reader(f32_graph.parent)
+    weights = {t.name: t for t in graph.initializer}
     zero_point = np.array(0, np.int8) if signed_activations else np.array(ZERO_POINT, np.uint8)
     graph.initializer.extend(
         numpy_helper.from_array(value, name)
@@ -146,13 +191,13 @@ def quantize_int8(
         if node.name not in chosen:
             nodes.append(node)
             continue
-        x, w = node.input
+        x, w = node.input[:2]
         if x not in token_scaled:
             prefix = f"q8_act{len(token_scaled)}_"
             nodes += _per_token_quantization(helper, x, prefix)
             token_scaled[x] = (prefix + "q", prefix + "scale")
         quantized, scale = token_scaled[x]
-        weight = arrays.pop(w) if w in arrays else read(weights[w])
+        weight = arrays.pop(w) if w in arrays else _weight_of(node, read, weights[w])
         w_int8, w_scale = _quantize_weight(weight, bits)
         del weight
         replaced.add(w)

@@ -23,7 +23,7 @@ from ..content import Image, Pair
 from ..dtypes import Dtype
 from ..errors import ModelFormatError
 from ..graph_layout import GraphLayout
-from ..model_files.folder import ModelFolder
+from ..model_files.folder import GraphFile, ModelFolder
 from ..scorer import Truncation
 from ..tokenization import EncodedPairs
 
@@ -97,15 +97,16 @@ class ModelFamily(ABC):
 
     def open_layout(
         self,
-        name: str | None,
+        graph: GraphFile,
         session: ort.InferenceSession,
         folder: ModelFolder,
         open_companion: Callable[[Path], ort.InferenceSession],
         share_prefix: bool = True,
     ) -> GraphLayout:
-        """The adapter for layout `name` (None: detected from the graph) over `session`, a graph of `folder`; checks
-        the graph fits it. `open_companion(path)` opens another graph of the folder as the scorer opens its own."""
-        layout = self.layout_class(name or self.detect_layout(session))
+        """The adapter for `graph`'s layout (None: detected from the graph) over `session`, that graph of `folder`
+        opened; checks the graph fits it. `open_companion(path)` opens another graph of the folder as the scorer
+        opens its own."""
+        layout = self.layout_class(graph.layout or self.detect_layout(session))
         return layout(session, folder.yes_id, folder.no_id, share_prefix)
 
 
@@ -129,6 +130,9 @@ class FamilyExporter(ABC):
     suffix: str
     max_length: int  # tokens per pair by default, recorded in the manifest
     gpu_layouts: tuple[str, ...]  # the GPU graph layouts it can write
+    # Graphs write_companions writes that an export with int8 also writes in int8 (the linear layers of their
+    # blocks: export.quantize.quantize_blocks_int8): f32 file → int8 file.
+    int8_companions: ClassVar[dict[str, str]] = {}
 
     @abstractmethod
     def cpu_layout(self, past_kv: bool) -> str:

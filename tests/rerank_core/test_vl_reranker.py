@@ -4,11 +4,14 @@ same however it is given, each distinct image encoded once, each query's prompt 
 images apart, and inputs refused naming what the caller gave."""
 
 import base64
+import collections
 import dataclasses
 import io
 import json
+import types
 
 import numpy as np
+import onnx
 import pytest
 from scipy.stats import spearmanr
 
@@ -36,6 +39,15 @@ def as_recipe(side) -> dict:
     """A side as the oracle takes it: {"text": [...], "image": [...]}."""
     side = {"text": side} if isinstance(side, str) else side
     return {key: value if isinstance(value, list) else [value] for key, value in side.items()}
+
+
+def vision_features(reranker: Reranker, side: dict) -> np.ndarray:
+    """The features `reranker`'s vision encoder gives the one image of `side`."""
+    scorer = reranker.scorer
+    item = scorer.prepare([("q", side)])
+    scorer.precompute(item)
+    (key,) = item.payload.media
+    return scorer.layout.features[key][1]
 
 
 def png(image) -> bytes:
@@ -82,6 +94,29 @@ def test_an_image_query_against_many_documents_runs_its_prompt_and_image_once(ti
     assert ranked.documents[0].document in documents  # the document as it was given
     tiny_vl_reranker.rerank(query, documents)
     assert scorer.layout.features.computed - before <= 2  # kept across calls
+
+
+def test_a_query_prompt_longer_than_the_token_budget_is_computed_once(official_vl):
+    """An image query's prompt over several token budgets: computed once, a budget at a time, and every document
+    continues it (each used to recompute what passed one budget); the scores are still the recipe's."""
+    reranker = Reranker.from_pretrained("builtin:tiny-qwen3-vl-reranker", token_budget=64)
+    scorer = reranker.scorer
+    query = {"text": "which of these?", "image": photo(320, 256, 15)}
+    documents = [f"candidate {k} " * k for k in range(1, 7)]
+    prepared = scorer.prepare([(query, d) for d in documents])
+    head = int(prepared.payload.head_lengths[0])
+    assert head > 2 * 64
+    computed, run = [0], scorer.layout.session.run
+
+    def counted(names, feed, *args):
+        computed[0] += feed["input_ids"].size
+        return run(names, feed, *args)
+
+    scorer.layout.session = types.SimpleNamespace(run=counted)
+    scores = reranker.score_pairs([(query, d) for d in documents])
+    assert computed[0] - scorer.tokenizer.prefix_ids.size < head + 2 * int(prepared.costs.sum())
+    want = official_vl.score([(as_recipe(query), as_recipe(d)) for d in documents])
+    np.testing.assert_allclose(scores, want, atol=1e-4)
 
 
 def test_two_images_of_one_size_never_share_a_cache_entry(tiny_vl_reranker, official_vl):
@@ -254,9 +289,16 @@ def test_rerank_export_writes_f32_int8_and_f16_graphs_that_load_from_the_folder(
     ]
     f32 = Reranker.from_pretrained(out).score_pairs(pairs)
     np.testing.assert_allclose(f32, tiny_vl_reranker.score_pairs(pairs), atol=1e-6)  # the cache's export is the same
-    int8 = Reranker.from_pretrained(out, dtype="int8").score_pairs(pairs)
+    int8_reranker = Reranker.from_pretrained(out, dtype="int8")
+    int8 = int8_reranker.score_pairs(pairs)
     # Random weights: a proxy only (docs/models.md); on the tiny model int8 moved scores by ~1e-3, Spearman 0.997.
     assert np.abs(int8 - f32).max() < 0.02 and spearmanr(int8, f32).statistic > 0.95
+    # int8 runs its own vision encoder: the blocks' linear layers in int8, the mergers (the features) in f32.
+    nodes = collections.Counter(n.op_type for n in onnx.load(str(out / "vision_int8.onnx")).graph.node)
+    assert nodes["MatMulIntegerToFloat"] == 4 * 3 and nodes["Gemm"] == 2 * 3  # 3 blocks; 3 mergers (2 DeepStack)
+    image = {"image": photo(90, 70, 21)}
+    features = [vision_features(r, image) for r in (Reranker.from_pretrained(out), int8_reranker)]
+    assert 0 < np.abs(features[1] - features[0]).max() < 0.1 * np.abs(features[0]).max()
     # The f16 decoder (the vision encoder stays f32), checked on the CPU provider (slow there: the recipe's pairs
     # only); the graph CUDA loads by default.
     f16 = Reranker.from_pretrained(out, dtype="f16").score_pairs(PAIRS)

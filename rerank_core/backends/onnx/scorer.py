@@ -37,6 +37,10 @@ from .prefix_cache import PrefixCache
 from .session import choose_precision, faster_dtypes, open_graph, open_session
 
 log = logging.getLogger(__name__)
+# A query's shared prompt may span this many token budgets (an image query's is hundreds of tokens: at one CPU budget
+# of 256 each of its documents recomputed the rest of it); its K/V is kept once, and the rows continuing it are fewer
+# per call as it grows.
+PREFIX_BUDGETS = 8
 
 
 def _say_faster_dtypes(folder: ModelFolder) -> None:
@@ -125,7 +129,7 @@ class OnnxScorer(Scorer):
         """Run on `session`: the same graph opened with other options or another runtime (tuning, profiling)."""
         self.session = session
         self.layout: GraphLayout = self.family.open_layout(
-            self.graph.layout, session, self.folder, self._open_companion, self._share_prefix
+            self.graph, session, self.folder, self._open_companion, self._share_prefix
         )
         self.token_budget = self.call_tokens = self.layout.fit_budget(self._budget)
         self.shares_prefix = self._share_prefix and self.layout.takes_prefix
@@ -283,9 +287,10 @@ class OnnxScorer(Scorer):
         row in `prefilled` continues its own K/V, a row in `known` was scored before.
 
         Without sharing there is one group, of every row, continuing the empty prefix. The budget counts only the
-        tokens computed, and a prefix is at most one budget long (its K/V bounded). A row longer than the budget
-        (on a graph that continues K/V) is computed ahead a budget at a time and scored on its last piece, so no
-        call's activations grow past the budget whatever the document's length.
+        tokens computed; a prefix is at most PREFIX_BUDGETS budgets long, computed a budget at a time, and its rows go
+        at most `max_rows` × budget ÷ its length a call (the keys a call reads bounded as before). A row longer than
+        the budget (on a graph that continues K/V) is computed ahead a budget at a time and scored on its last piece,
+        so no call's activations grow past the budget whatever the document's length.
         """
         logits = np.zeros(len(encoded.ids), dtype=np.float32)
         ahead, known = prefilled or {}, known or {}
@@ -297,7 +302,7 @@ class OnnxScorer(Scorer):
         base = self._system.length
         heads = part.heads if self.shares_prefix else None
         head_lengths = part.head_lengths if self.prefix_cache is not None else None
-        max_prefix = max(self.token_budget, base)
+        max_prefix = max(self.token_budget * PREFIX_BUDGETS, base)
         for group in plan_prefix_groups(part.ids, heads, base, max_prefix, head_lengths):
             prefix = self._prefix(part.ids[group.rows[0]][: group.length])
             whole = []
@@ -308,7 +313,8 @@ class OnnxScorer(Scorer):
                     whole.append(row)
             rows = np.asarray(whole, dtype=np.int64)
             rest = [encoded.ids[r][group.length :] for r in rows]
-            for batch in budget_batches(rest, self.token_budget, max_rows, **self._batching):
+            group_rows = max(1, min(max_rows, max_rows * self.token_budget // max(group.length, 1)))
+            for batch in budget_batches(rest, self.token_budget, group_rows, **self._batching):
                 logits[rows[batch.indices]] = self._run_fitting(batch, rest, prefix)
         for row, state in ahead.items():
             logits[row] = self._continue(encoded.ids[row], state)

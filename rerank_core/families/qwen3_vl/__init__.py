@@ -13,13 +13,13 @@ from ...config import LocalOptions
 from ...content import Pair
 from ...graph_layout import GraphLayout
 from ...image_intake import ImagePolicy
-from ...model_files.folder import ModelFolder
+from ...model_files.folder import GraphFile, ModelFolder
 from ..base import FamilyExporter, ModelFamily
 from .costs import VisionCost
 from .encoder import VLPairEncoder
 from .layout import MropePastKvLayout
 from .pixels import PixelBudget
-from .settings import VISION_GRAPH, VLSettings
+from .settings import VLSettings, vision_graph
 from .template import DEFAULT_INSTRUCTION, MAX_LENGTH
 
 
@@ -51,20 +51,20 @@ class Qwen3VLFamily(ModelFamily):
 
     def open_layout(
         self,
-        name: str | None,
+        graph: GraphFile,
         session: ort.InferenceSession,
         folder: ModelFolder,
         open_companion: Callable[[Path], ort.InferenceSession],
         share_prefix: bool = True,
     ) -> GraphLayout:
-        layout = self.layout_class(name or self.detect_layout(session))
+        layout = self.layout_class(graph.layout or self.detect_layout(session))
         return layout(
             session,
             folder.yes_id,
             folder.no_id,
             share_prefix,
             VLSettings.read(folder.path),
-            open_companion(folder.path / VISION_GRAPH),
+            open_companion(vision_graph(folder.path, graph.dtype)),
             VisionCost.of_folder(folder.path),
         )
 

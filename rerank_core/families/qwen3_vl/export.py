@@ -15,7 +15,7 @@ from ...quiet_export import quiet_export
 from ..base import FamilyExporter, Trace
 from ..qwen3.calibration import CALIBRATION_PAIRS, record_down_inputs
 from .heads import PACKED_ATTENTION, MropePrefixLogit, VisionEncoder, packed_attention
-from .settings import VISION_GRAPH, VLSettings
+from .settings import VISION_GRAPH, VISION_INT8_GRAPH, VLSettings
 from .template import MAX_LENGTH, PREFIX, SUFFIX, Side, prompt
 
 # ONNX's Attention op: on a CPU it ran a 1280 × 720 image through the 2B shape's ViT in 32–36 s, where opset 18's
@@ -34,6 +34,7 @@ class Qwen3VLExporter(FamilyExporter):
 
     prefix, suffix, max_length = PREFIX, SUFFIX, MAX_LENGTH
     gpu_layouts = ()
+    int8_companions = {VISION_GRAPH: VISION_INT8_GRAPH}
 
     def cpu_layout(self, past_kv: bool) -> str:
         return LAYOUT  # the one CPU layout: the decoder continues a prefix's K/V
@@ -99,7 +100,8 @@ class Qwen3VLExporter(FamilyExporter):
         return record_down_inputs(text.layers, tokenizer, text, prompts)
 
     def write_companions(self, src_dir: Path, out_dir: Path) -> None:
-        """The vision encoder's graph (f32: its features feed every decoder dtype) and the scorer's settings."""
+        """The vision encoder's graph (f32: its features feed every decoder dtype but int8's, whose export quantizes
+        its blocks beside it) and the scorer's settings."""
         model = self.load(src_dir, Dtype.F32)
         visual = model.model.visual
         patch_dim = visual.patch_embed.proj.weight[0].numel()

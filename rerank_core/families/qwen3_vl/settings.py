@@ -1,5 +1,6 @@
-"""What a Qwen3-VL export holds beside its decoder graph: the vision encoder's graph, and the settings its scorer
-reads (the image pad id, the special ids the recipe's cut keeps, the encoder's shape)."""
+"""What a Qwen3-VL export holds beside its decoder graphs: the vision encoder's graph (f32, and int8 beside an int8
+decoder), and the settings its scorer reads (the image pad id, the special ids the recipe's cut keeps, the encoder's
+shape)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ...dtypes import Dtype
 from ...errors import ModelFormatError
 
-VISION_GRAPH, SETTINGS = "vision.onnx", "qwen3_vl.json"
+VISION_GRAPH, VISION_INT8_GRAPH, SETTINGS = "vision.onnx", "vision_int8.onnx", "qwen3_vl.json"
+
+
+def vision_graph(folder: Path, dtype: Dtype) -> Path:
+    """The vision encoder's graph that a decoder of `dtype` runs beside: the int8 one for int8 where the folder has
+    it (exports before exporter 11 have none), else the f32 one, whose features feed every dtype."""
+    int8 = folder / VISION_INT8_GRAPH
+    return int8 if dtype is Dtype.INT8 and int8.is_file() else folder / VISION_GRAPH
 
 
 @dataclass(frozen=True)
