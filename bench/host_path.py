@@ -10,7 +10,16 @@ documents of ~300 tokens, Qwen's real vocabulary) from closed-loop clients, and 
 beside the bulk load — different documents each time, so the score cache answers none of them. The model replica
 runs the GPU graph's layout and GPU call sizes.
 
+`--shape vl`: the built-in tiny Qwen3-VL model's replica (its real tokenizer, image intake, decoding, resizing and
+encoding ahead) with its decoder AND its vision encoder standing in for Qwen3-VL-Reranker-2B's on that GPU: the
+decoder waits 3.2× the text wait per token (the 2B decoder's multiply-adds per token over the 0.6B's, 1.41 G / 0.44 G),
+the encoder what the scheduler charges an image (rerank_core/families/qwen3_vl/costs.py at the 2B shape: 1,253 tokens
+for a 1280 × 720 screenshot) at that rate — estimates scaled from a measured text row, not measurements of a VL
+model. Requests: small text ones (8–20 documents) alone and beside closed-loop bulk requests of 40 distinct 1280 × 720
+screenshots each (Jina's image objects, PNG data URIs made before the timed phases).
+
 Run: python bench/host_path.py [--seconds-per-token 3.9e-6,0] [--seconds-per-call 5.3e-3,0] [--bulk-requests 24]
+     python bench/host_path.py --shape vl [--bulk-requests 8] [--bulk-clients 2]
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from bench.serve import closed_loop
 
 GPU_SECONDS_PER_TOKEN = 3.9e-6  # H200, f16 GPU graph, per token of the padded batch (layouts.GPU_CALL_OVERHEAD_TOKENS)
 GPU_SECONDS_PER_CALL = 5.3e-3
+VL_DECODER_SCALE = 3.2  # Qwen3-VL-2B's decoder multiply-adds per token over Qwen3-Reranker-0.6B's (1.41 G / 0.44 G)
 PORT = 8797
 
 
@@ -56,13 +66,42 @@ class StandInSession:
         return ["STAND-IN (waits, scores nothing)"]
 
     def run(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Wait the GPU's time for the call's padded batch; the logit of every row is 0."""
-        time.sleep(self.seconds_per_call + feed["input_ids"].size * self.seconds_per_token)
-        return [np.zeros(len(feed["input_ids"]), np.float32)]
+        """Wait the GPU's time for the call's padded batch; the logit of every row is 0 (a past-K/V graph's new K/V
+        too)."""
+        ids = feed["input_ids"]
+        time.sleep(self.seconds_per_call + ids.size * self.seconds_per_token)
+        past = {i.name.removeprefix("past_"): i.shape for i in self.real.get_inputs() if i.name.startswith("past_")}
+        return [
+            np.zeros((ids.shape[0], past[name][1], ids.shape[1], past[name][3]), np.float32)
+            if name in past
+            else np.zeros(len(ids), np.float32)
+            for name in names
+        ]
 
 
-def stand_in_replica(seconds_per_token: float, seconds_per_call: float):
-    """The model deployment with its session replaced by the stand-in (defined here so Ray ships it by value)."""
+class VisionStandIn(StandInSession):
+    """Stands in for a vision encoder's session: waits `seconds_per_token` × what the scheduler charges each image
+    (`cost`), returns features of 0 in the real graph's widths."""
+
+    def __init__(self, real, cost, seconds_per_token: float):
+        super().__init__(real, seconds_per_token, 0.0)
+        self.cost = cost
+
+    def run(self, names, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Wait the encoder's time for the call's images; every feature is 0."""
+        spans = np.diff(feed["cu_seqlens"])
+        time.sleep(sum(self.cost.of_image(int(n)) for n in spans) * self.seconds_per_token)
+        tokens = len(feed["pixel_values"]) // 4
+        features, deepstack = (o.shape for o in self.real.get_outputs())
+        return [
+            np.zeros((tokens, features[-1]), np.float32),
+            np.zeros((deepstack[0], tokens, deepstack[-1]), np.float32),
+        ]
+
+
+def stand_in_replica(seconds_per_token: float, seconds_per_call: float, vision_cost=None):
+    """The model deployment with its session replaced by the stand-in (defined here so Ray ships it by value); with
+    `vision_cost` (a VL model) its vision encoder too, and the scheduler charges images that cost."""
     from ray import serve
 
     from serve.replica import Reranker
@@ -70,9 +109,13 @@ def stand_in_replica(seconds_per_token: float, seconds_per_call: float):
     class StandInReranker(Reranker.func_or_class):
         """A model replica whose model calls are a stand-in wait."""
 
-        def __init__(self, args):
-            super().__init__(args)
-            self.scorer.replace_session(StandInSession(self.scorer.session, seconds_per_token, seconds_per_call))
+        def __init__(self, args, name=None):
+            super().__init__(args, name)
+            scorer = self.scorer
+            scorer.replace_session(StandInSession(scorer.session, seconds_per_token, seconds_per_call))
+            if vision_cost is not None:
+                scorer.layout.vision = VisionStandIn(scorer.layout.vision, vision_cost, seconds_per_token)
+                scorer.layout.vision_cost = vision_cost
 
     return serve.deployment(StandInReranker, name="Reranker")
 
@@ -82,19 +125,24 @@ def documents(n: int, words: int, rng: random.Random) -> list[str]:
     return [f"{rng.randint(0, 10**9)} " + " ".join(rng.choice(WORDS) for _ in range(words)) for _ in range(n)]
 
 
-def deploy(model: Path, seconds_per_token: float, seconds_per_call: float, call_target_s: float, port: int) -> str:
-    """The app with the stand-in replica, GPU layout and call sizes, on local Serve; its URL once healthy."""
+def deploy(
+    model: str, seconds_per_token: float, seconds_per_call: float, call_target_s: float, port: int, vision_cost=None
+) -> str:
+    """The app with the stand-in replica, GPU call sizes (a text model: the GPU graph's layout), on local Serve; its
+    URL once healthy."""
     from ray import serve
 
     from serve.app import build_app
     from serve.launcher import wait_healthy
 
+    # A text model runs the GPU graph's layout (right padding, no K/V); Qwen3-VL has only its past-K/V layout.
+    layout = {} if vision_cost is not None else {"graph_variant": "cuda"}
     args = {
         "model": {
-            "model": str(model),
+            "model": model,
             "dtype": "f32",
             "device": "cpu",
-            "graph_variant": "cuda",  # the GPU graph's layout (right padding, no K/V), run by the stand-in
+            **layout,
             "token_budget": 65536,
             "max_rows_per_call": 256,
             "intra_op_threads": 1,
@@ -106,7 +154,7 @@ def deploy(model: Path, seconds_per_token: float, seconds_per_call: float, call_
     options = {"num_replicas": 1, "max_ongoing_requests": 64, "max_queued_requests": 512}
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(
-        build_app(args, options, replica=stand_in_replica(seconds_per_token, seconds_per_call)),
+        build_app(args, options, replica=stand_in_replica(seconds_per_token, seconds_per_call, vision_cost)),
         name="host",
         route_prefix="/",
     )
@@ -142,6 +190,41 @@ def measure(url: str, args, rng: random.Random) -> list[list]:
     return rows
 
 
+def measure_vl(url: str, args, rng: random.Random) -> list[list]:
+    """Rows: small text requests alone; screenshot bulk alone; small beside screenshot bulk."""
+    from bench.mixed_traffic import SCREENSHOTS, screenshot
+
+    query = "which dashboard shows the quarterly revenue?"
+    tags = iter(range(10**6))
+
+    def bulk(count: int) -> list[dict]:
+        """`count` requests of 40 screenshots never sent before (made now, before their phase is timed)."""
+        return [
+            {"query": query, "documents": [{"image": screenshot(next(tags))} for _ in range(SCREENSHOTS)]}
+            for _ in range(count)
+        ]
+
+    def small(count: int) -> list[dict]:
+        return [{"query": query, "documents": documents(rng.randint(8, 20), args.words, rng)} for _ in range(count)]
+
+    closed_loop(url, bulk(1) + small(3), 1)  # warm-up: connections, first calls, the encoder's first image
+    rows = []
+    alone = closed_loop(url, small(args.small_requests), 1)
+    rows.append(["small (8–20 docs) alone", 1, alone])
+    bulk_alone = closed_loop(url, bulk(args.bulk_requests), args.bulk_clients)
+    rows.append([f"bulk ({SCREENSHOTS} screenshots) alone", args.bulk_clients, bulk_alone])
+    beside: dict = {}
+    more_bulk, small_requests = bulk(args.bulk_requests), small(args.small_requests)
+    load = threading.Thread(target=lambda: beside.update(closed_loop(url, more_bulk, args.bulk_clients)))
+    load.start()
+    time.sleep(2.0)  # the bulk load is running: its first images decoded and encoded
+    small_beside = closed_loop(url, small_requests, 1)
+    load.join()
+    rows.append([f"bulk ({SCREENSHOTS} screenshots) beside small", args.bulk_clients, beside])
+    rows.append([f"small beside {SCREENSHOTS}-screenshot bulk", 1, small_beside])
+    return rows
+
+
 def main() -> None:
     """Deploy per stand-in wait, load it, print one table."""
     import ray
@@ -153,21 +236,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds-per-token", default=f"{GPU_SECONDS_PER_TOKEN:.3g},0", help="one run each")
     parser.add_argument("--seconds-per-call", default=f"{GPU_SECONDS_PER_CALL:.3g},0", help="one per run")
-    parser.add_argument("--bulk-requests", type=int, default=24, help="bulk requests per row (200 documents each)")
+    parser.add_argument("--bulk-requests", type=int, help="bulk requests per row (default: 24 of 200 documents; vl: 8)")
     parser.add_argument("--small-requests", type=int, default=60)
     parser.add_argument("--call-target-s", type=float, default=BatchConfig().call_target_s, help="the scheduler's")
-    parser.add_argument("--clients", type=int, default=4, help="closed-loop bulk clients")
+    parser.add_argument("--clients", type=int, default=4, help="closed-loop bulk clients (vl: --bulk-clients)")
+    parser.add_argument("--bulk-clients", type=int, default=2, help="closed-loop screenshot-bulk clients (vl)")
     parser.add_argument("--words", type=int, default=220, help="words per document (~300 tokens with the template)")
+    parser.add_argument("--shape", choices=("text", "vl"), default="text")
     args = parser.parse_args()
 
-    _, model = parity_model(smoke=False)  # Qwen's real vocabulary, with the GPU graph
+    vision_cost, scale = None, 1.0
+    if args.shape == "vl":
+        from rerank_core import Reranker
+        from rerank_core.families.qwen3_vl.costs import VisionCost
+        from rerank_core.tiny_vl_model import FULL_SIZE_TEXT, FULL_SIZE_VISION
+
+        model = "builtin:tiny-qwen3-vl-reranker"
+        Reranker.from_pretrained(model)  # made and exported once, before Ray starts
+        vision_cost = VisionCost.of_config({"text_config": FULL_SIZE_TEXT, "vision_config": FULL_SIZE_VISION})
+        scale, run_rows = VL_DECODER_SCALE, measure_vl
+        args.bulk_requests = args.bulk_requests or 8
+    else:
+        model, run_rows = str(parity_model(smoke=False)[1]), measure  # Qwen's real vocabulary, with the GPU graph
+        args.bulk_requests = args.bulk_requests or 24
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     table = []
     try:
         per_call = [float(w) for w in args.seconds_per_call.split(",")]
-        for wait, call in zip((float(w) for w in args.seconds_per_token.split(",")), per_call, strict=True):
-            url = deploy(model, wait, call, args.call_target_s, PORT)
-            for label, clients, result in measure(url, args, random.Random(0)):
+        for wait, call in zip((scale * float(w) for w in args.seconds_per_token.split(",")), per_call, strict=True):
+            url = deploy(model, wait, call, args.call_target_s, PORT, vision_cost)
+            for label, clients, result in run_rows(url, args, random.Random(0)):
                 lat = result["latencies"]
                 table.append(
                     [
@@ -187,9 +285,14 @@ def main() -> None:
     finally:
         serve.shutdown()
         ray.shutdown()
+    pairs = (
+        "~300-token pairs"
+        if vision_cost is None
+        else "Qwen3-VL-2B's decoder and encoder estimated from the text rate (see the docstring), the tiny VL host path"
+    )
     print_table(
-        f"Host path with a STAND-IN model call (waits the GPU's time per call and token, scores nothing) — ~300-token "
-        f"pairs, call_target_s {args.call_target_s:g}, "
+        f"Host path with a STAND-IN model call (waits the GPU's time per call and token, scores nothing) — {pairs}, "
+        f"call_target_s {args.call_target_s:g}, "
         f"one model replica, GPU call sizes; {cpu_description()}",
         ["stand-in wait", "load", "clients", "pairs/s", "pairs/s per host core", "p50 s", "p95 s", "p99 s"]
         + ["errors"],

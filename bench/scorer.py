@@ -10,7 +10,8 @@ sharing off vs on (documents of ~30/120/500 tokens per query, several queries in
 Useful FLOPs count every layer's matmuls per real token, attention over the full L² square (what the kernels
 compute), and one yes−no row: the same work for every row, so FLOP/s compare like pairs/s do.
 
-Run: python bench/scorer.py [--pairs 48] [--threads 2] [--skip-f16] [--prefix-only]
+Run: python bench/scorer.py [--pairs 48] [--threads 2] [--skip-f16]
+     python bench/scorer.py --prefix-only [--workloads W,…] [--dtypes f32,int8] [--prefix-budgets N]
 """
 
 from __future__ import annotations
@@ -105,10 +106,21 @@ def main() -> None:
     parser.add_argument("--skip-f16", action="store_true")
     parser.add_argument("--skip-official", action="store_true")
     parser.add_argument("--prefix-only", action="store_true", help="only the prefix-sharing table")
+    parser.add_argument("--workloads", help="prefix table: only the workloads whose name holds one of these (comma)")
+    parser.add_argument("--dtypes", default="f32,int8", help="prefix table: the dtypes")
+    parser.add_argument(
+        "--prefix-budgets",
+        type=int,
+        help="prefix table: token budgets a shared prefix may span (the scorer's PREFIX_BUDGETS; before 2026-12-07: 1)",
+    )
     args = parser.parse_args()
     if args.prefix_only:
+        if args.prefix_budgets:
+            from rerank_core.backends.onnx import scorer
+
+            scorer.PREFIX_BUDGETS = args.prefix_budgets
         bench_model("f32,int8")
-        prefix_sharing_table(args.threads, ["f32", "int8"])
+        prefix_sharing_table(args.threads, args.dtypes.split(","), only=args.workloads)
         return
 
     dtypes = "f32,int8" if args.skip_f16 else "f32,int8,f16"
@@ -193,9 +205,11 @@ def docs_of_tokens(tokenizer, target: int, n: int, seed: int) -> list[str]:
     return docs
 
 
-def prefix_sharing_table(threads: int, dtypes: list[str], rounds: int = 2) -> None:
-    """Pairs/s with prefix sharing off and on, f32 and int8, on the workloads rerankers see (one process)."""
+def prefix_sharing_table(threads: int, dtypes: list[str], rounds: int = 2, only: str | None = None) -> None:
+    """Pairs/s with prefix sharing off and on, f32 and int8, on the workloads rerankers see (one process); `only`:
+    the workloads whose name holds one of these comma-separated words."""
     from rerank_core.backends.onnx import OnnxScorer
+    from rerank_core.backends.onnx import scorer as scorer_module
     from rerank_core.families.qwen3.template import format_query
 
     scorers = {
@@ -225,7 +239,12 @@ def prefix_sharing_table(threads: int, dtypes: list[str], rounds: int = 2) -> No
             ]
         ],
         "single pairs (~120 tokens), one per call": [[(query, d)] for d in docs_of_tokens(tok, 120, 6, 9)],
+        "1 long query (~400 tokens) × 16 docs of ~30 tokens": [
+            [(docs_of_tokens(tok, 400, 1, 10)[0], d) for d in docs_of_tokens(tok, 30, 16, 11)]
+        ],
     }
+    if only:
+        workloads = {name: calls for name, calls in workloads.items() if any(w in name for w in only.split(","))}
     best: dict = {}
     scores: dict = {}
     for scorer in scorers.values():
@@ -246,7 +265,8 @@ def prefix_sharing_table(threads: int, dtypes: list[str], rounds: int = 2) -> No
             delta = float(np.abs(scores[name, (d, True)] - scores[name, (d, False)]).max())
             rows.append([name, d, n / off, n / on, off / on, f"{delta:.1e}"])
     print_table(
-        f"Prefix sharing — 0.6B shape, {threads} threads, best of {rounds} interleaved rounds "
+        f"Prefix sharing — 0.6B shape, {threads} threads, best of {rounds} interleaved rounds, a prefix spans at most "
+        f"{scorer_module.PREFIX_BUDGETS} token budgets "
         f"(system prompt {len(tok.prefix_ids)} tokens, query + instruction ≈ "
         f"{len(tok.encode_text(format_query(query)))} tokens)",
         ["workload", "dtype", "pairs/s off", "pairs/s on", "on ÷ off", "max |Δscore| on vs off"],
