@@ -52,6 +52,9 @@ class StandInSession:
 
     def __init__(self, real, seconds_per_token: float, seconds_per_call: float):
         self.real, self.seconds_per_token, self.seconds_per_call = real, seconds_per_token, seconds_per_call
+        # A past-K/V graph's outputs named as its inputs without "past_": their shapes, [batch, heads, past, dim].
+        inputs = real.get_inputs()
+        self._kv_shapes = {i.name.removeprefix("past_"): i.shape for i in inputs if i.name.startswith("past_")}
 
     def get_inputs(self):
         """The real graph's inputs."""
@@ -70,10 +73,10 @@ class StandInSession:
         too)."""
         ids = feed["input_ids"]
         time.sleep(self.seconds_per_call + ids.size * self.seconds_per_token)
-        past = {i.name.removeprefix("past_"): i.shape for i in self.real.get_inputs() if i.name.startswith("past_")}
+        kv = self._kv_shapes
         return [
-            np.zeros((ids.shape[0], past[name][1], ids.shape[1], past[name][3]), np.float32)
-            if name in past
+            np.zeros((ids.shape[0], kv[name][1], ids.shape[1], kv[name][3]), np.float32)
+            if name in kv
             else np.zeros(len(ids), np.float32)
             for name in names
         ]

@@ -127,17 +127,17 @@ def quantize_int8(
     _write_int8(model, f32_graph, out_file, chosen, arrays, weight_bits, signed_activations)
 
 
-def quantize_blocks_int8(f32_graph: Path, out_file: Path, *, weight_bits: int | None = None) -> None:
+def quantize_blocks_int8(f32_graph: Path, out_file: Path) -> None:
     """Write `out_file`: an encoder's `f32_graph` with the linear layers of its repeated blocks in int8 (Gemm nodes
     whose weight is named `….blocks.N.…`, as torch's exporter names a ViT's); the rest stays f32 (a vision encoder's
-    patch embedding and mergers, whose outputs are the decoder's features)."""
+    patch embedding and mergers, whose outputs are the decoder's features); weights in this CPU's int8 bits."""
     import onnx
 
     model = onnx.load(str(f32_graph), load_external_data=False)
     chosen = {n.name for n in model.graph.node if n.op_type == "Gemm" and ".blocks." in n.input[1]}
     if not chosen:
         raise ValueError(f"{f32_graph}: no Gemm node of an encoder block to quantize")
-    _write_int8(model, f32_graph, out_file, chosen, {}, weight_bits, False)
+    _write_int8(model, f32_graph, out_file, chosen, {}, None, False)
 
 
 def _weight_of(node, read: Callable, tensor) -> np.ndarray:
