@@ -5,12 +5,14 @@ the scenarios one after another in it (each with images no other scenario or war
 scenario, × the recipe, peak memory, max |Δscore| and Spearman against the recipe in f32 (random weights: a proxy
 for the error of int8, bf16 and f16 only).
 
-On a CPU (default): the recipe in f32 against ours in f32 and int8 (and bf16 where the CPU multiplies it). With
+On a CPU (default): the recipe in f32 against ours in f32 and int8 (and bf16 where the CPU multiplies it); a row
+`ours-<dtype>-encoder-int8` runs the int8 vision encoder too (`images.encoder_dtype`). With
 `--device cuda` (bench/gpu/run.sh's `vl` section): the recipe in f32 (the reference) and bf16 on the GPU against ours
 on CUDA, the f16 decoder graph beside the f32 vision graph; without a GPU it says so and exits 0. `--smoke`: the tiny
 model and small images on the CPU, to check the bench runs (any `--device`).
 
-Run: python bench/vl.py [--threads 2] [--rows recipe,ours-f32,ours-int8] [--device cpu|cuda] [--smoke]
+Run: python bench/vl.py [--threads 2] [--rows recipe,ours-f32,ours-int8,ours-int8-encoder-int8] [--device cpu|cuda]
+     [--smoke]
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from bench.gpu.usage import Usage  # noqa: E402
 
 CHECKPOINT = BENCH_DIR / "qwen3-vl-2b-shape-hf"
 EXPORTS = {"cpu": BENCH_DIR / "qwen3-vl-2b-shape", "cuda": BENCH_DIR / "qwen3-vl-2b-shape-gpu"}
-DEFAULT_ROWS = {"cpu": "recipe,ours-f32,ours-int8", "cuda": "recipe,recipe-bf16,ours-f16"}
+DEFAULT_ROWS = {"cpu": "recipe,ours-f32,ours-int8,ours-int8-encoder-int8", "cuda": "recipe,recipe-bf16,ours-f16"}
 WORDS = "revenue chart quarter slide table figure screenshot invoice total product photo red blue page report".split()
 
 
@@ -125,8 +127,14 @@ def run_row(spec: dict) -> dict:
     else:
         from rerank_core import Reranker
 
-        dtype = row.removeprefix("ours-")
-        reranker = Reranker.from_pretrained(spec["export"], dtype=dtype, device=device, intra_op_threads=threads)
+        dtype, _, encoder = row.removeprefix("ours-").partition("-encoder-")
+        reranker = Reranker.from_pretrained(
+            spec["export"],
+            dtype=dtype,
+            device=device,
+            intra_op_threads=threads,
+            images={"encoder_dtype": encoder or "f32"},
+        )
         if reranker.scorer.device != device:  # a CPU timing must not pass for a GPU one
             raise SystemExit(f"ours runs on {reranker.scorer.device}, not {device}")
 
@@ -160,7 +168,7 @@ def main() -> None:
     if found is None:
         return
     device, machine = found
-    dtypes = {row.removeprefix("ours-") for row in rows if row.startswith("ours-")}
+    dtypes = {row.removeprefix("ours-").partition("-encoder-")[0] for row in rows if row.startswith("ours-")}
     checkpoint, export = bench_vl_model(args.smoke, args.device, dtypes)
     spec = {"checkpoint": str(checkpoint), "export": str(export), "threads": args.threads, "smoke": args.smoke}
     results = {}

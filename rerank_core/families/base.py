@@ -101,13 +101,13 @@ class ModelFamily(ABC):
         session: ort.InferenceSession,
         folder: ModelFolder,
         open_companion: Callable[[Path], ort.InferenceSession],
-        share_prefix: bool = True,
+        options: LocalOptions,
     ) -> GraphLayout:
         """The adapter for `graph`'s layout (None: detected from the graph) over `session`, that graph of `folder`
-        opened; checks the graph fits it. `open_companion(path)` opens another graph of the folder as the scorer
-        opens its own."""
+        opened, as `options` ask (prefix sharing; a family's own, e.g. its encoder's dtype); checks the graph fits it.
+        `open_companion(path)` opens another graph of the folder as the scorer opens its own."""
         layout = self.layout_class(graph.layout or self.detect_layout(session))
-        return layout(session, folder.yes_id, folder.no_id, share_prefix)
+        return layout(session, folder.yes_id, folder.no_id, options.share_prefix)
 
 
 @dataclass(frozen=True)

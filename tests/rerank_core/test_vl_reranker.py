@@ -18,7 +18,7 @@ from scipy.stats import spearmanr
 from rerank_core import Reranker
 from rerank_core.cli import main
 from rerank_core.content import Content, Image, Text
-from rerank_core.errors import ImageRefusedError, InvalidInputError
+from rerank_core.errors import ImageRefusedError, InvalidInputError, ModelFormatError
 from rerank_core.families.qwen3_vl.costs import VisionCost
 from rerank_core.families.qwen3_vl.layout import ImageFeatures
 from rerank_core.model_files.folder import ModelFolder
@@ -282,6 +282,13 @@ def test_the_cli_ranks_image_documents_for_an_image_query(tiny_vl_reranker, tmp_
     assert f"[image {tmp_path / 'p1.png'}]" in capsys.readouterr().out
 
 
+def test_an_int8_encoder_the_export_lacks_is_an_error_naming_the_option(tiny_vl_reranker):
+    folder = tiny_vl_reranker.scorer.folder.path  # exported in f32 only, as a first load does
+    assert not (folder / "vision_int8.onnx").exists()
+    with pytest.raises(ModelFormatError, match="images.encoder_dtype: int8 needs vision_int8.onnx"):
+        Reranker.from_pretrained(folder, images={"encoder_dtype": "int8"})
+
+
 def test_rerank_export_writes_f32_int8_and_f16_graphs_that_load_from_the_folder(tiny_vl_reranker, tiny_vl_export_all):
     out = tiny_vl_export_all  # made by `rerank export … --dtype f32,int8,f16`
     pairs = PAIRS + [
@@ -293,12 +300,17 @@ def test_rerank_export_writes_f32_int8_and_f16_graphs_that_load_from_the_folder(
     int8 = int8_reranker.score_pairs(pairs)
     # Random weights: a proxy only (docs/models.md); on the tiny model int8 moved scores by ~1e-3, Spearman 0.997.
     assert np.abs(int8 - f32).max() < 0.02 and spearmanr(int8, f32).statistic > 0.95
-    # int8 runs its own vision encoder: the blocks' linear layers in int8, the mergers (the features) in f32.
+    # The export has an int8 vision encoder too (the blocks' linear layers in int8, the mergers that make the
+    # features in f32); int8 runs it only when asked, its features otherwise being the f32 encoder's.
     nodes = collections.Counter(n.op_type for n in onnx.load(str(out / "vision_int8.onnx")).graph.node)
     assert nodes["MatMulIntegerToFloat"] == 4 * 3 and nodes["Gemm"] == 2 * 3  # 3 blocks; 3 mergers (2 DeepStack)
     image = {"image": photo(90, 70, 21)}
-    features = [vision_features(r, image) for r in (Reranker.from_pretrained(out), int8_reranker)]
-    assert 0 < np.abs(features[1] - features[0]).max() < 0.1 * np.abs(features[0]).max()
+    int8_encoder = Reranker.from_pretrained(out, dtype="int8", images={"encoder_dtype": "int8"})
+    f32_features, int8_default, int8_asked = (
+        vision_features(r, image) for r in (Reranker.from_pretrained(out), int8_reranker, int8_encoder)
+    )
+    np.testing.assert_array_equal(int8_default, f32_features)
+    assert 0 < np.abs(int8_asked - f32_features).max() < 0.1 * np.abs(f32_features).max()
     # The f16 decoder (the vision encoder stays f32), checked on the CPU provider (slow there: the recipe's pairs
     # only); the graph CUDA loads by default.
     f16 = Reranker.from_pretrained(out, dtype="f16").score_pairs(PAIRS)

@@ -100,7 +100,7 @@ class OnnxScorer(Scorer):
         self.device = session_device(session)
         self.max_rows_per_call = options.max_rows_per_call or MAX_ROWS_PER_CALL[self.device]
         self._budget = options.token_budget or TOKEN_BUDGET[self.device]
-        self._share_prefix = options.share_prefix
+        self._options, self._share_prefix = options, options.share_prefix
         self._prefix_cache_bytes = options.prefix_cache_bytes
         # A graph beside the scored one (a family's vision encoder) opens with this scorer's device, threads and cap.
         self._open_companion = functools.partial(
@@ -129,7 +129,7 @@ class OnnxScorer(Scorer):
         """Run on `session`: the same graph opened with other options or another runtime (tuning, profiling)."""
         self.session = session
         self.layout: GraphLayout = self.family.open_layout(
-            self.graph, session, self.folder, self._open_companion, self._share_prefix
+            self.graph, session, self.folder, self._open_companion, self._options
         )
         self.token_budget = self.call_tokens = self.layout.fit_budget(self._budget)
         self.shares_prefix = self._share_prefix and self.layout.takes_prefix

@@ -11,6 +11,7 @@ import onnxruntime as ort
 
 from ...config import LocalOptions
 from ...content import Pair
+from ...dtypes import Dtype
 from ...graph_layout import GraphLayout
 from ...image_intake import ImagePolicy
 from ...model_files.folder import GraphFile, ModelFolder
@@ -55,16 +56,16 @@ class Qwen3VLFamily(ModelFamily):
         session: ort.InferenceSession,
         folder: ModelFolder,
         open_companion: Callable[[Path], ort.InferenceSession],
-        share_prefix: bool = True,
+        options: LocalOptions,
     ) -> GraphLayout:
         layout = self.layout_class(graph.layout or self.detect_layout(session))
         return layout(
             session,
             folder.yes_id,
             folder.no_id,
-            share_prefix,
+            options.share_prefix,
             VLSettings.read(folder.path),
-            open_companion(vision_graph(folder.path, graph.dtype)),
+            open_companion(vision_graph(folder.path, Dtype(options.images.encoder_dtype))),
             VisionCost.of_folder(folder.path),
         )
 

@@ -1,6 +1,6 @@
-"""What a Qwen3-VL export holds beside its decoder graphs: the vision encoder's graph (f32, and int8 beside an int8
-decoder), and the settings its scorer reads (the image pad id, the special ids the recipe's cut keeps, the encoder's
-shape)."""
+"""What a Qwen3-VL export holds beside its decoder graphs: the vision encoder's graph (f32, and int8 where the export
+has an int8 decoder), and the settings its scorer reads (the image pad id, the special ids the recipe's cut keeps,
+the encoder's shape)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,15 @@ VISION_GRAPH, VISION_INT8_GRAPH, SETTINGS = "vision.onnx", "vision_int8.onnx", "
 
 
 def vision_graph(folder: Path, dtype: Dtype) -> Path:
-    """The vision encoder's graph that a decoder of `dtype` runs beside: the int8 one for int8 where the folder has
-    it (exports before exporter 11 have none), else the f32 one, whose features feed every dtype."""
-    int8 = folder / VISION_INT8_GRAPH
-    return int8 if dtype is Dtype.INT8 and int8.is_file() else folder / VISION_GRAPH
+    """The vision encoder's graph of `dtype` (`images.encoder_dtype`): f32, or int8 where the folder has it (exported
+    with int8 by exporter 11 or later)."""
+    path = folder / (VISION_INT8_GRAPH if dtype is Dtype.INT8 else VISION_GRAPH)
+    if dtype is Dtype.INT8 and not path.is_file():
+        raise ModelFormatError(
+            f"images.encoder_dtype: int8 needs {VISION_INT8_GRAPH}, which {folder} lacks: export it with "
+            "`rerank export … --dtype f32,int8` (or leave encoder_dtype at f32)"
+        )
+    return path
 
 
 @dataclass(frozen=True)
