@@ -12,7 +12,7 @@ on CUDA, the f16 decoder graph beside the f32 vision graph; without a GPU it say
 model and small images on the CPU, to check the bench runs (any `--device`).
 
 Run: python bench/vl.py [--threads 2] [--rows recipe,ours-f32,ours-int8,ours-int8-encoder-int8] [--device cpu|cuda]
-     [--smoke]
+     [--scenarios a,b,c] [--smoke]
 """
 
 from __future__ import annotations
@@ -99,6 +99,14 @@ def scenarios(smoke: bool) -> dict[str, list]:
     return {"a: text → 8 screenshots": a, "b: image → 16 texts": b, "c: mix": c}
 
 
+def chosen(all_scenarios: dict[str, list], letters: str) -> dict[str, list]:
+    """The scenarios whose letters `letters` lists ("a,c"), in their order."""
+    wanted = set(letters.split(","))
+    if unknown := wanted - {name[0] for name in all_scenarios}:
+        raise SystemExit(f"--scenarios: unknown {sorted(unknown)}; the scenarios are a, b, c")
+    return {name: pairs for name, pairs in all_scenarios.items() if name[0] in wanted}
+
+
 def warm_up_pair() -> tuple:
     return ({"text": ["warm up"]}, {"image": [picture(96, 64, 999)], "text": ["not timed"]})
 
@@ -144,7 +152,7 @@ def run_row(spec: dict) -> dict:
     load_s = time.perf_counter() - started
     score([warm_up_pair()])
     results = {}
-    for name, pairs in scenarios(spec["smoke"]).items():
+    for name, pairs in chosen(scenarios(spec["smoke"]), spec["scenarios"]).items():
         started = time.perf_counter()
         scores = score(pairs)
         results[name] = {"seconds": time.perf_counter() - started, "scores": [float(s) for s in scores]}
@@ -157,6 +165,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rows", help=f"default: {DEFAULT_ROWS['cpu']} (CPU); {DEFAULT_ROWS['cuda']} (CUDA)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--scenarios", default="a,b,c", help="which to run, by letter (default: a,b,c)")
     parser.add_argument("--smoke", action="store_true", help="the tiny model and small images: checks the bench runs")
     parser.add_argument("--row-spec", help=argparse.SUPPRESS)  # a child process: the row to run, as JSON
     args = parser.parse_args()
@@ -164,13 +173,20 @@ def main() -> None:
         print("RESULT " + json.dumps(run_row(json.loads(args.row_spec))), flush=True)
         return
     rows = (args.rows or DEFAULT_ROWS[args.device]).split(",")
+    chosen(scenarios(args.smoke), args.scenarios)  # refuse an unknown letter before any row runs
     found = device_or_none("bench/vl.py", args.smoke) if args.device == "cuda" else ("cpu", cpu_description())
     if found is None:
         return
     device, machine = found
     dtypes = {row.removeprefix("ours-").partition("-encoder-")[0] for row in rows if row.startswith("ours-")}
     checkpoint, export = bench_vl_model(args.smoke, args.device, dtypes)
-    spec = {"checkpoint": str(checkpoint), "export": str(export), "threads": args.threads, "smoke": args.smoke}
+    spec = {
+        "checkpoint": str(checkpoint),
+        "export": str(export),
+        "threads": args.threads,
+        "smoke": args.smoke,
+        "scenarios": args.scenarios,
+    }
     results = {}
     for row in rows:
         print(f"running {row} ...", flush=True)
@@ -192,7 +208,7 @@ def main() -> None:
 def print_rows(results: dict, args: argparse.Namespace, device: str, machine: str) -> None:
     from scipy.stats import spearmanr
 
-    names = list(scenarios(args.smoke))
+    names = list(chosen(scenarios(args.smoke), args.scenarios))
     base = results.get("recipe")
     rows = []
     for row, result in results.items():
