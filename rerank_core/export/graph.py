@@ -23,7 +23,7 @@ from .quantize import quantize_blocks_int8, quantize_int8
 log = logging.getLogger(__name__)
 
 # Bump when the graphs change: cached exports (export/cache.py) are keyed by it.
-EXPORTER_VERSION = "11"  # 11: a VL export with int8 has an int8 vision encoder beside the f32 one
+EXPORTER_VERSION = "12"  # 12: a VL vision encoder attends over all of a call's patches (one image a call)
 GRAPH_NAMES = {Dtype.F32: "model.onnx", Dtype.F16: "model_f16.onnx", Dtype.INT8: "model_int8.onnx"}
 # The GPU graphs (right padding, fused causal attention); f32 exists to check them on a CPU.
 CUDA_GRAPH_NAMES = {Dtype.F32: "model_cuda.onnx", Dtype.F16: "model_cuda_f16.onnx"}

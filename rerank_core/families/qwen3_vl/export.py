@@ -14,7 +14,7 @@ from ...dtypes import Dtype
 from ...quiet_export import quiet_export
 from ..base import FamilyExporter, Trace
 from ..qwen3.calibration import CALIBRATION_PAIRS, record_down_inputs
-from .heads import PACKED_ATTENTION, MropePrefixLogit, VisionEncoder, packed_attention
+from .heads import IMAGE_ATTENTION, MropePrefixLogit, VisionEncoder, image_attention
 from .settings import VISION_GRAPH, VISION_INT8_GRAPH, VLSettings
 from .template import MAX_LENGTH, PREFIX, SUFFIX, Side, prompt
 
@@ -43,8 +43,8 @@ class Qwen3VLExporter(FamilyExporter):
         torch_dtype = torch.float16 if dtype is Dtype.F16 else torch.float32
         with quiet_export():
             model = transformers.Qwen3VLForConditionalGeneration.from_pretrained(src_dir, dtype=torch_dtype)
-        transformers.AttentionInterface.register(PACKED_ATTENTION, packed_attention)
-        model.model.visual.config._attn_implementation = PACKED_ATTENTION
+        transformers.AttentionInterface.register(IMAGE_ATTENTION, image_attention)
+        model.model.visual.config._attn_implementation = IMAGE_ATTENTION
         return model.eval()
 
     def answer_ids(self, src_dir: Path):

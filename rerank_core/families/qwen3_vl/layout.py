@@ -25,8 +25,6 @@ from .vision_inputs import vision_inputs
 # Vision features kept across calls (features and DeepStack features, f32): about 9 screenshots' worth at the 2B
 # shape (880 tokens × 4 × 2,048 × 4 bytes each).
 FEATURE_CACHE_BYTES = 256 * 2**20
-# Patches per vision call, at most, unless one image alone has more: its attention is quadratic in them.
-VISION_CALL_PATCHES = 4096
 
 
 class ImageFeatures:
@@ -98,21 +96,12 @@ class MropePastKvLayout(PastKvLayout):
         self.features = ImageFeatures(FEATURE_CACHE_BYTES)
 
     def take_media(self, media: Mapping[int, ImageEntry] | None) -> None:
-        """Run the vision encoder on the images of `media` it has not seen (a few per call, by patches) and keep
-        their features for the rows about to run."""
+        """Run the vision encoder on the images of `media` it has not seen and keep their features for the rows
+        about to run."""
         media = media or {}
         self.features.pin(media)
-        missing = [key for key in media if key not in self.features]
-        group, patches = [], 0
-        for key in missing:
-            size = int(np.prod(media[key].grid))
-            if group and patches + size > VISION_CALL_PATCHES:
-                self._encode_images(group, media)
-                group, patches = [], 0
-            group.append(key)
-            patches += size
-        if group:
-            self._encode_images(group, media)
+        for key in [key for key in media if key not in self.features]:
+            self._encode_image(key, media)
 
     def media_cost(self, media: Mapping[int, ImageEntry] | None) -> int:
         """Tokens' worth of vision work the images of `media` still need: those whose features are not kept."""
@@ -131,24 +120,23 @@ class MropePastKvLayout(PastKvLayout):
             return
         for key in missing:
             if key not in self.features:
-                self._encode_images([key], media)
+                self._encode_image(key, media)
 
-    def _encode_images(self, keys: list[int], media: Mapping[int, ImageEntry]) -> None:
-        grids = [media[key].grid for key in keys]
-        inputs = vision_inputs(grids, self.settings.num_position_embeddings)
+    def _encode_image(self, key: int, media: Mapping[int, ImageEntry]) -> None:
+        """One image a call: the encoder's attention spans every patch of a call, unmasked (exporter 12; earlier
+        exports mask it to each image's span, which one image a call satisfies too)."""
+        inputs = vision_inputs([media[key].grid], self.settings.num_position_embeddings)
         features, deepstack = self.vision.run(
             None,
             {
-                "pixel_values": np.concatenate([patches_of(media[key].pixels)[0] for key in keys]),
+                "pixel_values": patches_of(media[key].pixels)[0],
                 "interp_indices": inputs.interp_indices,
                 "interp_weights": inputs.interp_weights,
                 "rotary_ids": inputs.rotary_ids,
                 "cu_seqlens": inputs.cu_seqlens,
             },
         )
-        bounds = np.cumsum([0] + [media[key].tokens for key in keys])
-        for key, grid, start, end in zip(keys, grids, bounds[:-1], bounds[1:]):
-            self.features.put(key, (grid, features[start:end], deepstack[:, start:end]))
+        self.features.put(key, (media[key].grid, features, deepstack))
 
     def _feed(self, input_ids: np.ndarray, last_index: np.ndarray, prefix: Prefix) -> dict:
         """Positions and image inputs of each row as the continuation of `prefix` (whose ids it keeps)."""
