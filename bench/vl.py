@@ -99,6 +99,12 @@ def scenarios(smoke: bool) -> dict[str, list]:
     return {"a: text → 8 screenshots": a, "b: image → 16 texts": b, "c: mix": c}
 
 
+def ours_dtypes(row: str) -> tuple[str, str]:
+    """An `ours-<dtype>[-encoder-<dtype>]` row's decoder and vision encoder dtypes (the encoder's f32 by default)."""
+    dtype, _, encoder = row.removeprefix("ours-").partition("-encoder-")
+    return dtype, encoder or "f32"
+
+
 def chosen(all_scenarios: dict[str, list], letters: str) -> dict[str, list]:
     """The scenarios whose letters `letters` lists ("a,c"), in their order."""
     wanted = set(letters.split(","))
@@ -135,13 +141,13 @@ def run_row(spec: dict) -> dict:
     else:
         from rerank_core import Reranker
 
-        dtype, _, encoder = row.removeprefix("ours-").partition("-encoder-")
+        dtype, encoder = ours_dtypes(row)
         reranker = Reranker.from_pretrained(
             spec["export"],
             dtype=dtype,
             device=device,
             intra_op_threads=threads,
-            images={"encoder_dtype": encoder or "f32"},
+            images={"encoder_dtype": encoder},
         )
         if reranker.scorer.device != device:  # a CPU timing must not pass for a GPU one
             raise SystemExit(f"ours runs on {reranker.scorer.device}, not {device}")
@@ -173,12 +179,12 @@ def main() -> None:
         print("RESULT " + json.dumps(run_row(json.loads(args.row_spec))), flush=True)
         return
     rows = (args.rows or DEFAULT_ROWS[args.device]).split(",")
-    chosen(scenarios(args.smoke), args.scenarios)  # refuse an unknown letter before any row runs
+    names = list(chosen(scenarios(args.smoke), args.scenarios))  # an unknown letter refused before any row runs
     found = device_or_none("bench/vl.py", args.smoke) if args.device == "cuda" else ("cpu", cpu_description())
     if found is None:
         return
     device, machine = found
-    dtypes = {row.removeprefix("ours-").partition("-encoder-")[0] for row in rows if row.startswith("ours-")}
+    dtypes = {ours_dtypes(row)[0] for row in rows if row.startswith("ours-")}
     checkpoint, export = bench_vl_model(args.smoke, args.device, dtypes)
     spec = {
         "checkpoint": str(checkpoint),
@@ -202,13 +208,12 @@ def main() -> None:
             print(f"{row} failed:\n{child.stderr[-3000:]}", flush=True)
             continue
         results[row] = {**json.loads(line.removeprefix("RESULT ")), "peak_gpu_mib": usage.peak_memory_mib}
-    print_rows(results, args, device, "smoke: tiny model" if args.smoke else machine)
+    print_rows(results, names, args, device, "smoke: tiny model" if args.smoke else machine)
 
 
-def print_rows(results: dict, args: argparse.Namespace, device: str, machine: str) -> None:
+def print_rows(results: dict, names: list[str], args: argparse.Namespace, device: str, machine: str) -> None:
     from scipy.stats import spearmanr
 
-    names = list(chosen(scenarios(args.smoke), args.scenarios))
     base = results.get("recipe")
     rows = []
     for row, result in results.items():

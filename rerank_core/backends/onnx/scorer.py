@@ -100,7 +100,7 @@ class OnnxScorer(Scorer):
         self.device = session_device(session)
         self.max_rows_per_call = options.max_rows_per_call or MAX_ROWS_PER_CALL[self.device]
         self._budget = options.token_budget or TOKEN_BUDGET[self.device]
-        self._options, self._share_prefix = options, options.share_prefix
+        self._options = options
         self._prefix_cache_bytes = options.prefix_cache_bytes
         # A graph beside the scored one (a family's vision encoder) opens with this scorer's device, threads and cap.
         self._open_companion = functools.partial(
@@ -132,7 +132,7 @@ class OnnxScorer(Scorer):
             self.graph, session, self.folder, self._open_companion, self._options
         )
         self.token_budget = self.call_tokens = self.layout.fit_budget(self._budget)
-        self.shares_prefix = self._share_prefix and self.layout.takes_prefix
+        self.shares_prefix = self._options.share_prefix and self.layout.takes_prefix
         self.chunk_tokens = PREFILL_CHUNK_TOKENS if self.shares_prefix else None
         cached = self.shares_prefix and self._prefix_cache_bytes > 0
         self.prefix_cache = PrefixCache(self._prefix_cache_bytes) if cached else None

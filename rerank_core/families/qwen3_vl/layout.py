@@ -100,8 +100,9 @@ class MropePastKvLayout(PastKvLayout):
         about to run."""
         media = media or {}
         self.features.pin(media)
-        for key in [key for key in media if key not in self.features]:
-            self._encode_image(key, media)
+        for key in media:
+            if key not in self.features:
+                self._encode_image(key, media)
 
     def media_cost(self, media: Mapping[int, ImageEntry] | None) -> int:
         """Tokens' worth of vision work the images of `media` still need: those whose features are not kept."""
