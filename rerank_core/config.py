@@ -117,10 +117,12 @@ class ImageOptions(StrictModel):
     max_image_pixels: int = Field(
         default=1800 * 32 * 32, ge=32 * 32, description="the model sees at most this many (1,800 tokens of 32 × 32)"
     )
-    encoder_dtype: Literal["f32", "int8"] = Field(
-        default="f32",
-        description="the vision encoder's graph: f32 (features as the recipe's, beside any decoder dtype) or int8 (an "
-        "export's vision_int8.onnx: ~1.3× faster per image on a CPU, features ~5% off: docs/models.md)",
+    encoder_dtype: Literal["f32", "int8", "bf16"] | None = Field(
+        default=None,
+        description="the vision encoder's dtype: f32 (features as the recipe's), bf16 (the f32 graph computed in bf16 "
+        "on OpenVINO where the CPU multiplies bf16: ~4× f32 on AMX, features ~0.6% off) or int8 (an export's "
+        "vision_int8.onnx, features ~3-5% off); unset: f32 beside an f32 or f16 decoder, bf16 beside bf16, and "
+        "beside int8 where the CPU multiplies bf16 (docs/models.md, Precisions)",
     )
 
     @model_validator(mode="after")

@@ -100,12 +100,13 @@ class ModelFamily(ABC):
         graph: GraphFile,
         session: ort.InferenceSession,
         folder: ModelFolder,
-        open_companion: Callable[[Path], ort.InferenceSession],
+        open_companion: Callable[[Path, Dtype | None, str], ort.InferenceSession],
         options: LocalOptions,
     ) -> GraphLayout:
         """The adapter for `graph`'s layout (None: detected from the graph) over `session`, that graph of `folder`
         opened, as `options` ask (prefix sharing; a family's own, e.g. its encoder's dtype); checks the graph fits it.
-        `open_companion(path)` opens another graph of the folder as the scorer opens its own."""
+        `open_companion(path, dtype, field)` opens another graph of the folder on the scorer's device and threads, in
+        `dtype` as option `field` asked (None: a dtype that follows the scored graph's)."""
         layout = self.layout_class(graph.layout or self.detect_layout(session))
         return layout(session, folder.yes_id, folder.no_id, options.share_prefix)
 

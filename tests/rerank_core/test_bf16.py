@@ -154,9 +154,11 @@ def test_one_openvino_scorer_serves_threads_at_once(tiny_export, mixed_pairs):
     np.testing.assert_allclose(together, alone, atol=1e-6)
 
 
-def test_bf16_on_a_gpu_is_refused():
-    with pytest.raises(ConfigError, match="bf16 is the CPU path.*device: cpu"):
+def test_bf16_on_a_gpu_is_refused_naming_the_option():
+    with pytest.raises(ConfigError, match="^dtype: bf16 is the CPU path.*device: cpu"):
         choose_precision(Dtype.BF16, "cuda")
+    with pytest.raises(ConfigError, match="^images.encoder_dtype: bf16 is the CPU path"):
+        choose_precision(Dtype.BF16, "cuda", "images.encoder_dtype")
 
 
 def test_bf16_names_the_f32_graph_it_runs(tiny_export, tmp_path):

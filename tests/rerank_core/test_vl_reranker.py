@@ -8,6 +8,7 @@ import collections
 import dataclasses
 import io
 import json
+import logging
 import types
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from rerank_core import Reranker
+from rerank_core.backends.onnx.openvino_session import NO_BF16, bf16_available, cpu_runs_bf16
 from rerank_core.cli import main
 from rerank_core.content import Content, Image, Text
 from rerank_core.errors import ImageRefusedError, InvalidInputError, ModelFormatError
@@ -289,6 +291,32 @@ def test_an_int8_encoder_the_export_lacks_is_an_error_naming_the_option(tiny_vl_
         Reranker.from_pretrained(folder, images={"encoder_dtype": "int8"})
 
 
+def test_a_bf16_encoder_computes_the_f32_graph_in_bf16_where_the_cpu_multiplies_it(tiny_vl_reranker, caplog):
+    folder = tiny_vl_reranker.scorer.folder.path
+    with caplog.at_level(logging.WARNING, logger="rerank_core"):
+        bf16 = Reranker.from_pretrained(folder, images={"encoder_dtype": "bf16"})
+    image = {"image": photo(90, 70, 21)}
+    f32_features, bf16_features = (vision_features(r, image) for r in (tiny_vl_reranker, bf16))
+    pairs = PAIRS + MORE
+    if not cpu_runs_bf16():  # one line names the option, and the encoder runs in f32
+        assert [r.getMessage() for r in caplog.records] == [
+            f"images.encoder_dtype bf16: {NO_BF16}; running the f32 graph in f32"
+        ]
+        np.testing.assert_array_equal(bf16_features, f32_features)
+        return
+    assert bf16.scorer.layout.vision.get_providers() == ["OpenVINO CPU (bf16)"] and not caplog.records
+    # Unset, the encoder follows the decoder: f32 (exact) beside f32, bf16 beside bf16.
+    assert tiny_vl_reranker.scorer.layout.vision.get_providers() == ["CPUExecutionProvider"]
+    beside_bf16 = Reranker.from_pretrained(folder, dtype="bf16").scorer.layout.vision
+    assert beside_bf16.get_providers() == ["OpenVINO CPU (bf16)"]
+    assert 0 < np.abs(bf16_features - f32_features).max() < 0.02 * np.abs(f32_features).max()
+    # Each image is its own encoder call, so a pair's score does not depend on what shares its call.
+    together = bf16.score_pairs(pairs)
+    alone = Reranker.from_pretrained(folder, images={"encoder_dtype": "bf16"})
+    np.testing.assert_allclose([alone.score_pairs([pair])[0] for pair in reversed(pairs)], together[::-1], atol=1e-6)
+    np.testing.assert_allclose(together, tiny_vl_reranker.score_pairs(pairs), atol=2e-3)
+
+
 def test_rerank_export_writes_f32_int8_and_f16_graphs_that_load_from_the_folder(tiny_vl_reranker, tiny_vl_export_all):
     out = tiny_vl_export_all  # made by `rerank export … --dtype f32,int8,f16`
     pairs = PAIRS + [
@@ -301,15 +329,16 @@ def test_rerank_export_writes_f32_int8_and_f16_graphs_that_load_from_the_folder(
     # Random weights: a proxy only (docs/models.md); on the tiny model int8 moved scores by ~1e-3, Spearman 0.997.
     assert np.abs(int8 - f32).max() < 0.02 and spearmanr(int8, f32).statistic > 0.95
     # The export has an int8 vision encoder too (the blocks' linear layers in int8, the mergers that make the
-    # features in f32); int8 runs it only when asked, its features otherwise being the f32 encoder's.
+    # features in f32); int8 runs it only when asked, else the f32 graph: in bf16 where this CPU computes bf16.
     nodes = collections.Counter(n.op_type for n in onnx.load(str(out / "vision_int8.onnx")).graph.node)
     assert nodes["MatMulIntegerToFloat"] == 4 * 3 and nodes["Gemm"] == 2 * 3  # 3 blocks; 3 mergers (2 DeepStack)
     image = {"image": photo(90, 70, 21)}
     int8_encoder = Reranker.from_pretrained(out, dtype="int8", images={"encoder_dtype": "int8"})
-    f32_features, int8_default, int8_asked = (
-        vision_features(r, image) for r in (Reranker.from_pretrained(out), int8_reranker, int8_encoder)
+    beside_int8 = Reranker.from_pretrained(out, images={"encoder_dtype": "bf16" if bf16_available() else "f32"})
+    f32_features, int8_default, int8_asked, expected_default = (
+        vision_features(r, image) for r in (Reranker.from_pretrained(out), int8_reranker, int8_encoder, beside_int8)
     )
-    np.testing.assert_array_equal(int8_default, f32_features)
+    np.testing.assert_array_equal(int8_default, expected_default)
     assert 0 < np.abs(int8_asked - f32_features).max() < 0.1 * np.abs(f32_features).max()
     # The f16 decoder (the vision encoder stays f32), checked on the CPU provider (slow there: the recipe's pairs
     # only); the graph CUDA loads by default.

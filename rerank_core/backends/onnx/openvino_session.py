@@ -98,8 +98,10 @@ class OpenVinoSession:
         """Where the graph runs, in ONNX Runtime's terms."""
         return [f"OpenVINO CPU ({self.precision})"]
 
-    def run(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """The named outputs for `feed`, as ort.InferenceSession.run returns them (copies, safe to keep)."""
+    def run(self, names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The named outputs for `feed` (None: all, in order), as ort.InferenceSession.run returns them (copies, safe
+        to keep)."""
         with self._lock:
             results = self._request.infer(feed)
-            return [results[self.compiled.output(name)] for name in names]
+            ports = self.compiled.outputs if names is None else [self.compiled.output(name) for name in names]
+            return [results[port] for port in ports]

@@ -34,7 +34,7 @@ from ...tokenization import EncodedPairs
 from ...windows import aggregate_windows
 from .memory import device_memory_errors, is_allocation_failure
 from .prefix_cache import PrefixCache
-from .session import choose_precision, faster_dtypes, open_graph, open_session
+from .session import choose_precision, faster_dtypes, open_companion, open_graph
 
 log = logging.getLogger(__name__)
 # A query's shared prompt may span this many token budgets (an image query's is hundreds of tokens: at one CPU budget
@@ -104,9 +104,11 @@ class OnnxScorer(Scorer):
         self._prefix_cache_bytes = options.prefix_cache_bytes
         # A graph beside the scored one (a family's vision encoder) opens with this scorer's device, threads and cap.
         self._open_companion = functools.partial(
-            open_session,
+            open_companion,
+            scored=self.dtype,
             device=options.device,
             intra_op_threads=options.intra_op_threads,
+            cache_dir=options.export_cache_dir,
             memory_limit_mib=options.memory_limit_mib,
         )
         self.memory_splits = 0  # calls split because the device's memory refused them whole

@@ -87,8 +87,9 @@ FASTER_ON_CPU = {
 }
 
 
-def choose_precision(requested: Dtype | None, device: str) -> Dtype | None:
-    """For a scorer that asked for `requested` on `device` ('cpu' or 'cuda'): the dtype to choose its graph by.
+def choose_precision(requested: Dtype | None, device: str, field: str = "dtype") -> Dtype | None:
+    """For a scorer that asked for `requested` (by option `field`) on `device` ('cpu' or 'cuda'): the dtype to choose
+    its graph by.
 
     Not asked for (dtype None): the device's exact default, f32 on every CPU. Asked for bf16: bf16 on a CPU whose
     instructions multiply it (OpenVINO must be installed; the f32 graph serves as the bf16 one), else f32 after one
@@ -97,11 +98,46 @@ def choose_precision(requested: Dtype | None, device: str) -> Dtype | None:
     if requested is not Dtype.BF16:
         return requested
     if device != "cpu":
-        raise ConfigError("dtype: bf16 is the CPU path (OpenVINO on AMX-BF16 or AVX512-BF16): set device: cpu, or f16")
+        raise ConfigError(
+            f"{field}: bf16 is the CPU path (OpenVINO on AMX-BF16 or AVX512-BF16): set device: cpu, or another {field}"
+        )
     if cpu_runs_bf16():
         return Dtype.BF16
-    log.warning("dtype bf16: %s; running the f32 graph in f32", NO_BF16)
+    log.warning("%s bf16: %s; running the f32 graph in f32", field, NO_BF16)
     return Dtype.F32
+
+
+def companion_dtype(asked: Dtype | None, scored: Dtype, device: str) -> Dtype:
+    """The dtype a graph beside the scored one runs in: `asked`, else following the scored graph's dtype — bf16 beside
+    bf16, and beside int8 on a CPU that computes bf16 (a bf16 vision encoder moved scores far less than either
+    decoder: docs/models.md, Precisions), f32 otherwise (exact beside f32 and f16)."""
+    if asked is not None:
+        return asked
+    if scored is Dtype.BF16 or (scored is Dtype.INT8 and resolve_device(device) == "cpu" and bf16_available()):
+        return Dtype.BF16
+    return Dtype.F32
+
+
+def open_companion(
+    graph: Path,
+    asked: Dtype | None,
+    field: str,
+    *,
+    scored: Dtype,
+    device: str,
+    intra_op_threads: int | None,
+    cache_dir: str | None = None,
+    memory_limit_mib: int | None = None,
+):
+    """A graph beside the scored one (a family's vision encoder), in the dtype option `field` asked (None: as
+    companion_dtype follows the `scored` graph's): bf16 computes this f32 graph on OpenVINO (where the CPU multiplies
+    bf16, else f32 as choose_precision says), any other dtype runs on ONNX Runtime with the scorer's device, threads
+    and arena cap."""
+    dtype = companion_dtype(asked, scored, device)
+    if choose_precision(dtype, resolve_device(device), field) is Dtype.BF16:
+        log.info("%s: bf16 on OpenVINO beside the %s graph (%s)", graph.name, scored.value, field)
+        return OpenVinoSession.open(graph, precision="bf16", threads=intra_op_threads, cache_dir=cache_dir)
+    return open_session(graph, device, intra_op_threads, memory_limit_mib)
 
 
 def faster_dtypes(graph_dtypes: set[Dtype]) -> dict[Dtype, str]:

@@ -55,17 +55,18 @@ class Qwen3VLFamily(ModelFamily):
         graph: GraphFile,
         session: ort.InferenceSession,
         folder: ModelFolder,
-        open_companion: Callable[[Path], ort.InferenceSession],
+        open_companion: Callable[[Path, Dtype | None, str], ort.InferenceSession],
         options: LocalOptions,
     ) -> GraphLayout:
         layout = self.layout_class(graph.layout or self.detect_layout(session))
+        encoder = Dtype(options.images.encoder_dtype) if options.images.encoder_dtype else None
         return layout(
             session,
             folder.yes_id,
             folder.no_id,
             options.share_prefix,
             VLSettings.read(folder.path),
-            open_companion(vision_graph(folder.path, Dtype(options.images.encoder_dtype))),
+            open_companion(vision_graph(folder.path, encoder), encoder, "images.encoder_dtype"),
             VisionCost.of_folder(folder.path),
         )
 

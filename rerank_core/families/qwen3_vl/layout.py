@@ -88,7 +88,7 @@ class MropePastKvLayout(PastKvLayout):
         vision_cost: VisionCost,
     ):
         super().__init__(session, yes_id, no_id, share_prefix)
-        self.settings, self.vision = settings, vision  # vision: f32, or int8 as images.encoder_dtype asks
+        self.settings, self.vision = settings, vision  # vision: f32, int8 or bf16 as images.encoder_dtype asks
         self.vision_cost = vision_cost
         # The features enter the decoder in its own dtype (f16 for an f16 graph): cast once per call, not kept so.
         self._feature_type = next(NUMPY_TYPES[i.type] for i in session.get_inputs() if i.name == "image_features")

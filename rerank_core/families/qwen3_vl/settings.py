@@ -14,9 +14,9 @@ from ...errors import ModelFormatError
 VISION_GRAPH, VISION_INT8_GRAPH, SETTINGS = "vision.onnx", "vision_int8.onnx", "qwen3_vl.json"
 
 
-def vision_graph(folder: Path, dtype: Dtype) -> Path:
-    """The vision encoder's graph of `dtype` (`images.encoder_dtype`): f32, or int8 where the folder has it (exported
-    with int8 by exporter 11 or later)."""
+def vision_graph(folder: Path, dtype: Dtype | None) -> Path:
+    """The vision encoder's graph of `dtype` (`images.encoder_dtype`): f32 (which bf16 computes too, and which an
+    unset dtype runs), or int8 where the folder has it (exported with int8 by exporter 11 or later)."""
     path = folder / (VISION_INT8_GRAPH if dtype is Dtype.INT8 else VISION_GRAPH)
     if dtype is Dtype.INT8 and not path.is_file():
         raise ModelFormatError(
