@@ -5,13 +5,14 @@ the scenarios one after another in it (each with images no other scenario or war
 scenario, × the recipe, peak memory, max |Δscore| and Spearman against the recipe in f32 (random weights: a proxy
 for the error of int8, bf16 and f16 only).
 
-On a CPU (default): the recipe in f32 against ours in f32 and int8 (and bf16 where the CPU multiplies it); a row
-`ours-<dtype>-encoder-int8` runs the int8 vision encoder too (`images.encoder_dtype`). With
+On a CPU (default): the recipe in f32 against ours in f32 and int8 (and bf16 where the CPU multiplies it), each with
+the vision encoder's default dtype for it; a row `ours-<dtype>-encoder-<f32|int8|bf16>` names the encoder's
+(`images.encoder_dtype`). With
 `--device cuda` (bench/gpu/run.sh's `vl` section): the recipe in f32 (the reference) and bf16 on the GPU against ours
 on CUDA, the f16 decoder graph beside the f32 vision graph; without a GPU it says so and exits 0. `--smoke`: the tiny
 model and small images on the CPU, to check the bench runs (any `--device`).
 
-Run: python bench/vl.py [--threads 2] [--rows recipe,ours-f32,ours-int8,ours-int8-encoder-int8] [--device cpu|cuda]
+Run: python bench/vl.py [--threads 2] [--rows recipe,ours-f32,ours-int8,ours-bf16-encoder-f32] [--device cpu|cuda]
      [--scenarios a,b,c] [--smoke]
 """
 
@@ -32,10 +33,11 @@ sys.path.insert(0, str(REPO))
 from bench.common import BENCH_DIR, cpu_description, print_table  # noqa: E402
 from bench.gpu.scoring import device_or_none  # noqa: E402
 from bench.gpu.usage import Usage  # noqa: E402
+from rerank_core.dtypes import Dtype, graph_dtype  # noqa: E402
 
 CHECKPOINT = BENCH_DIR / "qwen3-vl-2b-shape-hf"
 EXPORTS = {"cpu": BENCH_DIR / "qwen3-vl-2b-shape", "cuda": BENCH_DIR / "qwen3-vl-2b-shape-gpu"}
-DEFAULT_ROWS = {"cpu": "recipe,ours-f32,ours-int8,ours-int8-encoder-int8", "cuda": "recipe,recipe-bf16,ours-f16"}
+DEFAULT_ROWS = {"cpu": "recipe,ours-f32,ours-int8", "cuda": "recipe,recipe-bf16,ours-f16"}
 WORDS = "revenue chart quarter slide table figure screenshot invoice total product photo red blue page report".split()
 
 
@@ -99,10 +101,11 @@ def scenarios(smoke: bool) -> dict[str, list]:
     return {"a: text → 8 screenshots": a, "b: image → 16 texts": b, "c: mix": c}
 
 
-def ours_dtypes(row: str) -> tuple[str, str]:
-    """An `ours-<dtype>[-encoder-<dtype>]` row's decoder and vision encoder dtypes (the encoder's f32 by default)."""
+def ours_dtypes(row: str) -> tuple[str, str | None]:
+    """An `ours-<dtype>[-encoder-<dtype>]` row's decoder and vision encoder dtypes (None: the encoder's default, which
+    follows the decoder's)."""
     dtype, _, encoder = row.removeprefix("ours-").partition("-encoder-")
-    return dtype, encoder or "f32"
+    return dtype, encoder or None
 
 
 def chosen(all_scenarios: dict[str, list], letters: str) -> dict[str, list]:
@@ -111,6 +114,13 @@ def chosen(all_scenarios: dict[str, list], letters: str) -> dict[str, list]:
     if unknown := wanted - {name[0] for name in all_scenarios}:
         raise SystemExit(f"--scenarios: unknown {sorted(unknown)}; the scenarios are a, b, c")
     return {name: pairs for name, pairs in all_scenarios.items() if name[0] in wanted}
+
+
+def default_rows(device: str) -> str:
+    """The rows run unless --rows names others: on a CPU that computes bf16, ours in bf16 too."""
+    from rerank_core.backends.onnx.openvino_session import bf16_available
+
+    return DEFAULT_ROWS[device] + (",ours-bf16" if device == "cpu" and bf16_available() else "")
 
 
 def warm_up_pair() -> tuple:
@@ -169,7 +179,10 @@ def run_row(spec: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rows", help=f"default: {DEFAULT_ROWS['cpu']} (CPU); {DEFAULT_ROWS['cuda']} (CUDA)")
+    parser.add_argument(
+        "--rows",
+        help=f"default: {DEFAULT_ROWS['cpu']}[,ours-bf16] (CPU; bf16 where it computes bf16); {DEFAULT_ROWS['cuda']}",
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--scenarios", default="a,b,c", help="which to run, by letter (default: a,b,c)")
     parser.add_argument("--smoke", action="store_true", help="the tiny model and small images: checks the bench runs")
@@ -178,13 +191,14 @@ def main() -> None:
     if args.row_spec:
         print("RESULT " + json.dumps(run_row(json.loads(args.row_spec))), flush=True)
         return
-    rows = (args.rows or DEFAULT_ROWS[args.device]).split(",")
+    rows = (args.rows or default_rows(args.device)).split(",")
     names = list(chosen(scenarios(args.smoke), args.scenarios))  # an unknown letter refused before any row runs
     found = device_or_none("bench/vl.py", args.smoke) if args.device == "cuda" else ("cpu", cpu_description())
     if found is None:
         return
     device, machine = found
-    dtypes = {ours_dtypes(row)[0] for row in rows if row.startswith("ours-")}
+    # bf16 computes the f32 graph: the export needs the graph files the rows' dtypes run.
+    dtypes = {graph_dtype(Dtype.parse(ours_dtypes(row)[0])).value for row in rows if row.startswith("ours-")}
     checkpoint, export = bench_vl_model(args.smoke, args.device, dtypes)
     spec = {
         "checkpoint": str(checkpoint),
