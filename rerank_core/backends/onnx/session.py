@@ -135,9 +135,20 @@ def open_companion(
     and arena cap."""
     dtype = companion_dtype(asked, scored, device)
     if choose_precision(dtype, resolve_device(device), field) is Dtype.BF16:
-        log.info("%s: bf16 on OpenVINO beside the %s graph (%s)", graph.name, scored.value, field)
-        return OpenVinoSession.open(graph, precision="bf16", threads=intra_op_threads, cache_dir=cache_dir)
+        return _open_bf16(
+            graph, f"beside the {scored.value} graph ({field})", intra_op_threads, cache_dir, memory_limit_mib
+        )
     return open_session(graph, device, intra_op_threads, memory_limit_mib)
+
+
+def _open_bf16(
+    graph: Path, why: str, intra_op_threads: int | None, cache_dir: str | None, memory_limit_mib: int | None
+):
+    """f32 `graph` computed in bf16 on OpenVINO (its IR cached under `cache_dir`), one info line saying `why`."""
+    log.info("%s: bf16 on OpenVINO %s", graph.name, why)
+    if memory_limit_mib is not None:
+        log.warning("memory_limit_mib caps ONNX Runtime's arena; bf16 runs on OpenVINO, which it does not cap")
+    return OpenVinoSession.open(graph, precision="bf16", threads=intra_op_threads, cache_dir=cache_dir)
 
 
 def faster_dtypes(graph_dtypes: set[Dtype]) -> dict[Dtype, str]:
@@ -161,10 +172,7 @@ def open_graph(
     dtype bf16 (its IR cached under `cache_dir`), else ONNX Runtime on `device` with its arena capped at
     `memory_limit_mib`."""
     if graph.dtype is Dtype.BF16:
-        log.info("%s: bf16 on OpenVINO (this CPU multiplies bf16)", graph.path.name)
-        if memory_limit_mib is not None:
-            log.warning("memory_limit_mib caps ONNX Runtime's arena; bf16 runs on OpenVINO, which it does not cap")
-        return OpenVinoSession.open(graph.path, precision="bf16", threads=intra_op_threads, cache_dir=cache_dir)
+        return _open_bf16(graph.path, "(this CPU multiplies bf16)", intra_op_threads, cache_dir, memory_limit_mib)
     if graph.weight_bits == EXACT_INT8_WEIGHT_BITS and not multiplies_int8_exactly():
         log.warning(
             "%s holds 8-bit weights (exported on a CPU with VNNI or AMX); this CPU has neither, and its int8 products "
