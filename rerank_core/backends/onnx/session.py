@@ -108,12 +108,12 @@ def choose_precision(requested: Dtype | None, device: str, field: str = "dtype")
 
 
 def companion_dtype(asked: Dtype | None, scored: Dtype, device: str) -> Dtype:
-    """The dtype a graph beside the scored one runs in: `asked`, else following the scored graph's dtype — bf16 beside
-    bf16, and beside int8 on a CPU that computes bf16 (a bf16 vision encoder moved scores far less than either
-    decoder: docs/models.md, Precisions), f32 otherwise (exact beside f32 and f16)."""
+    """The dtype a graph beside the scored one runs in on `device` ('cpu' or 'cuda'): `asked`, else following the
+    scored graph's dtype — bf16 beside bf16, and beside int8 on a CPU that computes bf16 (a bf16 vision encoder moved
+    scores far less than either decoder: docs/models.md, Precisions), f32 otherwise (exact beside f32 and f16)."""
     if asked is not None:
         return asked
-    if scored is Dtype.BF16 or (scored is Dtype.INT8 and resolve_device(device) == "cpu" and bf16_available()):
+    if scored is Dtype.BF16 or (scored is Dtype.INT8 and device == "cpu" and bf16_available()):
         return Dtype.BF16
     return Dtype.F32
 
@@ -133,8 +133,8 @@ def open_companion(
     companion_dtype follows the `scored` graph's): bf16 computes this f32 graph on OpenVINO (where the CPU multiplies
     bf16, else f32 as choose_precision says), any other dtype runs on ONNX Runtime with the scorer's device, threads
     and arena cap."""
-    dtype = companion_dtype(asked, scored, device)
-    if choose_precision(dtype, resolve_device(device), field) is Dtype.BF16:
+    where = resolve_device(device)
+    if choose_precision(companion_dtype(asked, scored, where), where, field) is Dtype.BF16:
         return _open_bf16(
             graph, f"beside the {scored.value} graph ({field})", intra_op_threads, cache_dir, memory_limit_mib
         )

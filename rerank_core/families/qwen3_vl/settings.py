@@ -21,7 +21,7 @@ def vision_graph(folder: Path, dtype: Dtype | None) -> Path:
     if dtype is Dtype.INT8 and not path.is_file():
         raise ModelFormatError(
             f"images.encoder_dtype: int8 needs {VISION_INT8_GRAPH}, which {folder} lacks: export it with "
-            "`rerank export … --dtype f32,int8` (or leave encoder_dtype at f32)"
+            "`rerank export … --dtype f32,int8` (or leave encoder_dtype unset)"
         )
     return path
 
